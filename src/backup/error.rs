@@ -1,0 +1,49 @@
+//! Everything a backup or restore can fail with, each variant saying what to do next.
+
+use thiserror::Error;
+
+use crate::{db::DbError, ident::InvalidIdent};
+
+#[derive(Debug, Error)]
+pub enum BackupError {
+    #[error(transparent)]
+    InvalidId(#[from] InvalidIdent),
+    #[error("no backup `{0}` in the repository; `autonomy ha backup list` shows the ids")]
+    NotFound(String),
+    #[error("this node is not the leader (leader: {leader}); send the request to the leader")]
+    NotLeader { leader: String },
+    #[error("restore refused: node `{0}` is not in maintenance mode; restart it with --maintenance-mode and stop application traffic first")]
+    NotInMaintenance(String),
+    #[error("restore refused: the request did not confirm it; pass --confirm (the restore replaces the database's contents)")]
+    NotConfirmed,
+    #[error("another backup or restore is running on this node; retry when it has finished")]
+    Busy,
+    #[error("archive of backup `{backup_id}` does not match its manifest (expected sha256 {expected}, found {actual}); the database was not touched. Restore another backup")]
+    ChecksumMismatch { backup_id: String, expected: String, actual: String },
+    #[error("the archive of backup `{0}` is missing from the repository; the database was not touched")]
+    ArchiveMissing(String),
+    #[error("{tool} failed ({status}): {stderr}")]
+    Tool { tool: &'static str, status: String, stderr: String },
+    #[error("this node lost the leader lease (epoch {0}) during the operation; nothing was recorded")]
+    Fenced(i64),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("repository I/O failed on {path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start {tool}: {source}; is PostgreSQL's client installed (or --pg-bin-dir set)?")]
+    Spawn {
+        tool: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl BackupError {
+    pub fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
+        move |source| BackupError::Io { path: path.to_owned(), source }
+    }
+}

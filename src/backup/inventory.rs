@@ -1,0 +1,119 @@
+//! The `autonomy_ha.backup_inventory` table: an index of the repository, rebuilt from manifests.
+
+use time::OffsetDateTime;
+use tokio_postgres::{GenericClient, Row};
+
+use crate::{
+    backup::{BackupRecord, BackupStatus, Manifest},
+    db::DbError,
+};
+
+/// Records a backup that has just started.
+pub async fn insert_running(
+    client: &impl GenericClient,
+    backup_id: &str,
+    created_at: OffsetDateTime,
+    database: &str,
+    node_id: &str,
+    epoch: i64,
+) -> Result<(), DbError> {
+    client
+        .execute(
+            "INSERT INTO autonomy_ha.backup_inventory (backup_id, status, created_at, database, node_id, epoch)
+             VALUES ($1, 'running', $2, $3, $4, $5)",
+            &[&backup_id, &created_at, &database, &node_id, &epoch],
+        )
+        .await
+        .map_err(DbError::query("record a running backup"))?;
+    Ok(())
+}
+
+/// Marks a backup completed with the figures of its manifest (insert if the row is missing).
+pub async fn upsert_completed(client: &impl GenericClient, m: &Manifest) -> Result<u64, DbError> {
+    client
+        .execute(
+            "INSERT INTO autonomy_ha.backup_inventory
+                 (backup_id, status, created_at, completed_at, database, server_version,
+                  size_bytes, sha256, duration_ms, node_id, epoch, error)
+             VALUES ($1, 'completed', $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL)
+             ON CONFLICT (backup_id) DO UPDATE SET
+                 status = 'completed', completed_at = EXCLUDED.completed_at,
+                 server_version = EXCLUDED.server_version, size_bytes = EXCLUDED.size_bytes,
+                 sha256 = EXCLUDED.sha256, duration_ms = EXCLUDED.duration_ms, error = NULL",
+            &[
+                &m.backup_id,
+                &m.created_at,
+                &m.completed_at,
+                &m.database,
+                &m.server_version,
+                &(m.size_bytes as i64),
+                &m.sha256,
+                &(m.duration_ms as i64),
+                &m.node_id,
+                &m.epoch,
+            ],
+        )
+        .await
+        .map_err(DbError::query("record a completed backup"))
+}
+
+/// Marks a backup failed, keeping the reason for `backup list`.
+pub async fn mark_failed(client: &impl GenericClient, backup_id: &str, error: &str) -> Result<(), DbError> {
+    client
+        .execute(
+            "UPDATE autonomy_ha.backup_inventory SET status = 'failed', completed_at = now(), error = $2
+              WHERE backup_id = $1",
+            &[&backup_id, &error],
+        )
+        .await
+        .map_err(DbError::query("record a failed backup"))?;
+    Ok(())
+}
+
+/// Adds every manifest the table lacks; returns how many rows were added.
+pub async fn rebuild_from_manifests(client: &impl GenericClient, manifests: &[Manifest]) -> Result<u64, DbError> {
+    let known: Vec<String> = client
+        .query("SELECT backup_id FROM autonomy_ha.backup_inventory WHERE status = 'completed'", &[])
+        .await
+        .map_err(DbError::query("read the inventory"))?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let mut added = 0;
+    for manifest in manifests.iter().filter(|m| !known.contains(&m.backup_id)) {
+        added += upsert_completed(client, manifest).await?;
+    }
+    Ok(added)
+}
+
+/// Every inventory row, oldest first.
+pub async fn list(client: &impl GenericClient) -> Result<Vec<BackupRecord>, DbError> {
+    let rows = client
+        .query(
+            "SELECT backup_id, status, created_at, completed_at, database, server_version,
+                    size_bytes, sha256, duration_ms, node_id, epoch, error
+               FROM autonomy_ha.backup_inventory ORDER BY created_at, backup_id",
+            &[],
+        )
+        .await
+        .map_err(DbError::query("list the inventory"))?;
+    Ok(rows.iter().map(record_from_row).collect())
+}
+
+fn record_from_row(row: &Row) -> BackupRecord {
+    let status: String = row.get(1);
+    BackupRecord {
+        backup_id: row.get(0),
+        status: BackupStatus::parse(&status).unwrap_or(BackupStatus::Failed),
+        created_at: row.get(2),
+        completed_at: row.get(3),
+        database: row.get(4),
+        server_version: row.get(5),
+        size_bytes: row.get::<_, Option<i64>>(6).map(|v| v as u64),
+        checksum: row.get(7),
+        duration_ms: row.get::<_, Option<i64>>(8).map(|v| v as u64),
+        node_id: row.get(9),
+        epoch: row.get(10),
+        error: row.get(11),
+    }
+}

@@ -1,0 +1,14 @@
+//! Backups: the repository of archives and manifests, pg_dump and restore runners, the inventory.
+
+pub mod dump;
+pub mod error;
+pub mod inventory;
+pub mod manifest;
+pub mod pgtools;
+pub mod repository;
+pub mod restore;
+pub mod service;
+
+pub use error::BackupError;
+pub use manifest::{BackupRecord, BackupStatus, Manifest};
+pub use service::BackupService;

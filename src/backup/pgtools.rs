@@ -1,0 +1,77 @@
+//! Command lines for PostgreSQL's own tools (pg_dump, pg_restore, psql), built without a shell.
+//!
+//! The connection comes from the node's database URL; its password travels in the child's
+//! PGPASSWORD environment variable, never on a command line where `ps` would show it.
+
+use std::{path::PathBuf, process::Command};
+
+use tokio_postgres::config::Host;
+
+/// How to reach the application database with libpq tools.
+#[derive(Clone)]
+pub struct PgTools {
+    bin_dir: Option<PathBuf>,
+    host: Option<String>,
+    port: Option<u16>,
+    user: Option<String>,
+    password: Option<Vec<u8>>,
+    pub database: String,
+}
+
+impl PgTools {
+    /// Builds from a URL that [`crate::config::ServeConfig`] already validated.
+    pub fn new(database_url: &str, bin_dir: Option<PathBuf>) -> Result<Self, tokio_postgres::Error> {
+        let config: tokio_postgres::Config = database_url.parse()?;
+        let host = config.get_hosts().first().map(|host| match host {
+            Host::Tcp(name) => name.clone(),
+            Host::Unix(path) => path.display().to_string(),
+        });
+        let user = config.get_user().map(str::to_owned);
+        let database = config
+            .get_dbname()
+            .map(str::to_owned)
+            .or_else(|| user.clone())
+            .unwrap_or_else(|| "postgres".to_owned());
+        Ok(Self {
+            bin_dir,
+            host,
+            port: config.get_ports().first().copied(),
+            user,
+            password: config.get_password().map(<[u8]>::to_vec),
+            database,
+        })
+    }
+
+    /// A command for `tool` with the connection in its environment (libpq reads PG* variables).
+    pub fn command(&self, tool: &str) -> Command {
+        let program = match &self.bin_dir {
+            Some(dir) => dir.join(tool),
+            None => PathBuf::from(tool),
+        };
+        let mut command = Command::new(program);
+        for var in ["PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE", "PGSERVICE", "PGOPTIONS"] {
+            command.env_remove(var);
+        }
+        if let Some(host) = &self.host {
+            command.env("PGHOST", host);
+        }
+        if let Some(port) = self.port {
+            command.env("PGPORT", port.to_string());
+        }
+        if let Some(user) = &self.user {
+            command.env("PGUSER", user);
+        }
+        if let Some(password) = &self.password {
+            command.env("PGPASSWORD", String::from_utf8_lossy(password).as_ref());
+        }
+        command.env("PGDATABASE", &self.database);
+        command.env("PGCONNECT_TIMEOUT", "10");
+        command
+    }
+}
+
+/// The last `limit` bytes of a tool's stderr, for error messages (tools never print passwords).
+pub fn stderr_tail(stderr: &[u8], limit: usize) -> String {
+    let start = stderr.len().saturating_sub(limit);
+    String::from_utf8_lossy(&stderr[start..]).trim().to_owned()
+}

@@ -1,0 +1,105 @@
+//! Replays an archive into the database as one transaction that first clears every user object.
+//!
+//! `pg_restore --clean` drops only what the archive knows, and its DROP SCHEMA fails on objects
+//! created after the backup. So the restore instead runs, in one psql session and one
+//! transaction: drop every schema but `autonomy_ha` and the system ones, unlink every large
+//! object, re-create an empty `public`, then the archive's own script (`pg_restore
+//! --single-transaction -f -`, which ends in the COMMIT). A failure anywhere, or an archive
+//! stream that stops early, never reaches that COMMIT, so the database stays as it was.
+
+use std::{io::Read, path::Path, process::Stdio, time::Instant};
+
+use crate::backup::{pgtools::{stderr_tail, PgTools}, BackupError};
+
+/// Runs first, inside the restore's transaction. `public` is re-created as PostgreSQL 15
+/// creates it, because pg_dump does not dump a default `public` schema.
+const CLEAR_DATABASE_SQL: &str = r#"
+SET client_min_messages = warning;
+BEGIN;
+SET LOCAL lock_timeout = '60s';
+DO $autonomy_restore$
+DECLARE
+    schema_name name;
+BEGIN
+    FOR schema_name IN
+        SELECT nspname FROM pg_namespace
+         WHERE nspname NOT IN ('autonomy_ha', 'information_schema')
+           AND nspname NOT LIKE 'pg\_%'
+    LOOP
+        EXECUTE format('DROP SCHEMA %I CASCADE', schema_name);
+    END LOOP;
+    PERFORM lo_unlink(oid) FROM pg_largeobject_metadata;
+    CREATE SCHEMA public AUTHORIZATION pg_database_owner;
+    COMMENT ON SCHEMA public IS 'standard public schema';
+    GRANT USAGE ON SCHEMA public TO PUBLIC;
+END
+$autonomy_restore$;
+"#;
+
+/// Replays `archive` all or nothing. Blocking: call it from a blocking thread.
+/// Returns the elapsed milliseconds.
+pub fn replay_archive(tools: &PgTools, archive: &Path) -> Result<u64, BackupError> {
+    let started = Instant::now();
+    let mut restore = tools
+        .command("pg_restore")
+        .args(["--single-transaction", "--exit-on-error", "--file=-"])
+        .arg(archive)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| BackupError::Spawn { tool: "pg_restore", source })?;
+    let script = restore.stdout.take().expect("stdout was piped");
+
+    // The archive's script goes straight from pg_restore to psql through a pipe: no copy here.
+    let psql = tools
+        .command("psql")
+        .args(["--no-psqlrc", "--quiet", "--no-password", "--set=ON_ERROR_STOP=1"])
+        .arg(format!("--command={CLEAR_DATABASE_SQL}"))
+        .arg("--file=-")
+        .stdin(Stdio::from(script))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut psql = match psql {
+        Ok(child) => child,
+        Err(source) => {
+            let _ = restore.kill();
+            let _ = restore.wait();
+            return Err(BackupError::Spawn { tool: "psql", source });
+        }
+    };
+
+    let restore_stderr = drain(restore.stderr.take().expect("stderr was piped"));
+    let psql_stderr = drain(psql.stderr.take().expect("stderr was piped"));
+    let psql_status = psql.wait().map_err(|source| BackupError::Spawn { tool: "psql", source })?;
+    let restore_status = restore.wait().map_err(|source| BackupError::Spawn { tool: "pg_restore", source })?;
+    let restore_stderr = restore_stderr.join().unwrap_or_default();
+    let psql_stderr = psql_stderr.join().unwrap_or_default();
+
+    // psql first: when it stops on an error, pg_restore dies of the closed pipe, and the
+    // useful message is psql's.
+    if !psql_status.success() {
+        return Err(BackupError::Tool {
+            tool: "psql (restore transaction rolled back)",
+            status: psql_status.to_string(),
+            stderr: stderr_tail(&psql_stderr, 2000),
+        });
+    }
+    if !restore_status.success() {
+        return Err(BackupError::Tool {
+            tool: "pg_restore",
+            status: restore_status.to_string(),
+            stderr: stderr_tail(&restore_stderr, 2000),
+        });
+    }
+    Ok(started.elapsed().as_millis() as u64)
+}
+
+fn drain(mut stream: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut buffer = Vec::new();
+        let _ = stream.read_to_end(&mut buffer);
+        buffer
+    })
+}

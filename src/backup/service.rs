@@ -1,0 +1,265 @@
+//! The leader's backup operations: create, list and restore, with fencing, audit and one-at-a-time.
+
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+
+use crate::{
+    audit::AuditLog,
+    backup::{
+        dump, inventory,
+        manifest::{RestoreReport, Storage},
+        pgtools::PgTools,
+        repository::LocalRepository,
+        restore, BackupError, BackupRecord, BackupStatus, Manifest,
+    },
+    db::{self, DbError, SharedClient},
+    ha::{lease, NodeState},
+    ident,
+};
+
+pub struct BackupService {
+    pub state: Arc<NodeState>,
+    pub repo: Arc<LocalRepository>,
+    pub tools: PgTools,
+    pub db: Arc<SharedClient>,
+    pub audit: Arc<AuditLog>,
+    /// One backup or restore at a time on a node; a second request is refused, not queued.
+    operation: tokio::sync::Mutex<()>,
+}
+
+impl BackupService {
+    pub fn new(
+        state: Arc<NodeState>,
+        repo: LocalRepository,
+        tools: PgTools,
+        db: Arc<SharedClient>,
+        audit: Arc<AuditLog>,
+    ) -> Self {
+        Self { state, repo: Arc::new(repo), tools, db, audit, operation: tokio::sync::Mutex::new(()) }
+    }
+
+    fn leader_epoch(&self) -> Result<i64, BackupError> {
+        self.state.leader_epoch().ok_or_else(|| BackupError::NotLeader {
+            leader: self.state.report().holder_id.unwrap_or_else(|| "unknown".into()),
+        })
+    }
+
+    /// Adds manifests the inventory lacks (after a lost or dropped table).
+    pub async fn rebuild_inventory(&self) -> Result<u64, BackupError> {
+        let repo = self.repo.clone();
+        let manifests = tokio::task::spawn_blocking(move || repo.manifests())
+            .await
+            .expect("the manifest scan does not panic")?;
+        let client = self.db.get().await?;
+        Ok(inventory::rebuild_from_manifests(&*client, &manifests).await?)
+    }
+
+    pub async fn list(&self) -> Result<Vec<BackupRecord>, BackupError> {
+        if self.state.leader_epoch().is_some() {
+            self.rebuild_inventory().await?;
+        }
+        let client = self.db.get().await?;
+        Ok(inventory::list(&*client).await?)
+    }
+
+    pub async fn get(&self, backup_id: &str) -> Result<BackupRecord, BackupError> {
+        ident::validate("backup id", backup_id)?;
+        self.list()
+            .await?
+            .into_iter()
+            .find(|record| record.backup_id == backup_id)
+            .ok_or_else(|| BackupError::NotFound(backup_id.to_owned()))
+    }
+
+    pub async fn create(&self) -> Result<BackupRecord, BackupError> {
+        let epoch = self.leader_epoch()?;
+        let _running = self.operation.try_lock().map_err(|_| BackupError::Busy)?;
+        let backup_id = new_backup_id();
+        let created_at = OffsetDateTime::now_utc();
+        let database = self.tools.database.clone();
+        let server_version = {
+            let mut client = self.db.get().await?;
+            let tx = client.transaction().await.map_err(DbError::query("begin"))?;
+            if !lease::holds_lease_in_tx(&tx, &self.state.node_id, epoch).await? {
+                return Err(BackupError::Fenced(epoch));
+            }
+            inventory::insert_running(&tx, &backup_id, created_at, &database, &self.state.node_id, epoch).await?;
+            let version: String = tx
+                .query_one("SHOW server_version", &[])
+                .await
+                .map_err(DbError::query("read the server version"))?
+                .get(0);
+            tx.commit().await.map_err(DbError::query("commit"))?;
+            version
+        };
+
+        let partial = self.repo.partial_archive_path(&backup_id)?;
+        let tools = self.tools.clone();
+        let dumped = tokio::task::spawn_blocking(move || dump::dump_to_partial(&tools, db::SCHEMA, &partial))
+            .await
+            .expect("the dump thread does not panic");
+        let outcome = match dumped {
+            Ok(outcome) => outcome,
+            Err(error) => return Err(self.record_failure(&backup_id, error).await),
+        };
+
+        let manifest = Manifest {
+            manifest_version: 1,
+            backup_id: backup_id.clone(),
+            created_at,
+            completed_at: OffsetDateTime::now_utc(),
+            database,
+            server_version,
+            size_bytes: outcome.size_bytes,
+            sha256: outcome.sha256,
+            duration_ms: outcome.duration_ms,
+            status: BackupStatus::Completed,
+            node_id: self.state.node_id.clone(),
+            epoch,
+            excluded_schemas: vec![db::SCHEMA.to_owned()],
+            storage: Storage::default(),
+        };
+        let repo = self.repo.clone();
+        let published = manifest.clone();
+        if let Err(error) = tokio::task::spawn_blocking(move || repo.publish(&published))
+            .await
+            .expect("publishing does not panic")
+        {
+            return Err(self.record_failure(&backup_id, error).await);
+        }
+        {
+            let mut client = self.db.get().await?;
+            let tx = client.transaction().await.map_err(DbError::query("begin"))?;
+            if !lease::holds_lease_in_tx(&tx, &self.state.node_id, epoch).await? {
+                // The archive and manifest are complete; the next leader indexes them.
+                return Err(BackupError::Fenced(epoch));
+            }
+            inventory::upsert_completed(&tx, &manifest).await?;
+            tx.commit().await.map_err(DbError::query("commit"))?;
+        }
+        self.audit_quietly(
+            "ha.backup.created",
+            serde_json::json!({
+                "backup_id": manifest.backup_id,
+                "sha256": manifest.sha256,
+                "size_bytes": manifest.size_bytes,
+                "duration_ms": manifest.duration_ms,
+                "database": manifest.database,
+                "epoch": epoch,
+            }),
+        );
+        tracing::info!(backup_id = %manifest.backup_id, size_bytes = manifest.size_bytes, duration_ms = manifest.duration_ms, "backup created");
+        Ok(BackupRecord::from(&manifest))
+    }
+
+    async fn record_failure(&self, backup_id: &str, error: BackupError) -> BackupError {
+        tracing::error!(backup_id, %error, "backup failed");
+        if let Ok(client) = self.db.get().await {
+            if let Err(db_error) = inventory::mark_failed(&*client, backup_id, &error.to_string()).await {
+                tracing::error!(%db_error, "could not record the failed backup");
+            }
+        }
+        self.audit_quietly("ha.backup.failed", serde_json::json!({ "backup_id": backup_id, "error": error.to_string() }));
+        error
+    }
+
+    pub async fn restore(&self, backup_id: &str, confirm: bool) -> Result<RestoreReport, BackupError> {
+        ident::validate("backup id", backup_id)?;
+        if !confirm {
+            return Err(BackupError::NotConfirmed);
+        }
+        let epoch = self.leader_epoch()?;
+        if !self.state.maintenance_mode {
+            return Err(BackupError::NotInMaintenance(self.state.node_id.clone()));
+        }
+        let _running = self.operation.try_lock().map_err(|_| BackupError::Busy)?;
+        let started = std::time::Instant::now();
+        let manifest = self.repo.manifest(backup_id)?;
+
+        let repo = self.repo.clone();
+        let id = backup_id.to_owned();
+        let actual = tokio::task::spawn_blocking(move || repo.archive_sha256(&id))
+            .await
+            .expect("hashing does not panic")?;
+        if actual != manifest.sha256 {
+            let error = BackupError::ChecksumMismatch {
+                backup_id: backup_id.to_owned(),
+                expected: manifest.sha256.clone(),
+                actual,
+            };
+            self.audit_quietly("ha.backup.restore_rejected", serde_json::json!({ "backup_id": backup_id, "reason": error.to_string() }));
+            return Err(error);
+        }
+
+        let terminated_sessions = {
+            let client = self.db.get().await?;
+            if lease::read(&*client).await?.epoch != epoch || self.state.leader_epoch() != Some(epoch) {
+                return Err(BackupError::Fenced(epoch));
+            }
+            terminate_other_sessions(&client).await?
+        };
+
+        let tools = self.tools.clone();
+        let archive = self.repo.archive_path(backup_id)?;
+        let replayed = tokio::task::spawn_blocking(move || restore::replay_archive(&tools, &archive))
+            .await
+            .expect("the restore thread does not panic");
+        if let Err(error) = replayed {
+            self.audit_quietly("ha.backup.restore_failed", serde_json::json!({ "backup_id": backup_id, "error": error.to_string() }));
+            return Err(error);
+        }
+        let restore_ms = started.elapsed().as_millis() as u64;
+        self.audit_quietly(
+            "ha.backup.restored",
+            serde_json::json!({
+                "backup_id": backup_id,
+                "sha256": manifest.sha256,
+                "restore_ms": restore_ms,
+                "terminated_sessions": terminated_sessions,
+                "epoch": epoch,
+            }),
+        );
+        tracing::info!(backup_id, restore_ms, terminated_sessions, "backup restored");
+        Ok(RestoreReport {
+            backup_id: backup_id.to_owned(),
+            status: "restored".into(),
+            checksum: manifest.sha256,
+            restore_ms,
+            terminated_sessions,
+        })
+    }
+
+    fn audit_quietly(&self, event_type: &str, details: serde_json::Value) {
+        if let Err(error) = self.audit.record(event_type, details) {
+            tracing::error!(%error, event_type, "could not write an audit event");
+        }
+    }
+}
+
+/// Ends every client session on the database but autonomy's own, so the restore's locks are
+/// not blocked by application connections. Returns how many were ended.
+async fn terminate_other_sessions(client: &tokio_postgres::Client) -> Result<i64, DbError> {
+    let row = client
+        .query_one(
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))
+               FROM pg_stat_activity
+              WHERE datname = current_database()
+                AND pid <> pg_backend_pid()
+                AND backend_type = 'client backend'
+                AND coalesce(application_name, '') NOT LIKE $1",
+            &[&format!("{}%", db::APPLICATION_NAME_PREFIX)],
+        )
+        .await
+        .map_err(DbError::query("terminate other sessions"))?;
+    Ok(row.get(0))
+}
+
+/// `bk-<UTC time>-<6 hex>`: sorts by time, unique without coordination.
+fn new_backup_id() -> String {
+    let now = OffsetDateTime::now_utc();
+    let stamp = now
+        .format(time::macros::format_description!("[year][month][day]T[hour][minute][second]Z"))
+        .expect("a fixed format always formats");
+    format!("bk-{stamp}-{}", hex::encode(rand::random::<[u8; 3]>()))
+}

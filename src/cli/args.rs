@@ -1,0 +1,114 @@
+//! The clap definition of every command, flag and environment variable.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "autonomy", version, about = "PostgreSQL high availability with proven backups and restores")]
+pub struct Cli {
+    /// Base URL of the node the CLI talks to.
+    #[arg(long, global = true, env = "AUTONOMY_SERVER_URL", default_value = "http://127.0.0.1:7432")]
+    pub server: String,
+    /// API token (sent as a Bearer token; required by every route but /healthz).
+    #[arg(long, global = true, env = "AUTONOMY_API_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
+    pub output: OutputFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// High availability: run a node, read its status, manage backups.
+    #[command(subcommand)]
+    Ha(HaCommand),
+    /// Query the audit store.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HaCommand {
+    /// Run one HA node (API server and leader lease).
+    Serve(ServeArgs),
+    /// Show the node's role, lease holder, epoch and mode.
+    Status,
+    /// Create, list and restore backups (the leader does the work).
+    #[command(subcommand)]
+    Backup(BackupCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// This node's id (letters, digits, `.`, `_`, `-`); unique among the nodes.
+    #[arg(long, env = "AUTONOMY_NODE_ID")]
+    pub node_id: String,
+    /// Address the API listens on; loopback unless --allow-remote. Port 0 picks a free port.
+    #[arg(long, env = "AUTONOMY_LISTEN", default_value = "127.0.0.1:7432")]
+    pub listen: SocketAddr,
+    /// Allow --listen on a non-loopback address.
+    #[arg(long, env = "AUTONOMY_ALLOW_REMOTE")]
+    pub allow_remote: bool,
+    /// PostgreSQL URL of the application database (the nodes share it; it holds autonomy_ha).
+    #[arg(long, env = "AUTONOMY_DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+    /// Directory of the backup repository (archives and their manifests).
+    #[arg(long, env = "AUTONOMY_BACKUP_DIR")]
+    pub backup_dir: PathBuf,
+    /// Directory of the audit store (one JSON-lines file per node).
+    #[arg(long, env = "AUTONOMY_AUDIT_DIR", default_value = "autonomy-audit")]
+    pub audit_dir: PathBuf,
+    /// Allow restores (stop application traffic first).
+    #[arg(long, env = "AUTONOMY_MAINTENANCE_MODE")]
+    pub maintenance_mode: bool,
+    /// API token clients must present (at least 16 characters).
+    #[arg(long, env = "AUTONOMY_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+    /// Leader lease time-to-live in milliseconds.
+    #[arg(long, env = "AUTONOMY_LEASE_TTL_MS", default_value_t = 10_000)]
+    pub lease_ttl_ms: u64,
+    /// Directory of pg_dump, pg_restore and psql (default: PATH). Match the server's major version.
+    #[arg(long, env = "AUTONOMY_PG_BIN_DIR")]
+    pub pg_bin_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Take a pg_dump archive of the application database.
+    Create,
+    /// List the backups in the inventory.
+    List,
+    /// Replace the database's contents with a backup (node must be in maintenance mode).
+    Restore {
+        /// The backup id (from `ha backup list`).
+        backup_id: String,
+        /// Confirm that the database's current contents are to be replaced.
+        #[arg(long)]
+        confirm: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Print events from every node's audit file, oldest first.
+    Query {
+        /// Only events of this type (e.g. ha.backup.created).
+        #[arg(long)]
+        event_type: Option<String>,
+        /// Only events at or after this RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// The audit store to read.
+        #[arg(long, env = "AUTONOMY_AUDIT_DIR", default_value = "autonomy-audit")]
+        audit_dir: PathBuf,
+    },
+}

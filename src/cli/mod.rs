@@ -1,0 +1,8 @@
+//! The command tree (clap) and its dispatch; rendering lives in `render`.
+
+pub mod args;
+pub mod render;
+pub mod run;
+
+pub use args::Cli;
+pub use run::{run, CliError};

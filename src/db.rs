@@ -1,0 +1,112 @@
+//! Connections to the application database and the `autonomy_ha` schema with its migrations.
+
+use thiserror::Error;
+use tokio_postgres::{Client, NoTls};
+
+/// The schema autonomy owns; never dumped, never restored.
+pub const SCHEMA: &str = "autonomy_ha";
+
+/// Prefix of every autonomy session's application_name, so a restore can spare them.
+pub const APPLICATION_NAME_PREFIX: &str = "autonomy-ha:";
+
+/// Advisory-lock key that serialises migrations between nodes starting at once.
+const MIGRATION_LOCK_KEY: i64 = 0x6175_746f_6d69; // "automi"
+
+#[derive(Debug, Error)]
+pub enum DbError {
+    #[error("cannot connect to the database: {0}")]
+    Connect(#[source] tokio_postgres::Error),
+    #[error("database error during {what}: {source}")]
+    Query {
+        what: &'static str,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+}
+
+impl DbError {
+    pub fn query(what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> DbError {
+        move |source| DbError::Query { what, source }
+    }
+}
+
+/// Opens one connection; its driver task ends when the client is dropped.
+pub async fn connect(database_url: &str, node_id: &str, purpose: &str) -> Result<Client, DbError> {
+    let mut config: tokio_postgres::Config = database_url.parse().map_err(DbError::Connect)?;
+    config.application_name(&format!("{APPLICATION_NAME_PREFIX}{node_id}:{purpose}"));
+    config.connect_timeout(std::time::Duration::from_secs(5));
+    let (client, connection) = config.connect(NoTls).await.map_err(DbError::Connect)?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, "database connection closed");
+        }
+    });
+    Ok(client)
+}
+
+/// The schema, written so that running it again changes nothing and re-creates whatever was
+/// dropped (a missing inventory table comes back empty and is refilled from the manifests).
+/// Later changes append idempotent statements (`ADD COLUMN IF NOT EXISTS`, ...).
+const SCHEMA_SQL: &str = "
+    CREATE SCHEMA IF NOT EXISTS autonomy_ha;
+    CREATE TABLE IF NOT EXISTS autonomy_ha.leader_lease (
+        singleton   boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+        holder_id   text,
+        epoch       bigint NOT NULL DEFAULT 0,
+        acquired_at timestamptz,
+        expires_at  timestamptz NOT NULL DEFAULT '-infinity'
+    );
+    -- The backend pid of the holder's lease session: gone means the holder is gone.
+    ALTER TABLE autonomy_ha.leader_lease ADD COLUMN IF NOT EXISTS holder_pid integer;
+    INSERT INTO autonomy_ha.leader_lease DEFAULT VALUES ON CONFLICT DO NOTHING;
+    CREATE TABLE IF NOT EXISTS autonomy_ha.backup_inventory (
+        backup_id      text PRIMARY KEY,
+        status         text NOT NULL CHECK (status IN ('running', 'completed', 'failed')),
+        created_at     timestamptz NOT NULL,
+        completed_at   timestamptz,
+        database       text NOT NULL,
+        server_version text,
+        size_bytes     bigint,
+        sha256         text,
+        duration_ms    bigint,
+        node_id        text NOT NULL,
+        epoch          bigint NOT NULL,
+        error          text
+    );
+";
+
+/// Creates or repairs the `autonomy_ha` schema. Safe when several nodes start at once: it
+/// runs in one transaction under a transaction-scoped advisory lock.
+pub async fn migrate(client: &mut Client) -> Result<(), DbError> {
+    let tx = client.transaction().await.map_err(DbError::query("begin migration"))?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY])
+        .await
+        .map_err(DbError::query("take the migration lock"))?;
+    tx.batch_execute(SCHEMA_SQL)
+        .await
+        .map_err(DbError::query("create the autonomy_ha schema"))?;
+    tx.commit().await.map_err(DbError::query("commit migration"))
+}
+
+/// One lazily (re)connected session shared by the API handlers. Requests take turns on it:
+/// the control plane issues a handful of short statements per request.
+pub struct SharedClient {
+    database_url: String,
+    node_id: String,
+    client: tokio::sync::Mutex<Option<Client>>,
+}
+
+impl SharedClient {
+    pub fn new(database_url: String, node_id: String) -> Self {
+        Self { database_url, node_id, client: tokio::sync::Mutex::new(None) }
+    }
+
+    /// The session, reconnecting first if it was lost.
+    pub async fn get(&self) -> Result<tokio::sync::MappedMutexGuard<'_, Client>, DbError> {
+        let mut slot = self.client.lock().await;
+        if slot.as_ref().is_none_or(Client::is_closed) {
+            *slot = Some(connect(&self.database_url, &self.node_id, "api").await?);
+        }
+        Ok(tokio::sync::MutexGuard::map(slot, |slot| slot.as_mut().expect("connected above")))
+    }
+}

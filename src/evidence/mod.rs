@@ -1,0 +1,7 @@
+//! Evidence: the report schema every slice shares, its text rendering, and the atomic writer.
+
+pub mod render;
+pub mod report;
+pub mod writer;
+
+pub use report::{Check, CheckStatus, Outcome, Report};

@@ -1,0 +1,37 @@
+//! The CLI's documented exit codes, one per kind of failure an operator acts on differently.
+
+use std::process::ExitCode;
+
+/// Why the CLI stopped. The numbers are part of the interface (README "Exit codes").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Ok = 0,
+    /// An unexpected failure (a bug, or an error no other code covers).
+    Internal = 1,
+    /// Bad command-line input: unknown flag, malformed id, a missing `--confirm`.
+    Usage = 2,
+    /// The node could not be reached (not running, wrong `--server`).
+    Unreachable = 3,
+    /// The node refused the API token (missing or wrong).
+    Unauthorized = 4,
+    /// The named thing does not exist (unknown backup id).
+    NotFound = 5,
+    /// The node refused in its current state (not leader, not in maintenance mode, busy).
+    Refused = 6,
+    /// An integrity check failed (archive checksum does not match its manifest).
+    Integrity = 7,
+    /// The operation ran and failed (pg_dump, pg_restore or the database reported an error).
+    OperationFailed = 8,
+}
+
+impl Exit {
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+}
+
+impl From<Exit> for ExitCode {
+    fn from(exit: Exit) -> Self {
+        ExitCode::from(exit.code())
+    }
+}

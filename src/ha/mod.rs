@@ -1,0 +1,7 @@
+//! High availability: the leader lease, the node's shared state and the loop that keeps it.
+
+pub mod lease;
+pub mod node;
+pub mod state;
+
+pub use state::{NodeState, Role, StatusReport};

@@ -1,0 +1,32 @@
+//! Bearer-token authentication, compared in constant time; the token is never logged.
+
+use std::sync::Arc;
+
+use axum::{
+    extract::{Request, State},
+    http::header::AUTHORIZATION,
+    middleware::Next,
+    response::Response,
+};
+use subtle::ConstantTimeEq;
+
+use crate::server::error::ApiError;
+
+/// The expected token, shared with the middleware.
+#[derive(Clone)]
+pub struct ApiToken(pub Arc<String>);
+
+pub async fn require_token(State(token): State<ApiToken>, request: Request, next: Next) -> Result<Response, ApiError> {
+    let presented = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    match presented {
+        Some(presented) if bool::from(presented.as_bytes().ct_eq(token.0.as_bytes())) => Ok(next.run(request).await),
+        Some(_) => Err(ApiError::unauthorized("the API token is wrong; check --token / AUTONOMY_API_TOKEN")),
+        None => Err(ApiError::unauthorized(
+            "no API token: send `Authorization: Bearer <token>` (the CLI reads --token / AUTONOMY_API_TOKEN)",
+        )),
+    }
+}

@@ -1,0 +1,57 @@
+//! API errors: one JSON shape, one HTTP status per kind, which the CLI maps to exit codes.
+
+use axum::{http::StatusCode, response::IntoResponse, Json};
+use serde::{Deserialize, Serialize};
+
+use crate::backup::BackupError;
+
+/// The body of every non-2xx response.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// A stable machine-readable kind (`not_found`, `not_in_maintenance`, ...).
+    pub code: String,
+    /// What failed, with which input, and what to do.
+    pub message: String,
+}
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub body: ErrorBody,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        Self { status, body: ErrorBody { code: code.to_owned(), message: message.into() } }
+    }
+
+    pub fn unauthorized(message: &str) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> axum::response::Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}
+
+impl From<BackupError> for ApiError {
+    fn from(error: BackupError) -> Self {
+        let (status, code) = match &error {
+            BackupError::InvalidId(_) => (StatusCode::BAD_REQUEST, "invalid_id"),
+            BackupError::NotConfirmed => (StatusCode::BAD_REQUEST, "not_confirmed"),
+            BackupError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            BackupError::NotLeader { .. } => (StatusCode::CONFLICT, "not_leader"),
+            BackupError::NotInMaintenance(_) => (StatusCode::CONFLICT, "not_in_maintenance"),
+            BackupError::Busy => (StatusCode::CONFLICT, "busy"),
+            BackupError::Fenced(_) => (StatusCode::CONFLICT, "fenced"),
+            BackupError::ChecksumMismatch { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "checksum_mismatch"),
+            BackupError::ArchiveMissing(_) => (StatusCode::UNPROCESSABLE_ENTITY, "archive_missing"),
+            BackupError::Tool { .. } | BackupError::Spawn { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "operation_failed"),
+            BackupError::Db(_) => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),
+            BackupError::Io { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "repository_io"),
+        };
+        Self::new(status, code, error.to_string())
+    }
+}

@@ -1,0 +1,106 @@
+//! Route handlers: thin adapters from HTTP to the HA state, backup service and audit store.
+
+use std::{path::PathBuf, sync::Arc};
+
+use axum::{
+    extract::{Path, Query, State},
+    http::StatusCode,
+    Json,
+};
+use serde::Deserialize;
+
+use crate::{
+    audit::{self, AuditEvent, AuditQuery},
+    backup::{manifest::RestoreReport, BackupRecord, BackupService},
+    ha::{lease, NodeState, StatusReport},
+    server::error::ApiError,
+};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub node: Arc<NodeState>,
+    pub backups: Arc<BackupService>,
+    pub audit_dir: PathBuf,
+}
+
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+pub async fn status(State(app): State<AppState>) -> Json<StatusReport> {
+    let mut report = app.node.report();
+    // Read the lease live so a follower shows the current holder, not the last one it saw.
+    let live = async {
+        let client = app.backups.db.get().await.ok()?;
+        lease::read(&*client).await.ok()
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(2), live).await {
+        Ok(Some(row)) => {
+            report.holder_id = row.holder_id.filter(|_| row.valid);
+            report.epoch = row.epoch;
+        }
+        _ => report.db_reachable = false,
+    }
+    Json(report)
+}
+
+pub async fn list_backups(State(app): State<AppState>) -> Result<Json<Vec<BackupRecord>>, ApiError> {
+    Ok(Json(app.backups.list().await?))
+}
+
+pub async fn get_backup(State(app): State<AppState>, Path(backup_id): Path<String>) -> Result<Json<BackupRecord>, ApiError> {
+    Ok(Json(app.backups.get(&backup_id).await?))
+}
+
+pub async fn create_backup(State(app): State<AppState>) -> Result<(StatusCode, Json<BackupRecord>), ApiError> {
+    Ok((StatusCode::CREATED, Json(app.backups.create().await?)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RestoreRequest {
+    /// Must be true: the server checks the gate too, so a client that skips it is still refused.
+    #[serde(default)]
+    pub confirm: bool,
+}
+
+pub async fn restore_backup(
+    State(app): State<AppState>,
+    Path(backup_id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<RestoreReport>, ApiError> {
+    // An empty body is a request without confirmation, refused below with the usual message.
+    let request: RestoreRequest = if body.is_empty() {
+        RestoreRequest { confirm: false }
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", format!("the restore body is not {{\"confirm\": true}}: {e}"))
+        })?
+    };
+    Ok(Json(app.backups.restore(&backup_id, request.confirm).await?))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AuditParams {
+    pub event_type: Option<String>,
+    pub since: Option<String>,
+}
+
+pub async fn audit_events(State(app): State<AppState>, Query(params): Query<AuditParams>) -> Result<Json<Vec<AuditEvent>>, ApiError> {
+    let since = params
+        .since
+        .as_deref()
+        .map(|value| {
+            time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339).map_err(|e| {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_since", format!("since `{value}` is not an RFC 3339 time: {e}"))
+            })
+        })
+        .transpose()?;
+    let query = AuditQuery { event_type: params.event_type, since };
+    let dir = app.audit_dir.clone();
+    let events = tokio::task::spawn_blocking(move || audit::query(&dir, &query))
+        .await
+        .expect("the audit query does not panic")
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "audit_io", e.to_string()))?;
+    Ok(Json(events))
+}

@@ -1,0 +1,8 @@
+//! The node's HTTP API: router, authentication and the `ha serve` entry point.
+
+pub mod auth;
+pub mod error;
+pub mod handlers;
+pub mod serve;
+
+pub use serve::serve;

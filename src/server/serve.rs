@@ -1,0 +1,88 @@
+//! `autonomy ha serve`: wire the parts together, run the lease loop and the API until a signal.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::{
+    middleware,
+    routing::{get, post},
+    Router,
+};
+use tokio::sync::watch;
+
+use crate::{
+    audit::AuditLog,
+    backup::{pgtools::PgTools, repository::LocalRepository, BackupService},
+    config::ServeConfig,
+    db::{self, SharedClient},
+    ha::{node::{run_lease_loop, LeaseTiming}, NodeState},
+    server::{auth::{require_token, ApiToken}, handlers::{self, AppState}},
+};
+
+/// The router: /healthz is open (load balancers), everything under /v1 needs the token.
+pub fn router(app: AppState, token: ApiToken) -> Router {
+    let api = Router::new()
+        .route("/v1/ha/status", get(handlers::status))
+        .route("/v1/ha/backups", get(handlers::list_backups).post(handlers::create_backup))
+        .route("/v1/ha/backups/{backup_id}", get(handlers::get_backup))
+        .route("/v1/ha/backups/{backup_id}/restore", post(handlers::restore_backup))
+        .route("/v1/audit/events", get(handlers::audit_events))
+        .route_layer(middleware::from_fn_with_state(token, require_token));
+    Router::new().route("/healthz", get(handlers::healthz)).merge(api).with_state(app)
+}
+
+pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    tracing::info!(node_id = %config.node_id, listen = %config.listen, maintenance_mode = config.maintenance_mode, "starting node");
+    let audit = Arc::new(AuditLog::open(&config.audit_dir, &config.node_id)?);
+    let repo = LocalRepository::open(&config.backup_dir)?;
+    let tools = PgTools::new(&config.database_url, config.pg_bin_dir.clone()).context("parse --database-url")?;
+
+    let mut client = db::connect(&config.database_url, &config.node_id, "migrate")
+        .await
+        .context("connect to the database named by --database-url")?;
+    db::migrate(&mut client).await.context("create the autonomy_ha schema")?;
+    drop(client);
+
+    let state = Arc::new(NodeState::new(config.node_id.clone(), config.maintenance_mode));
+    let shared = Arc::new(SharedClient::new(config.database_url.clone(), config.node_id.clone()));
+    let backups = Arc::new(BackupService::new(state.clone(), repo, tools, shared, audit.clone()));
+    match backups.rebuild_inventory().await {
+        Ok(0) => {}
+        Ok(added) => tracing::info!(added, "rebuilt inventory rows from manifests"),
+        Err(error) => tracing::warn!(%error, "could not rebuild the inventory from manifests"),
+    }
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let lease_loop = tokio::spawn(run_lease_loop(
+        config.database_url.clone(),
+        state.clone(),
+        audit,
+        LeaseTiming::from_ttl(config.lease_ttl),
+        shutdown_rx,
+    ));
+
+    let app = AppState { node: state, backups, audit_dir: config.audit_dir.clone() };
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("bind --listen {}", config.listen))?;
+    // The test fixture and operators read this line to learn the bound port (with --listen :0).
+    tracing::info!(addr = %listener.local_addr()?, "listening");
+    axum::serve(listener, router(app, ApiToken(Arc::new(config.api_token.clone()))))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serve the API")?;
+    let _ = shutdown_tx.send(true);
+    let _ = lease_loop.await;
+    tracing::info!("node stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate()).expect("install the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    tracing::info!("shutdown requested");
+}
