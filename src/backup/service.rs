@@ -169,13 +169,13 @@ impl BackupService {
         if !confirm {
             return Err(BackupError::NotConfirmed);
         }
+        let manifest = self.repo.manifest(backup_id)?;
         let epoch = self.leader_epoch()?;
         if !self.state.maintenance_mode {
             return Err(BackupError::NotInMaintenance(self.state.node_id.clone()));
         }
         let _running = self.operation.try_lock().map_err(|_| BackupError::Busy)?;
         let started = std::time::Instant::now();
-        let manifest = self.repo.manifest(backup_id)?;
 
         let repo = self.repo.clone();
         let id = backup_id.to_owned();
