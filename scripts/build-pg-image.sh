@@ -229,27 +229,53 @@ PG_FULL_VERSION="$(awk -v p="postgresql-$PG_MAJOR" '$0 == "Package: " p {f=1} f 
 
 # --- adjust the rootfs -----------------------------------------------------
 
-# The Debian package creates and may start a "main" cluster; the image must
-# start empty (the entrypoint initdb's PGDATA), so drop it and stop future ones.
-rm -rf "$ROOTFS/etc/postgresql/$PG_MAJOR" "$ROOTFS/var/lib/postgresql/$PG_MAJOR"
-if [ -f "$ROOTFS/etc/postgresql-common/createcluster.conf" ]; then
-	sed -ri 's/^#?[[:space:]]*create_main_cluster[[:space:]]*=.*/create_main_cluster = false/' "$ROOTFS/etc/postgresql-common/createcluster.conf"
+# The rootfs has ABSOLUTE symlinks (var/run -> /run, var/lock -> /run/lock):
+# touching "$ROOTFS/var/run/x" from the host would follow them onto the HOST.
+# rp REL prints "$ROOTFS/REL" only if its parent resolves inside the rootfs and
+# it is not itself a symlink; use it for every path this script writes to, and
+# only in assignments (x="$(rp ...)"), so that a refusal aborts under set -e.
+ROOTFS_REAL="$(readlink -f -- "$ROOTFS")"
+rp() {
+	local p="$ROOTFS_REAL/${1#/}" parent
+	parent="$(readlink -m -- "$(dirname -- "$p")")"
+	case "$parent/" in
+		"$ROOTFS_REAL"/*) ;;
+		*) die "refusing to touch /${1#/} in the rootfs: it resolves outside it ($parent)" ;;
+	esac
+	[ ! -L "$p" ] || die "refusing to touch /${1#/} in the rootfs: it is a symlink"
+	printf '%s\n' "$p"
+}
+
+# The Debian package creates a "main" cluster; the image must start empty (the
+# entrypoint initdb's PGDATA), so drop it and disable future ones.
+pg_etc="$(rp "etc/postgresql/$PG_MAJOR")"
+pg_cluster="$(rp "var/lib/postgresql/$PG_MAJOR")"
+rm -rf "$pg_etc" "$pg_cluster"
+CREATECLUSTER="$(rp etc/postgresql-common/createcluster.conf)"
+if [ -f "$CREATECLUSTER" ]; then
+	sed -ri 's/^#?[[:space:]]*create_main_cluster[[:space:]]*=.*/create_main_cluster = false/' "$CREATECLUSTER"
 fi
 
 # Listen on all addresses by default (the official image does the same edit).
-SAMPLE="$ROOTFS/usr/share/postgresql/$PG_MAJOR/postgresql.conf.sample"
+SAMPLE="$(rp "usr/share/postgresql/$PG_MAJOR/postgresql.conf.sample")"
 [ -f "$SAMPLE" ] || die "missing $SAMPLE in the rootfs"
 sed -ri "s!^#?(listen_addresses)[[:space:]]*=[[:space:]]*\S+.*!\1 = '*'!" "$SAMPLE"
 grep -q "^listen_addresses = '\*'" "$SAMPLE" || die "could not set listen_addresses in $SAMPLE"
 
-mkdir -p "$ROOTFS/docker-entrypoint-initdb.d" "$ROOTFS/var/lib/postgresql/data" "$ROOTFS/var/run/postgresql"
+# Data dir and socket dir (/run/postgresql: var/run is a symlink to it).
 pg_uid="$(awk -F: '$1 == "postgres" {print $3}' "$ROOTFS/etc/passwd")"
 pg_gid="$(awk -F: '$1 == "postgres" {print $4}' "$ROOTFS/etc/passwd")"
-chown "$pg_uid:$pg_gid" "$ROOTFS/var/lib/postgresql" "$ROOTFS/var/lib/postgresql/data" "$ROOTFS/var/run/postgresql"
-chmod 0700 "$ROOTFS/var/lib/postgresql/data"
-chmod 3777 "$ROOTFS/var/run/postgresql"
+initdb_d="$(rp docker-entrypoint-initdb.d)"
+pg_home="$(rp var/lib/postgresql)"
+pg_data="$(rp var/lib/postgresql/data)"
+pg_run="$(rp run/postgresql)"
+mkdir -p "$initdb_d" "$pg_data" "$pg_run"
+chown "$pg_uid:$pg_gid" "$pg_home" "$pg_data" "$pg_run"
+chmod 0700 "$pg_data"
+chmod 3777 "$pg_run"
 
-cat > "$ROOTFS/usr/local/bin/docker-entrypoint.sh" <<'ENTRYPOINT'
+ENTRYPOINT_PATH="$(rp usr/local/bin/docker-entrypoint.sh)"
+cat > "$ENTRYPOINT_PATH" <<'ENTRYPOINT'
 #!/usr/bin/env bash
 # Entrypoint for the autonomy lab PostgreSQL image: same contract as the
 # official postgres image's docker-entrypoint.sh (env vars, first-start init,
@@ -372,17 +398,19 @@ process_sql() {
 	if [ -n "$POSTGRES_DB" ]; then
 		query_runner+=( --dbname "$POSTGRES_DB" )
 	fi
-	PGHOST= PGHOSTADDR= "${query_runner[@]}" "$@"
+	PGHOST='' PGHOSTADDR='' "${query_runner[@]}" "$@"
 }
 
+# POSTGRES_DB='' only for process_sql (connect to "postgres"); db= gets the real name.
+# shellcheck disable=SC2097,SC2098
 setup_db() {
 	local exists
-	exists="$(POSTGRES_DB= process_sql --dbname postgres --set db="$POSTGRES_DB" --tuples-only <<-'EOSQL'
+	exists="$(POSTGRES_DB='' process_sql --dbname postgres --set db="$POSTGRES_DB" --tuples-only <<-'EOSQL'
 		SELECT 1 FROM pg_database WHERE datname = :'db' ;
 	EOSQL
 	)"
 	if [ -z "$exists" ]; then
-		POSTGRES_DB= process_sql --dbname postgres --set db="$POSTGRES_DB" <<-'EOSQL'
+		POSTGRES_DB='' process_sql --dbname postgres --set db="$POSTGRES_DB" <<-'EOSQL'
 			CREATE DATABASE :"db" ;
 		EOSQL
 		printf '\n'
@@ -425,7 +453,7 @@ main() {
 			# Drop from root to the postgres OS user and run this script again.
 			HOME="$(getent passwd postgres | cut -d: -f6)"
 			export HOME
-			exec setpriv --reuid=postgres --regid=postgres --init-groups "$BASH_SOURCE" "$@"
+			exec setpriv --reuid=postgres --regid=postgres --init-groups "${BASH_SOURCE[0]}" "$@"
 		fi
 
 		if [ -z "$DATABASE_ALREADY_EXISTS" ]; then
@@ -451,18 +479,25 @@ main() {
 shopt -s nullglob
 main "$@"
 ENTRYPOINT
-chmod 0755 "$ROOTFS/usr/local/bin/docker-entrypoint.sh"
+chmod 0755 "$ENTRYPOINT_PATH"
 
 # Slim down: package caches, apt lists, docs, man pages, translations; and do
 # not ship the build host's identity files (Docker provides its own).
-rm -rf "$ROOTFS"/var/cache/apt/archives/*.deb "$ROOTFS"/var/cache/apt/archives/partial/* "$ROOTFS"/var/cache/apt/*.bin \
-	"$ROOTFS"/var/lib/apt/lists/* "$ROOTFS"/var/cache/debconf/*-old "$ROOTFS"/var/log/*.log "$ROOTFS"/var/log/apt/* \
-	"$ROOTFS"/usr/share/doc/* "$ROOTFS"/usr/share/man/* "$ROOTFS"/usr/share/info/* "$ROOTFS"/usr/share/locale/* \
-	"$ROOTFS"/usr/share/lintian/* "$ROOTFS"/tmp/* "$ROOTFS"/root/.cache
-: > "$ROOTFS/etc/hostname" 2>/dev/null || true
-rm -f "$ROOTFS/etc/resolv.conf"
-mkdir -p "$ROOTFS/etc/dpkg/dpkg.cfg.d"
-cat > "$ROOTFS/etc/dpkg/dpkg.cfg.d/01-autonomy-slim" <<'EOF'
+for spec in 'var/cache/apt/archives:*.deb' 'var/cache/apt/archives/partial:*' 'var/cache/apt:*.bin' \
+	'var/lib/apt/lists:*' 'var/cache/debconf:*-old' 'var/log:*.log' 'var/log/apt:*' \
+	'usr/share/doc:*' 'usr/share/man:*' 'usr/share/info:*' 'usr/share/locale:*' 'usr/share/lintian:*' \
+	'tmp:*' 'root:.cache'; do
+	dir="$(rp "${spec%%:*}")"
+	[ -d "$dir" ] || continue
+	# shellcheck disable=SC2086 # the pattern is meant to glob, inside $dir
+	( shopt -s nullglob dotglob; cd -- "$dir"; set -- ${spec#*:}; [ "$#" -eq 0 ] || rm -rf -- "$@" )
+done
+resolv="$(rp etc/resolv.conf)"
+hostname_file="$(rp etc/hostname)"
+rm -f "$resolv" "$hostname_file"
+dpkg_cfg_d="$(rp etc/dpkg/dpkg.cfg.d)"
+mkdir -p "$dpkg_cfg_d"
+cat > "$dpkg_cfg_d/01-autonomy-slim" <<'EOF'
 # Keep later package installs in this image small.
 path-exclude /usr/share/doc/*
 path-include /usr/share/doc/*/copyright

@@ -1,0 +1,20 @@
+//! The lab fixture shared by the validation slices.
+//!
+//! - `run`: the run id and where evidence and phase caches go.
+//! - `backend`: PostgreSQL backends (docker via testcontainers, local processes) behind one trait.
+//! - `node`: `autonomy ha serve` processes, logged into the evidence bundle, reaped on drop.
+//! - `cli`: runs the real `autonomy` CLI and keeps everything needed to explain a failure.
+//! - `phase`: runs a slice's phases once per run, across test processes.
+//! - `sql`: synchronous SQL helpers and the content-and-catalog fingerprint.
+
+#![allow(dead_code)] // Each test binary uses a different part of the fixture.
+
+pub mod backend;
+pub mod cli;
+pub mod node;
+pub mod phase;
+pub mod run;
+pub mod sql;
+
+/// Token the lab's nodes and CLI calls share; a test value, never a real secret.
+pub const LAB_TOKEN: &str = "lab-token-0123456789abcdef";

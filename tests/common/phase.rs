@@ -1,0 +1,51 @@
+//! Runs a slice's phases once per run, whichever test process gets there first.
+//!
+//! Under nextest every test is its own process. The first to take the file lock runs the phases
+//! and writes their outcome to `<lab>/<key>.json`; the rest wait on the lock and read it.
+//! Within one `cargo test` process the outcome is also kept in memory.
+
+use std::{
+    collections::HashMap,
+    fs::{self, OpenOptions},
+    sync::Mutex,
+};
+
+use fs4::fs_std::FileExt;
+use serde::{de::DeserializeOwned, Serialize};
+
+use super::run::lab_dir;
+
+static IN_PROCESS: Mutex<Option<HashMap<String, String>>> = Mutex::new(None);
+
+/// Returns the cached outcome of `key` for this run, running `phases` if no process has yet.
+#[track_caller]
+pub fn run_once<T: Serialize + DeserializeOwned>(key: &str, phases: impl FnOnce() -> T) -> T {
+    // Serialises threads of one process; the file lock below serialises processes.
+    let mut memory = IN_PROCESS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(json) = memory.get_or_insert_with(HashMap::new).get(key) {
+        return serde_json::from_str(json).expect("the in-memory phase outcome deserialises");
+    }
+    let dir = lab_dir();
+    let lock_path = dir.join(format!("{key}.lock"));
+    let cache_path = dir.join(format!("{key}.json"));
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .expect("the phase lock file can be opened");
+    lock.lock_exclusive().expect("the phase lock can be taken");
+    let json = match fs::read_to_string(&cache_path) {
+        Ok(json) => json,
+        Err(_) => {
+            let outcome = phases();
+            let json = serde_json::to_string_pretty(&outcome).expect("the phase outcome serialises");
+            autonomy::evidence::writer::write_atomically(&cache_path, json.as_bytes())
+                .expect("the phase outcome can be cached");
+            json
+        }
+    };
+    FileExt::unlock(&lock).expect("the phase lock can be released");
+    memory.get_or_insert_with(HashMap::new).insert(key.to_owned(), json.clone());
+    serde_json::from_str(&json).expect("the cached phase outcome deserialises")
+}

@@ -1,0 +1,41 @@
+//! The run id (which run a phase cache and an evidence bundle belong to) and lab paths.
+
+use std::{path::PathBuf, sync::OnceLock};
+
+/// AUTONOMY_RUN_ID, else NEXTEST_RUN_ID (shared by every test process of a nextest run), else
+/// one id per test process (`cargo test` runs all checks of a binary in one process).
+pub fn run_id() -> &'static str {
+    static RUN_ID: OnceLock<String> = OnceLock::new();
+    RUN_ID.get_or_init(|| {
+        std::env::var("AUTONOMY_RUN_ID")
+            .or_else(|_| std::env::var("NEXTEST_RUN_ID"))
+            .ok()
+            .filter(|id| !id.is_empty())
+            .unwrap_or_else(|| {
+                let now = time::OffsetDateTime::now_utc();
+                let stamp = now
+                    .format(time::macros::format_description!("[year][month][day]T[hour][minute][second]Z"))
+                    .expect("a fixed format always formats");
+                format!("local-{stamp}-{}", std::process::id())
+            })
+    })
+}
+
+/// `<crate>/evidence`: where bundles go (git-ignored but for its README).
+pub fn evidence_root() -> PathBuf {
+    std::env::var_os("AUTONOMY_EVIDENCE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("evidence"))
+}
+
+/// Per-run scratch space for phase locks and caches (under target/, not evidence/).
+pub fn lab_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("autonomy-lab").join(run_id());
+    std::fs::create_dir_all(&dir).expect("the lab directory under target/ can be created");
+    dir
+}
+
+/// True when a backend that cannot run must fail the run instead of being skipped (CI).
+pub fn lab_required() -> bool {
+    std::env::var("AUTONOMY_LAB_REQUIRE").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
+}

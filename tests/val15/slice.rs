@@ -1,0 +1,440 @@
+//! The VAL15 slice: its seven phases against a real lab, the observations they record, and the
+//! ten checks evaluated from those observations (seed 000).
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
+
+use autonomy::evidence::{
+    report::{val15_outcome, SCHEMA_VERSION},
+    writer::Bundle,
+    Check, CheckStatus, Outcome, Report,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::common::{
+    backend::{self, PgBackend, LAB_DATABASE},
+    cli::{Cli, CliRun},
+    node::{Node, NodeSpec},
+    run, sql,
+    sql::Fingerprint,
+};
+
+pub const BACKUP_MS_THRESHOLD: u64 = 30_000;
+pub const RESTORE_MS_THRESHOLD: u64 = 60_000;
+
+/// A way to break what a check guards, to show the check then fails (DESIGN.md decision 10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Sabotage {
+    None,
+    /// Restore an archive taken after the mutations: the restore "succeeds" to the wrong data.
+    WrongRestore,
+    /// Flip one byte of the first archive after it was created.
+    AlterArchive,
+    /// Pass `--confirm` in the step that must run without it, as if the gate were bypassed.
+    BypassConfirm,
+}
+
+impl Sabotage {
+    pub fn bundle_name(self) -> &'static str {
+        match self {
+            Sabotage::None => "val15",
+            Sabotage::WrongRestore => "val15-sabotage-wrong-restore",
+            Sabotage::AlterArchive => "val15-sabotage-alter-archive",
+            Sabotage::BypassConfirm => "val15-sabotage-bypass-confirm",
+        }
+    }
+}
+
+/// Everything the phases saw; the checks are computed from this alone.
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Observations {
+    pub backup_a: Option<CliRun>,
+    pub backup_a_id: Option<String>,
+    pub archive_a_size: Option<u64>,
+    pub archive_a_sha256: Option<String>,
+    pub toc: Option<(bool, String)>,
+    pub list_first: Option<CliRun>,
+    pub fingerprint_before: Option<Fingerprint>,
+    pub fingerprint_mutated: Option<Fingerprint>,
+    pub no_confirm: Option<CliRun>,
+    pub fingerprint_after_no_confirm: Option<Fingerprint>,
+    pub restore: Option<CliRun>,
+    /// small_count, medium_count, small_payload_ok, medium_payload_ok
+    pub spot_check: Option<(i64, i64, bool, bool)>,
+    pub fingerprint_after: Option<Fingerprint>,
+    pub backup_b: Option<CliRun>,
+    pub backup_b_id: Option<String>,
+    pub list_multi: Option<CliRun>,
+    pub audit_created: Option<usize>,
+    pub audit_restored: Option<usize>,
+    /// Set when a phase could not go on; checks not reached fail with this reason.
+    pub aborted: Option<String>,
+}
+
+/// What the check tests read back from the phase cache.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SliceOutcome {
+    pub report: Report,
+    pub evidence_dir: PathBuf,
+    pub observations: Observations,
+    /// How many backups the first node created, counted in its log (nextest runs phases once).
+    pub backups_in_first_node_log: usize,
+}
+
+/// Runs the whole slice with `sabotage` and writes its bundle.
+pub fn run_slice(sabotage: Sabotage) -> SliceOutcome {
+    let bundle = Bundle::create(&run::evidence_root(), run::run_id(), sabotage.bundle_name())
+        .expect("the evidence bundle directory can be created");
+    let mut obs = Observations::default();
+    let mut report = Report {
+        schema_version: SCHEMA_VERSION,
+        slice: "val15".into(),
+        title: "VAL 15 — Backup/Restore Validation".into(),
+        generated_at: time::OffsetDateTime::now_utc(),
+        run_id: run::run_id().to_owned(),
+        backend: "none".into(),
+        server_version: None,
+        node: None,
+        checks: Vec::new(),
+        metrics: BTreeMap::new(),
+        pass: 0,
+        fail: 0,
+        skip: 0,
+        total: 0,
+        outcome: Outcome::Skip,
+        skip_reason: None,
+        files: Vec::new(),
+    };
+    let mut backups_in_first_node_log = 0;
+    match backend::start(sabotage.bundle_name()) {
+        Err(backend::Unavailable(reason)) => {
+            let _ = bundle.write("val15-pg-setup.txt", format!("SKIP: no PostgreSQL backend could run: {reason}\n"));
+            report.skip_reason = Some(reason);
+        }
+        Ok(pg) => {
+            report.backend = pg.kind().to_owned();
+            let scratch = tempfile::Builder::new().prefix("autonomy-val15-").tempdir().expect("a scratch dir");
+            let mut lab = Lab { pg: pg.as_ref(), bundle: &bundle, scratch: scratch.path(), sabotage, node_addr: None };
+            if let Err(reason) = lab.phases(&mut obs, &mut report) {
+                let _ = bundle.write("val15-aborted.txt", &reason);
+                obs.aborted = Some(reason);
+            }
+            report.node = lab.node_addr.clone();
+            backups_in_first_node_log = std::fs::read_to_string(bundle.path("val15-ha-server.log"))
+                .unwrap_or_default()
+                .matches("backup created")
+                .count();
+        }
+    }
+    report.checks = evaluate(&obs, report.skip_reason.as_deref());
+    for (name, run) in [("backup_ms", &obs.backup_a), ("restore_ms", &obs.restore)] {
+        if let Some(run) = run.as_ref().filter(|r| r.success()) {
+            report.metrics.insert(name.into(), run.elapsed_ms);
+        }
+    }
+    report.files = list_files(&bundle.dir);
+    let report = report.tally(val15_outcome);
+    bundle.write_report(&report).expect("the report can be written");
+    SliceOutcome { report, evidence_dir: bundle.dir.clone(), observations: obs, backups_in_first_node_log }
+}
+
+struct Lab<'a> {
+    pg: &'a dyn PgBackend,
+    bundle: &'a Bundle,
+    scratch: &'a Path,
+    sabotage: Sabotage,
+    node_addr: Option<String>,
+}
+
+impl Lab<'_> {
+    fn write(&self, name: &str, body: impl AsRef<[u8]>) -> Result<(), String> {
+        self.bundle.write(name, body).map(|_| ()).map_err(|e| format!("write evidence {name}: {e}"))
+    }
+
+    fn node(&mut self, node_id: &str, maintenance_mode: bool, log: &str) -> Result<Node, String> {
+        let node = Node::start_leader(NodeSpec {
+            node_id: node_id.to_owned(),
+            database_url: self.pg.url(LAB_DATABASE),
+            backup_dir: self.scratch.join("backups"),
+            audit_dir: self.scratch.join("audit"),
+            maintenance_mode,
+            log_path: self.bundle.path(log),
+        })?;
+        self.node_addr.get_or_insert_with(|| format!("{node_id}@{}", node.url));
+        Ok(node)
+    }
+
+    fn archive_path(&self, backup_id: &str) -> PathBuf {
+        self.scratch.join("backups").join(format!("{backup_id}.dump"))
+    }
+
+    fn phases(&mut self, obs: &mut Observations, report: &mut Report) -> Result<(), String> {
+        // Phase 1: setup.
+        let url = self.pg.url(LAB_DATABASE);
+        let mut db = sql::connect(&url);
+        let version: String = db.query_one("SHOW server_version", &[]).map_err(|e| e.to_string())?.get(0);
+        report.server_version = Some(version.clone());
+        let load = sql::exec_transcript(&mut db, include_str!("../../fixtures/val15.sql"))?;
+        let counts = sql::exec_transcript(&mut db, "SELECT (SELECT count(*) FROM val15_small) AS small, (SELECT count(*) FROM val15_medium) AS medium")?;
+        self.write(
+            "val15-pg-setup.txt",
+            format!("backend={}\n{}\nserver_version={version}\nurl={}\n\n{load}", self.pg.kind(), self.pg.describe(), self.pg.redacted_url(LAB_DATABASE)),
+        )?;
+        self.write("val15-05-db-before.txt", counts)?;
+        obs.fingerprint_before = Some(sql::fingerprint(&mut db));
+
+        // Phase 2: backup with a node in normal mode.
+        let first = self.node("cp-val15-node", false, "val15-ha-server.log")?;
+        let cli = Cli::for_server(&first.url);
+        let created = cli.run(&["ha", "backup", "create"]);
+        self.write("val15-01-backup-create.txt", created.transcript())?;
+        self.write("val15-05-backup-timing.txt", format!("backup_ms={}\n", created.elapsed_ms))?;
+        let backup_a = created.field("backup_id");
+        obs.backup_a = Some(created.clone());
+        let backup_a = backup_a.ok_or_else(|| format!("backup create printed no backup_id:\n{created}"))?;
+        obs.backup_a_id = Some(backup_a.clone());
+        let archive = self.archive_path(&backup_a);
+        let meta = std::fs::metadata(&archive).map_err(|e| format!("stat {}: {e}", archive.display()))?;
+        obs.archive_a_size = Some(meta.len());
+        self.write("val15-01-backup-file-stat.txt", format!("path={}\nsize_bytes={}\nis_file={}\n", archive.display(), meta.len(), meta.is_file()))?;
+        if self.sabotage == Sabotage::AlterArchive {
+            flip_a_byte(&archive)?;
+        }
+
+        // Phase 3: validate the archive independently of the CLI.
+        let toc = std::process::Command::new("pg_restore").arg("--list").arg(&archive).output().map_err(|e| format!("run pg_restore --list: {e}"))?;
+        let toc_text = format!("{}{}", String::from_utf8_lossy(&toc.stdout), String::from_utf8_lossy(&toc.stderr));
+        self.write("val15-02-backup-toc.txt", format!("$ pg_restore --list {}\nexit={}\n{toc_text}", archive.display(), toc.status))?;
+        obs.toc = Some((toc.status.success(), toc_text));
+        let listed = cli.run(&["ha", "backup", "list", "--output", "json"]);
+        self.write("val15-03-backup-list.txt", listed.transcript())?;
+        obs.list_first = Some(listed);
+        let sha = sha256_file(&archive)?;
+        obs.archive_a_sha256 = Some(sha.clone());
+        self.write(
+            "val15-04-checksum-verify.txt",
+            format!("cli_checksum={}\nfile_checksum={sha}\n", obs.backup_a.as_ref().and_then(|r| r.field("checksum")).unwrap_or_default()),
+        )?;
+        std::fs::copy(&archive, self.bundle.path("backups/backup-val15-a.dump")).ok();
+        drop(first);
+
+        // Phase 4: mutate, restart in maintenance mode, check the gate, restore.
+        let mutations = sql::exec_transcript(&mut db, include_str!("../../fixtures/val15-mutations.sql"))?;
+        self.write("val15-06-post-backup-mutation.txt", mutations)?;
+        obs.fingerprint_mutated = Some(sql::fingerprint(&mut db));
+        let maint = self.node("cp-val15-maint", true, "val15-ha-server-maint.log")?;
+        let cli = Cli::for_server(&maint.url);
+        let gate_args: &[&str] = match self.sabotage {
+            Sabotage::BypassConfirm => &["ha", "backup", "restore", &backup_a, "--confirm"],
+            _ => &["ha", "backup", "restore", &backup_a],
+        };
+        let no_confirm = cli.run(gate_args);
+        self.write("val15-09-restore-no-confirm.txt", no_confirm.transcript())?;
+        obs.no_confirm = Some(no_confirm);
+        db = sql::connect(&url); // a restore let through by the gate ends this session
+        obs.fingerprint_after_no_confirm = Some(sql::fingerprint(&mut db));
+        if obs.fingerprint_after_no_confirm != obs.fingerprint_mutated {
+            // The gate let a restore through; put the mutations back so 06 tests the real restore.
+            sql::exec_transcript(&mut db, include_str!("../../fixtures/val15-mutations.sql"))?;
+        }
+        let restore_id = match self.sabotage {
+            Sabotage::WrongRestore => {
+                let wrong = cli.run(&["ha", "backup", "create"]);
+                wrong.field("backup_id").ok_or_else(|| format!("sabotage backup failed:\n{wrong}"))?
+            }
+            _ => backup_a.clone(),
+        };
+        let restored = cli.run(&["ha", "backup", "restore", &restore_id, "--confirm"]);
+        self.write("val15-06-restore.txt", restored.transcript())?;
+        self.write("val15-07-restore-timing.txt", format!("restore_ms={}\n", restored.elapsed_ms))?;
+        obs.restore = Some(restored);
+        db = sql::connect(&url); // the restore ends other sessions, this one included
+        let after = sql::exec_transcript(&mut db, "SELECT (SELECT count(*) FROM val15_small) AS small, (SELECT count(*) FROM val15_medium) AS medium")
+            .unwrap_or_else(|e| e);
+        self.write("val15-06-db-after-restore.txt", after)?;
+        let spot = db
+            .query_one(
+                "SELECT (SELECT COUNT(*) FROM val15_small)::bigint, (SELECT COUNT(*) FROM val15_medium)::bigint,
+                        coalesce((SELECT LEFT(payload, 1) FROM val15_small WHERE id = 1) = 's', false),
+                        coalesce((SELECT LEFT(payload, 1) FROM val15_medium WHERE id = 1) = 'm', false)",
+                &[],
+            )
+            .map_err(|e| format!("spot check query: {e}"))?;
+        let spot = (spot.get(0), spot.get(1), spot.get(2), spot.get(3));
+        self.write("val15-06-data-check.txt", format!("{}|{}|{}|{}\n", spot.0, spot.1, tf(spot.2), tf(spot.3)))?;
+        obs.spot_check = Some(spot);
+        let fingerprint_after = sql::fingerprint(&mut db);
+        let diff = obs.fingerprint_before.as_ref().map(|b| b.diff(&fingerprint_after)).unwrap_or_default();
+        self.write(
+            "val15-06-integrity-result.txt",
+            format!(
+                "restore_correct={} small={} medium={}\nfingerprint_before={}\nfingerprint_after={}\ndifferences:\n{}\n",
+                spot == (100, 1000, true, true) && diff.is_empty(),
+                spot.0,
+                spot.1,
+                obs.fingerprint_before.as_ref().map_or("-", |f| f.digest.as_str()),
+                fingerprint_after.digest,
+                if diff.is_empty() { "none".to_owned() } else { diff.join("\n") }
+            ),
+        )?;
+        obs.fingerprint_after = Some(fingerprint_after);
+        drop(maint);
+
+        // Phase 5: a second backup with a node back in normal mode.
+        let post = self.node("cp-val15-post", false, "val15-ha-server-post.log")?;
+        let cli = Cli::for_server(&post.url);
+        let second = cli.run(&["ha", "backup", "create"]);
+        self.write("val15-08-backup-create-2.txt", second.transcript())?;
+        obs.backup_b_id = second.field("backup_id");
+        if let Some(id) = &obs.backup_b_id {
+            std::fs::copy(self.archive_path(id), self.bundle.path("backups/backup-val15-b.dump")).ok();
+        }
+        obs.backup_b = Some(second);
+        let listed = cli.run(&["ha", "backup", "list", "--output", "json"]);
+        self.write("val15-08-backup-list-multi.txt", listed.transcript())?;
+        obs.list_multi = Some(listed);
+        drop(post);
+
+        // Phase 7: the audit store (phase 6, the error path, ran in phase 4 against a node that
+        // would otherwise restore, so only the --confirm gate can have refused).
+        let audit_dir = self.scratch.join("audit");
+        let audit_dir = audit_dir.to_str().ok_or("audit dir is not UTF-8")?;
+        for (event, file, slot) in [
+            ("ha.backup.created", "val15-10-audit-backup-created.json", &mut obs.audit_created),
+            ("ha.backup.restored", "val15-10-audit-backup-restored.json", &mut obs.audit_restored),
+        ] {
+            let run = cli.run(&["audit", "query", "--event-type", event, "--output", "json", "--audit-dir", audit_dir]);
+            self.write(file, &run.stdout)?;
+            *slot = serde_json::from_str::<Vec<serde_json::Value>>(&run.stdout).ok().map(|events| events.len());
+        }
+        self.write(
+            "val15-10-audit-check.txt",
+            format!("created_events={}\nrestored_events={}\n", opt(&obs.audit_created), opt(&obs.audit_restored)),
+        )?;
+        Ok(())
+    }
+}
+
+fn tf(value: bool) -> &'static str {
+    if value { "t" } else { "f" }
+}
+
+fn opt<T: ToString>(value: &Option<T>) -> String {
+    value.as_ref().map_or_else(|| "-".into(), ToString::to_string)
+}
+
+fn sha256_file(path: &Path) -> Result<String, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("read {}: {e}", path.display()))?;
+    Ok(hex::encode(Sha256::digest(&bytes)))
+}
+
+fn flip_a_byte(path: &Path) -> Result<(), String> {
+    let mut bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(path, bytes).map_err(|e| e.to_string())
+}
+
+fn list_files(dir: &Path) -> Vec<String> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(current) = stack.pop() {
+        for entry in std::fs::read_dir(&current).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(relative) = path.strip_prefix(dir) {
+                files.push(relative.display().to_string());
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// The ten checks of seed 000, each from the observations alone.
+pub fn evaluate(obs: &Observations, skip_reason: Option<&str>) -> Vec<Check> {
+    let not_reached = obs.aborted.as_deref().map_or_else(|| "not reached".to_owned(), |r| format!("not reached: {r}"));
+    let check = |id: &str, name: &str, threshold: &str, verdict: Option<(bool, Option<String>, String)>| {
+        let (status, value, detail) = match (skip_reason, verdict) {
+            (Some(reason), _) => (CheckStatus::Skip, None, format!("skipped: {reason}")),
+            (None, None) => (CheckStatus::Fail, None, not_reached.clone()),
+            (None, Some((ok, value, detail))) => (if ok { CheckStatus::Pass } else { CheckStatus::Fail }, value, detail),
+        };
+        Check { id: id.into(), name: name.into(), status, value, threshold: threshold.into(), detail }
+    };
+    let listed_ids = |run: &CliRun| -> Vec<(String, String)> {
+        serde_json::from_str::<Vec<serde_json::Value>>(&run.stdout)
+            .unwrap_or_default()
+            .iter()
+            .map(|r| (r["backup_id"].as_str().unwrap_or_default().to_owned(), r["status"].as_str().unwrap_or_default().to_owned()))
+            .collect()
+    };
+    let cli_checksum = obs.backup_a.as_ref().and_then(|r| r.field("checksum"));
+
+    vec![
+        check("VAL15-01", "backup_created", ".dump file exists and size > 0; CLI exits 0",
+            obs.backup_a.as_ref().map(|run| {
+                let size = obs.archive_a_size.unwrap_or(0);
+                (run.success() && size > 0, Some(format!("size_bytes={size}")),
+                 format!("exit={:?}, archive size {size} bytes (val15-01-backup-create.txt, val15-01-backup-file-stat.txt)", run.exit_code))
+            })),
+        check("VAL15-02", "backup_file_valid", "pg_restore -l exits 0; output contains TABLE DATA",
+            obs.toc.as_ref().map(|(ok, text)| {
+                let has_data = text.contains("TABLE DATA");
+                (*ok && has_data, None, format!("pg_restore --list ok={ok}, TABLE DATA present={has_data} (val15-02-backup-toc.txt)"))
+            })),
+        check("VAL15-03", "backup_metadata_correct", "ha backup list --output json contains backup_id with status=completed",
+            obs.list_first.as_ref().zip(obs.backup_a_id.as_ref()).map(|(run, id)| {
+                let found = listed_ids(run).iter().any(|(b, s)| b == id && s == "completed");
+                (run.success() && found, None, format!("{id} listed as completed: {found} (val15-03-backup-list.txt)"))
+            })),
+        check("VAL15-04", "checksum_verified", "CLI-reported checksum == SHA-256 of .dump file",
+            obs.archive_a_sha256.as_ref().map(|file| {
+                let cli = cli_checksum.clone().unwrap_or_default();
+                (cli.len() == 64 && &cli == file, None, format!("cli_checksum={cli} file_checksum={file} (val15-04-checksum-verify.txt)"))
+            })),
+        check("VAL15-05", "backup_timing_bound", "backup_ms <= 30000",
+            obs.backup_a.as_ref().map(|run| {
+                (run.success() && run.elapsed_ms <= BACKUP_MS_THRESHOLD, Some(format!("backup_ms={}", run.elapsed_ms)),
+                 format!("backup took {} ms, exit={:?} (val15-05-backup-timing.txt)", run.elapsed_ms, run.exit_code))
+            })),
+        check("VAL15-06", "restore_correct", "post-restore small_count=100, medium_count=1000, both payload checks = t; content and catalog fingerprint equal to the pre-backup one",
+            obs.spot_check.zip(obs.fingerprint_after.as_ref()).map(|(spot, after)| {
+                let diff = obs.fingerprint_before.as_ref().map(|b| b.diff(after)).unwrap_or_else(|| vec!["no pre-backup fingerprint".into()]);
+                let ok = spot == (100, 1000, true, true) && diff.is_empty() && obs.restore.as_ref().is_some_and(CliRun::success);
+                (ok, Some(format!("{}|{}|{}|{}", spot.0, spot.1, tf(spot.2), tf(spot.3))),
+                 format!("fingerprint differences: {} (val15-06-integrity-result.txt)", if diff.is_empty() { "none".into() } else { diff.join("; ") }))
+            })),
+        check("VAL15-07", "restore_timing_bound", "restore_ms <= 60000",
+            obs.restore.as_ref().map(|run| {
+                (run.success() && run.elapsed_ms <= RESTORE_MS_THRESHOLD, Some(format!("restore_ms={}", run.elapsed_ms)),
+                 format!("restore took {} ms, exit={:?} (val15-07-restore-timing.txt, val15-06-restore.txt)", run.elapsed_ms, run.exit_code))
+            })),
+        check("VAL15-08", "multi_backup_inventory", "ha backup list shows count >= 2 with both backup IDs present",
+            obs.list_multi.as_ref().map(|run| {
+                let listed = listed_ids(run);
+                let both = [obs.backup_a_id.as_ref(), obs.backup_b_id.as_ref()]
+                    .iter()
+                    .all(|id| id.is_some_and(|id| listed.iter().any(|(b, s)| b == id && s == "completed")));
+                (run.success() && listed.len() >= 2 && both, Some(format!("multi_backup_count={}", listed.len())),
+                 format!("both backup ids listed as completed: {both} (val15-08-backup-list-multi.txt)"))
+            })),
+        check("VAL15-09", "restore_requires_confirm", "restore without --confirm exits non-zero, mentions --confirm, and changes nothing",
+            obs.no_confirm.as_ref().map(|run| {
+                let refused = !run.success();
+                let mentions = format!("{}{}", run.stdout, run.stderr).contains("--confirm");
+                let unchanged = obs.fingerprint_mutated.is_some() && obs.fingerprint_mutated == obs.fingerprint_after_no_confirm;
+                (refused && mentions && unchanged, Some(format!("exit={}", opt(&run.exit_code))),
+                 format!("refused={refused} mentions --confirm={mentions} database unchanged={unchanged} (val15-09-restore-no-confirm.txt)"))
+            })),
+        check("VAL15-10", "audit_events_captured", ">= 1 ha.backup.created and >= 1 ha.backup.restored event in the audit store",
+            obs.audit_created.zip(obs.audit_restored).map(|(created, restored)| {
+                (created >= 1 && restored >= 1, Some(format!("created={created} restored={restored}")),
+                 "val15-10-audit-check.txt".into())
+            })),
+    ]
+}
