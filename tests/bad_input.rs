@@ -1,0 +1,144 @@
+//! Bad input is refused with a clear message and a documented exit code, and changes nothing.
+//!
+//! One lab serves every case: each row runs the real CLI, checks the exit code and the message,
+//! and afterwards the database fingerprint and the restore audit count must be as before.
+
+mod common;
+
+use autonomy::{
+    audit::{self, AuditQuery},
+    client::{ClientError, NodeClient},
+    exit::Exit,
+};
+use common::{
+    backend::{self, LAB_DATABASE},
+    cli::Cli,
+    node::{Node, NodeSpec},
+    run::lab_required,
+    sql, LAB_TOKEN,
+};
+
+struct Case<'a> {
+    name: &'a str,
+    cli: Cli,
+    args: Vec<&'a str>,
+    exit: Exit,
+    says: &'a str,
+}
+
+fn restored_events(audit_dir: &std::path::Path) -> usize {
+    let query = AuditQuery { event_type: Some("ha.backup.restored".into()), since: None };
+    audit::query(audit_dir, &query).expect("the audit store reads").len()
+}
+
+/// Runs each case, returning a description of every one that did not behave.
+fn check_cases(cases: Vec<Case<'_>>, db: &mut postgres::Client, audit_dir: &std::path::Path) -> Vec<String> {
+    let mut failures = Vec::new();
+    for case in cases {
+        let before = sql::fingerprint(db);
+        let restored_before = restored_events(audit_dir);
+        let run = case.cli.run(&case.args);
+        let after = sql::fingerprint(db);
+        let output = format!("{}{}", run.stdout, run.stderr);
+        if run.exit_code != Some(i32::from(case.exit.code())) {
+            failures.push(format!("{}: expected exit {} ({:?})\n{run}", case.name, case.exit.code(), case.exit));
+        }
+        if !output.contains(case.says) {
+            failures.push(format!("{}: expected the message to contain `{}`\n{run}", case.name, case.says));
+        }
+        if before != after {
+            failures.push(format!("{}: the database changed: {:?}", case.name, before.diff(&after)));
+        }
+        if restored_events(audit_dir) != restored_before {
+            failures.push(format!("{}: a restore was audited", case.name));
+        }
+    }
+    failures
+}
+
+#[test]
+fn bad_input_is_refused_clearly_and_changes_nothing() {
+    let pg = match backend::start("bad-input") {
+        Ok(pg) => pg,
+        Err(backend::Unavailable(reason)) => {
+            assert!(!lab_required(), "AUTONOMY_LAB_REQUIRE=1 but no backend could run: {reason}");
+            eprintln!("SKIP bad_input: {reason}");
+            return;
+        }
+    };
+    let scratch = tempfile::tempdir().expect("a scratch dir");
+    let url = pg.url(LAB_DATABASE);
+    let mut db = sql::connect(&url);
+    db.batch_execute(include_str!("../fixtures/val15.sql")).expect("the fixture loads");
+    let spec = |node_id: &str, maintenance_mode: bool| NodeSpec {
+        node_id: node_id.into(),
+        database_url: url.clone(),
+        backup_dir: scratch.path().join("backups"),
+        audit_dir: scratch.path().join("audit"),
+        maintenance_mode,
+        log_path: scratch.path().join(format!("{node_id}.log")),
+    };
+    let audit_dir = scratch.path().join("audit");
+
+    let node = Node::start_leader(spec("bad-input-normal", false)).unwrap_or_else(|e| panic!("{e}"));
+    let cli = Cli::for_server(&node.url);
+    let created = cli.run(&["ha", "backup", "create"]);
+    assert!(created.success(), "{created}");
+    let id = created.field("backup_id").expect("a backup id");
+
+    // The server refuses an unconfirmed restore too, whatever the client does.
+    let raw = NodeClient::new(&node.url, Some(LAB_TOKEN.into()));
+    match raw.post::<_, serde_json::Value>(&format!("/v1/ha/backups/{id}/restore"), &serde_json::json!({})) {
+        Err(ClientError::Api { status: 400, code, message }) => {
+            assert_eq!(code, "not_confirmed");
+            assert!(message.contains("--confirm"), "{message}");
+        }
+        other => panic!("an unconfirmed API restore must be refused with 400, got {other:?}"),
+    }
+
+    let mut failures = check_cases(
+        vec![
+            Case { name: "unknown id", cli: cli.clone(), args: vec!["ha", "backup", "restore", "bk-does-not-exist", "--confirm"], exit: Exit::NotFound, says: "no backup `bk-does-not-exist`" },
+            Case { name: "path traversal id", cli: cli.clone(), args: vec!["ha", "backup", "restore", "../x", "--confirm"], exit: Exit::Usage, says: "invalid backup id `../x`" },
+            Case { name: "restore without --confirm", cli: cli.clone(), args: vec!["ha", "backup", "restore", &id], exit: Exit::Usage, says: "--confirm" },
+            Case { name: "restore outside maintenance mode", cli: cli.clone(), args: vec!["ha", "backup", "restore", &id, "--confirm"], exit: Exit::Refused, says: "maintenance mode" },
+            Case { name: "wrong token", cli: cli.clone().with_token(Some("not-the-token-at-all")), args: vec!["ha", "backup", "list"], exit: Exit::Unauthorized, says: "token is wrong" },
+            Case { name: "missing token", cli: cli.clone().with_token(None), args: vec!["ha", "backup", "create"], exit: Exit::Unauthorized, says: "no API token" },
+            Case { name: "not an http URL", cli: Cli::for_server("localhost:1"), args: vec!["ha", "status"], exit: Exit::Usage, says: "is not an http:// URL" },
+            Case { name: "bad --since", cli: cli.clone(), args: vec!["audit", "query", "--since", "yesterday", "--audit-dir", audit_dir.to_str().expect("utf-8")], exit: Exit::Usage, says: "RFC 3339" },
+            Case { name: "serve without token", cli: cli.clone().with_token(None), args: vec!["ha", "serve", "--node-id", "x", "--database-url", &url, "--backup-dir", "/nonexistent"], exit: Exit::Usage, says: "no API token" },
+            Case { name: "serve with a short token", cli: cli.clone().with_token(Some("short")), args: vec!["ha", "serve", "--node-id", "x", "--database-url", &url, "--backup-dir", "/nonexistent"], exit: Exit::Usage, says: "at least 16" },
+            Case { name: "serve on a remote address", cli: cli.clone(), args: vec!["ha", "serve", "--node-id", "x", "--listen", "0.0.0.0:0", "--database-url", &url, "--backup-dir", "/nonexistent"], exit: Exit::Usage, says: "--allow-remote" },
+            Case { name: "serve with a bad node id", cli: cli.clone(), args: vec!["ha", "serve", "--node-id", "../n", "--database-url", &url, "--backup-dir", "/nonexistent"], exit: Exit::Usage, says: "invalid node id" },
+        ],
+        &mut db,
+        &audit_dir,
+    );
+
+    let stopped_url = node.url.clone();
+    drop(node);
+    failures.extend(check_cases(
+        vec![Case { name: "server not running", cli: Cli::for_server(&stopped_url), args: vec!["ha", "backup", "list"], exit: Exit::Unreachable, says: "cannot reach the autonomy node" }],
+        &mut db,
+        &audit_dir,
+    ));
+
+    // An archive changed after creation is refused before the database is touched.
+    let maint = Node::start_leader(spec("bad-input-maint", true)).unwrap_or_else(|e| panic!("{e}"));
+    let archive = scratch.path().join("backups").join(format!("{id}.dump"));
+    let mut bytes = std::fs::read(&archive).expect("the archive reads");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    std::fs::write(&archive, bytes).expect("the archive can be altered");
+    db.batch_execute("UPDATE val15_small SET payload = 'changed after the backup' WHERE id = 1").expect("mutation");
+    failures.extend(check_cases(
+        vec![
+            Case { name: "altered archive", cli: Cli::for_server(&maint.url), args: vec!["ha", "backup", "restore", &id, "--confirm"], exit: Exit::Integrity, says: "does not match its manifest" },
+            Case { name: "unknown id in maintenance mode", cli: Cli::for_server(&maint.url), args: vec!["ha", "backup", "restore", "bk-nope", "--confirm"], exit: Exit::NotFound, says: "no backup `bk-nope`" },
+        ],
+        &mut db,
+        &audit_dir,
+    ));
+
+    assert!(failures.is_empty(), "{} case(s) misbehaved:\n\n{}\n\nnode log:\n{}", failures.len(), failures.join("\n\n"), maint.log());
+}
