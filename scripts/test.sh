@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The test command (README "Quickstart", run by .ci/run): install the lab's prerequisites, then
+# run the whole suite under both PostgreSQL backends with AUTONOMY_LAB_REQUIRE=1, so a backend
+# that cannot run fails the run instead of being skipped.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-prereqs.sh
+
+if cargo nextest --version >/dev/null 2>&1; then
+  run() { cargo nextest run --profile ci --workspace --no-fail-fast "$@"; }
+else
+  run() { cargo test --workspace --no-fail-fast "$@"; }
+fi
+
+export AUTONOMY_LAB_REQUIRE=1
+status=0
+for backend in docker process; do
+  echo "=== backend: $backend ===" >&2
+  AUTONOMY_LAB_BACKEND=$backend run || status=1
+done
+echo "evidence: $(readlink -f evidence/latest 2>/dev/null || echo none)" >&2
+exit $status
