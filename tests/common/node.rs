@@ -36,7 +36,15 @@ impl Node {
         Ok(node)
     }
 
+    /// Starts the node and waits until it listens.
     pub fn start(spec: NodeSpec) -> Result<Self, String> {
+        let mut node = Self::spawn(spec)?;
+        node.wait_until_listening()?;
+        Ok(node)
+    }
+
+    /// Starts the process without waiting (to start several nodes at the same moment).
+    pub fn spawn(spec: NodeSpec) -> Result<Self, String> {
         use std::os::unix::process::CommandExt;
         let log = File::create(&spec.log_path).map_err(|e| format!("create {}: {e}", spec.log_path.display()))?;
         let mut command = Command::new(env!("CARGO_BIN_EXE_autonomy"));
@@ -60,10 +68,14 @@ impl Node {
             command.pre_exec(|| nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(std::io::Error::from));
         }
         let child = command.spawn().map_err(|e| format!("start autonomy ha serve: {e}"))?;
-        let mut node = Self { child, spec, url: String::new() };
-        let addr = node.wait_for_listen_addr(Duration::from_secs(30))?;
-        node.url = format!("http://{addr}");
-        Ok(node)
+        Ok(Self { child, spec, url: String::new() })
+    }
+
+    /// Waits for the node's `listening` log line and records its URL.
+    pub fn wait_until_listening(&mut self) -> Result<(), String> {
+        let addr = self.wait_for_listen_addr(Duration::from_secs(30))?;
+        self.url = format!("http://{addr}");
+        Ok(())
     }
 
     /// Reads the `listening addr=...` line the node logs once bound.
