@@ -33,7 +33,7 @@ impl DbError {
 /// Opens one connection; its driver task ends when the client is dropped.
 pub async fn connect(database_url: &str, node_id: &str, purpose: &str) -> Result<Client, DbError> {
     let mut config: tokio_postgres::Config = database_url.parse().map_err(DbError::Connect)?;
-    config.application_name(&format!("{APPLICATION_NAME_PREFIX}{node_id}:{purpose}"));
+    config.application_name(format!("{APPLICATION_NAME_PREFIX}{node_id}:{purpose}"));
     config.connect_timeout(std::time::Duration::from_secs(5));
     let (client, connection) = config.connect(NoTls).await.map_err(DbError::Connect)?;
     tokio::spawn(async move {
