@@ -12,6 +12,15 @@ else
   run() { cargo test --workspace --no-fail-fast "$@"; }
 fi
 
+# Tests remove their containers on drop; a test killed outright (a timeout's SIGKILL) cannot,
+# so sweep what this run's tests labelled when the script ends, however it ends.
+remove_lab_containers() {
+  if docker info >/dev/null 2>&1; then
+    docker ps -aq --filter label=org.autonomy.lab | xargs -r docker rm -fv >/dev/null 2>&1 || true
+  fi
+}
+trap remove_lab_containers EXIT
+
 export AUTONOMY_LAB_REQUIRE=1
 status=0
 for backend in docker process; do

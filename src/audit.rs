@@ -112,11 +112,15 @@ pub fn query(dir: &Path, query: &AuditQuery) -> Result<Vec<AuditEvent>, AuditErr
             if line.trim().is_empty() {
                 continue;
             }
-            let event: AuditEvent = serde_json::from_str(&line).map_err(|source| AuditError::Malformed {
-                path: path.clone(),
-                line: index + 1,
-                source,
-            })?;
+            // A crash mid-append can leave one torn line; it must not hide every other event.
+            let event: AuditEvent = match serde_json::from_str(&line) {
+                Ok(event) => event,
+                Err(source) => {
+                    let error = AuditError::Malformed { path: path.clone(), line: index + 1, source };
+                    tracing::warn!(%error, "skipping a malformed audit line");
+                    continue;
+                }
+            };
             let type_matches = query.event_type.as_ref().is_none_or(|t| *t == event.event_type);
             let time_matches = query.since.is_none_or(|since| event.time >= since);
             if type_matches && time_matches {

@@ -103,6 +103,11 @@ fn val15_report_is_pass_with_timings() {
     assert_eq!((report.pass, report.total, report.outcome), (10, 10, Outcome::Pass), "report: {report:#?}");
     assert!(report.metrics.contains_key("backup_ms") && report.metrics.contains_key("restore_ms"), "{:?}", report.metrics);
     assert_eq!(outcome.backups_in_first_node_log, 1, "the first node should have made exactly one backup");
+    assert_eq!(common::phase::times_run(Sabotage::None.bundle_name()), 1, "the phases must run once per run, whatever the number of test processes");
+    let evidence = &outcome.evidence_dir;
+    for file in ["backups/backup-val15-a.dump", "backups/backup-val15-b.dump", "val15-ha-server.log", "val15-ha-server-maint.log", "val15-ha-server-post.log"] {
+        assert!(evidence.join(file).is_file(), "the bundle lacks {file}");
+    }
     let latest = common::run::evidence_root().join("latest/val15/val15-report.json");
     assert!(latest.exists(), "{} should exist", latest.display());
 }

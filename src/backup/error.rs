@@ -24,7 +24,7 @@ pub enum BackupError {
     ArchiveMissing(String),
     #[error("{tool} failed ({status}): {stderr}")]
     Tool { tool: &'static str, status: String, stderr: String },
-    #[error("this node lost the leader lease (epoch {0}) during the operation; nothing was recorded")]
+    #[error("this node lost the leader lease (epoch {0}) during the operation; it stopped before its next protected write. Retry on the current leader")]
     Fenced(i64),
     #[error(transparent)]
     Db(#[from] DbError),

@@ -79,7 +79,8 @@ impl LocalRepository {
                 continue;
             };
             match self.manifest(id) {
-                Ok(manifest) => manifests.push(manifest),
+                Ok(manifest) if manifest.backup_id == id => manifests.push(manifest),
+                Ok(manifest) => tracing::warn!(file = id, inner = %manifest.backup_id, "skipping a manifest whose backup_id differs from its file name"),
                 Err(error) => tracing::warn!(%error, "skipping an unreadable manifest"),
             }
         }

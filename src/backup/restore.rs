@@ -11,9 +11,14 @@ use std::{io::Read, path::Path, process::Stdio, time::Instant};
 
 use crate::backup::{pgtools::{stderr_tail, PgTools}, BackupError};
 
-/// Runs first, inside the restore's transaction. `public` is re-created as PostgreSQL 15
-/// creates it, because pg_dump does not dump a default `public` schema.
-const CLEAR_DATABASE_SQL: &str = r#"
+/// Runs first, inside the restore's transaction. It is a protected write: the lease must still
+/// name this node and epoch (no row lock: holding one for the whole restore would block this
+/// node's own renewals). `public` is re-created as PostgreSQL 15 creates it, because pg_dump
+/// does not dump a default `public` schema. `node_id` is a validated identifier (A-Z a-z 0-9 . _ -),
+/// so it cannot break out of its quotes.
+fn clear_database_sql(node_id: &str, epoch: i64) -> String {
+    format!(
+        r#"
 SET client_min_messages = warning;
 BEGIN;
 SET LOCAL lock_timeout = '60s';
@@ -21,6 +26,10 @@ DO $autonomy_restore$
 DECLARE
     schema_name name;
 BEGIN
+    IF NOT EXISTS (SELECT 1 FROM autonomy_ha.leader_lease
+                    WHERE holder_id = '{node_id}' AND epoch = {epoch} AND expires_at > now()) THEN
+        RAISE EXCEPTION 'node {node_id} no longer holds the leader lease at epoch {epoch}; restore refused';
+    END IF;
     FOR schema_name IN
         SELECT nspname FROM pg_namespace
          WHERE nspname NOT IN ('autonomy_ha', 'information_schema')
@@ -34,11 +43,14 @@ BEGIN
     GRANT USAGE ON SCHEMA public TO PUBLIC;
 END
 $autonomy_restore$;
-"#;
+"#
+    )
+}
 
 /// Replays `archive` all or nothing. Blocking: call it from a blocking thread.
 /// Returns the elapsed milliseconds.
-pub fn replay_archive(tools: &PgTools, archive: &Path) -> Result<u64, BackupError> {
+pub fn replay_archive(tools: &PgTools, archive: &Path, node_id: &str, epoch: i64) -> Result<u64, BackupError> {
+    crate::ident::validate("node id", node_id)?;
     let started = Instant::now();
     let mut restore = tools
         .command("pg_restore")
@@ -55,7 +67,7 @@ pub fn replay_archive(tools: &PgTools, archive: &Path) -> Result<u64, BackupErro
     let psql = tools
         .command("psql")
         .args(["--no-psqlrc", "--quiet", "--no-password", "--set=ON_ERROR_STOP=1"])
-        .arg(format!("--command={CLEAR_DATABASE_SQL}"))
+        .arg(format!("--command={}", clear_database_sql(node_id, epoch)))
         .arg("--file=-")
         .stdin(Stdio::from(script))
         .stdout(Stdio::null())

@@ -51,7 +51,9 @@ impl BackupService {
         let manifests = tokio::task::spawn_blocking(move || repo.manifests())
             .await
             .expect("the manifest scan does not panic")?;
-        let client = self.db.get().await?;
+        let mut client = self.db.get().await?;
+        // Re-creates the inventory table if someone dropped it; a no-op otherwise.
+        db::migrate(&mut client).await?;
         Ok(inventory::rebuild_from_manifests(&*client, &manifests).await?)
     }
 
@@ -133,6 +135,10 @@ impl BackupService {
             let tx = client.transaction().await.map_err(DbError::query("begin"))?;
             if !lease::holds_lease_in_tx(&tx, &self.state.node_id, epoch).await? {
                 // The archive and manifest are complete; the next leader indexes them.
+                self.audit_quietly(
+                    "ha.backup.fenced",
+                    serde_json::json!({ "backup_id": manifest.backup_id, "epoch": epoch, "archive_complete": true }),
+                );
                 return Err(BackupError::Fenced(epoch));
             }
             inventory::upsert_completed(&tx, &manifest).await?;
@@ -202,7 +208,8 @@ impl BackupService {
 
         let tools = self.tools.clone();
         let archive = self.repo.archive_path(backup_id)?;
-        let replayed = tokio::task::spawn_blocking(move || restore::replay_archive(&tools, &archive))
+        let node_id = self.state.node_id.clone();
+        let replayed = tokio::task::spawn_blocking(move || restore::replay_archive(&tools, &archive, &node_id, epoch))
             .await
             .expect("the restore thread does not panic");
         if let Err(error) = replayed {

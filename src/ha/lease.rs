@@ -12,8 +12,8 @@ use tokio_postgres::{Client, GenericClient};
 
 use crate::db::DbError;
 
-/// Acquires the lease with a new epoch if it is free: never held, expired, or its holder's
-/// lease session is gone. Returns the new epoch, or None if another node holds it.
+/// Acquires the lease with a new epoch if it is free: never held, expired, its holder's lease
+/// session is gone, or it is this very session (whose local deadline passed before a renew). Returns the new epoch, or None if another node holds it.
 pub async fn acquire(client: &Client, node_id: &str, ttl: Duration) -> Result<Option<i64>, DbError> {
     let row = client
         .query_opt(
@@ -22,6 +22,7 @@ pub async fn acquire(client: &Client, node_id: &str, ttl: Duration) -> Result<Op
                     acquired_at = now(), expires_at = now() + $2::bigint * interval '1 millisecond'
               WHERE holder_id IS NULL
                  OR expires_at <= now()
+                 OR (holder_id = $1 AND holder_pid = pg_backend_pid())
                  OR NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = holder_pid)
           RETURNING epoch",
             &[&node_id, &ttl_ms(ttl)],

@@ -48,10 +48,19 @@ pub async fn run_lease_loop(
             }
         }
         if let Some(active) = session.as_ref() {
-            if let Err(error) = tick(active, &state, &audit, timing).await {
-                tracing::warn!(%error, "lease round failed");
-                state.lose_database();
-                session = None;
+            // A hung connection must not stall the loop: past the local lead time, reconnect.
+            match tokio::time::timeout(timing.lead_for, tick(active, &state, &audit, timing)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "lease round failed");
+                    state.lose_database();
+                    session = None;
+                }
+                Err(_) => {
+                    tracing::warn!(timeout_ms = timing.lead_for.as_millis() as u64, "lease round timed out");
+                    state.lose_database();
+                    session = None;
+                }
             }
         }
         tokio::select! {

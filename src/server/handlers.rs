@@ -54,7 +54,20 @@ pub async fn get_backup(State(app): State<AppState>, Path(backup_id): Path<Strin
 }
 
 pub async fn create_backup(State(app): State<AppState>) -> Result<(StatusCode, Json<BackupRecord>), ApiError> {
-    Ok((StatusCode::CREATED, Json(app.backups.create().await?)))
+    let backups = app.backups.clone();
+    let record = run_to_completion(async move { backups.create().await }).await?;
+    Ok((StatusCode::CREATED, Json(record)))
+}
+
+/// Runs an operation on its own task: if the client goes away, axum drops the handler, but the
+/// backup or restore still finishes, records its outcome and only then frees the node.
+async fn run_to_completion<T: Send + 'static>(
+    operation: impl std::future::Future<Output = Result<T, crate::backup::BackupError>> + Send + 'static,
+) -> Result<T, ApiError> {
+    match tokio::spawn(operation).await {
+        Ok(result) => Ok(result?),
+        Err(error) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("the operation panicked: {error}"))),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -77,7 +90,9 @@ pub async fn restore_backup(
             ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", format!("the restore body is not {{\"confirm\": true}}: {e}"))
         })?
     };
-    Ok(Json(app.backups.restore(&backup_id, request.confirm).await?))
+    let backups = app.backups.clone();
+    let report = run_to_completion(async move { backups.restore(&backup_id, request.confirm).await }).await?;
+    Ok(Json(report))
 }
 
 #[derive(Debug, Deserialize)]

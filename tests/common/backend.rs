@@ -269,6 +269,9 @@ impl PgBackend for ProcessPg {
 impl Drop for ProcessPg {
     fn drop(&mut self) {
         // Fast shutdown (SIGINT), then SIGKILL if it lingers; the temp dir goes after.
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
         let deadline = Instant::now() + Duration::from_secs(10);

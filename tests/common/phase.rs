@@ -7,6 +7,7 @@
 use std::{
     collections::HashMap,
     fs::{self, OpenOptions},
+    io::Write,
     sync::Mutex,
 };
 
@@ -17,9 +18,23 @@ use super::run::lab_dir;
 
 static IN_PROCESS: Mutex<Option<HashMap<String, String>>> = Mutex::new(None);
 
+/// The cache key: the slice's key and the backend asked for, so one run id reused across
+/// backends (AUTONOMY_RUN_ID) never reads another backend's outcome.
+fn cache_key(key: &str) -> String {
+    let backend = std::env::var("AUTONOMY_LAB_BACKEND").unwrap_or_else(|_| "auto".into());
+    format!("{key}.{backend}")
+}
+
+/// How many times the phases of `key` have run in this run (a line per run in `<key>.runs`).
+pub fn times_run(key: &str) -> usize {
+    let path = lab_dir().join(format!("{}.runs", cache_key(key)));
+    fs::read_to_string(path).map(|s| s.lines().count()).unwrap_or(0)
+}
+
 /// Returns the cached outcome of `key` for this run, running `phases` if no process has yet.
 #[track_caller]
 pub fn run_once<T: Serialize + DeserializeOwned>(key: &str, phases: impl FnOnce() -> T) -> T {
+    let key = &cache_key(key);
     // Serialises threads of one process; the file lock below serialises processes.
     let mut memory = IN_PROCESS.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(json) = memory.get_or_insert_with(HashMap::new).get(key) {
@@ -38,6 +53,12 @@ pub fn run_once<T: Serialize + DeserializeOwned>(key: &str, phases: impl FnOnce(
     let json = match fs::read_to_string(&cache_path) {
         Ok(json) => json,
         Err(_) => {
+            let mut runs = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join(format!("{key}.runs")))
+                .expect("the phase run log can be opened");
+            writeln!(runs, "pid={}", std::process::id()).expect("the phase run log can be written");
             let outcome = phases();
             let json = serde_json::to_string_pretty(&outcome).expect("the phase outcome serialises");
             autonomy::evidence::writer::write_atomically(&cache_path, json.as_bytes())

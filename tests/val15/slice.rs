@@ -80,7 +80,7 @@ pub struct SliceOutcome {
     pub report: Report,
     pub evidence_dir: PathBuf,
     pub observations: Observations,
-    /// How many backups the first node created, counted in its log (nextest runs phases once).
+    /// How many backups the first node created, counted in its log.
     pub backups_in_first_node_log: usize,
 }
 
@@ -118,7 +118,18 @@ pub fn run_slice(sabotage: Sabotage) -> SliceOutcome {
             report.backend = pg.kind().to_owned();
             let scratch = tempfile::Builder::new().prefix("autonomy-val15-").tempdir().expect("a scratch dir");
             let mut lab = Lab { pg: pg.as_ref(), bundle: &bundle, scratch: scratch.path(), sabotage, node_addr: None };
-            if let Err(reason) = lab.phases(&mut obs, &mut report) {
+            // A panic inside a phase is recorded like any other abort, so the report and the
+            // phase cache are still written and the other checks do not re-run the slice.
+            let phases = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| lab.phases(&mut obs, &mut report)));
+            let aborted = match phases {
+                Ok(Ok(())) => None,
+                Ok(Err(reason)) => Some(reason),
+                Err(panic) => Some(format!(
+                    "a phase panicked: {}",
+                    panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default()
+                )),
+            };
+            if let Some(reason) = aborted {
                 let _ = bundle.write("val15-aborted.txt", &reason);
                 obs.aborted = Some(reason);
             }
@@ -165,6 +176,13 @@ impl Lab<'_> {
         })?;
         self.node_addr.get_or_insert_with(|| format!("{node_id}@{}", node.url));
         Ok(node)
+    }
+
+    /// Copies an archive into the bundle's `backups/`, as the seed's evidence table lists.
+    fn keep_archive(&self, archive: &Path, name: &str) -> Result<(), String> {
+        let target = self.bundle.path("backups").join(name);
+        std::fs::create_dir_all(self.bundle.path("backups")).map_err(|e| format!("create backups/: {e}"))?;
+        std::fs::copy(archive, &target).map(|_| ()).map_err(|e| format!("copy {} to {}: {e}", archive.display(), target.display()))
     }
 
     fn archive_path(&self, backup_id: &str) -> PathBuf {
@@ -218,7 +236,7 @@ impl Lab<'_> {
             "val15-04-checksum-verify.txt",
             format!("cli_checksum={}\nfile_checksum={sha}\n", obs.backup_a.as_ref().and_then(|r| r.field("checksum")).unwrap_or_default()),
         )?;
-        std::fs::copy(&archive, self.bundle.path("backups/backup-val15-a.dump")).ok();
+        self.keep_archive(&archive, "backup-val15-a.dump")?;
         drop(first);
 
         // Phase 4: mutate, restart in maintenance mode, check the gate, restore.
@@ -290,7 +308,7 @@ impl Lab<'_> {
         self.write("val15-08-backup-create-2.txt", second.transcript())?;
         obs.backup_b_id = second.field("backup_id");
         if let Some(id) = &obs.backup_b_id {
-            std::fs::copy(self.archive_path(id), self.bundle.path("backups/backup-val15-b.dump")).ok();
+            self.keep_archive(&self.archive_path(id), "backup-val15-b.dump")?;
         }
         obs.backup_b = Some(second);
         let listed = cli.run(&["ha", "backup", "list", "--output", "json"]);
