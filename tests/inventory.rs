@@ -1,0 +1,50 @@
+//! The manifests are the catalog of record: a lost inventory table is rebuilt from them.
+
+mod common;
+
+use common::{
+    backend::{self, LAB_DATABASE},
+    cli::Cli,
+    node::{Node, NodeSpec},
+    run::lab_required,
+    sql,
+};
+
+#[test]
+fn a_dropped_inventory_is_rebuilt_from_the_manifests() {
+    let pg = match backend::start("inventory") {
+        Ok(pg) => pg,
+        Err(backend::Unavailable(reason)) => {
+            assert!(!lab_required(), "AUTONOMY_LAB_REQUIRE=1 but no backend could run: {reason}");
+            eprintln!("SKIP inventory: {reason}");
+            return;
+        }
+    };
+    let scratch = tempfile::tempdir().expect("a scratch dir");
+    let node = Node::start_leader(NodeSpec {
+        node_id: "inventory-node".into(),
+        database_url: pg.url(LAB_DATABASE),
+        backup_dir: scratch.path().join("backups"),
+        audit_dir: scratch.path().join("audit"),
+        maintenance_mode: false,
+        log_path: scratch.path().join("node.log"),
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let cli = Cli::for_server(&node.url);
+    let created = cli.run(&["ha", "backup", "create"]);
+    assert!(created.success(), "{created}");
+    let id = created.field("backup_id").expect("a backup id");
+    let checksum = created.field("checksum").expect("a checksum");
+
+    sql::connect(&pg.url(LAB_DATABASE))
+        .batch_execute("DROP TABLE autonomy_ha.backup_inventory")
+        .expect("the inventory table can be dropped");
+
+    let listed = cli.run(&["ha", "backup", "list", "--output", "json"]);
+    assert!(listed.success(), "{listed}\nlog:\n{}", node.log());
+    let records: Vec<serde_json::Value> = serde_json::from_str(&listed.stdout).expect("a JSON list");
+    assert_eq!(records.len(), 1, "{records:#?}");
+    assert_eq!(records[0]["backup_id"], id.as_str());
+    assert_eq!(records[0]["status"], "completed");
+    assert_eq!(records[0]["checksum"], checksum.as_str());
+}
