@@ -10,13 +10,7 @@ use autonomy::{
     client::{ClientError, NodeClient},
     exit::Exit,
 };
-use common::{
-    backend::{self, LAB_DATABASE},
-    cli::Cli,
-    node::{Node, NodeSpec},
-    run::lab_required,
-    sql, LAB_TOKEN,
-};
+use common::{cli::Cli, lab::Lab, node::Node, sql, LAB_TOKEN};
 
 struct Case<'a> {
     name: &'a str,
@@ -58,27 +52,12 @@ fn check_cases(cases: Vec<Case<'_>>, db: &mut postgres::Client, audit_dir: &std:
 
 #[test]
 fn bad_input_is_refused_clearly_and_changes_nothing() {
-    let pg = match backend::start("bad-input") {
-        Ok(pg) => pg,
-        Err(backend::Unavailable(reason)) => {
-            assert!(!lab_required(), "AUTONOMY_LAB_REQUIRE=1 but no backend could run: {reason}");
-            eprintln!("SKIP bad_input: {reason}");
-            return;
-        }
-    };
-    let scratch = tempfile::tempdir().expect("a scratch dir");
-    let url = pg.url(LAB_DATABASE);
+    let Some(lab) = Lab::start_or_skip("bad-input") else { return };
+    let url = lab.url();
     let mut db = sql::connect(&url);
     db.batch_execute(include_str!("../fixtures/val15.sql")).expect("the fixture loads");
-    let spec = |node_id: &str, maintenance_mode: bool| NodeSpec {
-        node_id: node_id.into(),
-        database_url: url.clone(),
-        backup_dir: scratch.path().join("backups"),
-        audit_dir: scratch.path().join("audit"),
-        maintenance_mode,
-        log_path: scratch.path().join(format!("{node_id}.log")),
-    };
-    let audit_dir = scratch.path().join("audit");
+    let spec = |node_id: &str, maintenance_mode: bool| lab.node_spec(node_id, maintenance_mode);
+    let audit_dir = lab.audit_dir();
 
     let node = Node::start_leader(spec("bad-input-normal", false)).unwrap_or_else(|e| panic!("{e}"));
     let cli = Cli::for_server(&node.url);
@@ -125,7 +104,7 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
 
     // An archive changed after creation is refused before the database is touched.
     let maint = Node::start_leader(spec("bad-input-maint", true)).unwrap_or_else(|e| panic!("{e}"));
-    let archive = scratch.path().join("backups").join(format!("{id}.dump"));
+    let archive = lab.archive_path(&id);
     let mut bytes = std::fs::read(&archive).expect("the archive reads");
     let last = bytes.len() - 1;
     bytes[last] ^= 0x01;

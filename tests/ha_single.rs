@@ -3,12 +3,7 @@
 
 mod common;
 
-use common::{
-    backend::{self, LAB_DATABASE},
-    node::{Node, NodeSpec},
-    run::lab_required,
-    LAB_TOKEN,
-};
+use common::{lab::Lab, node::Node, LAB_TOKEN};
 
 fn status(node: &Node) -> serde_json::Value {
     autonomy::client::NodeClient::new(&node.url, Some(LAB_TOKEN.into()))
@@ -20,23 +15,8 @@ fn status(node: &Node) -> serde_json::Value {
 /// created once, under a lock), and exactly one of them leads.
 #[test]
 fn two_nodes_starting_at_once_elect_exactly_one_leader() {
-    let pg = match backend::start("ha-single") {
-        Ok(pg) => pg,
-        Err(backend::Unavailable(reason)) => {
-            assert!(!lab_required(), "AUTONOMY_LAB_REQUIRE=1 but no backend could run: {reason}");
-            eprintln!("SKIP ha_single: {reason}");
-            return;
-        }
-    };
-    let scratch = tempfile::tempdir().expect("a scratch dir");
-    let spec = |node_id: &str| NodeSpec {
-        node_id: node_id.into(),
-        database_url: pg.url(LAB_DATABASE),
-        backup_dir: scratch.path().join("backups"),
-        audit_dir: scratch.path().join("audit"),
-        maintenance_mode: false,
-        log_path: scratch.path().join(format!("{node_id}.log")),
-    };
+    let Some(lab) = Lab::start_or_skip("ha-single") else { return };
+    let spec = |node_id: &str| lab.node_spec(node_id, false);
     let mut a = Node::spawn(spec("node-a")).expect("node a starts");
     let mut b = Node::spawn(spec("node-b")).expect("node b starts");
     a.wait_until_listening().unwrap_or_else(|e| panic!("{e}"));

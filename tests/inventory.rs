@@ -2,41 +2,19 @@
 
 mod common;
 
-use common::{
-    backend::{self, LAB_DATABASE},
-    cli::Cli,
-    node::{Node, NodeSpec},
-    run::lab_required,
-    sql,
-};
+use common::{cli::Cli, lab::Lab, node::Node, sql};
 
 #[test]
 fn a_dropped_inventory_is_rebuilt_from_the_manifests() {
-    let pg = match backend::start("inventory") {
-        Ok(pg) => pg,
-        Err(backend::Unavailable(reason)) => {
-            assert!(!lab_required(), "AUTONOMY_LAB_REQUIRE=1 but no backend could run: {reason}");
-            eprintln!("SKIP inventory: {reason}");
-            return;
-        }
-    };
-    let scratch = tempfile::tempdir().expect("a scratch dir");
-    let node = Node::start_leader(NodeSpec {
-        node_id: "inventory-node".into(),
-        database_url: pg.url(LAB_DATABASE),
-        backup_dir: scratch.path().join("backups"),
-        audit_dir: scratch.path().join("audit"),
-        maintenance_mode: false,
-        log_path: scratch.path().join("node.log"),
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
+    let Some(lab) = Lab::start_or_skip("inventory") else { return };
+    let node = Node::start_leader(lab.node_spec("inventory-node", false)).unwrap_or_else(|e| panic!("{e}"));
     let cli = Cli::for_server(&node.url);
     let created = cli.run(&["ha", "backup", "create"]);
     assert!(created.success(), "{created}");
     let id = created.field("backup_id").expect("a backup id");
     let checksum = created.field("checksum").expect("a checksum");
 
-    sql::connect(&pg.url(LAB_DATABASE))
+    sql::connect(&lab.url())
         .batch_execute("DROP TABLE autonomy_ha.backup_inventory")
         .expect("the inventory table can be dropped");
 

@@ -7,38 +7,17 @@
 mod common;
 
 use autonomy::exit::Exit;
-use common::{
-    backend::{self, LAB_DATABASE},
-    cli::Cli,
-    node::{Node, NodeSpec},
-    run::lab_required,
-    sql,
-};
+use common::{cli::Cli, lab::Lab, node::Node, sql};
 
 #[test]
 fn a_failed_restore_changes_nothing() {
-    let pg = match backend::start("restore-atomic") {
-        Ok(pg) => pg,
-        Err(backend::Unavailable(reason)) => {
-            assert!(!lab_required(), "AUTONOMY_LAB_REQUIRE=1 but no backend could run: {reason}");
-            eprintln!("SKIP restore_atomic: {reason}");
-            return;
-        }
-    };
-    let scratch = tempfile::tempdir().expect("a scratch dir");
-    let url = pg.url(LAB_DATABASE);
+    let Some(lab) = Lab::start_or_skip("restore-atomic") else { return };
+    let url = lab.url();
     let mut db = sql::connect(&url);
     db.batch_execute(include_str!("../fixtures/val15.sql")).expect("the fixture loads");
     db.batch_execute("CREATE ROLE val15_owner; CREATE TABLE owned_elsewhere (id int); ALTER TABLE owned_elsewhere OWNER TO val15_owner;")
         .expect("an owned table");
-    let spec = |node_id: &str, maintenance_mode: bool| NodeSpec {
-        node_id: node_id.into(),
-        database_url: url.clone(),
-        backup_dir: scratch.path().join("backups"),
-        audit_dir: scratch.path().join("audit"),
-        maintenance_mode,
-        log_path: scratch.path().join(format!("{node_id}.log")),
-    };
+    let spec = |node_id: &str, maintenance_mode: bool| lab.node_spec(node_id, maintenance_mode);
 
     let node = Node::start_leader(spec("atomic-normal", false)).unwrap_or_else(|e| panic!("{e}"));
     let created = Cli::for_server(&node.url).run(&["ha", "backup", "create"]);

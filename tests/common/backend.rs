@@ -268,20 +268,7 @@ impl PgBackend for ProcessPg {
 
 impl Drop for ProcessPg {
     fn drop(&mut self) {
-        // Fast shutdown (SIGINT), then SIGKILL if it lingers; the temp dir goes after.
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return;
-        }
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // Fast shutdown (SIGINT); the temp dir is removed after the server is gone.
+        super::process::stop_child(&mut self.child, nix::sys::signal::Signal::SIGINT, Duration::from_secs(10));
     }
 }

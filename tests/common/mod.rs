@@ -4,6 +4,8 @@
 //! - `backend`: PostgreSQL backends (docker via testcontainers, local processes) behind one trait.
 //! - `node`: `autonomy ha serve` processes, logged into the evidence bundle, reaped on drop.
 //! - `cli`: runs the real `autonomy` CLI and keeps everything needed to explain a failure.
+//! - `lab`: one test's backend (or a recorded SKIP) and scratch directory.
+//! - `process`: stopping child processes.
 //! - `phase`: runs a slice's phases once per run, across test processes.
 //! - `sql`: synchronous SQL helpers and the content-and-catalog fingerprint.
 
@@ -11,8 +13,10 @@
 
 pub mod backend;
 pub mod cli;
+pub mod lab;
 pub mod node;
 pub mod phase;
+pub mod process;
 pub mod run;
 pub mod sql;
 

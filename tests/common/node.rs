@@ -129,20 +129,7 @@ impl Node {
     }
 
     fn terminate(&mut self) {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return; // already reaped: its pid may belong to another process by now
-        }
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        super::process::stop_child(&mut self.child, nix::sys::signal::Signal::SIGTERM, Duration::from_secs(10));
     }
 }
 

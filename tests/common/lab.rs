@@ -1,0 +1,49 @@
+//! A lab for a single test: a PostgreSQL backend (or a recorded SKIP) and a scratch directory.
+
+use super::{backend::{self, PgBackend, LAB_DATABASE}, node::NodeSpec, run::lab_required};
+
+pub struct Lab {
+    pub pg: Box<dyn PgBackend>,
+    pub scratch: tempfile::TempDir,
+}
+
+impl Lab {
+    /// Starts the backend AUTONOMY_LAB_BACKEND asks for. When none can run, prints SKIP and
+    /// returns None — or fails the test under AUTONOMY_LAB_REQUIRE=1.
+    #[track_caller]
+    pub fn start_or_skip(label: &str) -> Option<Self> {
+        match backend::start(label) {
+            Ok(pg) => Some(Self { pg, scratch: tempfile::tempdir().expect("a scratch dir") }),
+            Err(backend::Unavailable(reason)) => {
+                assert!(!lab_required(), "AUTONOMY_LAB_REQUIRE=1 but no backend could run: {reason}");
+                eprintln!("SKIP {label}: {reason}");
+                None
+            }
+        }
+    }
+
+    /// URL of the lab's application database.
+    pub fn url(&self) -> String {
+        self.pg.url(LAB_DATABASE)
+    }
+
+    /// A node on the lab database sharing the lab's backup and audit directories.
+    pub fn node_spec(&self, node_id: &str, maintenance_mode: bool) -> NodeSpec {
+        NodeSpec {
+            node_id: node_id.into(),
+            database_url: self.url(),
+            backup_dir: self.scratch.path().join("backups"),
+            audit_dir: self.audit_dir(),
+            maintenance_mode,
+            log_path: self.scratch.path().join(format!("{node_id}.log")),
+        }
+    }
+
+    pub fn audit_dir(&self) -> std::path::PathBuf {
+        self.scratch.path().join("audit")
+    }
+
+    pub fn archive_path(&self, backup_id: &str) -> std::path::PathBuf {
+        self.scratch.path().join("backups").join(format!("{backup_id}.dump"))
+    }
+}
