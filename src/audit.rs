@@ -56,10 +56,21 @@ pub struct AuditLog {
 impl AuditLog {
     pub fn open(dir: &Path, node_id: &str) -> Result<Self, AuditError> {
         let path = dir.join(format!("{node_id}.jsonl"));
-        let write_err = |source| AuditError::Write { path: path.clone(), source };
+        let write_err = |source| AuditError::Write {
+            path: path.clone(),
+            source,
+        };
         fs::create_dir_all(dir).map_err(write_err)?;
-        let file = OpenOptions::new().create(true).append(true).open(&path).map_err(write_err)?;
-        Ok(Self { node_id: node_id.to_owned(), path, file: Mutex::new(file) })
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(write_err)?;
+        Ok(Self {
+            node_id: node_id.to_owned(),
+            path,
+            file: Mutex::new(file),
+        })
     }
 
     /// Appends one event and fsyncs it before returning: a reported event is on disk.
@@ -74,7 +85,10 @@ impl AuditLog {
         let mut line = serde_json::to_vec(&event).expect("an audit event always serialises");
         line.push(b'\n');
         let file = self.file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let write_err = |source| AuditError::Write { path: self.path.clone(), source };
+        let write_err = |source| AuditError::Write {
+            path: self.path.clone(),
+            source,
+        };
         (&*file).write_all(&line).map_err(write_err)?;
         file.sync_data().map_err(write_err)?;
         Ok(event)
@@ -94,7 +108,10 @@ pub struct AuditQuery {
 
 /// Reads every node's file under `dir`, oldest event first. A missing directory has no events.
 pub fn query(dir: &Path, query: &AuditQuery) -> Result<Vec<AuditEvent>, AuditError> {
-    let read_err = |source| AuditError::Read { path: dir.to_owned(), source };
+    let read_err = |source| AuditError::Read {
+        path: dir.to_owned(),
+        source,
+    };
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -106,9 +123,15 @@ pub fn query(dir: &Path, query: &AuditQuery) -> Result<Vec<AuditEvent>, AuditErr
         if path.extension().is_none_or(|ext| ext != "jsonl") {
             continue;
         }
-        let file = File::open(&path).map_err(|source| AuditError::Read { path: path.clone(), source })?;
+        let file = File::open(&path).map_err(|source| AuditError::Read {
+            path: path.clone(),
+            source,
+        })?;
         for (index, line) in BufReader::new(file).lines().enumerate() {
-            let line = line.map_err(|source| AuditError::Read { path: path.clone(), source })?;
+            let line = line.map_err(|source| AuditError::Read {
+                path: path.clone(),
+                source,
+            })?;
             if line.trim().is_empty() {
                 continue;
             }
@@ -116,7 +139,11 @@ pub fn query(dir: &Path, query: &AuditQuery) -> Result<Vec<AuditEvent>, AuditErr
             let event: AuditEvent = match serde_json::from_str(&line) {
                 Ok(event) => event,
                 Err(source) => {
-                    let error = AuditError::Malformed { path: path.clone(), line: index + 1, source };
+                    let error = AuditError::Malformed {
+                        path: path.clone(),
+                        line: index + 1,
+                        source,
+                    };
                     tracing::warn!(%error, "skipping a malformed audit line");
                     continue;
                 }
@@ -141,17 +168,25 @@ mod tests {
         let dir = tempfile::tempdir().expect("a temp dir");
         let a = AuditLog::open(dir.path(), "node-a").expect("open a");
         let b = AuditLog::open(dir.path(), "node-b").expect("open b");
-        a.record("ha.backup.created", serde_json::json!({"backup_id": "x"})).expect("write");
+        a.record("ha.backup.created", serde_json::json!({"backup_id": "x"}))
+            .expect("write");
         let mid = OffsetDateTime::now_utc();
-        b.record("ha.backup.created", serde_json::json!({"backup_id": "y"})).expect("write");
+        b.record("ha.backup.created", serde_json::json!({"backup_id": "y"}))
+            .expect("write");
         b.record("ha.backup.restored", serde_json::json!({})).expect("write");
 
-        let created = AuditQuery { event_type: Some("ha.backup.created".into()), since: None };
+        let created = AuditQuery {
+            event_type: Some("ha.backup.created".into()),
+            since: None,
+        };
         let found = query(dir.path(), &created).expect("query");
         assert_eq!(found.len(), 2);
         assert_eq!(found[0].node_id, "node-a");
 
-        let later = AuditQuery { event_type: None, since: Some(mid) };
+        let later = AuditQuery {
+            event_type: None,
+            since: Some(mid),
+        };
         assert_eq!(query(dir.path(), &later).expect("query").len(), 2);
     }
 

@@ -49,7 +49,11 @@ impl NodeClient {
             .http_status_as_error(false)
             .build()
             .into();
-        Self { base: server.trim_end_matches('/').to_owned(), token, agent }
+        Self {
+            base: server.trim_end_matches('/').to_owned(),
+            token,
+            agent,
+        }
     }
 
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
@@ -75,17 +79,31 @@ impl NodeClient {
         url: &str,
         result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     ) -> Result<T, ClientError> {
-        let mut response = result.map_err(|e| ClientError::Unreachable { url: url.to_owned(), reason: e.to_string() })?;
+        let mut response = result.map_err(|e| ClientError::Unreachable {
+            url: url.to_owned(),
+            reason: e.to_string(),
+        })?;
         let status = response.status().as_u16();
         let body = response
             .body_mut()
             .read_to_string()
-            .map_err(|e| ClientError::Unreachable { url: url.to_owned(), reason: e.to_string() })?;
+            .map_err(|e| ClientError::Unreachable {
+                url: url.to_owned(),
+                reason: e.to_string(),
+            })?;
         if (200..300).contains(&status) {
-            return serde_json::from_str(&body).map_err(|e| ClientError::Decode { url: url.to_owned(), status, reason: e.to_string() });
+            return serde_json::from_str(&body).map_err(|e| ClientError::Decode {
+                url: url.to_owned(),
+                status,
+                reason: e.to_string(),
+            });
         }
         match serde_json::from_str::<ErrorBody>(&body) {
-            Ok(error) => Err(ClientError::Api { status, code: error.code, message: error.message }),
+            Ok(error) => Err(ClientError::Api {
+                status,
+                code: error.code,
+                message: error.message,
+            }),
             Err(_) => Err(ClientError::Api {
                 status,
                 code: "http_error".into(),

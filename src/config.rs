@@ -48,7 +48,9 @@ pub enum ConfigError {
     MissingToken,
     #[error("the API token is {0} characters long; use at least 16 (for example `openssl rand -hex 24`)")]
     ShortToken(usize),
-    #[error("--listen {0} is not a loopback address; pass --allow-remote if the node must be reachable from other hosts")]
+    #[error(
+        "--listen {0} is not a loopback address; pass --allow-remote if the node must be reachable from other hosts"
+    )]
     RemoteListen(SocketAddr),
     #[error("--database-url is not a valid PostgreSQL URL: {0}")]
     DatabaseUrl(String),
@@ -73,7 +75,10 @@ pub struct ServeInputs {
 impl ServeConfig {
     pub fn validate(inputs: ServeInputs) -> Result<Self, ConfigError> {
         ident::validate("node id", &inputs.node_id)?;
-        let api_token = inputs.api_token.filter(|t| !t.is_empty()).ok_or(ConfigError::MissingToken)?;
+        let api_token = inputs
+            .api_token
+            .filter(|t| !t.is_empty())
+            .ok_or(ConfigError::MissingToken)?;
         if api_token.len() < 16 {
             return Err(ConfigError::ShortToken(api_token.len()));
         }

@@ -98,7 +98,11 @@ pub struct SharedClient {
 
 impl SharedClient {
     pub fn new(database_url: String, node_id: String) -> Self {
-        Self { database_url, node_id, client: tokio::sync::Mutex::new(None) }
+        Self {
+            database_url,
+            node_id,
+            client: tokio::sync::Mutex::new(None),
+        }
     }
 
     /// The session, reconnecting first if it was lost.
@@ -107,6 +111,8 @@ impl SharedClient {
         if slot.as_ref().is_none_or(Client::is_closed) {
             *slot = Some(connect(&self.database_url, &self.node_id, "api").await?);
         }
-        Ok(tokio::sync::MutexGuard::map(slot, |slot| slot.as_mut().expect("connected above")))
+        Ok(tokio::sync::MutexGuard::map(slot, |slot| {
+            slot.as_mut().expect("connected above")
+        }))
     }
 }

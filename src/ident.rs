@@ -4,7 +4,9 @@ use thiserror::Error;
 
 /// An identifier that is unsafe or malformed; the message says which rule it broke.
 #[derive(Debug, Error, PartialEq, Eq)]
-#[error("invalid {kind} `{value}`: {reason}; use 1-128 characters from A-Z a-z 0-9 . _ - starting with a letter or digit")]
+#[error(
+    "invalid {kind} `{value}`: {reason}; use 1-128 characters from A-Z a-z 0-9 . _ - starting with a letter or digit"
+)]
 pub struct InvalidIdent {
     pub kind: &'static str,
     pub value: String,

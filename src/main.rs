@@ -9,9 +9,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("AUTONOMY_LOG").unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("AUTONOMY_LOG").unwrap_or_else(|_| "info".into()))
         .init();
     let cli = cli::Cli::parse();
     match cli::run(cli) {

@@ -21,7 +21,10 @@ struct Case<'a> {
 }
 
 fn restored_events(audit_dir: &std::path::Path) -> usize {
-    let query = AuditQuery { event_type: Some("ha.backup.restored".into()), since: None };
+    let query = AuditQuery {
+        event_type: Some("ha.backup.restored".into()),
+        since: None,
+    };
     audit::query(audit_dir, &query).expect("the audit store reads").len()
 }
 
@@ -35,13 +38,25 @@ fn check_cases(cases: Vec<Case<'_>>, db: &mut postgres::Client, audit_dir: &std:
         let after = sql::fingerprint(db);
         let output = format!("{}{}", run.stdout, run.stderr);
         if run.exit_code != Some(i32::from(case.exit.code())) {
-            failures.push(format!("{}: expected exit {} ({:?})\n{run}", case.name, case.exit.code(), case.exit));
+            failures.push(format!(
+                "{}: expected exit {} ({:?})\n{run}",
+                case.name,
+                case.exit.code(),
+                case.exit
+            ));
         }
         if !output.contains(case.says) {
-            failures.push(format!("{}: expected the message to contain `{}`\n{run}", case.name, case.says));
+            failures.push(format!(
+                "{}: expected the message to contain `{}`\n{run}",
+                case.name, case.says
+            ));
         }
         if before != after {
-            failures.push(format!("{}: the database changed: {:?}", case.name, before.diff(&after)));
+            failures.push(format!(
+                "{}: the database changed: {:?}",
+                case.name,
+                before.diff(&after)
+            ));
         }
         if restored_events(audit_dir) != restored_before {
             failures.push(format!("{}: a restore was audited", case.name));
@@ -52,10 +67,13 @@ fn check_cases(cases: Vec<Case<'_>>, db: &mut postgres::Client, audit_dir: &std:
 
 #[test]
 fn bad_input_is_refused_clearly_and_changes_nothing() {
-    let Some(lab) = Lab::start_or_skip("bad-input") else { return };
+    let Some(lab) = Lab::start_or_skip("bad-input") else {
+        return;
+    };
     let url = lab.url();
     let mut db = sql::connect(&url);
-    db.batch_execute(include_str!("../fixtures/val15.sql")).expect("the fixture loads");
+    db.batch_execute(include_str!("../fixtures/val15.sql"))
+        .expect("the fixture loads");
     let spec = |node_id: &str, maintenance_mode: bool| lab.node_spec(node_id, maintenance_mode);
     let audit_dir = lab.audit_dir();
 
@@ -68,7 +86,11 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
     // The server refuses an unconfirmed restore too, whatever the client does.
     let raw = NodeClient::new(&node.url, Some(LAB_TOKEN.into()));
     match raw.post::<_, serde_json::Value>(&format!("/v1/ha/backups/{id}/restore"), &serde_json::json!({})) {
-        Err(ClientError::Api { status: 400, code, message }) => {
+        Err(ClientError::Api {
+            status: 400,
+            code,
+            message,
+        }) => {
             assert_eq!(code, "not_confirmed");
             assert!(message.contains("--confirm"), "{message}");
         }
@@ -77,18 +99,135 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
 
     let mut failures = check_cases(
         vec![
-            Case { name: "unknown id", cli: cli.clone(), args: vec!["ha", "backup", "restore", "bk-does-not-exist", "--confirm"], exit: Exit::NotFound, says: "no backup `bk-does-not-exist`" },
-            Case { name: "path traversal id", cli: cli.clone(), args: vec!["ha", "backup", "restore", "../x", "--confirm"], exit: Exit::Usage, says: "invalid backup id `../x`" },
-            Case { name: "restore without --confirm", cli: cli.clone(), args: vec!["ha", "backup", "restore", &id], exit: Exit::Usage, says: "--confirm" },
-            Case { name: "restore outside maintenance mode", cli: cli.clone(), args: vec!["ha", "backup", "restore", &id, "--confirm"], exit: Exit::Refused, says: "maintenance mode" },
-            Case { name: "wrong token", cli: cli.clone().with_token(Some("not-the-token-at-all")), args: vec!["ha", "backup", "list"], exit: Exit::Unauthorized, says: "token is wrong" },
-            Case { name: "missing token", cli: cli.clone().with_token(None), args: vec!["ha", "backup", "create"], exit: Exit::Unauthorized, says: "no API token" },
-            Case { name: "not an http URL", cli: Cli::for_server("localhost:1"), args: vec!["ha", "status"], exit: Exit::Usage, says: "is not an http:// URL" },
-            Case { name: "bad --since", cli: cli.clone(), args: vec!["audit", "query", "--since", "yesterday", "--audit-dir", audit_dir.to_str().expect("utf-8")], exit: Exit::Usage, says: "RFC 3339" },
-            Case { name: "serve without token", cli: cli.clone().with_token(None), args: vec!["ha", "serve", "--node-id", "x", "--database-url", &url, "--backup-dir", "/nonexistent"], exit: Exit::Usage, says: "no API token" },
-            Case { name: "serve with a short token", cli: cli.clone().with_token(Some("short")), args: vec!["ha", "serve", "--node-id", "x", "--database-url", &url, "--backup-dir", "/nonexistent"], exit: Exit::Usage, says: "at least 16" },
-            Case { name: "serve on a remote address", cli: cli.clone(), args: vec!["ha", "serve", "--node-id", "x", "--listen", "0.0.0.0:0", "--database-url", &url, "--backup-dir", "/nonexistent"], exit: Exit::Usage, says: "--allow-remote" },
-            Case { name: "serve with a bad node id", cli: cli.clone(), args: vec!["ha", "serve", "--node-id", "../n", "--database-url", &url, "--backup-dir", "/nonexistent"], exit: Exit::Usage, says: "invalid node id" },
+            Case {
+                name: "unknown id",
+                cli: cli.clone(),
+                args: vec!["ha", "backup", "restore", "bk-does-not-exist", "--confirm"],
+                exit: Exit::NotFound,
+                says: "no backup `bk-does-not-exist`",
+            },
+            Case {
+                name: "path traversal id",
+                cli: cli.clone(),
+                args: vec!["ha", "backup", "restore", "../x", "--confirm"],
+                exit: Exit::Usage,
+                says: "invalid backup id `../x`",
+            },
+            Case {
+                name: "restore without --confirm",
+                cli: cli.clone(),
+                args: vec!["ha", "backup", "restore", &id],
+                exit: Exit::Usage,
+                says: "--confirm",
+            },
+            Case {
+                name: "restore outside maintenance mode",
+                cli: cli.clone(),
+                args: vec!["ha", "backup", "restore", &id, "--confirm"],
+                exit: Exit::Refused,
+                says: "maintenance mode",
+            },
+            Case {
+                name: "wrong token",
+                cli: cli.clone().with_token(Some("not-the-token-at-all")),
+                args: vec!["ha", "backup", "list"],
+                exit: Exit::Unauthorized,
+                says: "token is wrong",
+            },
+            Case {
+                name: "missing token",
+                cli: cli.clone().with_token(None),
+                args: vec!["ha", "backup", "create"],
+                exit: Exit::Unauthorized,
+                says: "no API token",
+            },
+            Case {
+                name: "not an http URL",
+                cli: Cli::for_server("localhost:1"),
+                args: vec!["ha", "status"],
+                exit: Exit::Usage,
+                says: "is not an http:// URL",
+            },
+            Case {
+                name: "bad --since",
+                cli: cli.clone(),
+                args: vec![
+                    "audit",
+                    "query",
+                    "--since",
+                    "yesterday",
+                    "--audit-dir",
+                    audit_dir.to_str().expect("utf-8"),
+                ],
+                exit: Exit::Usage,
+                says: "RFC 3339",
+            },
+            Case {
+                name: "serve without token",
+                cli: cli.clone().with_token(None),
+                args: vec![
+                    "ha",
+                    "serve",
+                    "--node-id",
+                    "x",
+                    "--database-url",
+                    &url,
+                    "--backup-dir",
+                    "/nonexistent",
+                ],
+                exit: Exit::Usage,
+                says: "no API token",
+            },
+            Case {
+                name: "serve with a short token",
+                cli: cli.clone().with_token(Some("short")),
+                args: vec![
+                    "ha",
+                    "serve",
+                    "--node-id",
+                    "x",
+                    "--database-url",
+                    &url,
+                    "--backup-dir",
+                    "/nonexistent",
+                ],
+                exit: Exit::Usage,
+                says: "at least 16",
+            },
+            Case {
+                name: "serve on a remote address",
+                cli: cli.clone(),
+                args: vec![
+                    "ha",
+                    "serve",
+                    "--node-id",
+                    "x",
+                    "--listen",
+                    "0.0.0.0:0",
+                    "--database-url",
+                    &url,
+                    "--backup-dir",
+                    "/nonexistent",
+                ],
+                exit: Exit::Usage,
+                says: "--allow-remote",
+            },
+            Case {
+                name: "serve with a bad node id",
+                cli: cli.clone(),
+                args: vec![
+                    "ha",
+                    "serve",
+                    "--node-id",
+                    "../n",
+                    "--database-url",
+                    &url,
+                    "--backup-dir",
+                    "/nonexistent",
+                ],
+                exit: Exit::Usage,
+                says: "invalid node id",
+            },
         ],
         &mut db,
         &audit_dir,
@@ -97,7 +236,13 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
     let stopped_url = node.url.clone();
     drop(node);
     failures.extend(check_cases(
-        vec![Case { name: "server not running", cli: Cli::for_server(&stopped_url), args: vec!["ha", "backup", "list"], exit: Exit::Unreachable, says: "cannot reach the autonomy node" }],
+        vec![Case {
+            name: "server not running",
+            cli: Cli::for_server(&stopped_url),
+            args: vec!["ha", "backup", "list"],
+            exit: Exit::Unreachable,
+            says: "cannot reach the autonomy node",
+        }],
         &mut db,
         &audit_dir,
     ));
@@ -109,15 +254,34 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
     let last = bytes.len() - 1;
     bytes[last] ^= 0x01;
     std::fs::write(&archive, bytes).expect("the archive can be altered");
-    db.batch_execute("UPDATE val15_small SET payload = 'changed after the backup' WHERE id = 1").expect("mutation");
+    db.batch_execute("UPDATE val15_small SET payload = 'changed after the backup' WHERE id = 1")
+        .expect("mutation");
     failures.extend(check_cases(
         vec![
-            Case { name: "altered archive", cli: Cli::for_server(&maint.url), args: vec!["ha", "backup", "restore", &id, "--confirm"], exit: Exit::Integrity, says: "does not match its manifest" },
-            Case { name: "unknown id in maintenance mode", cli: Cli::for_server(&maint.url), args: vec!["ha", "backup", "restore", "bk-nope", "--confirm"], exit: Exit::NotFound, says: "no backup `bk-nope`" },
+            Case {
+                name: "altered archive",
+                cli: Cli::for_server(&maint.url),
+                args: vec!["ha", "backup", "restore", &id, "--confirm"],
+                exit: Exit::Integrity,
+                says: "does not match its manifest",
+            },
+            Case {
+                name: "unknown id in maintenance mode",
+                cli: Cli::for_server(&maint.url),
+                args: vec!["ha", "backup", "restore", "bk-nope", "--confirm"],
+                exit: Exit::NotFound,
+                says: "no backup `bk-nope`",
+            },
         ],
         &mut db,
         &audit_dir,
     ));
 
-    assert!(failures.is_empty(), "{} case(s) misbehaved:\n\n{}\n\nnode log:\n{}", failures.len(), failures.join("\n\n"), maint.log());
+    assert!(
+        failures.is_empty(),
+        "{} case(s) misbehaved:\n\n{}\n\nnode log:\n{}",
+        failures.len(),
+        failures.join("\n\n"),
+        maint.log()
+    );
 }

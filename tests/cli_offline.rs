@@ -15,7 +15,9 @@ fn closed_port_url() -> String {
 
 fn autonomy() -> Command {
     let mut command = Command::cargo_bin("autonomy").expect("the autonomy binary is built");
-    command.env_remove("AUTONOMY_API_TOKEN").env("AUTONOMY_SERVER_URL", closed_port_url());
+    command
+        .env_remove("AUTONOMY_API_TOKEN")
+        .env("AUTONOMY_SERVER_URL", closed_port_url());
     command
 }
 
@@ -28,7 +30,11 @@ fn autonomy() -> Command {
 #[case::bad_output_format(&["--output", "yaml", "ha", "status"], 2, "invalid value 'yaml'")]
 #[case::serve_without_token(&["ha", "serve", "--node-id", "n", "--database-url", "postgres://x@127.0.0.1/x", "--backup-dir", "b"], 2, "no API token")]
 fn refuses_with_documented_exit_code(#[case] args: &[&str], #[case] code: i32, #[case] says: &str) {
-    autonomy().args(args).assert().code(code).stderr(predicate::str::contains(says));
+    autonomy()
+        .args(args)
+        .assert()
+        .code(code)
+        .stderr(predicate::str::contains(says));
 }
 
 #[test]

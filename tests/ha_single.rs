@@ -15,7 +15,9 @@ fn status(node: &Node) -> serde_json::Value {
 /// created once, under a lock), and exactly one of them leads.
 #[test]
 fn two_nodes_starting_at_once_elect_exactly_one_leader() {
-    let Some(lab) = Lab::start_or_skip("ha-single") else { return };
+    let Some(lab) = Lab::start_or_skip("ha-single") else {
+        return;
+    };
     let spec = |node_id: &str| lab.node_spec(node_id, false);
     let mut a = Node::spawn(spec("node-a")).expect("node a starts");
     let mut b = Node::spawn(spec("node-b")).expect("node b starts");
@@ -32,7 +34,13 @@ fn two_nodes_starting_at_once_elect_exactly_one_leader() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     };
     let leaders: Vec<_> = [&sa, &sb].into_iter().filter(|s| s["role"] == "leader").collect();
-    assert_eq!(leaders.len(), 1, "exactly one leader expected:\n{sa}\n{sb}\nlogs:\n{}\n{}", a.log(), b.log());
+    assert_eq!(
+        leaders.len(),
+        1,
+        "exactly one leader expected:\n{sa}\n{sb}\nlogs:\n{}\n{}",
+        a.log(),
+        b.log()
+    );
     let leader_id = leaders[0]["node_id"].clone();
     assert_eq!(sa["holder_id"], leader_id, "node a sees the leader: {sa}");
     assert_eq!(sb["holder_id"], leader_id, "node b sees the leader: {sb}");
@@ -45,7 +53,12 @@ fn two_nodes_starting_at_once_elect_exactly_one_leader() {
     let (leader, follower) = if sa["role"] == "leader" { (a, b) } else { (b, a) };
     let old_epoch = sa["epoch"].as_i64().expect("an epoch");
     leader.stop();
-    follower.wait_for_role("leader", std::time::Duration::from_secs(5)).unwrap_or_else(|e| panic!("{e}"));
+    follower
+        .wait_for_role("leader", std::time::Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("{e}"));
     let after = status(&follower);
-    assert!(after["epoch"].as_i64().expect("an epoch") > old_epoch, "a new leader has a new epoch: {after}");
+    assert!(
+        after["epoch"].as_i64().expect("an epoch") > old_epoch,
+        "a new leader has a new epoch: {after}"
+    );
 }

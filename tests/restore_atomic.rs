@@ -11,10 +11,13 @@ use common::{cli::Cli, lab::Lab, node::Node, sql};
 
 #[test]
 fn a_failed_restore_changes_nothing() {
-    let Some(lab) = Lab::start_or_skip("restore-atomic") else { return };
+    let Some(lab) = Lab::start_or_skip("restore-atomic") else {
+        return;
+    };
     let url = lab.url();
     let mut db = sql::connect(&url);
-    db.batch_execute(include_str!("../fixtures/val15.sql")).expect("the fixture loads");
+    db.batch_execute(include_str!("../fixtures/val15.sql"))
+        .expect("the fixture loads");
     db.batch_execute("CREATE ROLE val15_owner; CREATE TABLE owned_elsewhere (id int); ALTER TABLE owned_elsewhere OWNER TO val15_owner;")
         .expect("an owned table");
     let spec = |node_id: &str, maintenance_mode: bool| lab.node_spec(node_id, maintenance_mode);
@@ -34,11 +37,22 @@ fn a_failed_restore_changes_nothing() {
 
     let maint = Node::start_leader(spec("atomic-maint", true)).unwrap_or_else(|e| panic!("{e}"));
     let restored = Cli::for_server(&maint.url).run(&["ha", "backup", "restore", &id, "--confirm"]);
-    assert_eq!(restored.exit_code, Some(i32::from(Exit::OperationFailed.code())), "the restore must fail:\n{restored}");
-    assert!(restored.stderr.contains("val15_owner"), "the error should name the missing role:\n{restored}");
+    assert_eq!(
+        restored.exit_code,
+        Some(i32::from(Exit::OperationFailed.code())),
+        "the restore must fail:\n{restored}"
+    );
+    assert!(
+        restored.stderr.contains("val15_owner"),
+        "the error should name the missing role:\n{restored}"
+    );
 
     let mut db = sql::connect(&url);
     let after = sql::fingerprint(&mut db);
-    assert_eq!(before.diff(&after), Vec::<String>::new(), "a failed restore changed the database");
+    assert_eq!(
+        before.diff(&after),
+        Vec::<String>::new(),
+        "a failed restore changed the database"
+    );
     assert_eq!(before.digest, after.digest);
 }

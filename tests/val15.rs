@@ -23,11 +23,16 @@ fn assert_check_passes(id: &str) {
     let report = &outcome.report;
     if report.outcome == Outcome::Skip {
         let reason = report.skip_reason.clone().unwrap_or_default();
-        assert!(!lab_required(), "AUTONOMY_LAB_REQUIRE=1 but the lab was skipped: {reason}");
+        assert!(
+            !lab_required(),
+            "AUTONOMY_LAB_REQUIRE=1 but the lab was skipped: {reason}"
+        );
         eprintln!("SKIP {id}: {reason} (recorded in {})", outcome.evidence_dir.display());
         return;
     }
-    let check = report.check(id).unwrap_or_else(|| panic!("the report has no check {id}"));
+    let check = report
+        .check(id)
+        .unwrap_or_else(|| panic!("the report has no check {id}"));
     assert_eq!(
         check.status,
         CheckStatus::Pass,
@@ -97,15 +102,40 @@ fn val15_report_is_pass_with_timings() {
     let outcome = outcome(Sabotage::None);
     let report = &outcome.report;
     if report.outcome == Outcome::Skip {
-        assert!(!lab_required(), "AUTONOMY_LAB_REQUIRE=1 but the lab was skipped: {:?}", report.skip_reason);
+        assert!(
+            !lab_required(),
+            "AUTONOMY_LAB_REQUIRE=1 but the lab was skipped: {:?}",
+            report.skip_reason
+        );
         return;
     }
-    assert_eq!((report.pass, report.total, report.outcome), (10, 10, Outcome::Pass), "report: {report:#?}");
-    assert!(report.metrics.contains_key("backup_ms") && report.metrics.contains_key("restore_ms"), "{:?}", report.metrics);
-    assert_eq!(outcome.backups_in_first_node_log, 1, "the first node should have made exactly one backup");
-    assert_eq!(common::phase::times_run(Sabotage::None.bundle_name()), 1, "the phases must run once per run, whatever the number of test processes");
+    assert_eq!(
+        (report.pass, report.total, report.outcome),
+        (10, 10, Outcome::Pass),
+        "report: {report:#?}"
+    );
+    assert!(
+        report.metrics.contains_key("backup_ms") && report.metrics.contains_key("restore_ms"),
+        "{:?}",
+        report.metrics
+    );
+    assert_eq!(
+        outcome.backups_in_first_node_log, 1,
+        "the first node should have made exactly one backup"
+    );
+    assert_eq!(
+        common::phase::times_run(Sabotage::None.bundle_name()),
+        1,
+        "the phases must run once per run, whatever the number of test processes"
+    );
     let evidence = &outcome.evidence_dir;
-    for file in ["backups/backup-val15-a.dump", "backups/backup-val15-b.dump", "val15-ha-server.log", "val15-ha-server-maint.log", "val15-ha-server-post.log"] {
+    for file in [
+        "backups/backup-val15-a.dump",
+        "backups/backup-val15-b.dump",
+        "val15-ha-server.log",
+        "val15-ha-server-maint.log",
+        "val15-ha-server-post.log",
+    ] {
         assert!(evidence.join(file).is_file(), "the bundle lacks {file}");
     }
     let latest = common::run::evidence_root().join("latest/val15/val15-report.json");
@@ -123,12 +153,27 @@ fn val15_restore_returns_exactly_the_backed_up_database() {
         return;
     }
     let obs = &outcome.observations;
-    let before = obs.fingerprint_before.as_ref().expect("a fingerprint before the backup");
-    let mutated = obs.fingerprint_mutated.as_ref().expect("a fingerprint after the mutations");
+    let before = obs
+        .fingerprint_before
+        .as_ref()
+        .expect("a fingerprint before the backup");
+    let mutated = obs
+        .fingerprint_mutated
+        .as_ref()
+        .expect("a fingerprint after the mutations");
     let after = obs.fingerprint_after.as_ref().expect("a fingerprint after the restore");
     let changes = before.diff(mutated);
-    for kind in ["table public.val15_after_backup is extra", "index CREATE INDEX val15_small_payload_idx", "schema val15_extra", "sequence public.val15_small_id_seq last_value=5000", "large objects"] {
-        assert!(changes.iter().any(|c| c.contains(kind)), "the mutations should include `{kind}`; they were: {changes:#?}");
+    for kind in [
+        "table public.val15_after_backup is extra",
+        "index CREATE INDEX val15_small_payload_idx",
+        "schema val15_extra",
+        "sequence public.val15_small_id_seq last_value=5000",
+        "large objects",
+    ] {
+        assert!(
+            changes.iter().any(|c| c.contains(kind)),
+            "the mutations should include `{kind}`; they were: {changes:#?}"
+        );
     }
     assert_eq!(before.diff(after), Vec::<String>::new(), "restore left differences");
     assert_eq!(before.digest, after.digest);
@@ -157,10 +202,18 @@ fn assert_sabotage_fails(sabotage: Sabotage, id: &str, expected: Outcome) {
     let outcome = outcome(sabotage);
     let report = &outcome.report;
     if report.outcome == Outcome::Skip {
-        assert!(!lab_required(), "AUTONOMY_LAB_REQUIRE=1 but the lab was skipped: {:?}", report.skip_reason);
+        assert!(
+            !lab_required(),
+            "AUTONOMY_LAB_REQUIRE=1 but the lab was skipped: {:?}",
+            report.skip_reason
+        );
         return;
     }
     let check = report.check(id).expect("the check exists");
-    assert_eq!(check.status, CheckStatus::Fail, "{sabotage:?} should fail {id}; report: {report:#?}");
+    assert_eq!(
+        check.status,
+        CheckStatus::Fail,
+        "{sabotage:?} should fail {id}; report: {report:#?}"
+    );
     assert_eq!(report.outcome, expected, "{sabotage:?}: outcome; report: {report:#?}");
 }

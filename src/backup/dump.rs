@@ -10,7 +10,10 @@ use std::{
 
 use sha2::{Digest, Sha256};
 
-use crate::backup::{pgtools::{stderr_tail, PgTools}, BackupError};
+use crate::backup::{
+    pgtools::{stderr_tail, PgTools},
+    BackupError,
+};
 
 /// What a finished dump produced.
 #[derive(Debug, Clone)]
@@ -32,7 +35,10 @@ pub fn dump_to_partial(tools: &PgTools, excluded_schema: &str, partial: &Path) -
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|source| BackupError::Spawn { tool: "pg_dump", source })?;
+        .map_err(|source| BackupError::Spawn {
+            tool: "pg_dump",
+            source,
+        })?;
 
     // Drain stderr on its own thread so a chatty pg_dump can never block on a full pipe.
     let mut stderr = child.stderr.take().expect("stderr was piped");
@@ -45,7 +51,10 @@ pub fn dump_to_partial(tools: &PgTools, excluded_schema: &str, partial: &Path) -
     let mut stdout = child.stdout.take().expect("stdout was piped");
     let streamed = stream_and_hash(&mut stdout, partial);
     drop(stdout);
-    let status = child.wait().map_err(|source| BackupError::Spawn { tool: "pg_dump", source })?;
+    let status = child.wait().map_err(|source| BackupError::Spawn {
+        tool: "pg_dump",
+        source,
+    })?;
     let stderr = stderr_reader.join().unwrap_or_default();
     let (size_bytes, sha256) = match (streamed, status.success()) {
         (Ok(result), true) => result,
@@ -62,7 +71,11 @@ pub fn dump_to_partial(tools: &PgTools, excluded_schema: &str, partial: &Path) -
             });
         }
     };
-    Ok(DumpOutcome { size_bytes, sha256, duration_ms: started.elapsed().as_millis() as u64 })
+    Ok(DumpOutcome {
+        size_bytes,
+        sha256,
+        duration_ms: started.elapsed().as_millis() as u64,
+    })
 }
 
 /// Copies `source` into a new file at `partial`, hashing every byte, then fsyncs it.

@@ -19,11 +19,19 @@ pub enum BackupError {
     #[error("another backup or restore is running on this node; retry when it has finished")]
     Busy,
     #[error("archive of backup `{backup_id}` does not match its manifest (expected sha256 {expected}, found {actual}); the database was not touched. Restore another backup")]
-    ChecksumMismatch { backup_id: String, expected: String, actual: String },
+    ChecksumMismatch {
+        backup_id: String,
+        expected: String,
+        actual: String,
+    },
     #[error("the archive of backup `{0}` is missing from the repository; the database was not touched")]
     ArchiveMissing(String),
     #[error("{tool} failed ({status}): {stderr}")]
-    Tool { tool: &'static str, status: String, stderr: String },
+    Tool {
+        tool: &'static str,
+        status: String,
+        stderr: String,
+    },
     #[error("this node lost the leader lease (epoch {0}) during the operation; it stopped before its next protected write. Retry on the current leader")]
     Fenced(i64),
     #[error(transparent)]
@@ -44,6 +52,9 @@ pub enum BackupError {
 
 impl BackupError {
     pub fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
-        move |source| BackupError::Io { path: path.to_owned(), source }
+        move |source| BackupError::Io {
+            path: path.to_owned(),
+            source,
+        }
     }
 }

@@ -73,7 +73,10 @@ pub async fn mark_failed(client: &impl GenericClient, backup_id: &str, error: &s
 /// Adds every manifest the table lacks; returns how many rows were added.
 pub async fn rebuild_from_manifests(client: &impl GenericClient, manifests: &[Manifest]) -> Result<u64, DbError> {
     let known: Vec<String> = client
-        .query("SELECT backup_id FROM autonomy_ha.backup_inventory WHERE status = 'completed'", &[])
+        .query(
+            "SELECT backup_id FROM autonomy_ha.backup_inventory WHERE status = 'completed'",
+            &[],
+        )
         .await
         .map_err(DbError::query("read the inventory"))?
         .iter()

@@ -41,7 +41,11 @@ pub struct Storage {
 
 impl Default for Storage {
     fn default() -> Self {
-        Self { kind: "local".into(), format: "pg_dump_custom".into(), encryption: "none".into() }
+        Self {
+            kind: "local".into(),
+            format: "pg_dump_custom".into(),
+            encryption: "none".into(),
+        }
     }
 }
 

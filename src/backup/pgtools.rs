@@ -49,7 +49,15 @@ impl PgTools {
             None => PathBuf::from(tool),
         };
         let mut command = Command::new(program);
-        for var in ["PGHOST", "PGPORT", "PGUSER", "PGPASSWORD", "PGDATABASE", "PGSERVICE", "PGOPTIONS"] {
+        for var in [
+            "PGHOST",
+            "PGPORT",
+            "PGUSER",
+            "PGPASSWORD",
+            "PGDATABASE",
+            "PGSERVICE",
+            "PGOPTIONS",
+        ] {
             command.env_remove(var);
         }
         if let Some(host) = &self.host {

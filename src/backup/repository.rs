@@ -11,7 +11,10 @@ use std::{
 
 use sha2::{Digest, Sha256};
 
-use crate::{backup::{BackupError, Manifest}, ident};
+use crate::{
+    backup::{BackupError, Manifest},
+    ident,
+};
 
 pub struct LocalRepository {
     dir: PathBuf,
@@ -75,12 +78,18 @@ impl LocalRepository {
         let mut manifests = Vec::new();
         for entry in fs::read_dir(&self.dir).map_err(BackupError::io(&self.dir))? {
             let path = entry.map_err(BackupError::io(&self.dir))?.path();
-            let Some(id) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".json")) else {
+            let Some(id) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".json"))
+            else {
                 continue;
             };
             match self.manifest(id) {
                 Ok(manifest) if manifest.backup_id == id => manifests.push(manifest),
-                Ok(manifest) => tracing::warn!(file = id, inner = %manifest.backup_id, "skipping a manifest whose backup_id differs from its file name"),
+                Ok(manifest) => {
+                    tracing::warn!(file = id, inner = %manifest.backup_id, "skipping a manifest whose backup_id differs from its file name")
+                }
                 Err(error) => tracing::warn!(%error, "skipping an unreadable manifest"),
             }
         }

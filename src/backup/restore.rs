@@ -9,7 +9,10 @@
 
 use std::{io::Read, path::Path, process::Stdio, time::Instant};
 
-use crate::backup::{pgtools::{stderr_tail, PgTools}, BackupError};
+use crate::backup::{
+    pgtools::{stderr_tail, PgTools},
+    BackupError,
+};
 
 /// Runs first, inside the restore's transaction. It is a protected write: the lease must still
 /// name this node and epoch (no row lock: holding one for the whole restore would block this
@@ -60,7 +63,10 @@ pub fn replay_archive(tools: &PgTools, archive: &Path, node_id: &str, epoch: i64
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|source| BackupError::Spawn { tool: "pg_restore", source })?;
+        .map_err(|source| BackupError::Spawn {
+            tool: "pg_restore",
+            source,
+        })?;
     let script = restore.stdout.take().expect("stdout was piped");
 
     // The archive's script goes straight from pg_restore to psql through a pipe: no copy here.
@@ -84,8 +90,13 @@ pub fn replay_archive(tools: &PgTools, archive: &Path, node_id: &str, epoch: i64
 
     let restore_stderr = drain(restore.stderr.take().expect("stderr was piped"));
     let psql_stderr = drain(psql.stderr.take().expect("stderr was piped"));
-    let psql_status = psql.wait().map_err(|source| BackupError::Spawn { tool: "psql", source })?;
-    let restore_status = restore.wait().map_err(|source| BackupError::Spawn { tool: "pg_restore", source })?;
+    let psql_status = psql
+        .wait()
+        .map_err(|source| BackupError::Spawn { tool: "psql", source })?;
+    let restore_status = restore.wait().map_err(|source| BackupError::Spawn {
+        tool: "pg_restore",
+        source,
+    })?;
     let restore_stderr = restore_stderr.join().unwrap_or_default();
     let psql_stderr = psql_stderr.join().unwrap_or_default();
 

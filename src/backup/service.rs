@@ -36,7 +36,14 @@ impl BackupService {
         db: Arc<SharedClient>,
         audit: Arc<AuditLog>,
     ) -> Self {
-        Self { state, repo: Arc::new(repo), tools, db, audit, operation: tokio::sync::Mutex::new(()) }
+        Self {
+            state,
+            repo: Arc::new(repo),
+            tools,
+            db,
+            audit,
+            operation: tokio::sync::Mutex::new(()),
+        }
     }
 
     fn leader_epoch(&self) -> Result<i64, BackupError> {
@@ -166,7 +173,10 @@ impl BackupService {
                 tracing::error!(%db_error, "could not record the failed backup");
             }
         }
-        self.audit_quietly("ha.backup.failed", serde_json::json!({ "backup_id": backup_id, "error": error.to_string() }));
+        self.audit_quietly(
+            "ha.backup.failed",
+            serde_json::json!({ "backup_id": backup_id, "error": error.to_string() }),
+        );
         error
     }
 
@@ -194,7 +204,10 @@ impl BackupService {
                 expected: manifest.sha256.clone(),
                 actual,
             };
-            self.audit_quietly("ha.backup.restore_rejected", serde_json::json!({ "backup_id": backup_id, "reason": error.to_string() }));
+            self.audit_quietly(
+                "ha.backup.restore_rejected",
+                serde_json::json!({ "backup_id": backup_id, "reason": error.to_string() }),
+            );
             return Err(error);
         }
 
@@ -213,7 +226,10 @@ impl BackupService {
             .await
             .expect("the restore thread does not panic");
         if let Err(error) = replayed {
-            self.audit_quietly("ha.backup.restore_failed", serde_json::json!({ "backup_id": backup_id, "error": error.to_string() }));
+            self.audit_quietly(
+                "ha.backup.restore_failed",
+                serde_json::json!({ "backup_id": backup_id, "error": error.to_string() }),
+            );
             return Err(error);
         }
         let restore_ms = started.elapsed().as_millis() as u64;
@@ -266,7 +282,9 @@ async fn terminate_other_sessions(client: &tokio_postgres::Client) -> Result<i64
 fn new_backup_id() -> String {
     let now = OffsetDateTime::now_utc();
     let stamp = now
-        .format(time::macros::format_description!("[year][month][day]T[hour][minute][second]Z"))
+        .format(time::macros::format_description!(
+            "[year][month][day]T[hour][minute][second]Z"
+        ))
         .expect("a fixed format always formats");
     format!("bk-{stamp}-{}", hex::encode(rand::random::<[u8; 3]>()))
 }

@@ -5,10 +5,19 @@ use std::{net::SocketAddr, path::PathBuf};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
-#[command(name = "autonomy", version, about = "PostgreSQL high availability with proven backups and restores")]
+#[command(
+    name = "autonomy",
+    version,
+    about = "PostgreSQL high availability with proven backups and restores"
+)]
 pub struct Cli {
     /// Base URL of the node the CLI talks to.
-    #[arg(long, global = true, env = "AUTONOMY_SERVER_URL", default_value = "http://127.0.0.1:7432")]
+    #[arg(
+        long,
+        global = true,
+        env = "AUTONOMY_SERVER_URL",
+        default_value = "http://127.0.0.1:7432"
+    )]
     pub server: String,
     /// API token (sent as a Bearer token; required by every route but /healthz).
     #[arg(long, global = true, env = "AUTONOMY_API_TOKEN", hide_env_values = true)]

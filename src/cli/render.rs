@@ -2,7 +2,12 @@
 
 use serde::Serialize;
 
-use crate::{audit::AuditEvent, backup::{manifest::RestoreReport, BackupRecord}, cli::args::OutputFormat, ha::StatusReport};
+use crate::{
+    audit::AuditEvent,
+    backup::{manifest::RestoreReport, BackupRecord},
+    cli::args::OutputFormat,
+    ha::StatusReport,
+};
 
 fn json<T: Serialize>(value: &T) -> String {
     serde_json::to_string_pretty(value).expect("output values always serialise")
@@ -67,8 +72,14 @@ pub fn events(events: &[AuditEvent], format: OutputFormat) -> String {
         OutputFormat::Text => events
             .iter()
             .map(|e| {
-                let time = e.time.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
-                format!("{time} {} node_id={} id={} {}", e.event_type, e.node_id, e.id, e.details)
+                let time = e
+                    .time
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default();
+                format!(
+                    "{time} {} node_id={} id={} {}",
+                    e.event_type, e.node_id, e.id, e.details
+                )
             })
             .collect::<Vec<_>>()
             .join("\n"),

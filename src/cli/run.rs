@@ -47,11 +47,18 @@ pub fn run(cli: Cli) -> Result<String, CliError> {
             Ok(render::status(&report, format))
         }
         Command::Ha(HaCommand::Backup(command)) => backup(&cli.server, cli.token, command, format),
-        Command::Audit(AuditCommand::Query { event_type, since, audit_dir }) => {
+        Command::Audit(AuditCommand::Query {
+            event_type,
+            since,
+            audit_dir,
+        }) => {
             let since = since
                 .map(|value| {
-                    time::OffsetDateTime::parse(&value, &time::format_description::well_known::Rfc3339)
-                        .map_err(|e| CliError::Usage(format!("--since `{value}` is not an RFC 3339 time ({e}); use e.g. 2026-11-21T10:00:00Z")))
+                    time::OffsetDateTime::parse(&value, &time::format_description::well_known::Rfc3339).map_err(|e| {
+                        CliError::Usage(format!(
+                            "--since `{value}` is not an RFC 3339 time ({e}); use e.g. 2026-11-21T10:00:00Z"
+                        ))
+                    })
                 })
                 .transpose()?;
             let events = audit::query(&audit_dir, &AuditQuery { event_type, since })?;
@@ -62,12 +69,19 @@ pub fn run(cli: Cli) -> Result<String, CliError> {
 
 fn client(server: &str, token: Option<String>) -> Result<NodeClient, CliError> {
     if !(server.starts_with("http://") || server.starts_with("https://")) {
-        return Err(CliError::Usage(format!("--server `{server}` is not an http:// URL; use e.g. http://127.0.0.1:7432")));
+        return Err(CliError::Usage(format!(
+            "--server `{server}` is not an http:// URL; use e.g. http://127.0.0.1:7432"
+        )));
     }
     Ok(NodeClient::new(server, token))
 }
 
-fn backup(server: &str, token: Option<String>, command: BackupCommand, format: OutputFormat) -> Result<String, CliError> {
+fn backup(
+    server: &str,
+    token: Option<String>,
+    command: BackupCommand,
+    format: OutputFormat,
+) -> Result<String, CliError> {
     match command {
         BackupCommand::Create => {
             let record: BackupRecord = client(server, token)?.post("/v1/ha/backups", &serde_json::json!({}))?;
@@ -85,8 +99,10 @@ fn backup(server: &str, token: Option<String>, command: BackupCommand, format: O
                      nothing was sent. Re-run with --confirm to proceed"
                 )));
             }
-            let report: RestoreReport = client(server, token)?
-                .post(&format!("/v1/ha/backups/{backup_id}/restore"), &serde_json::json!({ "confirm": true }))?;
+            let report: RestoreReport = client(server, token)?.post(
+                &format!("/v1/ha/backups/{backup_id}/restore"),
+                &serde_json::json!({ "confirm": true }),
+            )?;
             Ok(render::restore(&report, format))
         }
     }

@@ -12,7 +12,10 @@ pub fn text(report: &Report) -> String {
     out.push_str(&format!("Generated:     {generated}\n"));
     out.push_str(&format!("Run:           {}\n", report.run_id));
     out.push_str(&format!("Backend:       {}\n", report.backend));
-    out.push_str(&format!("Server:        {}\n", report.server_version.as_deref().unwrap_or("-")));
+    out.push_str(&format!(
+        "Server:        {}\n",
+        report.server_version.as_deref().unwrap_or("-")
+    ));
     out.push_str(&format!("Node:          {}\n", report.node.as_deref().unwrap_or("-")));
     if let Some(reason) = &report.skip_reason {
         out.push_str(&format!("\nSKIPPED: {reason}\n"));
@@ -24,7 +27,12 @@ pub fn text(report: &Report) -> String {
         }
     }
     out.push_str("\n## Checks\n");
-    let width = report.checks.iter().map(|c| c.id.len() + c.name.len() + 2).max().unwrap_or(0);
+    let width = report
+        .checks
+        .iter()
+        .map(|c| c.id.len() + c.name.len() + 2)
+        .max()
+        .unwrap_or(0);
     for check in &report.checks {
         let label = format!("{} {}:", check.id, check.name);
         let mut line = format!("{label:<width$} {}", check.status, width = width + 1);
@@ -38,7 +46,10 @@ pub fn text(report: &Report) -> String {
         out.push('\n');
     }
     out.push_str("\n## Summary\n");
-    out.push_str(&format!("pass={}  fail={}  skip={}  total={}\n", report.pass, report.fail, report.skip, report.total));
+    out.push_str(&format!(
+        "pass={}  fail={}  skip={}  total={}\n",
+        report.pass, report.fail, report.skip, report.total
+    ));
     out.push_str(&format!("outcome={}\n", report.outcome));
     out
 }

@@ -98,7 +98,11 @@ impl Report {
         self.fail = self.checks.iter().filter(|c| c.status == CheckStatus::Fail).count();
         self.skip = self.checks.iter().filter(|c| c.status == CheckStatus::Skip).count();
         self.total = self.checks.len();
-        self.outcome = if self.skip_reason.is_some() { Outcome::Skip } else { rule(&self.checks) };
+        self.outcome = if self.skip_reason.is_some() {
+            Outcome::Skip
+        } else {
+            rule(&self.checks)
+        };
         self
     }
 
@@ -118,7 +122,10 @@ fn passed(checks: &[Check], id: &str) -> bool {
 pub fn val15_outcome(checks: &[Check]) -> Outcome {
     if !checks.is_empty() && checks.iter().all(|c| c.status == CheckStatus::Pass) {
         Outcome::Pass
-    } else if ["VAL15-01", "VAL15-05", "VAL15-06", "VAL15-07"].iter().all(|id| passed(checks, id)) {
+    } else if ["VAL15-01", "VAL15-05", "VAL15-06", "VAL15-07"]
+        .iter()
+        .all(|id| passed(checks, id))
+    {
         Outcome::Partial
     } else {
         Outcome::Fail
@@ -133,8 +140,19 @@ mod tests {
         (1..=10)
             .map(|n| {
                 let id = format!("VAL15-{n:02}");
-                let status = if failing.contains(&id.as_str()) { CheckStatus::Fail } else { CheckStatus::Pass };
-                Check { id, name: "n".into(), status, value: None, threshold: "t".into(), detail: "d".into() }
+                let status = if failing.contains(&id.as_str()) {
+                    CheckStatus::Fail
+                } else {
+                    CheckStatus::Pass
+                };
+                Check {
+                    id,
+                    name: "n".into(),
+                    status,
+                    value: None,
+                    threshold: "t".into(),
+                    detail: "d".into(),
+                }
             })
             .collect()
     }
@@ -147,7 +165,10 @@ mod tests {
     #[test]
     fn a_failed_gate_or_audit_with_core_checks_passing_is_partial() {
         assert_eq!(val15_outcome(&checks(&["VAL15-09"])), Outcome::Partial);
-        assert_eq!(val15_outcome(&checks(&["VAL15-02", "VAL15-03", "VAL15-04", "VAL15-08", "VAL15-10"])), Outcome::Partial);
+        assert_eq!(
+            val15_outcome(&checks(&["VAL15-02", "VAL15-03", "VAL15-04", "VAL15-08", "VAL15-10"])),
+            Outcome::Partial
+        );
     }
 
     #[test]

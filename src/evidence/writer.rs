@@ -19,7 +19,11 @@ impl Bundle {
     pub fn create(root: &Path, run_id: &str, slice: &str) -> std::io::Result<Self> {
         let dir = root.join(run_id).join(slice);
         fs::create_dir_all(&dir)?;
-        Ok(Self { root: root.to_owned(), run_id: run_id.to_owned(), dir })
+        Ok(Self {
+            root: root.to_owned(),
+            run_id: run_id.to_owned(),
+            dir,
+        })
     }
 
     pub fn path(&self, name: &str) -> PathBuf {

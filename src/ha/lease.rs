@@ -76,7 +76,11 @@ pub async fn read(client: &impl GenericClient) -> Result<LeaseRow, DbError> {
         )
         .await
         .map_err(DbError::query("read the leader lease"))?;
-    Ok(LeaseRow { holder_id: row.get(0), epoch: row.get(1), valid: row.get(2) })
+    Ok(LeaseRow {
+        holder_id: row.get(0),
+        epoch: row.get(1),
+        valid: row.get(2),
+    })
 }
 
 /// The fencing check of a protected write: inside the write's own transaction, the lease must

@@ -1,6 +1,9 @@
 //! The lease loop: keeps this node's view of leadership current until shutdown.
 
-use std::{sync::Arc, time::{Duration, Instant}};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use tokio::sync::watch;
 use tokio_postgres::Client;
@@ -20,7 +23,11 @@ pub struct LeaseTiming {
 
 impl LeaseTiming {
     pub fn from_ttl(ttl: Duration) -> Self {
-        Self { ttl, renew_every: ttl / 5, lead_for: ttl * 4 / 5 }
+        Self {
+            ttl,
+            renew_every: ttl / 5,
+            lead_for: ttl * 4 / 5,
+        }
     }
 }
 

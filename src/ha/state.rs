@@ -55,7 +55,11 @@ pub struct NodeState {
 
 impl NodeState {
     pub fn new(node_id: String, maintenance_mode: bool) -> Self {
-        Self { node_id, maintenance_mode, inner: Mutex::new(Leadership::default()) }
+        Self {
+            node_id,
+            maintenance_mode,
+            inner: Mutex::new(Leadership::default()),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Leadership> {

@@ -25,7 +25,9 @@ pub async fn require_token(State(token): State<ApiToken>, request: Request, next
         .and_then(|value| value.strip_prefix("Bearer "));
     match presented {
         Some(presented) if tokens_match(presented, &token.0) => Ok(next.run(request).await),
-        Some(_) => Err(ApiError::unauthorized("the API token is wrong; check --token / AUTONOMY_API_TOKEN")),
+        Some(_) => Err(ApiError::unauthorized(
+            "the API token is wrong; check --token / AUTONOMY_API_TOKEN",
+        )),
         None => Err(ApiError::unauthorized(
             "no API token: send `Authorization: Bearer <token>` (the CLI reads --token / AUTONOMY_API_TOKEN)",
         )),

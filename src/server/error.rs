@@ -22,7 +22,13 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
-        Self { status, body: ErrorBody { code: code.to_owned(), message: message.into() } }
+        Self {
+            status,
+            body: ErrorBody {
+                code: code.to_owned(),
+                message: message.into(),
+            },
+        }
     }
 
     pub fn unauthorized(message: &str) -> Self {
@@ -48,7 +54,9 @@ impl From<BackupError> for ApiError {
             BackupError::Fenced(_) => (StatusCode::CONFLICT, "fenced"),
             BackupError::ChecksumMismatch { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "checksum_mismatch"),
             BackupError::ArchiveMissing(_) => (StatusCode::UNPROCESSABLE_ENTITY, "archive_missing"),
-            BackupError::Tool { .. } | BackupError::Spawn { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "operation_failed"),
+            BackupError::Tool { .. } | BackupError::Spawn { .. } => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "operation_failed")
+            }
             BackupError::Db(_) => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),
             BackupError::Io { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "repository_io"),
         };

@@ -49,7 +49,10 @@ pub async fn list_backups(State(app): State<AppState>) -> Result<Json<Vec<Backup
     Ok(Json(app.backups.list().await?))
 }
 
-pub async fn get_backup(State(app): State<AppState>, Path(backup_id): Path<String>) -> Result<Json<BackupRecord>, ApiError> {
+pub async fn get_backup(
+    State(app): State<AppState>,
+    Path(backup_id): Path<String>,
+) -> Result<Json<BackupRecord>, ApiError> {
     Ok(Json(app.backups.get(&backup_id).await?))
 }
 
@@ -66,7 +69,11 @@ async fn run_to_completion<T: Send + 'static>(
 ) -> Result<T, ApiError> {
     match tokio::spawn(operation).await {
         Ok(result) => Ok(result?),
-        Err(error) => Err(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", format!("the operation panicked: {error}"))),
+        Err(error) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("the operation panicked: {error}"),
+        )),
     }
 }
 
@@ -87,7 +94,11 @@ pub async fn restore_backup(
         RestoreRequest { confirm: false }
     } else {
         serde_json::from_slice(&body).map_err(|e| {
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", format!("the restore body is not {{\"confirm\": true}}: {e}"))
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                format!("the restore body is not {{\"confirm\": true}}: {e}"),
+            )
         })?
     };
     let backups = app.backups.clone();
@@ -101,17 +112,27 @@ pub struct AuditParams {
     pub since: Option<String>,
 }
 
-pub async fn audit_events(State(app): State<AppState>, Query(params): Query<AuditParams>) -> Result<Json<Vec<AuditEvent>>, ApiError> {
+pub async fn audit_events(
+    State(app): State<AppState>,
+    Query(params): Query<AuditParams>,
+) -> Result<Json<Vec<AuditEvent>>, ApiError> {
     let since = params
         .since
         .as_deref()
         .map(|value| {
             time::OffsetDateTime::parse(value, &time::format_description::well_known::Rfc3339).map_err(|e| {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_since", format!("since `{value}` is not an RFC 3339 time: {e}"))
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_since",
+                    format!("since `{value}` is not an RFC 3339 time: {e}"),
+                )
             })
         })
         .transpose()?;
-    let query = AuditQuery { event_type: params.event_type, since };
+    let query = AuditQuery {
+        event_type: params.event_type,
+        since,
+    };
     let dir = app.audit_dir.clone();
     let events = tokio::task::spawn_blocking(move || audit::query(&dir, &query))
         .await

@@ -15,20 +15,32 @@ use crate::{
     backup::{pgtools::PgTools, repository::LocalRepository, BackupService},
     config::ServeConfig,
     db::{self, SharedClient},
-    ha::{node::{run_lease_loop, LeaseTiming}, NodeState},
-    server::{auth::{require_token, ApiToken}, handlers::{self, AppState}},
+    ha::{
+        node::{run_lease_loop, LeaseTiming},
+        NodeState,
+    },
+    server::{
+        auth::{require_token, ApiToken},
+        handlers::{self, AppState},
+    },
 };
 
 /// The router: /healthz is open (load balancers), everything under /v1 needs the token.
 pub fn router(app: AppState, token: ApiToken) -> Router {
     let api = Router::new()
         .route("/v1/ha/status", get(handlers::status))
-        .route("/v1/ha/backups", get(handlers::list_backups).post(handlers::create_backup))
+        .route(
+            "/v1/ha/backups",
+            get(handlers::list_backups).post(handlers::create_backup),
+        )
         .route("/v1/ha/backups/{backup_id}", get(handlers::get_backup))
         .route("/v1/ha/backups/{backup_id}/restore", post(handlers::restore_backup))
         .route("/v1/audit/events", get(handlers::audit_events))
         .route_layer(middleware::from_fn_with_state(token, require_token));
-    Router::new().route("/healthz", get(handlers::healthz)).merge(api).with_state(app)
+    Router::new()
+        .route("/healthz", get(handlers::healthz))
+        .merge(api)
+        .with_state(app)
 }
 
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
@@ -40,7 +52,9 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let mut client = db::connect(&config.database_url, &config.node_id, "migrate")
         .await
         .context("connect to the database named by --database-url")?;
-    db::migrate(&mut client).await.context("create the autonomy_ha schema")?;
+    db::migrate(&mut client)
+        .await
+        .context("create the autonomy_ha schema")?;
     drop(client);
 
     let state = Arc::new(NodeState::new(config.node_id.clone(), config.maintenance_mode));
@@ -61,7 +75,11 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         shutdown_rx,
     ));
 
-    let app = AppState { node: state, backups, audit_dir: config.audit_dir.clone() };
+    let app = AppState {
+        node: state,
+        backups,
+        audit_dir: config.audit_dir.clone(),
+    };
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("bind --listen {}", config.listen))?;

@@ -31,7 +31,10 @@ pub trait PgBackend {
     fn describe(&self) -> String;
 
     fn url(&self, database: &str) -> String {
-        format!("postgres://postgres:{LAB_PG_PASSWORD}@127.0.0.1:{}/{database}", self.port())
+        format!(
+            "postgres://postgres:{LAB_PG_PASSWORD}@127.0.0.1:{}/{database}",
+            self.port()
+        )
     }
 
     /// The URL as it may appear in evidence: the password masked.
@@ -90,20 +93,35 @@ pub struct DockerPg {
 impl DockerPg {
     fn start(label: &str) -> Result<Self, Unavailable> {
         let image = image_name();
-        let daemon = Command::new("docker").args(["info", "--format", "{{.ServerVersion}}"]).output();
+        let daemon = Command::new("docker")
+            .args(["info", "--format", "{{.ServerVersion}}"])
+            .output();
         match daemon {
             Ok(out) if out.status.success() => {}
-            Ok(out) => return Err(Unavailable(format!("the docker daemon does not answer: {}", String::from_utf8_lossy(&out.stderr).trim()))),
+            Ok(out) => {
+                return Err(Unavailable(format!(
+                    "the docker daemon does not answer: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )))
+            }
             Err(e) => return Err(Unavailable(format!("the docker CLI cannot run: {e}"))),
         }
-        let present = Command::new("docker").args(["image", "inspect", &image]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        let present = Command::new("docker")
+            .args(["image", "inspect", &image])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
         if !present.is_ok_and(|s| s.success()) {
-            return Err(Unavailable(format!("image `{image}` is not present; build it with scripts/build-pg-image.sh")));
+            return Err(Unavailable(format!(
+                "image `{image}` is not present; build it with scripts/build-pg-image.sh"
+            )));
         }
         let (name, tag) = image.rsplit_once(':').unwrap_or((image.as_str(), "latest"));
         let container = GenericImage::new(name, tag)
             .with_exposed_port(5432.tcp())
-            .with_wait_for(WaitFor::message_on_stderr("database system is ready to accept connections"))
+            .with_wait_for(WaitFor::message_on_stderr(
+                "database system is ready to accept connections",
+            ))
             .with_env_var("POSTGRES_PASSWORD", LAB_PG_PASSWORD)
             .with_env_var("POSTGRES_DB", LAB_DATABASE)
             .with_label("org.autonomy.run-id", super::run::run_id())
@@ -129,7 +147,12 @@ impl PgBackend for DockerPg {
         self.port
     }
     fn describe(&self) -> String {
-        format!("container {} of image {} (port 5432 -> 127.0.0.1:{})", self.container.id(), self.image, self.port)
+        format!(
+            "container {} of image {} (port 5432 -> 127.0.0.1:{})",
+            self.container.id(),
+            self.image,
+            self.port
+        )
     }
 }
 
@@ -191,7 +214,11 @@ fn as_account(command: &mut Command, account: Option<(nix::unistd::Uid, nix::uni
 
 impl ProcessPg {
     fn start(label: &str) -> Result<Self, Unavailable> {
-        let bin = host_bin_dir().ok_or_else(|| Unavailable("no PostgreSQL server binaries (/usr/lib/postgresql/*/bin/initdb); set AUTONOMY_LAB_PG_BIN_DIR".into()))?;
+        let bin = host_bin_dir().ok_or_else(|| {
+            Unavailable(
+                "no PostgreSQL server binaries (/usr/lib/postgresql/*/bin/initdb); set AUTONOMY_LAB_PG_BIN_DIR".into(),
+            )
+        })?;
         let account = server_account()?;
         let dir = tempfile::Builder::new()
             .prefix(&format!("autonomy-lab-{label}-"))
@@ -202,25 +229,39 @@ impl ProcessPg {
         std::fs::write(&password_file, LAB_PG_PASSWORD).map_err(|e| Unavailable(e.to_string()))?;
         if let Some((uid, gid)) = account {
             for path in [dir.path(), password_file.as_path()] {
-                nix::unistd::chown(path, Some(uid), Some(gid)).map_err(|e| Unavailable(format!("chown {}: {e}", path.display())))?;
+                nix::unistd::chown(path, Some(uid), Some(gid))
+                    .map_err(|e| Unavailable(format!("chown {}: {e}", path.display())))?;
             }
         }
         let mut initdb = Command::new(bin.join("initdb"));
         initdb
             .arg("-D")
             .arg(&data_dir)
-            .args(["-U", "postgres", "--auth=scram-sha-256", "--no-sync", "--encoding=UTF8", "--locale=C"])
+            .args([
+                "-U",
+                "postgres",
+                "--auth=scram-sha-256",
+                "--no-sync",
+                "--encoding=UTF8",
+                "--locale=C",
+            ])
             .arg(format!("--pwfile={}", password_file.display()))
             .stdin(Stdio::null());
         as_account(&mut initdb, account);
-        let out = initdb.output().map_err(|e| Unavailable(format!("initdb cannot run: {e}")))?;
+        let out = initdb
+            .output()
+            .map_err(|e| Unavailable(format!("initdb cannot run: {e}")))?;
         if !out.status.success() {
-            return Err(Unavailable(format!("initdb failed: {}", String::from_utf8_lossy(&out.stderr).trim())));
+            return Err(Unavailable(format!(
+                "initdb failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
         }
         let port = free_port();
         let log = std::fs::File::create(dir.path().join("postgres.log")).map_err(|e| Unavailable(e.to_string()))?;
         if let Some((uid, gid)) = account {
-            nix::unistd::chown(&dir.path().join("postgres.log"), Some(uid), Some(gid)).map_err(|e| Unavailable(e.to_string()))?;
+            nix::unistd::chown(&dir.path().join("postgres.log"), Some(uid), Some(gid))
+                .map_err(|e| Unavailable(e.to_string()))?;
         }
         let mut server = Command::new(bin.join("postgres"));
         server
@@ -233,10 +274,22 @@ impl ProcessPg {
             .stdout(log.try_clone().map_err(|e| Unavailable(e.to_string()))?)
             .stderr(log);
         as_account(&mut server, account);
-        let child = server.spawn().map_err(|e| Unavailable(format!("postgres cannot start: {e}")))?;
-        let backend = Self { child, port, data_dir, _dir: dir };
+        let child = server
+            .spawn()
+            .map_err(|e| Unavailable(format!("postgres cannot start: {e}")))?;
+        let backend = Self {
+            child,
+            port,
+            data_dir,
+            _dir: dir,
+        };
         let admin = format!("postgres://postgres:{LAB_PG_PASSWORD}@127.0.0.1:{port}/postgres");
-        wait_until_accepting(&admin, Duration::from_secs(30)).map_err(|e| Unavailable(format!("postgres never accepted connections: {e}; log: {}", backend.log_tail())))?;
+        wait_until_accepting(&admin, Duration::from_secs(30)).map_err(|e| {
+            Unavailable(format!(
+                "postgres never accepted connections: {e}; log: {}",
+                backend.log_tail()
+            ))
+        })?;
         let mut client = postgres::Client::connect(&admin, postgres::NoTls).map_err(|e| Unavailable(e.to_string()))?;
         client
             .batch_execute(&format!("CREATE DATABASE {LAB_DATABASE}"))
@@ -246,7 +299,14 @@ impl ProcessPg {
 
     fn log_tail(&self) -> String {
         let log = std::fs::read_to_string(self._dir.path().join("postgres.log")).unwrap_or_default();
-        log.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+        log.lines()
+            .rev()
+            .take(20)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -262,13 +322,22 @@ impl PgBackend for ProcessPg {
         self.port
     }
     fn describe(&self) -> String {
-        format!("postgres process pid {} with data dir {} on 127.0.0.1:{}", self.child.id(), self.data_dir.display(), self.port)
+        format!(
+            "postgres process pid {} with data dir {} on 127.0.0.1:{}",
+            self.child.id(),
+            self.data_dir.display(),
+            self.port
+        )
     }
 }
 
 impl Drop for ProcessPg {
     fn drop(&mut self) {
         // Fast shutdown (SIGINT); the temp dir is removed after the server is gone.
-        super::process::stop_child(&mut self.child, nix::sys::signal::Signal::SIGINT, Duration::from_secs(10));
+        super::process::stop_child(
+            &mut self.child,
+            nix::sys::signal::Signal::SIGINT,
+            Duration::from_secs(10),
+        );
     }
 }

@@ -40,7 +40,12 @@ impl CliRun {
 impl fmt::Display for CliRun {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "$ autonomy {}", self.args.join(" "))?;
-        writeln!(f, "exit_code={} elapsed_ms={}", self.exit_code.map_or("signal".into(), |c| c.to_string()), self.elapsed_ms)?;
+        writeln!(
+            f,
+            "exit_code={} elapsed_ms={}",
+            self.exit_code.map_or("signal".into(), |c| c.to_string()),
+            self.elapsed_ms
+        )?;
         writeln!(f, "--- stdout ---\n{}", self.stdout.trim_end())?;
         write!(f, "--- stderr ---\n{}", self.stderr.trim_end())
     }
@@ -56,7 +61,11 @@ pub struct Cli {
 
 impl Cli {
     pub fn for_server(server: &str) -> Self {
-        Self { server: server.to_owned(), token: Some(LAB_TOKEN.to_owned()), env: Vec::new() }
+        Self {
+            server: server.to_owned(),
+            token: Some(LAB_TOKEN.to_owned()),
+            env: Vec::new(),
+        }
     }
 
     pub fn with_token(mut self, token: Option<&str>) -> Self {
@@ -72,7 +81,11 @@ impl Cli {
     /// Runs `autonomy <args>` with a generous timeout; the elapsed time is wall-clock.
     pub fn run(&self, args: &[&str]) -> CliRun {
         let mut command = Command::new(env!("CARGO_BIN_EXE_autonomy"));
-        command.args(args).env_remove("AUTONOMY_API_TOKEN").env("AUTONOMY_SERVER_URL", &self.server).env("NO_COLOR", "1");
+        command
+            .args(args)
+            .env_remove("AUTONOMY_API_TOKEN")
+            .env("AUTONOMY_SERVER_URL", &self.server)
+            .env("NO_COLOR", "1");
         if let Some(token) = &self.token {
             command.env("AUTONOMY_API_TOKEN", token);
         }
@@ -82,7 +95,10 @@ impl Cli {
         let started = Instant::now();
         let output = command.output().expect("the autonomy binary can be started");
         let elapsed = started.elapsed();
-        assert!(elapsed < Duration::from_secs(600), "autonomy {args:?} ran for {elapsed:?}");
+        assert!(
+            elapsed < Duration::from_secs(600),
+            "autonomy {args:?} ran for {elapsed:?}"
+        );
         CliRun {
             args: args.iter().map(|s| s.to_string()).collect(),
             exit_code: output.status.code(),

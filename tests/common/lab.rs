@@ -1,6 +1,10 @@
 //! A lab for a single test: a PostgreSQL backend (or a recorded SKIP) and a scratch directory.
 
-use super::{backend::{self, PgBackend, LAB_DATABASE}, node::NodeSpec, run::lab_required};
+use super::{
+    backend::{self, PgBackend, LAB_DATABASE},
+    node::NodeSpec,
+    run::lab_required,
+};
 
 pub struct Lab {
     pub pg: Box<dyn PgBackend>,
@@ -13,9 +17,15 @@ impl Lab {
     #[track_caller]
     pub fn start_or_skip(label: &str) -> Option<Self> {
         match backend::start(label) {
-            Ok(pg) => Some(Self { pg, scratch: tempfile::tempdir().expect("a scratch dir") }),
+            Ok(pg) => Some(Self {
+                pg,
+                scratch: tempfile::tempdir().expect("a scratch dir"),
+            }),
             Err(backend::Unavailable(reason)) => {
-                assert!(!lab_required(), "AUTONOMY_LAB_REQUIRE=1 but no backend could run: {reason}");
+                assert!(
+                    !lab_required(),
+                    "AUTONOMY_LAB_REQUIRE=1 but no backend could run: {reason}"
+                );
                 eprintln!("SKIP {label}: {reason}");
                 None
             }

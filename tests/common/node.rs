@@ -65,10 +65,16 @@ impl Node {
         }
         // The node must not outlive the test thread that started it, even on a hard kill.
         unsafe {
-            command.pre_exec(|| nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(std::io::Error::from));
+            command.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(std::io::Error::from)
+            });
         }
         let child = command.spawn().map_err(|e| format!("start autonomy ha serve: {e}"))?;
-        Ok(Self { child, spec, url: String::new() })
+        Ok(Self {
+            child,
+            spec,
+            url: String::new(),
+        })
     }
 
     /// Waits for the node's `listening` log line and records its URL.
@@ -83,14 +89,23 @@ impl Node {
         let deadline = Instant::now() + timeout;
         loop {
             let log = std::fs::read_to_string(&self.spec.log_path).unwrap_or_default();
-            if let Some(addr) = log.lines().find_map(|l| l.contains("listening").then(|| l.split("addr=").nth(1)).flatten()) {
+            if let Some(addr) = log
+                .lines()
+                .find_map(|l| l.contains("listening").then(|| l.split("addr=").nth(1)).flatten())
+            {
                 return Ok(addr.trim().to_owned());
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(format!("node {} exited ({status}) before listening; log:\n{log}", self.spec.node_id));
+                return Err(format!(
+                    "node {} exited ({status}) before listening; log:\n{log}",
+                    self.spec.node_id
+                ));
             }
             if Instant::now() > deadline {
-                return Err(format!("node {} not listening after {timeout:?}; log:\n{log}", self.spec.node_id));
+                return Err(format!(
+                    "node {} not listening after {timeout:?}; log:\n{log}",
+                    self.spec.node_id
+                ));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -108,7 +123,11 @@ impl Node {
                 }
             }
             if Instant::now() > deadline {
-                return Err(format!("node {} not {role} after {timeout:?}: last status {status:?}; log:\n{}", self.spec.node_id, self.log()));
+                return Err(format!(
+                    "node {} not {role} after {timeout:?}: last status {status:?}; log:\n{}",
+                    self.spec.node_id,
+                    self.log()
+                ));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -129,7 +148,11 @@ impl Node {
     }
 
     fn terminate(&mut self) {
-        super::process::stop_child(&mut self.child, nix::sys::signal::Signal::SIGTERM, Duration::from_secs(10));
+        super::process::stop_child(
+            &mut self.child,
+            nix::sys::signal::Signal::SIGTERM,
+            Duration::from_secs(10),
+        );
     }
 }
 

@@ -67,6 +67,8 @@ pub fn run_once<T: Serialize + DeserializeOwned>(key: &str, phases: impl FnOnce(
         }
     };
     FileExt::unlock(&lock).expect("the phase lock can be released");
-    memory.get_or_insert_with(HashMap::new).insert(key.to_owned(), json.clone());
+    memory
+        .get_or_insert_with(HashMap::new)
+        .insert(key.to_owned(), json.clone());
     serde_json::from_str(&json).expect("the cached phase outcome deserialises")
 }

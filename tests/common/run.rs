@@ -14,7 +14,9 @@ pub fn run_id() -> &'static str {
             .unwrap_or_else(|| {
                 let now = time::OffsetDateTime::now_utc();
                 let stamp = now
-                    .format(time::macros::format_description!("[year][month][day]T[hour][minute][second]Z"))
+                    .format(time::macros::format_description!(
+                        "[year][month][day]T[hour][minute][second]Z"
+                    ))
                     .expect("a fixed format always formats");
                 format!("local-{stamp}-{}", std::process::id())
             })
@@ -30,7 +32,9 @@ pub fn evidence_root() -> PathBuf {
 
 /// Per-run scratch space for phase locks and caches (under target/, not evidence/).
 pub fn lab_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("autonomy-lab").join(run_id());
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("autonomy-lab")
+        .join(run_id());
     std::fs::create_dir_all(&dir).expect("the lab directory under target/ can be created");
     dir
 }

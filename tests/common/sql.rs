@@ -67,7 +67,10 @@ impl Fingerprint {
             out.push(format!("catalog gained: {line}"));
         }
         if self.large_objects != other.large_objects {
-            out.push(format!("large objects: {:?} -> {:?}", self.large_objects, other.large_objects));
+            out.push(format!(
+                "large objects: {:?} -> {:?}",
+                self.large_objects, other.large_objects
+            ));
         }
         out
     }
@@ -84,11 +87,17 @@ fn strings(client: &mut Client, sql: &str) -> Vec<String> {
 
 pub fn fingerprint(client: &mut Client) -> Fingerprint {
     let mut catalog = Vec::new();
-    catalog.extend(strings(client, &format!("SELECT 'schema ' || n.nspname FROM pg_namespace n WHERE {USER_SCHEMAS} ORDER BY 1")));
-    catalog.extend(strings(client, &format!(
-        "SELECT 'relation ' || n.nspname || '.' || c.relname || ' kind=' || c.relkind::text
+    catalog.extend(strings(
+        client,
+        &format!("SELECT 'schema ' || n.nspname FROM pg_namespace n WHERE {USER_SCHEMAS} ORDER BY 1"),
+    ));
+    catalog.extend(strings(
+        client,
+        &format!(
+            "SELECT 'relation ' || n.nspname || '.' || c.relname || ' kind=' || c.relkind::text
            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE {USER_SCHEMAS} ORDER BY 1"
-    )));
+        ),
+    ));
     catalog.extend(strings(client, &format!(
         "SELECT 'column ' || n.nspname || '.' || c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
                 || ' notnull=' || a.attnotnull || ' default=' || coalesce(pg_get_expr(d.adbin, d.adrelid), '-')
@@ -96,11 +105,14 @@ pub fn fingerprint(client: &mut Client) -> Fingerprint {
            LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
           WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'v', 'm') AND {USER_SCHEMAS} ORDER BY 1"
     )));
-    catalog.extend(strings(client, &format!(
-        "SELECT 'index ' || pg_get_indexdef(i.indexrelid)
+    catalog.extend(strings(
+        client,
+        &format!(
+            "SELECT 'index ' || pg_get_indexdef(i.indexrelid)
            FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
           WHERE {USER_SCHEMAS} ORDER BY 1"
-    )));
+        ),
+    ));
     catalog.extend(strings(client, &format!(
         "SELECT 'constraint ' || con.conrelid::regclass::text || ' ' || con.conname || ' ' || pg_get_constraintdef(con.oid)
            FROM pg_constraint con JOIN pg_namespace n ON n.oid = con.connamespace WHERE {USER_SCHEMAS} ORDER BY 1"
@@ -111,19 +123,33 @@ pub fn fingerprint(client: &mut Client) -> Fingerprint {
     )));
 
     let mut tables = BTreeMap::new();
-    let names = strings(client, &format!(
-        "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    let names = strings(
+        client,
+        &format!(
+            "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
           WHERE c.relkind IN ('r', 'p') AND {USER_SCHEMAS} ORDER BY 1"
-    ));
+        ),
+    );
     for name in names {
         let row = client
-            .query_one(&format!("SELECT count(*), md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '')) FROM {name} t"), &[])
+            .query_one(
+                &format!(
+                    "SELECT count(*), md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '')) FROM {name} t"
+                ),
+                &[],
+            )
             .unwrap_or_else(|e| panic!("fingerprint of {name} failed: {e}"));
-        tables.insert(name, format!("rows={} md5={}", row.get::<_, i64>(0), row.get::<_, String>(1)));
+        tables.insert(
+            name,
+            format!("rows={} md5={}", row.get::<_, i64>(0), row.get::<_, String>(1)),
+        );
     }
 
     let large_objects: BTreeMap<String, String> = client
-        .query("SELECT oid::text, md5(lo_get(oid)) FROM pg_largeobject_metadata ORDER BY oid", &[])
+        .query(
+            "SELECT oid::text, md5(lo_get(oid)) FROM pg_largeobject_metadata ORDER BY oid",
+            &[],
+        )
         .expect("large objects can be read")
         .iter()
         .map(|row| (row.get(0), row.get(1)))
@@ -139,5 +165,10 @@ pub fn fingerprint(client: &mut Client) -> Fingerprint {
     for (oid, md5) in &large_objects {
         hasher.update(format!("lo {oid} {md5}\n"));
     }
-    Fingerprint { digest: hex::encode(hasher.finalize()), tables, catalog, large_objects }
+    Fingerprint {
+        digest: hex::encode(hasher.finalize()),
+        tables,
+        catalog,
+        large_objects,
+    }
 }

@@ -111,13 +111,25 @@ pub fn run_slice(sabotage: Sabotage) -> SliceOutcome {
     let mut backups_in_first_node_log = 0;
     match backend::start(sabotage.bundle_name()) {
         Err(backend::Unavailable(reason)) => {
-            let _ = bundle.write("val15-pg-setup.txt", format!("SKIP: no PostgreSQL backend could run: {reason}\n"));
+            let _ = bundle.write(
+                "val15-pg-setup.txt",
+                format!("SKIP: no PostgreSQL backend could run: {reason}\n"),
+            );
             report.skip_reason = Some(reason);
         }
         Ok(pg) => {
             report.backend = pg.kind().to_owned();
-            let scratch = tempfile::Builder::new().prefix("autonomy-val15-").tempdir().expect("a scratch dir");
-            let mut lab = Lab { pg: pg.as_ref(), bundle: &bundle, scratch: scratch.path(), sabotage, node_addr: None };
+            let scratch = tempfile::Builder::new()
+                .prefix("autonomy-val15-")
+                .tempdir()
+                .expect("a scratch dir");
+            let mut lab = Lab {
+                pg: pg.as_ref(),
+                bundle: &bundle,
+                scratch: scratch.path(),
+                sabotage,
+                node_addr: None,
+            };
             // A panic inside a phase is recorded like any other abort, so the report and the
             // phase cache are still written and the other checks do not re-run the slice.
             let phases = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| lab.phases(&mut obs, &mut report)));
@@ -126,7 +138,11 @@ pub fn run_slice(sabotage: Sabotage) -> SliceOutcome {
                 Ok(Err(reason)) => Some(reason),
                 Err(panic) => Some(format!(
                     "a phase panicked: {}",
-                    panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default()
+                    panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_default()
                 )),
             };
             if let Some(reason) = aborted {
@@ -149,7 +165,12 @@ pub fn run_slice(sabotage: Sabotage) -> SliceOutcome {
     report.files = list_files(&bundle.dir);
     let report = report.tally(val15_outcome);
     bundle.write_report(&report).expect("the report can be written");
-    SliceOutcome { report, evidence_dir: bundle.dir.clone(), observations: obs, backups_in_first_node_log }
+    SliceOutcome {
+        report,
+        evidence_dir: bundle.dir.clone(),
+        observations: obs,
+        backups_in_first_node_log,
+    }
 }
 
 struct Lab<'a> {
@@ -162,7 +183,10 @@ struct Lab<'a> {
 
 impl Lab<'_> {
     fn write(&self, name: &str, body: impl AsRef<[u8]>) -> Result<(), String> {
-        self.bundle.write(name, body).map(|_| ()).map_err(|e| format!("write evidence {name}: {e}"))
+        self.bundle
+            .write(name, body)
+            .map(|_| ())
+            .map_err(|e| format!("write evidence {name}: {e}"))
     }
 
     fn node(&mut self, node_id: &str, maintenance_mode: bool, log: &str) -> Result<Node, String> {
@@ -182,7 +206,9 @@ impl Lab<'_> {
     fn keep_archive(&self, archive: &Path, name: &str) -> Result<(), String> {
         let target = self.bundle.path("backups").join(name);
         std::fs::create_dir_all(self.bundle.path("backups")).map_err(|e| format!("create backups/: {e}"))?;
-        std::fs::copy(archive, &target).map(|_| ()).map_err(|e| format!("copy {} to {}: {e}", archive.display(), target.display()))
+        std::fs::copy(archive, &target)
+            .map(|_| ())
+            .map_err(|e| format!("copy {} to {}: {e}", archive.display(), target.display()))
     }
 
     fn archive_path(&self, backup_id: &str) -> PathBuf {
@@ -193,13 +219,24 @@ impl Lab<'_> {
         // Phase 1: setup.
         let url = self.pg.url(LAB_DATABASE);
         let mut db = sql::connect(&url);
-        let version: String = db.query_one("SHOW server_version", &[]).map_err(|e| e.to_string())?.get(0);
+        let version: String = db
+            .query_one("SHOW server_version", &[])
+            .map_err(|e| e.to_string())?
+            .get(0);
         report.server_version = Some(version.clone());
         let load = sql::exec_transcript(&mut db, include_str!("../../fixtures/val15.sql"))?;
-        let counts = sql::exec_transcript(&mut db, "SELECT (SELECT count(*) FROM val15_small) AS small, (SELECT count(*) FROM val15_medium) AS medium")?;
+        let counts = sql::exec_transcript(
+            &mut db,
+            "SELECT (SELECT count(*) FROM val15_small) AS small, (SELECT count(*) FROM val15_medium) AS medium",
+        )?;
         self.write(
             "val15-pg-setup.txt",
-            format!("backend={}\n{}\nserver_version={version}\nurl={}\n\n{load}", self.pg.kind(), self.pg.describe(), self.pg.redacted_url(LAB_DATABASE)),
+            format!(
+                "backend={}\n{}\nserver_version={version}\nurl={}\n\n{load}",
+                self.pg.kind(),
+                self.pg.describe(),
+                self.pg.redacted_url(LAB_DATABASE)
+            ),
         )?;
         self.write("val15-05-db-before.txt", counts)?;
         obs.fingerprint_before = Some(sql::fingerprint(&mut db));
@@ -209,7 +246,10 @@ impl Lab<'_> {
         let cli = Cli::for_server(&first.url);
         let created = cli.run(&["ha", "backup", "create"]);
         self.write("val15-01-backup-create.txt", created.transcript())?;
-        self.write("val15-05-backup-timing.txt", format!("backup_ms={}\n", created.elapsed_ms))?;
+        self.write(
+            "val15-05-backup-timing.txt",
+            format!("backup_ms={}\n", created.elapsed_ms),
+        )?;
         let backup_a = created.field("backup_id");
         obs.backup_a = Some(created.clone());
         let backup_a = backup_a.ok_or_else(|| format!("backup create printed no backup_id:\n{created}"))?;
@@ -217,15 +257,38 @@ impl Lab<'_> {
         let archive = self.archive_path(&backup_a);
         let meta = std::fs::metadata(&archive).map_err(|e| format!("stat {}: {e}", archive.display()))?;
         obs.archive_a_size = Some(meta.len());
-        self.write("val15-01-backup-file-stat.txt", format!("path={}\nsize_bytes={}\nis_file={}\n", archive.display(), meta.len(), meta.is_file()))?;
+        self.write(
+            "val15-01-backup-file-stat.txt",
+            format!(
+                "path={}\nsize_bytes={}\nis_file={}\n",
+                archive.display(),
+                meta.len(),
+                meta.is_file()
+            ),
+        )?;
         if self.sabotage == Sabotage::AlterArchive {
             flip_a_byte(&archive)?;
         }
 
         // Phase 3: validate the archive independently of the CLI.
-        let toc = std::process::Command::new("pg_restore").arg("--list").arg(&archive).output().map_err(|e| format!("run pg_restore --list: {e}"))?;
-        let toc_text = format!("{}{}", String::from_utf8_lossy(&toc.stdout), String::from_utf8_lossy(&toc.stderr));
-        self.write("val15-02-backup-toc.txt", format!("$ pg_restore --list {}\nexit={}\n{toc_text}", archive.display(), toc.status))?;
+        let toc = std::process::Command::new("pg_restore")
+            .arg("--list")
+            .arg(&archive)
+            .output()
+            .map_err(|e| format!("run pg_restore --list: {e}"))?;
+        let toc_text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&toc.stdout),
+            String::from_utf8_lossy(&toc.stderr)
+        );
+        self.write(
+            "val15-02-backup-toc.txt",
+            format!(
+                "$ pg_restore --list {}\nexit={}\n{toc_text}",
+                archive.display(),
+                toc.status
+            ),
+        )?;
         obs.toc = Some((toc.status.success(), toc_text));
         let listed = cli.run(&["ha", "backup", "list", "--output", "json"]);
         self.write("val15-03-backup-list.txt", listed.transcript())?;
@@ -234,7 +297,13 @@ impl Lab<'_> {
         obs.archive_a_sha256 = Some(sha.clone());
         self.write(
             "val15-04-checksum-verify.txt",
-            format!("cli_checksum={}\nfile_checksum={sha}\n", obs.backup_a.as_ref().and_then(|r| r.field("checksum")).unwrap_or_default()),
+            format!(
+                "cli_checksum={}\nfile_checksum={sha}\n",
+                obs.backup_a
+                    .as_ref()
+                    .and_then(|r| r.field("checksum"))
+                    .unwrap_or_default()
+            ),
         )?;
         self.keep_archive(&archive, "backup-val15-a.dump")?;
         drop(first);
@@ -261,17 +330,25 @@ impl Lab<'_> {
         let restore_id = match self.sabotage {
             Sabotage::WrongRestore => {
                 let wrong = cli.run(&["ha", "backup", "create"]);
-                wrong.field("backup_id").ok_or_else(|| format!("sabotage backup failed:\n{wrong}"))?
+                wrong
+                    .field("backup_id")
+                    .ok_or_else(|| format!("sabotage backup failed:\n{wrong}"))?
             }
             _ => backup_a.clone(),
         };
         let restored = cli.run(&["ha", "backup", "restore", &restore_id, "--confirm"]);
         self.write("val15-06-restore.txt", restored.transcript())?;
-        self.write("val15-07-restore-timing.txt", format!("restore_ms={}\n", restored.elapsed_ms))?;
+        self.write(
+            "val15-07-restore-timing.txt",
+            format!("restore_ms={}\n", restored.elapsed_ms),
+        )?;
         obs.restore = Some(restored);
         db = sql::connect(&url); // the restore ends other sessions, this one included
-        let after = sql::exec_transcript(&mut db, "SELECT (SELECT count(*) FROM val15_small) AS small, (SELECT count(*) FROM val15_medium) AS medium")
-            .unwrap_or_else(|e| e);
+        let after = sql::exec_transcript(
+            &mut db,
+            "SELECT (SELECT count(*) FROM val15_small) AS small, (SELECT count(*) FROM val15_medium) AS medium",
+        )
+        .unwrap_or_else(|e| e);
         self.write("val15-06-db-after-restore.txt", after)?;
         let spot = db
             .query_one(
@@ -282,10 +359,17 @@ impl Lab<'_> {
             )
             .map_err(|e| format!("spot check query: {e}"))?;
         let spot = (spot.get(0), spot.get(1), spot.get(2), spot.get(3));
-        self.write("val15-06-data-check.txt", format!("{}|{}|{}|{}\n", spot.0, spot.1, tf(spot.2), tf(spot.3)))?;
+        self.write(
+            "val15-06-data-check.txt",
+            format!("{}|{}|{}|{}\n", spot.0, spot.1, tf(spot.2), tf(spot.3)),
+        )?;
         obs.spot_check = Some(spot);
         let fingerprint_after = sql::fingerprint(&mut db);
-        let diff = obs.fingerprint_before.as_ref().map(|b| b.diff(&fingerprint_after)).unwrap_or_default();
+        let diff = obs
+            .fingerprint_before
+            .as_ref()
+            .map(|b| b.diff(&fingerprint_after))
+            .unwrap_or_default();
         self.write(
             "val15-06-integrity-result.txt",
             format!(
@@ -321,23 +405,50 @@ impl Lab<'_> {
         let audit_dir = self.scratch.join("audit");
         let audit_dir = audit_dir.to_str().ok_or("audit dir is not UTF-8")?;
         for (event, file, slot) in [
-            ("ha.backup.created", "val15-10-audit-backup-created.json", &mut obs.audit_created),
-            ("ha.backup.restored", "val15-10-audit-backup-restored.json", &mut obs.audit_restored),
+            (
+                "ha.backup.created",
+                "val15-10-audit-backup-created.json",
+                &mut obs.audit_created,
+            ),
+            (
+                "ha.backup.restored",
+                "val15-10-audit-backup-restored.json",
+                &mut obs.audit_restored,
+            ),
         ] {
-            let run = cli.run(&["audit", "query", "--event-type", event, "--output", "json", "--audit-dir", audit_dir]);
+            let run = cli.run(&[
+                "audit",
+                "query",
+                "--event-type",
+                event,
+                "--output",
+                "json",
+                "--audit-dir",
+                audit_dir,
+            ]);
             self.write(file, &run.stdout)?;
-            *slot = serde_json::from_str::<Vec<serde_json::Value>>(&run.stdout).ok().map(|events| events.len());
+            *slot = serde_json::from_str::<Vec<serde_json::Value>>(&run.stdout)
+                .ok()
+                .map(|events| events.len());
         }
         self.write(
             "val15-10-audit-check.txt",
-            format!("created_events={}\nrestored_events={}\n", opt(&obs.audit_created), opt(&obs.audit_restored)),
+            format!(
+                "created_events={}\nrestored_events={}\n",
+                opt(&obs.audit_created),
+                opt(&obs.audit_restored)
+            ),
         )?;
         Ok(())
     }
 }
 
 fn tf(value: bool) -> &'static str {
-    if value { "t" } else { "f" }
+    if value {
+        "t"
+    } else {
+        "f"
+    }
 }
 
 fn opt<T: ToString>(value: &Option<T>) -> String {
@@ -375,20 +486,37 @@ fn list_files(dir: &Path) -> Vec<String> {
 
 /// The ten checks of seed 000, each from the observations alone.
 pub fn evaluate(obs: &Observations, skip_reason: Option<&str>) -> Vec<Check> {
-    let not_reached = obs.aborted.as_deref().map_or_else(|| "not reached".to_owned(), |r| format!("not reached: {r}"));
+    let not_reached = obs
+        .aborted
+        .as_deref()
+        .map_or_else(|| "not reached".to_owned(), |r| format!("not reached: {r}"));
     let check = |id: &str, name: &str, threshold: &str, verdict: Option<(bool, Option<String>, String)>| {
         let (status, value, detail) = match (skip_reason, verdict) {
             (Some(reason), _) => (CheckStatus::Skip, None, format!("skipped: {reason}")),
             (None, None) => (CheckStatus::Fail, None, not_reached.clone()),
-            (None, Some((ok, value, detail))) => (if ok { CheckStatus::Pass } else { CheckStatus::Fail }, value, detail),
+            (None, Some((ok, value, detail))) => {
+                (if ok { CheckStatus::Pass } else { CheckStatus::Fail }, value, detail)
+            }
         };
-        Check { id: id.into(), name: name.into(), status, value, threshold: threshold.into(), detail }
+        Check {
+            id: id.into(),
+            name: name.into(),
+            status,
+            value,
+            threshold: threshold.into(),
+            detail,
+        }
     };
     let listed_ids = |run: &CliRun| -> Vec<(String, String)> {
         serde_json::from_str::<Vec<serde_json::Value>>(&run.stdout)
             .unwrap_or_default()
             .iter()
-            .map(|r| (r["backup_id"].as_str().unwrap_or_default().to_owned(), r["status"].as_str().unwrap_or_default().to_owned()))
+            .map(|r| {
+                (
+                    r["backup_id"].as_str().unwrap_or_default().to_owned(),
+                    r["status"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
             .collect()
     };
     let cli_checksum = obs.backup_a.as_ref().and_then(|r| r.field("checksum"));
