@@ -4,6 +4,8 @@
 //! check (the phases still run, once). The `sabotage_*` tests break what a check guards and
 //! show that the check then fails.
 
+#[path = "val15/checks.rs"]
+mod checks;
 mod common;
 #[path = "val15/slice.rs"]
 mod slice;
