@@ -163,6 +163,19 @@ pub fn run_slice(sabotage: Sabotage) -> SliceOutcome {
             report.metrics.insert(name.into(), run.elapsed_ms);
         }
     }
+    // The seed's assertion-result files, written from the evaluated checks.
+    for (id, file) in [
+        ("VAL15-03", "val15-03-metadata-check.txt"),
+        ("VAL15-08", "val15-08-inventory-check.txt"),
+    ] {
+        if let Some(check) = report.check(id) {
+            let value = check.value.as_deref().unwrap_or("-");
+            let _ = bundle.write(
+                file,
+                format!("{id} {}={} value={value}\n{}\n", check.name, check.status, check.detail),
+            );
+        }
+    }
     report.files = list_files(&bundle.dir);
     let report = report.tally(val15_outcome);
     bundle.write_report(&report).expect("the report can be written");
