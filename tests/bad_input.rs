@@ -97,6 +97,17 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
         other => panic!("an unconfirmed API restore must be refused with 400, got {other:?}"),
     }
 
+    // `ha serve` with a valid database and backup dir: each case below breaks one other input.
+    let serve_args = [
+        "ha",
+        "serve",
+        "--node-id",
+        "x",
+        "--database-url",
+        &url,
+        "--backup-dir",
+        "/nonexistent",
+    ];
     let mut failures = check_cases(
         vec![
             Case {
@@ -165,50 +176,21 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
             Case {
                 name: "serve without token",
                 cli: cli.clone().with_token(None),
-                args: vec![
-                    "ha",
-                    "serve",
-                    "--node-id",
-                    "x",
-                    "--database-url",
-                    &url,
-                    "--backup-dir",
-                    "/nonexistent",
-                ],
+                args: serve_args.to_vec(),
                 exit: Exit::Usage,
                 says: "no API token",
             },
             Case {
                 name: "serve with a short token",
                 cli: cli.clone().with_token(Some("short")),
-                args: vec![
-                    "ha",
-                    "serve",
-                    "--node-id",
-                    "x",
-                    "--database-url",
-                    &url,
-                    "--backup-dir",
-                    "/nonexistent",
-                ],
+                args: serve_args.to_vec(),
                 exit: Exit::Usage,
                 says: "at least 16",
             },
             Case {
                 name: "serve on a remote address",
                 cli: cli.clone(),
-                args: vec![
-                    "ha",
-                    "serve",
-                    "--node-id",
-                    "x",
-                    "--listen",
-                    "0.0.0.0:0",
-                    "--database-url",
-                    &url,
-                    "--backup-dir",
-                    "/nonexistent",
-                ],
+                args: [&serve_args[..], &["--listen", "0.0.0.0:0"]].concat(),
                 exit: Exit::Usage,
                 says: "--allow-remote",
             },

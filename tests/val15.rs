@@ -18,18 +18,28 @@ fn outcome(sabotage: Sabotage) -> SliceOutcome {
     run_once(sabotage.bundle_name(), || run_slice(sabotage))
 }
 
+/// True when no backend could run: the SKIP is in the report and printed here. Under
+/// AUTONOMY_LAB_REQUIRE=1 a skipped lab fails the test instead.
+#[track_caller]
+fn skipped(outcome: &SliceOutcome, test: &str) -> bool {
+    if outcome.report.outcome != Outcome::Skip {
+        return false;
+    }
+    let reason = outcome.report.skip_reason.clone().unwrap_or_default();
+    assert!(
+        !lab_required(),
+        "AUTONOMY_LAB_REQUIRE=1 but the lab was skipped: {reason}"
+    );
+    eprintln!("SKIP {test}: {reason} (recorded in {})", outcome.evidence_dir.display());
+    true
+}
+
 /// Asserts that check `id` passed in the unsabotaged run, explaining any failure in full.
 #[track_caller]
 fn assert_check_passes(id: &str) {
     let outcome = outcome(Sabotage::None);
     let report = &outcome.report;
-    if report.outcome == Outcome::Skip {
-        let reason = report.skip_reason.clone().unwrap_or_default();
-        assert!(
-            !lab_required(),
-            "AUTONOMY_LAB_REQUIRE=1 but the lab was skipped: {reason}"
-        );
-        eprintln!("SKIP {id}: {reason} (recorded in {})", outcome.evidence_dir.display());
+    if skipped(&outcome, id) {
         return;
     }
     let check = report
@@ -103,12 +113,7 @@ fn val15_10_audit_events_captured() {
 fn val15_report_is_pass_with_timings() {
     let outcome = outcome(Sabotage::None);
     let report = &outcome.report;
-    if report.outcome == Outcome::Skip {
-        assert!(
-            !lab_required(),
-            "AUTONOMY_LAB_REQUIRE=1 but the lab was skipped: {:?}",
-            report.skip_reason
-        );
+    if skipped(&outcome, "val15_report_is_pass_with_timings") {
         return;
     }
     assert_eq!(
@@ -150,8 +155,7 @@ fn val15_report_is_pass_with_timings() {
 #[test]
 fn val15_restore_returns_exactly_the_backed_up_database() {
     let outcome = outcome(Sabotage::None);
-    if outcome.report.outcome == Outcome::Skip {
-        assert!(!lab_required(), "AUTONOMY_LAB_REQUIRE=1 but the lab was skipped");
+    if skipped(&outcome, "val15_restore_returns_exactly_the_backed_up_database") {
         return;
     }
     let obs = &outcome.observations;
@@ -203,12 +207,7 @@ fn val15_sabotage_bypassed_confirm_fails_09() {
 fn assert_sabotage_fails(sabotage: Sabotage, id: &str, expected: Outcome) {
     let outcome = outcome(sabotage);
     let report = &outcome.report;
-    if report.outcome == Outcome::Skip {
-        assert!(
-            !lab_required(),
-            "AUTONOMY_LAB_REQUIRE=1 but the lab was skipped: {:?}",
-            report.skip_reason
-        );
+    if skipped(&outcome, id) {
         return;
     }
     let check = report.check(id).expect("the check exists");

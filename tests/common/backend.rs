@@ -61,9 +61,8 @@ pub fn start(label: &str) -> Result<Box<dyn PgBackend>, Unavailable> {
                     Unavailable(format!("docker: {docker_reason}; process: {process_reason}"))
                 }),
         },
-        other => Err(Unavailable(format!(
-            "AUTONOMY_LAB_BACKEND=`{other}` is not one of auto, docker, process"
-        ))),
+        // A typo is a configuration error, never a silent SKIP.
+        other => panic!("AUTONOMY_LAB_BACKEND=`{other}` is not one of auto, docker, process"),
     }
 }
 
