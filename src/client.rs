@@ -13,7 +13,13 @@ pub enum ClientError {
     #[error("cannot reach the autonomy node at {url}: {reason}; is `autonomy ha serve` running there (see --server / AUTONOMY_SERVER_URL)?")]
     Unreachable { url: String, reason: String },
     #[error("{message}")]
-    Api { status: u16, code: String, message: String },
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+        /// The leader hint of a `not_leader` or `fenced` answer.
+        leader_address: Option<String>,
+    },
     #[error("the node at {url} answered {status} with a body that is not the expected JSON: {reason}")]
     Decode { url: String, status: u16, reason: String },
 }
@@ -23,12 +29,12 @@ impl ClientError {
         match self {
             ClientError::Unreachable { .. } => Exit::Unreachable,
             ClientError::Decode { .. } => Exit::Internal,
-            ClientError::Api { status, .. } => match status {
-                400 => Exit::Usage,
-                401 | 403 => Exit::Unauthorized,
-                404 => Exit::NotFound,
-                409 => Exit::Refused,
-                422 => Exit::Integrity,
+            ClientError::Api { status, code, .. } => match (status, code.as_str()) {
+                (400, _) => Exit::Usage,
+                (401 | 403, _) => Exit::Unauthorized,
+                (404, _) => Exit::NotFound,
+                (409, _) | (503, "not_leader" | "fenced" | "restore_in_progress") => Exit::Refused,
+                (422, _) => Exit::Integrity,
                 _ => Exit::OperationFailed,
             },
         }
@@ -103,11 +109,13 @@ impl NodeClient {
                 status,
                 code: error.code,
                 message: error.message,
+                leader_address: error.leader_address,
             }),
             Err(_) => Err(ClientError::Api {
                 status,
                 code: "http_error".into(),
                 message: format!("the node answered HTTP {status}: {}", body.trim()),
+                leader_address: None,
             }),
         }
     }

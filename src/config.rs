@@ -19,8 +19,18 @@ pub struct ServeConfig {
     /// Bearer token every API route but /healthz requires; never printed.
     pub api_token: String,
     pub lease_ttl: Duration,
+    /// How often the leader renews the lease.
+    pub renew_interval: Duration,
+    /// How often a follower or candidate tries to take the lease.
+    pub poll_interval: Duration,
+    /// The URL other nodes hand to clients as the leader hint; `None` derives it from the
+    /// bound listen address.
+    pub advertise_url: Option<String>,
     /// Directory holding pg_dump, pg_restore and psql; `None` searches PATH.
     pub pg_bin_dir: Option<PathBuf>,
+    /// Protected writes skip the leader and lease checks. Exists only so the test suite can
+    /// show that its checks catch unfenced writes; never set it in production.
+    pub skip_fencing: bool,
 }
 
 impl std::fmt::Debug for ServeConfig {
@@ -34,7 +44,11 @@ impl std::fmt::Debug for ServeConfig {
             .field("maintenance_mode", &self.maintenance_mode)
             .field("api_token", &"<redacted>")
             .field("lease_ttl", &self.lease_ttl)
+            .field("renew_interval", &self.renew_interval)
+            .field("poll_interval", &self.poll_interval)
+            .field("advertise_url", &self.advertise_url)
             .field("pg_bin_dir", &self.pg_bin_dir)
+            .field("skip_fencing", &self.skip_fencing)
             .finish()
     }
 }
@@ -56,6 +70,14 @@ pub enum ConfigError {
     DatabaseUrl(String),
     #[error("--lease-ttl-ms {0} is out of range; use 1000..=600000")]
     LeaseTtl(u64),
+    #[error("--renew-interval-ms {renew} does not fit --lease-ttl-ms {ttl}: a leader needs at least two renew attempts before its local deadline (4/5 of the TTL); use 10..={max} (default: a third of the TTL)")]
+    RenewInterval { renew: u64, ttl: u64, max: u64 },
+    #[error("--poll-interval-ms {poll} is out of range for --lease-ttl-ms {ttl}; use 10..={ttl} (default 50)")]
+    PollInterval { poll: u64, ttl: u64 },
+    #[error("--advertise-url `{0}` is not an http:// or https:// URL; use the URL clients reach this node's API at, e.g. http://10.0.0.5:7432")]
+    AdvertiseUrl(String),
+    #[error("--listen {0} accepts on every interface, so no address can be derived to tell clients where the leader is; set --advertise-url")]
+    AdvertiseNeeded(SocketAddr),
 }
 
 /// The raw inputs, as clap parsed them.
@@ -69,7 +91,11 @@ pub struct ServeInputs {
     pub maintenance_mode: bool,
     pub api_token: Option<String>,
     pub lease_ttl_ms: u64,
+    pub renew_interval_ms: Option<u64>,
+    pub poll_interval_ms: u64,
+    pub advertise_url: Option<String>,
     pub pg_bin_dir: Option<PathBuf>,
+    pub skip_fencing: bool,
 }
 
 impl ServeConfig {
@@ -89,8 +115,29 @@ impl ServeConfig {
             .database_url
             .parse::<tokio_postgres::Config>()
             .map_err(|e| ConfigError::DatabaseUrl(e.to_string()))?;
-        if !(1000..=600_000).contains(&inputs.lease_ttl_ms) {
-            return Err(ConfigError::LeaseTtl(inputs.lease_ttl_ms));
+        let ttl = inputs.lease_ttl_ms;
+        if !(1000..=600_000).contains(&ttl) {
+            return Err(ConfigError::LeaseTtl(ttl));
+        }
+        let renew = inputs.renew_interval_ms.unwrap_or(ttl / 3);
+        let max_renew = ttl * 4 / 5 / 2;
+        if !(10..=max_renew).contains(&renew) {
+            return Err(ConfigError::RenewInterval {
+                renew,
+                ttl,
+                max: max_renew,
+            });
+        }
+        let poll = inputs.poll_interval_ms;
+        if !(10..=ttl).contains(&poll) {
+            return Err(ConfigError::PollInterval { poll, ttl });
+        }
+        if let Some(url) = &inputs.advertise_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError::AdvertiseUrl(url.clone()));
+            }
+        } else if inputs.listen.ip().is_unspecified() {
+            return Err(ConfigError::AdvertiseNeeded(inputs.listen));
         }
         Ok(Self {
             node_id: inputs.node_id,
@@ -100,8 +147,12 @@ impl ServeConfig {
             audit_dir: inputs.audit_dir,
             maintenance_mode: inputs.maintenance_mode,
             api_token,
-            lease_ttl: Duration::from_millis(inputs.lease_ttl_ms),
+            lease_ttl: Duration::from_millis(ttl),
+            renew_interval: Duration::from_millis(renew),
+            poll_interval: Duration::from_millis(poll),
+            advertise_url: inputs.advertise_url.map(|url| url.trim_end_matches('/').to_owned()),
             pg_bin_dir: inputs.pg_bin_dir,
+            skip_fencing: inputs.skip_fencing,
         })
     }
 }

@@ -1,7 +1,8 @@
 //! Connections to the application database and the `autonomy_ha` schema with its migrations.
 
 use thiserror::Error;
-use tokio_postgres::{Client, NoTls};
+use tokio::sync::mpsc;
+use tokio_postgres::{AsyncMessage, Client, NoTls};
 
 /// The schema autonomy owns; never dumped, never restored.
 pub const SCHEMA: &str = "autonomy_ha";
@@ -10,7 +11,7 @@ pub const SCHEMA: &str = "autonomy_ha";
 pub const APPLICATION_NAME_PREFIX: &str = "autonomy-ha:";
 
 /// Advisory-lock key that serialises migrations between nodes starting at once.
-const MIGRATION_LOCK_KEY: i64 = 0x6175_746f_6d69; // "automi"
+pub(crate) const MIGRATION_LOCK_KEY: i64 = 0x6175_746f_6d69; // "automi"
 
 #[derive(Debug, Error)]
 pub enum DbError {
@@ -32,16 +33,40 @@ impl DbError {
 
 /// Opens one connection; its driver task ends when the client is dropped.
 pub async fn connect(database_url: &str, node_id: &str, purpose: &str) -> Result<Client, DbError> {
+    connect_with_events(database_url, node_id, purpose)
+        .await
+        .map(|(client, _events)| client)
+}
+
+/// Opens one connection and reports what happens to it: each NOTIFY it receives (the channel
+/// name) arrives on the receiver, and the receiver ends the moment the connection does. The
+/// lease loop uses both to react at once instead of at its next round.
+pub async fn connect_with_events(
+    database_url: &str,
+    node_id: &str,
+    purpose: &str,
+) -> Result<(Client, mpsc::UnboundedReceiver<String>), DbError> {
     let mut config: tokio_postgres::Config = database_url.parse().map_err(DbError::Connect)?;
     config.application_name(format!("{APPLICATION_NAME_PREFIX}{node_id}:{purpose}"));
     config.connect_timeout(std::time::Duration::from_secs(5));
-    let (client, connection) = config.connect(NoTls).await.map_err(DbError::Connect)?;
+    let (client, mut connection) = config.connect(NoTls).await.map_err(DbError::Connect)?;
+    let (events, receiver) = mpsc::unbounded_channel();
     tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            tracing::debug!(%error, "database connection closed");
+        loop {
+            match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                Some(Ok(AsyncMessage::Notification(notification))) => {
+                    let _ = events.send(notification.channel().to_owned());
+                }
+                Some(Ok(_)) => {}
+                Some(Err(error)) => {
+                    tracing::debug!(%error, "database connection closed");
+                    break;
+                }
+                None => break,
+            }
         }
     });
-    Ok(client)
+    Ok((client, receiver))
 }
 
 /// The schema, written so that running it again changes nothing and re-creates whatever was
@@ -58,7 +83,18 @@ const SCHEMA_SQL: &str = "
     );
     -- The backend pid of the holder's lease session: gone means the holder is gone.
     ALTER TABLE autonomy_ha.leader_lease ADD COLUMN IF NOT EXISTS holder_pid integer;
+    -- With the pid, the session's start time: a recycled pid is not the holder's session.
+    ALTER TABLE autonomy_ha.leader_lease ADD COLUMN IF NOT EXISTS holder_backend_start timestamptz;
+    -- Where the holder's API listens, for the leader hint in a follower's 503.
+    ALTER TABLE autonomy_ha.leader_lease ADD COLUMN IF NOT EXISTS holder_address text;
     INSERT INTO autonomy_ha.leader_lease DEFAULT VALUES ON CONFLICT DO NOTHING;
+    -- One row per epoch, written in the transaction that acquired it: who led at which epoch.
+    CREATE TABLE IF NOT EXISTS autonomy_ha.lease_history (
+        epoch          bigint PRIMARY KEY,
+        holder_id      text NOT NULL,
+        holder_address text,
+        acquired_at    timestamptz NOT NULL
+    );
     CREATE TABLE IF NOT EXISTS autonomy_ha.backup_inventory (
         backup_id      text PRIMARY KEY,
         status         text NOT NULL CHECK (status IN ('running', 'completed', 'failed')),

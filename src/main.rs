@@ -20,6 +20,9 @@ fn main() -> ExitCode {
             Exit::Ok.into()
         }
         Err(error) => {
+            if let Some(output) = error.output() {
+                println!("{output}");
+            }
             eprintln!("error: {error}");
             error.exit().into()
         }

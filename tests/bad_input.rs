@@ -90,6 +90,7 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
             status: 400,
             code,
             message,
+            ..
         }) => {
             assert_eq!(code, "not_confirmed");
             assert!(message.contains("--confirm"), "{message}");

@@ -1,6 +1,9 @@
 //! The leader's backup operations: create, list and restore, with fencing, audit and one-at-a-time.
 
-use std::sync::Arc;
+use std::sync::{
+    atomic::{AtomicBool, Ordering},
+    Arc,
+};
 
 use time::OffsetDateTime;
 
@@ -26,6 +29,25 @@ pub struct BackupService {
     pub audit: Arc<AuditLog>,
     /// One backup or restore at a time on a node; a second request is refused, not queued.
     operation: tokio::sync::Mutex<()>,
+    /// True while a restore replaces the data: protected writes are refused meanwhile, since
+    /// the restore would discard them after they were acknowledged.
+    restoring: AtomicBool,
+}
+
+/// Clears the restoring flag however the restore ends.
+struct RestoringFlag<'a>(&'a AtomicBool);
+
+impl<'a> RestoringFlag<'a> {
+    fn raise(flag: &'a AtomicBool) -> Self {
+        flag.store(true, Ordering::SeqCst);
+        Self(flag)
+    }
+}
+
+impl Drop for RestoringFlag<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
 }
 
 impl BackupService {
@@ -43,12 +65,18 @@ impl BackupService {
             db,
             audit,
             operation: tokio::sync::Mutex::new(()),
+            restoring: AtomicBool::new(false),
         }
+    }
+
+    /// True while a restore is replacing the database's contents.
+    pub fn restore_running(&self) -> bool {
+        self.restoring.load(Ordering::SeqCst)
     }
 
     fn leader_epoch(&self) -> Result<i64, BackupError> {
         self.state.leader_epoch().ok_or_else(|| BackupError::NotLeader {
-            leader: self.state.report().holder_id.unwrap_or_else(|| "unknown".into()),
+            leader: self.state.leader_hint().0.unwrap_or_else(|| "unknown".into()),
         })
     }
 
@@ -191,6 +219,7 @@ impl BackupService {
             return Err(BackupError::NotInMaintenance(self.state.node_id.clone()));
         }
         let _running = self.operation.try_lock().map_err(|_| BackupError::Busy)?;
+        let _restoring = RestoringFlag::raise(&self.restoring);
         let started = std::time::Instant::now();
 
         let repo = self.repo.clone();

@@ -11,14 +11,16 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     about = "PostgreSQL high availability with proven backups and restores"
 )]
 pub struct Cli {
-    /// Base URL of the node the CLI talks to.
+    /// Base URL of the node the CLI talks to. `ha status` accepts several (repeat the flag or
+    /// separate with commas) and shows the cluster; every other command takes one.
     #[arg(
         long,
         global = true,
         env = "AUTONOMY_SERVER_URL",
+        value_delimiter = ',',
         default_value = "http://127.0.0.1:7432"
     )]
-    pub server: String,
+    pub server: Vec<String>,
     /// API token (sent as a Bearer token; required by every route but /healthz).
     #[arg(long, global = true, env = "AUTONOMY_API_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -40,16 +42,35 @@ pub enum Command {
     /// High availability: run a node, read its status, manage backups.
     #[command(subcommand)]
     Ha(HaCommand),
+    /// Protected writes: rollouts, committed by the leader under the lease.
+    #[command(subcommand)]
+    Rollout(RolloutCommand),
     /// Query the audit store.
     #[command(subcommand)]
     Audit(AuditCommand),
 }
 
 #[derive(Debug, Subcommand)]
+pub enum RolloutCommand {
+    /// Store a rollout (on a follower, the request is sent once more to the leader it names).
+    Create {
+        /// Unique name (letters, digits, `.`, `_`, `-`).
+        #[arg(long)]
+        name: String,
+        /// The rollout's spec: a JSON object.
+        #[arg(long, default_value = "{}")]
+        spec: String,
+    },
+    /// List every rollout, oldest first.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
 pub enum HaCommand {
     /// Run one HA node (API server and leader lease).
     Serve(ServeArgs),
-    /// Show the node's role, lease holder, epoch and mode.
+    /// Show the node's role, lease holder, epoch and write state (with several --server: each
+    /// node and whether they agree).
     Status,
     /// Create, list and restore backups (the leader does the work).
     #[command(subcommand)]
@@ -82,12 +103,28 @@ pub struct ServeArgs {
     /// API token clients must present (at least 16 characters).
     #[arg(long, env = "AUTONOMY_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
-    /// Leader lease time-to-live in milliseconds.
-    #[arg(long, env = "AUTONOMY_LEASE_TTL_MS", default_value_t = 10_000)]
+    /// Leader lease time-to-live in milliseconds: how long a paused or cut-off leader can
+    /// block a takeover. A dead leader is replaced without waiting for it.
+    #[arg(long, env = "AUTONOMY_LEASE_TTL_MS", default_value_t = 5_000)]
     pub lease_ttl_ms: u64,
+    /// How often the leader renews the lease, in milliseconds [default: a third of the TTL].
+    #[arg(long, env = "AUTONOMY_RENEW_INTERVAL_MS")]
+    pub renew_interval_ms: Option<u64>,
+    /// How often a follower tries to take the lease, in milliseconds; bounds how long a
+    /// killed leader goes unnoticed.
+    #[arg(long, env = "AUTONOMY_POLL_INTERVAL_MS", default_value_t = 50)]
+    pub poll_interval_ms: u64,
+    /// URL clients reach this node's API at, given to them as the leader hint
+    /// [default: http://<bound --listen address>].
+    #[arg(long, env = "AUTONOMY_ADVERTISE_URL")]
+    pub advertise_url: Option<String>,
     /// Directory of pg_dump, pg_restore and psql (default: PATH). Match the server's major version.
     #[arg(long, env = "AUTONOMY_PG_BIN_DIR")]
     pub pg_bin_dir: Option<PathBuf>,
+    /// Test sabotage only: protected writes skip the leader and lease checks, so the test
+    /// suite can show its checks catch unfenced writes. Never use it in production.
+    #[arg(long, env = "AUTONOMY_UNSAFE_SKIP_FENCING", hide = true)]
+    pub unsafe_skip_fencing: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,6 +1,7 @@
 //! The command tree (clap) and its dispatch; rendering lives in `render`.
 
 pub mod args;
+pub mod cluster;
 pub mod render;
 pub mod run;
 

@@ -5,8 +5,8 @@ use serde::Serialize;
 use crate::{
     audit::AuditEvent,
     backup::{manifest::RestoreReport, BackupRecord},
-    cli::args::OutputFormat,
-    ha::StatusReport,
+    cli::{args::OutputFormat, cluster::ClusterView},
+    ha::{rollouts::Rollout, StatusReport},
 };
 
 fn json<T: Serialize>(value: &T) -> String {
@@ -52,16 +52,82 @@ pub fn restore(report: &RestoreReport, format: OutputFormat) -> String {
 pub fn status(report: &StatusReport, format: OutputFormat) -> String {
     match format {
         OutputFormat::Json => json(report),
+        OutputFormat::Text => status_line(report),
+    }
+}
+
+fn status_line(report: &StatusReport) -> String {
+    format!(
+        "node_id={} role={} holder_id={} epoch={} lease_expires_in_ms={} can_accept_protected_writes={} \
+         write_block_active={} maintenance_mode={} db_reachable={} version={}",
+        report.node_id,
+        report.role,
+        opt(&report.holder_id),
+        report.epoch,
+        opt(&report.lease_expires_in_ms),
+        report.can_accept_protected_writes,
+        report.write_block_active,
+        report.maintenance_mode,
+        report.db_reachable,
+        report.version
+    )
+}
+
+pub fn cluster(view: &ClusterView, format: OutputFormat) -> String {
+    match format {
+        OutputFormat::Json => json(view),
+        OutputFormat::Text => {
+            let mut lines: Vec<String> = view
+                .nodes
+                .iter()
+                .map(|node| match (&node.status, &node.error) {
+                    (Some(status), _) => format!("server={} {}", node.server, status_line(status)),
+                    (None, error) => format!("server={} error={}", node.server, opt(error)),
+                })
+                .collect();
+            lines.push(format!(
+                "cluster leaders={} agree={} holder_id={} epoch={}",
+                if view.leaders.is_empty() {
+                    "-".to_owned()
+                } else {
+                    view.leaders.join(",")
+                },
+                view.agree,
+                opt(&view.holder_id),
+                opt(&view.epoch),
+            ));
+            lines.join("\n")
+        }
+    }
+}
+
+pub fn rollout(rollout: &Rollout, format: OutputFormat) -> String {
+    match format {
+        OutputFormat::Json => json(rollout),
         OutputFormat::Text => format!(
-            "node_id={} role={} holder_id={} epoch={} maintenance_mode={} db_reachable={} version={}",
-            report.node_id,
-            report.role,
-            opt(&report.holder_id),
-            report.epoch,
-            report.maintenance_mode,
-            report.db_reachable,
-            report.version
+            "id={} name={} epoch={} leader_id={} created_at={} spec={}",
+            rollout.id,
+            rollout.name,
+            rollout.epoch,
+            rollout.leader_id,
+            rollout
+                .created_at
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+            rollout.spec
         ),
+    }
+}
+
+pub fn rollouts(rollouts: &[Rollout], format: OutputFormat) -> String {
+    match format {
+        OutputFormat::Json => json(&rollouts),
+        OutputFormat::Text if rollouts.is_empty() => "no rollouts".to_owned(),
+        OutputFormat::Text => rollouts
+            .iter()
+            .map(|r| rollout(r, format))
+            .collect::<Vec<_>>()
+            .join("\n"),
     }
 }
 

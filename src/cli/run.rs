@@ -5,11 +5,18 @@ use thiserror::Error;
 use crate::{
     audit::{self, AuditQuery},
     backup::{manifest::RestoreReport, BackupRecord},
-    cli::{args::*, render},
+    cli::{
+        args::*,
+        cluster::{ClusterNode, ClusterView},
+        render,
+    },
     client::{ClientError, NodeClient},
     config::{ConfigError, ServeConfig, ServeInputs},
     exit::Exit,
-    ha::StatusReport,
+    ha::{
+        rollouts::{self, NewRollout, Rollout},
+        StatusReport,
+    },
     ident,
 };
 
@@ -25,6 +32,9 @@ pub enum CliError {
     Serve(anyhow::Error),
     #[error(transparent)]
     Audit(#[from] audit::AuditError),
+    /// Some of the work was done: `output` is printed, then the error, then the exit code.
+    #[error("{reason}")]
+    Incomplete { output: String, reason: String, exit: Exit },
 }
 
 impl CliError {
@@ -33,6 +43,15 @@ impl CliError {
             CliError::Client(error) => error.exit(),
             CliError::Config(_) | CliError::Usage(_) => Exit::Usage,
             CliError::Serve(_) | CliError::Audit(_) => Exit::Internal,
+            CliError::Incomplete { exit, .. } => *exit,
+        }
+    }
+
+    /// What to print on stdout before the error, if anything.
+    pub fn output(&self) -> Option<&str> {
+        match self {
+            CliError::Incomplete { output, .. } => Some(output),
+            _ => None,
         }
     }
 }
@@ -42,11 +61,9 @@ pub fn run(cli: Cli) -> Result<String, CliError> {
     let format = cli.output;
     match cli.command {
         Command::Ha(HaCommand::Serve(args)) => serve(args).map(|()| String::new()),
-        Command::Ha(HaCommand::Status) => {
-            let report: StatusReport = client(&cli.server, cli.token)?.get("/v1/ha/status")?;
-            Ok(render::status(&report, format))
-        }
-        Command::Ha(HaCommand::Backup(command)) => backup(&cli.server, cli.token, command, format),
+        Command::Ha(HaCommand::Status) => status(&cli.server, cli.token, format),
+        Command::Ha(HaCommand::Backup(command)) => backup(one_server(&cli.server)?, cli.token, command, format),
+        Command::Rollout(command) => rollout(one_server(&cli.server)?, cli.token, command, format),
         Command::Audit(AuditCommand::Query {
             event_type,
             since,
@@ -63,6 +80,87 @@ pub fn run(cli: Cli) -> Result<String, CliError> {
                 .transpose()?;
             let events = audit::query(&audit_dir, &AuditQuery { event_type, since })?;
             Ok(render::events(&events, format))
+        }
+    }
+}
+
+/// Every command but `ha status` talks to exactly one node.
+fn one_server(servers: &[String]) -> Result<&str, CliError> {
+    match servers {
+        [server] => Ok(server),
+        _ => Err(CliError::Usage(format!(
+            "--server was given {} times ({}); only `ha status` accepts several. Name one node",
+            servers.len(),
+            servers.join(", ")
+        ))),
+    }
+}
+
+/// One node's status, or with several servers each node's and whether they agree.
+fn status(servers: &[String], token: Option<String>, format: OutputFormat) -> Result<String, CliError> {
+    if let [server] = servers {
+        let report: StatusReport = client(server, token)?.get("/v1/ha/status")?;
+        return Ok(render::status(&report, format));
+    }
+    let mut nodes = Vec::new();
+    for server in servers {
+        let answer = client(server, token.clone())?.get::<StatusReport>("/v1/ha/status");
+        nodes.push(ClusterNode {
+            server: server.clone(),
+            error: answer.as_ref().err().map(ToString::to_string),
+            status: answer.ok(),
+        });
+    }
+    let view = ClusterView::new(nodes);
+    let output = render::cluster(&view, format);
+    let unreachable: Vec<&str> = view
+        .nodes
+        .iter()
+        .filter(|n| n.status.is_none())
+        .map(|n| n.server.as_str())
+        .collect();
+    if unreachable.is_empty() {
+        Ok(output)
+    } else {
+        Err(CliError::Incomplete {
+            output,
+            reason: format!("no status from {}", unreachable.join(", ")),
+            exit: Exit::Unreachable,
+        })
+    }
+}
+
+fn rollout(
+    server: &str,
+    token: Option<String>,
+    command: RolloutCommand,
+    format: OutputFormat,
+) -> Result<String, CliError> {
+    match command {
+        RolloutCommand::Create { name, spec } => {
+            let spec: serde_json::Value = serde_json::from_str(&spec).map_err(|e| {
+                CliError::Usage(format!(
+                    "--spec is not JSON ({e}); pass an object, e.g. '{{\"image\": \"web:2\"}}'"
+                ))
+            })?;
+            let new = NewRollout { name, spec };
+            rollouts::validate(&new).map_err(|e| CliError::Usage(e.to_string()))?;
+            let first = client(server, token.clone())?.post::<_, Rollout>("/v1/rollouts", &new);
+            let rollout = match first {
+                // A follower names the leader: send the write there, once.
+                Err(ClientError::Api {
+                    leader_address: Some(leader),
+                    ..
+                }) if leader.trim_end_matches('/') != server.trim_end_matches('/') => {
+                    client(&leader, token)?.post("/v1/rollouts", &new)?
+                }
+                other => other?,
+            };
+            Ok(render::rollout(&rollout, format))
+        }
+        RolloutCommand::List => {
+            let rollouts: Vec<Rollout> = client(server, token)?.get("/v1/rollouts")?;
+            Ok(render::rollouts(&rollouts, format))
         }
     }
 }
@@ -119,7 +217,11 @@ fn serve(args: ServeArgs) -> Result<(), CliError> {
         maintenance_mode: args.maintenance_mode,
         api_token: args.api_token,
         lease_ttl_ms: args.lease_ttl_ms,
+        renew_interval_ms: args.renew_interval_ms,
+        poll_interval_ms: args.poll_interval_ms,
+        advertise_url: args.advertise_url,
         pg_bin_dir: args.pg_bin_dir,
+        skip_fencing: args.unsafe_skip_fencing,
     })?;
     let runtime = tokio::runtime::Runtime::new().map_err(|e| CliError::Serve(e.into()))?;
     runtime.block_on(crate::server::serve(config)).map_err(CliError::Serve)

@@ -1,90 +1,169 @@
 //! The leader lease row: acquire (new epoch), renew (same epoch), release, and the fencing check.
 //!
 //! The lease lives in `autonomy_ha.leader_lease`; its expiry uses the database clock so nodes
-//! never compare their own clocks. The row also names the backend pid of the holder's lease
-//! session: when the holder's process dies its session ends at once, and a follower may take
-//! over without waiting for the expiry (DESIGN.md decisions 1 and 3). A holder that is alive but
-//! paused keeps its session, so only the expiry frees its lease.
+//! never compare their own clocks. The row also names the holder's lease session (backend pid
+//! and start time): when the holder's process dies its session ends at once, and a follower may
+//! take over without waiting for the expiry (DESIGN.md decisions 1 and 3). A holder that is
+//! alive but paused or cut off keeps its session, so only the expiry frees its lease.
 
 use std::time::Duration;
 
-use tokio_postgres::{Client, GenericClient};
+use tokio_postgres::{Client, GenericClient, Row};
 
 use crate::db::DbError;
 
-/// Acquires the lease with a new epoch if it is free: never held, expired, its holder's lease
-/// session is gone, or it is this very session (whose local deadline passed before a renew). Returns the new epoch, or None if another node holds it.
-pub async fn acquire(client: &Client, node_id: &str, ttl: Duration) -> Result<Option<i64>, DbError> {
-    let row = client
-        .query_opt(
-            "UPDATE autonomy_ha.leader_lease
-                SET holder_id = $1, holder_pid = pg_backend_pid(), epoch = epoch + 1,
-                    acquired_at = now(), expires_at = now() + $2::bigint * interval '1 millisecond'
-              WHERE holder_id IS NULL
-                 OR expires_at <= now()
-                 OR (holder_id = $1 AND holder_pid = pg_backend_pid())
-                 OR NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = holder_pid)
-          RETURNING epoch",
-            &[&node_id, &ttl_ms(ttl)],
-        )
-        .await
-        .map_err(DbError::query("acquire the leader lease"))?;
-    Ok(row.map(|r| r.get(0)))
+/// The channel a releasing leader notifies, so followers try to acquire at once.
+pub const RELEASE_CHANNEL: &str = "autonomy_ha_lease";
+
+/// The lease row as the database sees it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseRow {
+    pub holder_id: Option<String>,
+    pub holder_address: Option<String>,
+    pub epoch: i64,
+    /// The holder's lease has not expired (by the database clock).
+    pub valid: bool,
+    /// Milliseconds until expiry by the database clock; 0 once expired.
+    pub expires_in_ms: i64,
 }
 
-/// Extends the lease this node holds at `epoch`. False means it was lost (taken or expired).
-pub async fn renew(client: &Client, node_id: &str, epoch: i64, ttl: Duration) -> Result<bool, DbError> {
-    let renewed = client
-        .execute(
-            "UPDATE autonomy_ha.leader_lease
-                SET expires_at = now() + $3::bigint * interval '1 millisecond'
-              WHERE holder_id = $1 AND epoch = $2 AND expires_at > now()
-                AND holder_pid = pg_backend_pid()",
+impl LeaseRow {
+    /// The holder, if its lease is still valid.
+    pub fn live_holder(&self) -> Option<&str> {
+        self.holder_id.as_deref().filter(|_| self.valid)
+    }
+
+    fn from_row(row: &Row, offset: usize) -> Self {
+        Self {
+            holder_id: row.get(offset),
+            holder_address: row.get(offset + 1),
+            epoch: row.get(offset + 2),
+            valid: row.get(offset + 3),
+            expires_in_ms: row.get(offset + 4),
+        }
+    }
+}
+
+/// What one acquisition attempt found.
+#[derive(Debug, Clone)]
+pub enum Attempt {
+    /// This node now holds the lease at a new epoch.
+    Acquired(LeaseRow),
+    /// Another node holds it; the row as it stands.
+    Held(LeaseRow),
+}
+
+const ROW_COLUMNS: &str = "holder_id, holder_address, epoch, expires_at > now(),
+     GREATEST(0, (EXTRACT(EPOCH FROM (expires_at - now())) * 1000))::bigint";
+
+/// Takes the lease with a new epoch if it is free: never held, expired, released, its holder's
+/// lease session is gone, or it is this very session (whose local deadline passed before a
+/// renew). The epoch is recorded in `lease_history` in the same statement. One round trip
+/// either way: a follower polls with it.
+pub async fn try_acquire(client: &Client, node_id: &str, address: &str, ttl: Duration) -> Result<Attempt, DbError> {
+    // backend_start is NULL for sessions of other roles without pg_read_all_stats; then the pid
+    // alone decides, which errs towards "still alive" (a slower takeover, never a stolen lease).
+    let sql = format!(
+        "WITH me AS (
+             SELECT pid, backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()
+         ), taken AS (
+             UPDATE autonomy_ha.leader_lease l
+                SET holder_id = $1, holder_address = $2, holder_pid = me.pid,
+                    holder_backend_start = me.backend_start, epoch = l.epoch + 1,
+                    acquired_at = now(), expires_at = now() + $3::bigint * interval '1 millisecond'
+               FROM me
+              WHERE l.holder_id IS NULL
+                 OR l.expires_at <= now()
+                 OR (l.holder_id = $1 AND l.holder_pid = me.pid)
+                 OR NOT EXISTS (
+                        SELECT 1 FROM pg_stat_activity a
+                         WHERE a.pid = l.holder_pid
+                           AND (a.backend_start IS NULL OR l.holder_backend_start IS NULL
+                                OR a.backend_start = l.holder_backend_start))
+          RETURNING l.*
+         ), history AS (
+             INSERT INTO autonomy_ha.lease_history (epoch, holder_id, holder_address, acquired_at)
+             SELECT epoch, holder_id, holder_address, acquired_at FROM taken
+         )
+         SELECT true, {ROW_COLUMNS} FROM taken
+         UNION ALL
+         SELECT false, {ROW_COLUMNS} FROM autonomy_ha.leader_lease
+          WHERE NOT EXISTS (SELECT 1 FROM taken)"
+    );
+    let row = client
+        .query_one(&sql, &[&node_id, &address, &ttl_ms(ttl)])
+        .await
+        .map_err(DbError::query("acquire the leader lease"))?;
+    let lease = LeaseRow::from_row(&row, 1);
+    Ok(if row.get::<_, bool>(0) {
+        Attempt::Acquired(lease)
+    } else {
+        Attempt::Held(lease)
+    })
+}
+
+/// Extends the lease this node holds at `epoch` through its lease session. None means it
+/// was lost (taken, released or expired).
+pub async fn renew(client: &Client, node_id: &str, epoch: i64, ttl: Duration) -> Result<Option<LeaseRow>, DbError> {
+    let row = client
+        .query_opt(
+            &format!(
+                "UPDATE autonomy_ha.leader_lease
+                    SET expires_at = now() + $3::bigint * interval '1 millisecond'
+                  WHERE holder_id = $1 AND epoch = $2 AND expires_at > now()
+                    AND holder_pid = pg_backend_pid()
+              RETURNING {ROW_COLUMNS}"
+            ),
             &[&node_id, &epoch, &ttl_ms(ttl)],
         )
         .await
         .map_err(DbError::query("renew the leader lease"))?;
-    Ok(renewed == 1)
+    Ok(row.map(|row| LeaseRow::from_row(&row, 0)))
 }
 
-/// Gives the lease up at once (clean shutdown), so a successor need not wait for the expiry.
-pub async fn release(client: &Client, node_id: &str, epoch: i64) -> Result<(), DbError> {
-    client
+/// Gives the lease up at once (clean shutdown) and wakes the followers, so a successor need
+/// not wait for the expiry or its next poll. Waits for protected writes in flight at this
+/// epoch (they hold the row FOR SHARE), so they commit before any successor's epoch begins.
+pub async fn release(client: &mut Client, node_id: &str, epoch: i64) -> Result<bool, DbError> {
+    let tx = client
+        .transaction()
+        .await
+        .map_err(DbError::query("begin the release"))?;
+    let released = tx
         .execute(
-            "UPDATE autonomy_ha.leader_lease SET expires_at = now()
+            "UPDATE autonomy_ha.leader_lease SET expires_at = now(), holder_pid = NULL
               WHERE holder_id = $1 AND epoch = $2",
             &[&node_id, &epoch],
         )
         .await
         .map_err(DbError::query("release the leader lease"))?;
-    Ok(())
+    tx.execute("SELECT pg_notify($1, $2)", &[&RELEASE_CHANNEL, &epoch.to_string()])
+        .await
+        .map_err(DbError::query("notify the followers"))?;
+    tx.commit().await.map_err(DbError::query("commit the release"))?;
+    Ok(released == 1)
 }
 
-/// The lease row as the database sees it now.
-#[derive(Debug, Clone)]
-pub struct LeaseRow {
-    pub holder_id: Option<String>,
-    pub epoch: i64,
-    pub valid: bool,
+/// Subscribes the session to release notifications.
+pub async fn listen_for_releases(client: &Client) -> Result<(), DbError> {
+    client
+        .batch_execute(&format!("LISTEN {RELEASE_CHANNEL}"))
+        .await
+        .map_err(DbError::query("listen for lease releases"))
 }
 
 pub async fn read(client: &impl GenericClient) -> Result<LeaseRow, DbError> {
     let row = client
-        .query_one(
-            "SELECT holder_id, epoch, expires_at > now() FROM autonomy_ha.leader_lease",
-            &[],
-        )
+        .query_one(&format!("SELECT {ROW_COLUMNS} FROM autonomy_ha.leader_lease"), &[])
         .await
         .map_err(DbError::query("read the leader lease"))?;
-    Ok(LeaseRow {
-        holder_id: row.get(0),
-        epoch: row.get(1),
-        valid: row.get(2),
-    })
+    Ok(LeaseRow::from_row(&row, 0))
 }
 
 /// The fencing check of a protected write: inside the write's own transaction, the lease must
-/// still name this node and epoch. The row lock makes a concurrent takeover wait for the commit.
+/// still name this node and epoch and be unexpired at this very moment (clock_timestamp, not
+/// the transaction's start). The row lock makes a concurrent takeover or release wait for the
+/// write's commit, so every write of epoch N commits before epoch N+1 exists.
 pub async fn holds_lease_in_tx(
     tx: &tokio_postgres::Transaction<'_>,
     node_id: &str,
@@ -93,7 +172,7 @@ pub async fn holds_lease_in_tx(
     let row = tx
         .query_opt(
             "SELECT 1 FROM autonomy_ha.leader_lease
-              WHERE holder_id = $1 AND epoch = $2 AND expires_at > now()
+              WHERE holder_id = $1 AND epoch = $2 AND expires_at > clock_timestamp()
                 FOR SHARE",
             &[&node_id, &epoch],
         )

@@ -1,84 +1,129 @@
-//! The lease loop: keeps this node's view of leadership current until shutdown.
+//! The lease loop: keeps this node's view of leadership current until shutdown, then releases.
 
 use std::{
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_postgres::Client;
 
-use crate::{audit::AuditLog, db, ha::lease, ha::NodeState};
+use crate::{
+    audit::AuditLog,
+    db,
+    ha::{
+        lease::{self, Attempt},
+        NodeState,
+    },
+};
 
-/// How the loop paces itself, derived from the lease TTL.
+/// How the loop paces itself (validated in config.rs).
 #[derive(Debug, Clone, Copy)]
 pub struct LeaseTiming {
     pub ttl: Duration,
-    /// Renew this often: four tries before the local deadline passes.
+    /// The leader renews this often.
     pub renew_every: Duration,
-    /// How long a renew keeps this node leader, counted from before it was sent. Shorter than
-    /// the TTL so the node fences itself before any other node may take over (decision 2).
+    /// Followers and candidates try to acquire this often (and at once on a release).
+    pub poll_every: Duration,
+    /// How long a renew keeps this node leader, counted from before it was sent: the TTL less
+    /// a safety margin, so the node fences itself before any other node may take over
+    /// (decision 2; docs/ARCHITECTURE.md has the argument).
     pub lead_for: Duration,
 }
 
 impl LeaseTiming {
-    pub fn from_ttl(ttl: Duration) -> Self {
+    /// The safety margin is a fifth of the TTL.
+    pub fn new(ttl: Duration, renew_every: Duration, poll_every: Duration) -> Self {
         Self {
             ttl,
-            renew_every: ttl / 5,
-            lead_for: ttl * 4 / 5,
+            renew_every,
+            poll_every,
+            lead_for: ttl - ttl / 5,
         }
     }
 }
 
-/// Runs until `shutdown` flips to true, then releases the lease if this node holds it.
+/// Runs until `shutdown` flips to true; then, if this node leads, steps down and releases the
+/// lease before returning, so a successor can take over before this process exits.
 pub async fn run_lease_loop(
     database_url: String,
+    address: String,
     state: Arc<NodeState>,
     audit: Arc<AuditLog>,
     timing: LeaseTiming,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut session: Option<LeaseSession> = None;
+    let mut leadership = Transitions::new(state.clone(), audit.clone());
     loop {
-        if session.as_ref().is_none_or(|s| s.client.is_closed()) {
-            if session.take().is_some() {
-                state.lose_database();
-                tracing::warn!("lease session lost; stepped down until it is re-established");
-            }
-            match db::connect(&database_url, &state.node_id, "lease").await {
-                Ok(client) => session = Some(LeaseSession { client }),
+        if session.is_none() {
+            match LeaseSession::open(&database_url, &state.node_id).await {
+                Ok(opened) => session = Some(opened),
                 Err(error) => {
                     state.lose_database();
+                    leadership.stepped_down("the database is unreachable");
                     tracing::warn!(%error, "cannot reach the database for the lease");
                 }
             }
         }
         if let Some(active) = session.as_ref() {
             // A hung connection must not stall the loop: past the local lead time, reconnect.
-            match tokio::time::timeout(timing.lead_for, tick(active, &state, &audit, timing)).await {
+            match tokio::time::timeout(
+                timing.lead_for,
+                round(active, &state, &address, timing, &mut leadership),
+            )
+            .await
+            {
                 Ok(Ok(())) => {}
                 Ok(Err(error)) => {
                     tracing::warn!(%error, "lease round failed");
                     state.lose_database();
+                    leadership.stepped_down("a lease round failed");
                     session = None;
                 }
                 Err(_) => {
                     tracing::warn!(timeout_ms = timing.lead_for.as_millis() as u64, "lease round timed out");
                     state.lose_database();
+                    leadership.stepped_down("a lease round timed out");
                     session = None;
                 }
             }
         }
+        let wait = if state.leader_epoch().is_some() {
+            timing.renew_every
+        } else {
+            timing.poll_every
+        };
         tokio::select! {
-            _ = tokio::time::sleep(timing.renew_every) => {}
+            _ = tokio::time::sleep(wait) => {}
+            event = next_event(&mut session) => {
+                if event.is_none() {
+                    // The lease session ended: the lease row no longer names a live session,
+                    // so another node may take over now. Stop leading before it can.
+                    state.lose_database();
+                    leadership.stepped_down("the lease session ended");
+                    tracing::warn!("lease session lost; stepped down until it is re-established");
+                    session = None;
+                }
+                // A release notification: try to acquire at once (the next round).
+            }
             _ = shutdown.changed() => break,
         }
     }
-    if let (Some(active), Some(epoch)) = (session.as_ref(), state.leader_epoch()) {
-        match lease::release(&active.client, &state.node_id, epoch).await {
-            Ok(()) => tracing::info!(epoch, "released the leader lease"),
-            Err(error) => tracing::warn!(%error, "could not release the lease; it expires by itself"),
+    if let (Some(active), Some(epoch)) = (session.as_mut(), state.leader_epoch()) {
+        state.step_down("shutdown");
+        match tokio::time::timeout(
+            timing.lead_for,
+            lease::release(&mut active.client, &state.node_id, epoch),
+        )
+        .await
+        {
+            Ok(Ok(_)) => {
+                tracing::info!(epoch, "released the leader lease");
+                leadership.released(epoch);
+            }
+            Ok(Err(error)) => tracing::warn!(%error, "could not release the lease; it expires by itself"),
+            Err(_) => tracing::warn!("releasing the lease timed out; it expires by itself"),
         }
     }
 }
@@ -86,41 +131,109 @@ pub async fn run_lease_loop(
 /// The dedicated connection the lease is held through; its backend pid is in the lease row.
 struct LeaseSession {
     client: Client,
+    /// Release notifications; ends when the connection does.
+    events: mpsc::UnboundedReceiver<String>,
+}
+
+impl LeaseSession {
+    async fn open(database_url: &str, node_id: &str) -> Result<Self, db::DbError> {
+        let (client, events) = db::connect_with_events(database_url, node_id, "lease").await?;
+        lease::listen_for_releases(&client).await?;
+        Ok(Self { client, events })
+    }
+}
+
+/// The next notification or the end of the session; never resolves without a session.
+async fn next_event(session: &mut Option<LeaseSession>) -> Option<String> {
+    match session {
+        Some(active) => active.events.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// One round: renew if leading, else try to acquire.
-async fn tick(
+async fn round(
     session: &LeaseSession,
     state: &NodeState,
-    audit: &AuditLog,
+    address: &str,
     timing: LeaseTiming,
+    leadership: &mut Transitions,
 ) -> Result<(), db::DbError> {
     let sent_at = Instant::now();
-    if let Some(epoch) = state.leader_epoch() {
-        if lease::renew(&session.client, &state.node_id, epoch, timing.ttl).await? {
-            state.lead(epoch, sent_at, timing.lead_for);
-            return Ok(());
-        }
-        tracing::warn!(epoch, "lost the leader lease");
-        audit_quietly(audit, "ha.leader.lost", serde_json::json!({ "epoch": epoch }));
+    match state.leader_epoch() {
+        Some(epoch) => match lease::renew(&session.client, &state.node_id, epoch, timing.ttl).await? {
+            Some(row) => {
+                state.lead(row, sent_at, timing.lead_for);
+                return Ok(());
+            }
+            None => {
+                state.step_down("the lease was taken, released or expired before this renew");
+                leadership.stepped_down("the lease was taken, released or expired before this renew");
+            }
+        },
+        None => leadership.stepped_down(
+            state
+                .take_step_down_reason()
+                .unwrap_or("the local deadline passed before a renew succeeded"),
+        ),
     }
-    match lease::acquire(&session.client, &state.node_id, timing.ttl).await? {
-        Some(epoch) => {
-            state.lead(epoch, sent_at, timing.lead_for);
-            tracing::info!(epoch, "acquired the leader lease");
-            audit_quietly(audit, "ha.leader.acquired", serde_json::json!({ "epoch": epoch }));
+    match lease::try_acquire(&session.client, &state.node_id, address, timing.ttl).await? {
+        Attempt::Acquired(row) => {
+            let epoch = row.epoch;
+            state.lead(row, sent_at, timing.lead_for);
+            leadership.acquired(epoch);
         }
-        None => {
-            let row = lease::read(&session.client).await?;
-            state.follow(row.holder_id, row.epoch);
-        }
+        Attempt::Held(row) => state.follow(row),
     }
     Ok(())
 }
 
-/// Leadership changes are audited, but an audit write failure must not stop the lease loop.
-fn audit_quietly(audit: &AuditLog, event_type: &str, details: serde_json::Value) {
-    if let Err(error) = audit.record(event_type, details) {
-        tracing::error!(%error, event_type, "could not write an audit event");
+/// Logs and audits every change of leadership exactly once.
+struct Transitions {
+    state: Arc<NodeState>,
+    audit: Arc<AuditLog>,
+    /// The epoch this node last acted as leader at, until it stepped down.
+    led: Option<i64>,
+}
+
+impl Transitions {
+    fn new(state: Arc<NodeState>, audit: Arc<AuditLog>) -> Self {
+        Self {
+            state,
+            audit,
+            led: None,
+        }
+    }
+
+    fn acquired(&mut self, epoch: i64) {
+        tracing::info!(epoch, "acquired the leader lease");
+        self.record("ha.leader.acquired", serde_json::json!({ "epoch": epoch }));
+        self.led = Some(epoch);
+    }
+
+    /// Records a step-down if this node was leading and no longer is.
+    fn stepped_down(&mut self, reason: &str) {
+        if let Some(epoch) = self.led {
+            if self.state.leader_epoch() != Some(epoch) {
+                tracing::warn!(epoch, reason, "stepped down");
+                self.record(
+                    "ha.leader.stepped_down",
+                    serde_json::json!({ "epoch": epoch, "reason": reason }),
+                );
+                self.led = None;
+            }
+        }
+    }
+
+    fn released(&mut self, epoch: i64) {
+        self.record("ha.leader.released", serde_json::json!({ "epoch": epoch }));
+        self.led = None;
+    }
+
+    /// An audit write failure must not stop the lease loop.
+    fn record(&self, event_type: &str, details: serde_json::Value) {
+        if let Err(error) = self.audit.record(event_type, details) {
+            tracing::error!(%error, event_type, "could not write an audit event");
+        }
     }
 }

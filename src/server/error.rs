@@ -3,7 +3,7 @@
 use axum::{http::StatusCode, response::IntoResponse, Json};
 use serde::{Deserialize, Serialize};
 
-use crate::backup::BackupError;
+use crate::{backup::BackupError, ha::rollouts::RolloutError};
 
 /// The body of every non-2xx response.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -12,6 +12,12 @@ pub struct ErrorBody {
     pub code: String,
     /// What failed, with which input, and what to do.
     pub message: String,
+    /// On `not_leader` and `fenced`: the node holding the lease, if one does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_id: Option<String>,
+    /// On `not_leader` and `fenced`: where the leader's API listens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_address: Option<String>,
 }
 
 #[derive(Debug)]
@@ -27,8 +33,17 @@ impl ApiError {
             body: ErrorBody {
                 code: code.to_owned(),
                 message: message.into(),
+                leader_id: None,
+                leader_address: None,
             },
         }
+    }
+
+    /// Adds the leader hint a client needs to retry where the write can commit.
+    pub fn with_leader(mut self, (leader_id, leader_address): (Option<String>, Option<String>)) -> Self {
+        self.body.leader_id = leader_id;
+        self.body.leader_address = leader_address;
+        self
     }
 
     pub fn unauthorized(message: &str) -> Self {
@@ -59,6 +74,20 @@ impl From<BackupError> for ApiError {
             }
             BackupError::Db(_) => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),
             BackupError::Io { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "repository_io"),
+        };
+        Self::new(status, code, error.to_string())
+    }
+}
+
+impl From<RolloutError> for ApiError {
+    fn from(error: RolloutError) -> Self {
+        let (status, code) = match &error {
+            RolloutError::InvalidName(_) => (StatusCode::BAD_REQUEST, "invalid_name"),
+            RolloutError::InvalidSpec(_) => (StatusCode::BAD_REQUEST, "invalid_spec"),
+            RolloutError::Exists(_) => (StatusCode::CONFLICT, "already_exists"),
+            RolloutError::Fenced(_) => (StatusCode::SERVICE_UNAVAILABLE, "fenced"),
+            RolloutError::CommitUnknown { .. } => (StatusCode::SERVICE_UNAVAILABLE, "commit_unknown"),
+            RolloutError::Db(_) => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),
         };
         Self::new(status, code, error.to_string())
     }

@@ -22,6 +22,8 @@ pub struct AppState {
     pub node: Arc<NodeState>,
     pub backups: Arc<BackupService>,
     pub audit_dir: PathBuf,
+    /// `--unsafe-skip-fencing`: protected writes skip the leader and lease checks (tests only).
+    pub skip_fencing: bool,
 }
 
 pub async fn healthz() -> &'static str {
@@ -29,20 +31,16 @@ pub async fn healthz() -> &'static str {
 }
 
 pub async fn status(State(app): State<AppState>) -> Json<StatusReport> {
-    let mut report = app.node.report();
     // Read the lease live so a follower shows the current holder, not the last one it saw.
     let live = async {
         let client = app.backups.db.get().await.ok()?;
         lease::read(&*client).await.ok()
     };
-    match tokio::time::timeout(std::time::Duration::from_secs(2), live).await {
-        Ok(Some(row)) => {
-            report.holder_id = row.holder_id.filter(|_| row.valid);
-            report.epoch = row.epoch;
-        }
-        _ => report.db_reachable = false,
-    }
-    Json(report)
+    let live = tokio::time::timeout(std::time::Duration::from_secs(2), live)
+        .await
+        .ok()
+        .flatten();
+    Json(app.node.report(live, app.backups.restore_running()))
 }
 
 pub async fn list_backups(State(app): State<AppState>) -> Result<Json<Vec<BackupRecord>>, ApiError> {

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod error;
 pub mod handlers;
+pub mod rollouts;
 pub mod serve;
 
 pub use serve::serve;

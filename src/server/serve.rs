@@ -22,6 +22,7 @@ use crate::{
     server::{
         auth::{require_token, ApiToken},
         handlers::{self, AppState},
+        rollouts,
     },
 };
 
@@ -35,6 +36,7 @@ pub fn router(app: AppState, token: ApiToken) -> Router {
         )
         .route("/v1/ha/backups/{backup_id}", get(handlers::get_backup))
         .route("/v1/ha/backups/{backup_id}/restore", post(handlers::restore_backup))
+        .route("/v1/rollouts", get(rollouts::list).post(rollouts::create))
         .route("/v1/audit/events", get(handlers::audit_events))
         .route_layer(middleware::from_fn_with_state(token, require_token));
     Router::new()
@@ -66,12 +68,27 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         Err(error) => tracing::warn!(%error, "could not rebuild the inventory from manifests"),
     }
 
+    // Bind first: the lease row carries the address followers hand out as the leader hint.
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("bind --listen {}", config.listen))?;
+    let bound = listener.local_addr()?;
+    let address = config
+        .advertise_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{bound}"));
+    if config.skip_fencing {
+        tracing::error!("--unsafe-skip-fencing is set: protected writes are NOT fenced; this is test sabotage only");
+        let _ = audit.record("ha.fencing.disabled", serde_json::json!({ "node_id": config.node_id }));
+    }
+
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let lease_loop = tokio::spawn(run_lease_loop(
         config.database_url.clone(),
+        address,
         state.clone(),
         audit,
-        LeaseTiming::from_ttl(config.lease_ttl),
+        LeaseTiming::new(config.lease_ttl, config.renew_interval, config.poll_interval),
         shutdown_rx,
     ));
 
@@ -79,18 +96,21 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         node: state,
         backups,
         audit_dir: config.audit_dir.clone(),
+        skip_fencing: config.skip_fencing,
     };
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("bind --listen {}", config.listen))?;
     // The test fixture and operators read this line to learn the bound port (with --listen :0).
-    tracing::info!(addr = %listener.local_addr()?, "listening");
+    tracing::info!(addr = %bound, "listening");
+    // On a signal the node steps down and releases the lease first, while the API still
+    // answers (as a non-leader), so a successor takes over before this process is gone.
+    let stop = async move {
+        shutdown_signal().await;
+        let _ = shutdown_tx.send(true);
+        let _ = lease_loop.await;
+    };
     axum::serve(listener, router(app, ApiToken(Arc::new(config.api_token.clone()))))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(stop)
         .await
         .context("serve the API")?;
-    let _ = shutdown_tx.send(true);
-    let _ = lease_loop.await;
     tracing::info!("node stopped");
     Ok(())
 }

@@ -1,0 +1,231 @@
+//! Rollouts: the orchestrator's resource, committed only under the leader's fencing check.
+//!
+//! They live in the application database (schema `autonomy_app`), so backups carry them and
+//! a restore brings them back as they were. The schema is created with the first write, and
+//! again after a restore of an archive that predates it.
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use time::OffsetDateTime;
+use tokio_postgres::{error::SqlState, Client, Row};
+
+use crate::{
+    db::DbError,
+    ha::lease,
+    ident::{self, InvalidIdent},
+};
+
+/// A stored rollout: what `POST /v1/rollouts` answers with and `GET /v1/rollouts` lists.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rollout {
+    pub id: i64,
+    pub name: String,
+    pub spec: serde_json::Value,
+    /// The lease epoch the write committed under (the fencing token).
+    pub epoch: i64,
+    /// The node that led at that epoch and committed the write.
+    pub leader_id: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+/// The body of `POST /v1/rollouts`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NewRollout {
+    pub name: String,
+    pub spec: serde_json::Value,
+}
+
+/// How a protected write is fenced.
+#[derive(Debug, Clone, Copy)]
+pub enum Fencing {
+    /// The lease must still name this node at `epoch`, checked in the write's transaction.
+    Checked { epoch: i64 },
+    /// No check (test sabotage only, `--unsafe-skip-fencing`): the row records `epoch`.
+    Skipped { epoch: i64 },
+}
+
+#[derive(Debug, Error)]
+pub enum RolloutError {
+    #[error(transparent)]
+    InvalidName(#[from] InvalidIdent),
+    #[error("the rollout spec must be a JSON object, not {0}; send {{\"name\": \"...\", \"spec\": {{...}}}}")]
+    InvalidSpec(&'static str),
+    #[error("a rollout named `{0}` already exists; names are unique (a retried request whose first attempt committed lands here)")]
+    Exists(String),
+    #[error("this node lost the leader lease (epoch {0}) before the write could commit; nothing was written. Retry on the current leader")]
+    Fenced(i64),
+    #[error("the commit of rollout `{name}` did not complete ({source}); it may or may not be stored. Retry with the same name: `already exists` means it was")]
+    CommitUnknown {
+        name: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+const APP_SCHEMA_SQL: &str = "
+    CREATE SCHEMA IF NOT EXISTS autonomy_app;
+    CREATE TABLE IF NOT EXISTS autonomy_app.rollouts (
+        id         bigserial PRIMARY KEY,
+        name       text NOT NULL UNIQUE,
+        spec       jsonb NOT NULL,
+        epoch      bigint NOT NULL,
+        leader_id  text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT clock_timestamp()
+    );
+";
+
+/// Checks a request before anything touches the database.
+pub fn validate(new: &NewRollout) -> Result<(), RolloutError> {
+    ident::validate("rollout name", &new.name)?;
+    let kind = match &new.spec {
+        serde_json::Value::Object(_) => return Ok(()),
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+    };
+    Err(RolloutError::InvalidSpec(kind))
+}
+
+/// Commits one rollout under `fencing`; the row is returned only after the commit.
+pub async fn create(
+    client: &mut Client,
+    node_id: &str,
+    fencing: Fencing,
+    new: &NewRollout,
+) -> Result<Rollout, RolloutError> {
+    validate(new)?;
+    match insert(client, node_id, fencing, new).await {
+        Err(RolloutError::Db(DbError::Query { source, .. })) if is_missing_schema(&source) => {
+            ensure_schema(client).await?;
+            insert(client, node_id, fencing, new).await
+        }
+        other => other,
+    }
+}
+
+async fn insert(
+    client: &mut Client,
+    node_id: &str,
+    fencing: Fencing,
+    new: &NewRollout,
+) -> Result<Rollout, RolloutError> {
+    let tx = client
+        .transaction()
+        .await
+        .map_err(DbError::query("begin the rollout write"))?;
+    // A takeover in progress holds the lease row briefly; a write must not queue behind a
+    // hung one for long.
+    tx.batch_execute("SET LOCAL lock_timeout = '5s'")
+        .await
+        .map_err(DbError::query("bound the rollout write's lock wait"))?;
+    let epoch = match fencing {
+        Fencing::Checked { epoch } => {
+            if !lease::holds_lease_in_tx(&tx, node_id, epoch).await? {
+                return Err(RolloutError::Fenced(epoch));
+            }
+            epoch
+        }
+        Fencing::Skipped { epoch } => epoch,
+    };
+    let row = tx
+        .query_one(
+            "INSERT INTO autonomy_app.rollouts (name, spec, epoch, leader_id)
+             VALUES ($1, $2, $3, $4)
+             RETURNING id, name, spec, epoch, leader_id, created_at",
+            &[&new.name, &new.spec, &epoch, &node_id],
+        )
+        .await
+        .map_err(|source| match source.code() {
+            Some(code) if *code == SqlState::UNIQUE_VIOLATION => RolloutError::Exists(new.name.clone()),
+            _ => DbError::Query {
+                what: "insert the rollout",
+                source,
+            }
+            .into(),
+        })?;
+    let rollout = from_row(&row);
+    tx.commit().await.map_err(|source| RolloutError::CommitUnknown {
+        name: new.name.clone(),
+        source,
+    })?;
+    Ok(rollout)
+}
+
+/// Every rollout, oldest first; none before the first write (or after restoring an archive
+/// that predates it).
+pub async fn list(client: &Client) -> Result<Vec<Rollout>, RolloutError> {
+    match client
+        .query(
+            "SELECT id, name, spec, epoch, leader_id, created_at FROM autonomy_app.rollouts ORDER BY id",
+            &[],
+        )
+        .await
+    {
+        Ok(rows) => Ok(rows.iter().map(from_row).collect()),
+        Err(source) if is_missing_schema(&source) => Ok(Vec::new()),
+        Err(source) => Err(DbError::Query {
+            what: "list the rollouts",
+            source,
+        }
+        .into()),
+    }
+}
+
+/// Creates the schema under the migration lock, so nodes writing their first rollouts at
+/// the same moment do not collide.
+async fn ensure_schema(client: &mut Client) -> Result<(), DbError> {
+    let tx = client.transaction().await.map_err(DbError::query("begin"))?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&crate::db::MIGRATION_LOCK_KEY])
+        .await
+        .map_err(DbError::query("take the migration lock"))?;
+    tx.batch_execute(APP_SCHEMA_SQL)
+        .await
+        .map_err(DbError::query("create the autonomy_app schema"))?;
+    tx.commit()
+        .await
+        .map_err(DbError::query("commit the autonomy_app schema"))
+}
+
+fn is_missing_schema(error: &tokio_postgres::Error) -> bool {
+    matches!(error.code(), Some(code) if *code == SqlState::UNDEFINED_TABLE || *code == SqlState::INVALID_SCHEMA_NAME)
+}
+
+fn from_row(row: &Row) -> Rollout {
+    Rollout {
+        id: row.get(0),
+        name: row.get(1),
+        spec: row.get(2),
+        epoch: row.get(3),
+        leader_id: row.get(4),
+        created_at: row.get(5),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spec_must_be_an_object_and_a_name_an_identifier() {
+        let ok = NewRollout {
+            name: "web-v2".into(),
+            spec: serde_json::json!({ "image": "web:2" }),
+        };
+        assert!(validate(&ok).is_ok());
+        let array = NewRollout {
+            spec: serde_json::json!([1]),
+            ..ok.clone()
+        };
+        assert!(matches!(validate(&array), Err(RolloutError::InvalidSpec("an array"))));
+        let bad_name = NewRollout {
+            name: "../x".into(),
+            ..ok
+        };
+        assert!(matches!(validate(&bad_name), Err(RolloutError::InvalidName(_))));
+    }
+}
