@@ -18,6 +18,7 @@ pub enum ClientError {
         code: String,
         message: String,
         /// The leader hint of a `not_leader` or `fenced` answer.
+        leader_id: Option<String>,
         leader_address: Option<String>,
     },
     #[error("the node at {url} answered {status} with a body that is not the expected JSON: {reason}")]
@@ -50,8 +51,15 @@ pub struct NodeClient {
 impl NodeClient {
     pub fn new(server: &str, token: Option<String>) -> Self {
         // Backups and restores of large databases take long; only connecting is bounded.
+        Self::with_timeout(server, token, None)
+    }
+
+    /// A client whose every request, answer included, must finish within `timeout` (for
+    /// polling, where a hung node must not stall the poller).
+    pub fn with_timeout(server: &str, token: Option<String>, timeout: Option<Duration>) -> Self {
         let agent: Agent = Agent::config_builder()
-            .timeout_connect(Some(Duration::from_secs(5)))
+            .timeout_connect(Some(Duration::from_secs(5).min(timeout.unwrap_or(Duration::MAX))))
+            .timeout_global(timeout)
             .http_status_as_error(false)
             .build()
             .into();
@@ -109,12 +117,14 @@ impl NodeClient {
                 status,
                 code: error.code,
                 message: error.message,
+                leader_id: error.leader_id,
                 leader_address: error.leader_address,
             }),
             Err(_) => Err(ClientError::Api {
                 status,
                 code: "http_error".into(),
                 message: format!("the node answered HTTP {status}: {}", body.trim()),
+                leader_id: None,
                 leader_address: None,
             }),
         }

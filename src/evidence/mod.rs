@@ -4,4 +4,4 @@ pub mod render;
 pub mod report;
 pub mod writer;
 
-pub use report::{Check, CheckStatus, Outcome, Report};
+pub use report::{Check, CheckStatus, Metric, Outcome, Report};

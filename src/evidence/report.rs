@@ -60,6 +60,38 @@ pub struct Check {
     pub detail: String,
 }
 
+/// One measurement: a single value or a series (one value per repetition, in order).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Metric {
+    Value(u64),
+    Series(Vec<u64>),
+}
+
+impl From<u64> for Metric {
+    fn from(value: u64) -> Self {
+        Metric::Value(value)
+    }
+}
+
+impl From<Vec<u64>> for Metric {
+    fn from(values: Vec<u64>) -> Self {
+        Metric::Series(values)
+    }
+}
+
+impl std::fmt::Display for Metric {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Metric::Value(value) => write!(f, "{value}"),
+            Metric::Series(values) => {
+                let values: Vec<String> = values.iter().map(u64::to_string).collect();
+                write!(f, "[{}]", values.join(", "))
+            }
+        }
+    }
+}
+
 /// `<slice>-report.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -77,7 +109,7 @@ pub struct Report {
     pub node: Option<String>,
     pub checks: Vec<Check>,
     /// Named measurements, in milliseconds unless the name says otherwise.
-    pub metrics: BTreeMap<String, u64>,
+    pub metrics: BTreeMap<String, Metric>,
     pub pass: usize,
     pub fail: usize,
     pub skip: usize,
@@ -127,6 +159,16 @@ pub fn val15_outcome(checks: &[Check]) -> Outcome {
         .all(|id| passed(checks, id))
     {
         Outcome::Partial
+    } else {
+        Outcome::Fail
+    }
+}
+
+/// VAL13's rule: PASS when all ten pass, FAIL otherwise. Every check guards either failover
+/// safety (one writer, no lost or stale write) or a failover bound, so none is optional.
+pub fn val13_outcome(checks: &[Check]) -> Outcome {
+    if !checks.is_empty() && checks.iter().all(|c| c.status == CheckStatus::Pass) {
+        Outcome::Pass
     } else {
         Outcome::Fail
     }
@@ -185,5 +227,28 @@ mod tests {
     #[test]
     fn no_checks_is_not_a_pass() {
         assert_eq!(val15_outcome(&[]), Outcome::Fail);
+        assert_eq!(val13_outcome(&[]), Outcome::Fail);
+    }
+
+    #[test]
+    fn val13_passes_only_with_all_ten() {
+        let val13 = |failing: &[&str]| {
+            let mut all = checks(failing);
+            for check in &mut all {
+                check.id = check.id.replace("VAL15", "VAL13");
+            }
+            val13_outcome(&all)
+        };
+        assert_eq!(val13(&[]), Outcome::Pass);
+        assert_eq!(val13(&["VAL15-07"]), Outcome::Fail);
+    }
+
+    #[test]
+    fn a_series_metric_reads_back_as_a_series() {
+        let metrics: BTreeMap<String, Metric> =
+            serde_json::from_str(r#"{"restore_ms": 90, "rapid_cycle_ms": [120, 95, 130]}"#).unwrap();
+        assert_eq!(metrics["restore_ms"], Metric::Value(90));
+        assert_eq!(metrics["rapid_cycle_ms"], Metric::Series(vec![120, 95, 130]));
+        assert_eq!(metrics["rapid_cycle_ms"].to_string(), "[120, 95, 130]");
     }
 }

@@ -46,6 +46,7 @@ impl Lab {
             audit_dir: self.audit_dir(),
             maintenance_mode,
             log_path: self.scratch.path().join(format!("{node_id}.log")),
+            extra_args: Vec::new(),
         }
     }
 

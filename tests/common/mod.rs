@@ -8,6 +8,9 @@
 //! - `process`: stopping child processes.
 //! - `phase`: runs a slice's phases once per run, across test processes.
 //! - `sql`: synchronous SQL helpers and the content-and-catalog fingerprint.
+//! - `verdict`: turns measured verdicts into report checks (PASS, FAIL, SKIP, not reached).
+//! - `watch`: polls every node's status in the background; finds overlapping leaders.
+//! - `writes`: a client writing rollouts continuously through failovers.
 
 #![allow(dead_code)] // Each test binary uses a different part of the fixture.
 
@@ -19,6 +22,9 @@ pub mod phase;
 pub mod process;
 pub mod run;
 pub mod sql;
+pub mod verdict;
+pub mod watch;
+pub mod writes;
 
 /// Token the lab's nodes and CLI calls share; a test value, never a real secret.
 pub const LAB_TOKEN: &str = "lab-token-0123456789abcdef";

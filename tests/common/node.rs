@@ -19,6 +19,8 @@ pub struct NodeSpec {
     pub maintenance_mode: bool,
     /// Where the node's stderr (its log) goes; usually a file in the evidence bundle.
     pub log_path: PathBuf,
+    /// More `ha serve` flags (timings, test sabotage).
+    pub extra_args: Vec<String>,
 }
 
 /// A running node; SIGTERM then SIGKILL on drop.
@@ -63,6 +65,7 @@ impl Node {
         if spec.maintenance_mode {
             command.arg("--maintenance-mode");
         }
+        command.args(&spec.extra_args);
         // The node must not outlive the test thread that started it, even on a hard kill.
         unsafe {
             command.pre_exec(|| {
@@ -139,6 +142,23 @@ impl Node {
 
     pub fn log_path(&self) -> &Path {
         &self.spec.log_path
+    }
+
+    /// Sends `signal` and returns at once (the failover clock starts here).
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal);
+    }
+
+    /// Waits for the process to exit (after a signal), up to `timeout`; false if it did not.
+    pub fn wait_for_exit(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
     }
 
     /// Stops the node with SIGTERM (clean shutdown releases the lease) and waits.

@@ -72,3 +72,21 @@ pub fn run_once<T: Serialize + DeserializeOwned>(key: &str, phases: impl FnOnce(
         .insert(key.to_owned(), json.clone());
     serde_json::from_str(&json).expect("the cached phase outcome deserialises")
 }
+
+/// Why a slice's phases stopped early, if they did: the error they returned, or the message of
+/// a panic inside them (recorded like any other abort, so the report and the phase cache are
+/// still written and the other checks do not re-run the slice).
+pub fn abort_reason(phases: std::thread::Result<Result<(), String>>) -> Option<String> {
+    match phases {
+        Ok(Ok(())) => None,
+        Ok(Err(reason)) => Some(reason),
+        Err(panic) => Some(format!(
+            "a phase panicked: {}",
+            panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default()
+        )),
+    }
+}

@@ -43,3 +43,21 @@ pub fn lab_dir() -> PathBuf {
 pub fn lab_required() -> bool {
     std::env::var("AUTONOMY_LAB_REQUIRE").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
 }
+
+/// Every file under `dir`, relative to it, sorted (a bundle's file list for its report).
+pub fn list_files(dir: &std::path::Path) -> Vec<String> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(current) = stack.pop() {
+        for entry in std::fs::read_dir(&current).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(relative) = path.strip_prefix(dir) {
+                files.push(relative.display().to_string());
+            }
+        }
+    }
+    files.sort();
+    files
+}

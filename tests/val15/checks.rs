@@ -1,9 +1,12 @@
 //! VAL15's ten checks (seed 000), each computed from the phases' observations alone.
 
-use autonomy::evidence::{Check, CheckStatus};
+use autonomy::evidence::Check;
 
 use crate::{
-    common::cli::CliRun,
+    common::{
+        cli::CliRun,
+        verdict::{Judge, Verdict},
+    },
     slice::{Observations, BACKUP_MS_THRESHOLD, RESTORE_MS_THRESHOLD},
 };
 
@@ -21,27 +24,9 @@ pub fn opt<T: ToString>(value: &Option<T>) -> String {
 
 /// The ten checks of seed 000, each from the observations alone.
 pub fn evaluate(obs: &Observations, skip_reason: Option<&str>) -> Vec<Check> {
-    let not_reached = obs
-        .aborted
-        .as_deref()
-        .map_or_else(|| "not reached".to_owned(), |r| format!("not reached: {r}"));
-    let check = |id: &str, name: &str, threshold: &str, verdict: Option<(bool, Option<String>, String)>| {
-        let (status, value, detail) = match (skip_reason, verdict) {
-            (Some(reason), _) => (CheckStatus::Skip, None, format!("skipped: {reason}")),
-            (None, None) => (CheckStatus::Fail, None, not_reached.clone()),
-            (None, Some((ok, value, detail))) => {
-                (if ok { CheckStatus::Pass } else { CheckStatus::Fail }, value, detail)
-            }
-        };
-        Check {
-            id: id.into(),
-            name: name.into(),
-            status,
-            value,
-            threshold: threshold.into(),
-            detail,
-        }
-    };
+    let judge = Judge::new(skip_reason, obs.aborted.as_deref());
+    let check =
+        |id: &str, name: &str, threshold: &str, verdict: Option<Verdict>| judge.check(id, name, threshold, verdict);
     let listed_ids = |run: &CliRun| -> Vec<(String, String)> {
         serde_json::from_str::<Vec<serde_json::Value>>(&run.stdout)
             .unwrap_or_default()

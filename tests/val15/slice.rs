@@ -134,18 +134,7 @@ pub fn run_slice(sabotage: Sabotage) -> SliceOutcome {
             // A panic inside a phase is recorded like any other abort, so the report and the
             // phase cache are still written and the other checks do not re-run the slice.
             let phases = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| lab.phases(&mut obs, &mut report)));
-            let aborted = match phases {
-                Ok(Ok(())) => None,
-                Ok(Err(reason)) => Some(reason),
-                Err(panic) => Some(format!(
-                    "a phase panicked: {}",
-                    panic
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_default()
-                )),
-            };
+            let aborted = crate::common::phase::abort_reason(phases);
             if let Some(reason) = aborted {
                 let _ = bundle.write("val15-aborted.txt", &reason);
                 obs.aborted = Some(reason);
@@ -160,7 +149,7 @@ pub fn run_slice(sabotage: Sabotage) -> SliceOutcome {
     report.checks = evaluate(&obs, report.skip_reason.as_deref());
     for (name, run) in [("backup_ms", &obs.backup_a), ("restore_ms", &obs.restore)] {
         if let Some(run) = run.as_ref().filter(|r| r.success()) {
-            report.metrics.insert(name.into(), run.elapsed_ms);
+            report.metrics.insert(name.into(), run.elapsed_ms.into());
         }
     }
     // The seed's assertion-result files, written from the evaluated checks.
@@ -176,7 +165,7 @@ pub fn run_slice(sabotage: Sabotage) -> SliceOutcome {
             );
         }
     }
-    report.files = list_files(&bundle.dir);
+    report.files = run::list_files(&bundle.dir);
     let report = report.tally(val15_outcome);
     bundle.write_report(&report).expect("the report can be written");
     SliceOutcome {
@@ -211,6 +200,7 @@ impl Lab<'_> {
             audit_dir: self.scratch.join("audit"),
             maintenance_mode,
             log_path: self.bundle.path(log),
+            extra_args: Vec::new(),
         })?;
         self.node_addr.get_or_insert_with(|| format!("{node_id}@{}", node.url));
         Ok(node)
@@ -467,21 +457,4 @@ fn flip_a_byte(path: &Path) -> Result<(), String> {
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;
     std::fs::write(path, bytes).map_err(|e| e.to_string())
-}
-
-fn list_files(dir: &Path) -> Vec<String> {
-    let mut files = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(current) = stack.pop() {
-        for entry in std::fs::read_dir(&current).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if let Ok(relative) = path.strip_prefix(dir) {
-                files.push(relative.display().to_string());
-            }
-        }
-    }
-    files.sort();
-    files
 }

@@ -1,0 +1,223 @@
+//! VAL13 — HA failover validation (issue 3, seed 004): one test per check, phases run once.
+//!
+//! `cargo test --test val13` runs the slice; `cargo test --test val13 no_dual_leader` runs one
+//! check (the phases still run, once). `val13_sabotage_*` runs the slice with protected writes
+//! unfenced and shows the checks that guard fencing fail; `val13_each_check_fails_*` breaks
+//! each check's evidence in turn and shows that check alone turning FAIL.
+
+#[path = "val13/checks.rs"]
+mod checks;
+mod common;
+#[path = "val13/observations.rs"]
+mod observations;
+#[path = "val13/slice.rs"]
+mod slice;
+
+use autonomy::evidence::{CheckStatus, Outcome};
+use common::{phase::run_once, run::lab_required};
+use observations::{Observations, Sabotage};
+use rstest::rstest;
+use slice::{run_slice, SliceOutcome};
+
+fn outcome(sabotage: Sabotage) -> SliceOutcome {
+    run_once(sabotage.bundle_name(), || run_slice(sabotage))
+}
+
+/// True when no backend could run (the SKIP is in the report and printed here); under
+/// AUTONOMY_LAB_REQUIRE=1 a skipped lab fails the test instead.
+#[track_caller]
+fn skipped(outcome: &SliceOutcome, test: &str) -> bool {
+    if outcome.report.outcome != Outcome::Skip {
+        return false;
+    }
+    let reason = outcome.report.skip_reason.clone().unwrap_or_default();
+    assert!(
+        !lab_required(),
+        "AUTONOMY_LAB_REQUIRE=1 but the lab was skipped: {reason}"
+    );
+    eprintln!("SKIP {test}: {reason} (recorded in {})", outcome.evidence_dir.display());
+    true
+}
+
+#[track_caller]
+fn assert_check_passes(id: &str) {
+    let outcome = outcome(Sabotage::None);
+    if skipped(&outcome, id) {
+        return;
+    }
+    let check = outcome
+        .report
+        .check(id)
+        .unwrap_or_else(|| panic!("the report has no check {id}"));
+    assert_eq!(
+        check.status,
+        CheckStatus::Pass,
+        "{id} {} failed: {}\nvalue: {:?}\nthreshold: {}\nevidence: {}\naborted: {:?}",
+        check.name,
+        check.detail,
+        check.value,
+        check.threshold,
+        outcome.evidence_dir.display(),
+        outcome.observations.aborted,
+    );
+}
+
+#[test]
+fn val13_01_cluster_formed() {
+    assert_check_passes("VAL13-01");
+}
+
+#[test]
+fn val13_02_follower_rejects_writes() {
+    assert_check_passes("VAL13-02");
+}
+
+#[test]
+fn val13_03_sigterm_failover_bound() {
+    assert_check_passes("VAL13-03");
+}
+
+#[test]
+fn val13_04_zero_data_loss() {
+    assert_check_passes("VAL13-04");
+}
+
+#[test]
+fn val13_05_sigkill_failover_bound() {
+    assert_check_passes("VAL13-05");
+}
+
+#[test]
+fn val13_06_epoch_monotonic() {
+    assert_check_passes("VAL13-06");
+}
+
+#[test]
+fn val13_07_rejoin_as_follower() {
+    assert_check_passes("VAL13-07");
+}
+
+#[test]
+fn val13_08_rapid_cycles() {
+    assert_check_passes("VAL13-08");
+}
+
+#[test]
+fn val13_09_no_dual_leader() {
+    assert_check_passes("VAL13-09");
+}
+
+#[test]
+fn val13_10_writes_during_failover() {
+    assert_check_passes("VAL13-10");
+}
+
+/// The whole report: 10/10 and PASS, the three metrics present, phases run once, the bundle
+/// complete, and every leadership change audited.
+#[test]
+fn val13_report_is_pass_with_failover_metrics() {
+    let outcome = outcome(Sabotage::None);
+    if skipped(&outcome, "val13_report_is_pass_with_failover_metrics") {
+        return;
+    }
+    let report = &outcome.report;
+    assert_eq!(
+        (report.pass, report.total, report.outcome),
+        (10, 10, Outcome::Pass),
+        "report: {report:#?}"
+    );
+    for metric in ["sigterm_failover_ms", "sigkill_failover_ms", "rapid_cycle_ms"] {
+        assert!(
+            report.metrics.contains_key(metric),
+            "no {metric} in {:?}",
+            report.metrics
+        );
+    }
+    assert_eq!(
+        common::phase::times_run(Sabotage::None.bundle_name()),
+        1,
+        "the phases must run once per run, whatever the number of test processes"
+    );
+    for file in [
+        "val13-09-status-samples.jsonl",
+        "val13-10-writes.jsonl",
+        "val13-06-lease-history.txt",
+        "val13-audit-leader-events.json",
+        "val13-n1-1.log",
+        "val13-n2-1.log",
+        "val13-report.txt",
+    ] {
+        assert!(outcome.evidence_dir.join(file).is_file(), "the bundle lacks {file}");
+    }
+    let events: Vec<serde_json::Value> = serde_json::from_str(
+        &std::fs::read_to_string(outcome.evidence_dir.join("val13-audit-leader-events.json")).unwrap(),
+    )
+    .expect("the audit extract is JSON");
+    let count = |kind: &str| events.iter().filter(|e| e["type"] == kind).count();
+    // Formation, then one acquisition per failover: SIGTERM, SIGKILL and the rapid cycles.
+    let acquisitions = 1 + outcome.observations.failovers().len();
+    assert_eq!(count("ha.leader.acquired"), acquisitions, "events: {events:#?}");
+    assert!(
+        count("ha.leader.released") >= 1,
+        "the SIGTERM'd leader released: {events:#?}"
+    );
+    assert_eq!(outcome.observations.lease_history.len(), acquisitions);
+}
+
+/// With protected writes unfenced, a follower commits what the load-balanced client sends it:
+/// the follower check, the epoch check and the writes check all fail, and so does the slice.
+#[test]
+fn val13_sabotage_skip_fencing_fails_02_06_10() {
+    let outcome = outcome(Sabotage::SkipFencing);
+    if skipped(&outcome, "val13_sabotage_skip_fencing_fails_02_06_10") {
+        return;
+    }
+    let report = &outcome.report;
+    for id in ["VAL13-02", "VAL13-06", "VAL13-10"] {
+        let check = report.check(id).expect("the check exists");
+        assert_eq!(
+            check.status,
+            CheckStatus::Fail,
+            "{id} should fail without fencing; report: {report:#?}"
+        );
+    }
+    assert_eq!(report.outcome, Outcome::Fail);
+}
+
+/// Each check fails when the evidence it guards is broken: the real observations of the
+/// passing run, with one fact changed, turn exactly the named check to FAIL.
+#[rstest]
+#[case::slow_formation("VAL13-01", |o: &mut Observations| o.formation.as_mut().unwrap().formed_ms = 10_001)]
+#[case::follower_accepted("VAL13-02", |o: &mut Observations| { let w = o.follower_write.as_mut().unwrap(); w.status = 201; w.stored = true; })]
+#[case::wrong_leader_hint("VAL13-02", |o: &mut Observations| o.follower_write.as_mut().unwrap().leader_address = None)]
+#[case::slow_sigterm("VAL13-03", |o: &mut Observations| o.sigterm.as_mut().unwrap().failover_ms = Some(5_001))]
+#[case::no_sigterm_takeover("VAL13-03", |o: &mut Observations| o.sigterm.as_mut().unwrap().failover_ms = None)]
+#[case::lost_before_sigterm("VAL13-04", |o: &mut Observations| { o.read_after_sigterm.as_mut().unwrap().remove(0); })]
+#[case::slow_sigkill("VAL13-05", |o: &mut Observations| o.sigkill.as_mut().unwrap().failover_ms = Some(5_001))]
+#[case::epoch_did_not_rise("VAL13-06", |o: &mut Observations| { let f = o.sigkill.as_mut().unwrap(); f.epoch_after = Some(f.epoch_before); })]
+#[case::row_with_a_stale_epoch("VAL13-06", |o: &mut Observations| { let last = o.rows.last_mut().unwrap(); last.epoch = 1; })]
+#[case::rejoin_took_the_lease("VAL13-07", |o: &mut Observations| { let r = o.rejoin.as_mut().unwrap(); r.role = Some("leader".into()); r.holder_after = Some(r.node.clone()); })]
+#[case::slow_cycle("VAL13-08", |o: &mut Observations| o.cycles[1].failover_ms = Some(5_001))]
+#[case::missing_cycle("VAL13-08", |o: &mut Observations| { o.cycles.pop(); })]
+#[case::two_leaders("VAL13-09", |o: &mut Observations| { let mut dual = o.samples.iter().find(|s| s.role.as_deref() == Some("leader")).unwrap().clone(); dual.node_id = if dual.node_id == "val13-n1" { "val13-n2".into() } else { "val13-n1".into() }; o.samples.push(dual); })]
+#[case::acknowledged_write_lost("VAL13-10", |o: &mut Observations| { let name = o.writes.iter().rev().find(|w| w.acknowledged.is_some()).unwrap().name.clone(); o.read_after_sigkill.as_mut().unwrap().retain(|r| r.name != name); })]
+#[case::acknowledged_write_changed("VAL13-10", |o: &mut Observations| { let w = o.writes.iter_mut().find(|w| w.acknowledged.is_some()).unwrap(); w.acknowledged.as_mut().unwrap().id += 1_000_000; })]
+fn val13_each_check_fails_when_its_evidence_is_broken(#[case] id: &str, #[case] break_it: fn(&mut Observations)) {
+    let outcome = outcome(Sabotage::None);
+    if skipped(&outcome, id) {
+        return;
+    }
+    let mut observations = outcome.observations.clone();
+    let before = checks::evaluate(&observations, None);
+    assert!(
+        before
+            .iter()
+            .find(|c| c.id == id)
+            .is_some_and(|c| c.status == CheckStatus::Pass),
+        "{id} must pass on the real evidence first: {before:#?}"
+    );
+    break_it(&mut observations);
+    let after = checks::evaluate(&observations, None);
+    let check = after.iter().find(|c| c.id == id).expect("the check exists");
+    assert_eq!(check.status, CheckStatus::Fail, "{id} should fail: {check:#?}");
+}

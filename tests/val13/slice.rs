@@ -1,0 +1,539 @@
+//! The VAL13 slice: two nodes on one database, failovers by SIGTERM and SIGKILL, a rejoin,
+//! rapid cycles and a client writing through a failover; the report from what was observed.
+
+use std::{
+    collections::BTreeMap,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use autonomy::{
+    client::{ClientError, NodeClient},
+    evidence::{
+        report::{val13_outcome, SCHEMA_VERSION},
+        writer::Bundle,
+        Outcome, Report,
+    },
+};
+use nix::sys::signal::Signal;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    checks::{evaluate, RAPID_CYCLES},
+    common::{
+        backend::{self, PgBackend, LAB_DATABASE},
+        node::{Node, NodeSpec},
+        run, sql,
+        watch::{self, Clock, StatusWatch},
+        writes::Writer,
+        LAB_TOKEN,
+    },
+    observations::{Failover, FollowerWrite, Formation, Observations, Rejoin, RowSeen, Sabotage},
+};
+
+const NODES: [&str; 2] = ["val13-n1", "val13-n2"];
+
+/// What the check tests read back from the phase cache.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SliceOutcome {
+    pub report: Report,
+    pub evidence_dir: PathBuf,
+    pub observations: Observations,
+}
+
+/// Runs the whole slice with `sabotage` and writes its bundle.
+pub fn run_slice(sabotage: Sabotage) -> SliceOutcome {
+    let bundle = Bundle::create(&run::evidence_root(), run::run_id(), sabotage.bundle_name())
+        .expect("the evidence bundle directory can be created");
+    let mut obs = Observations::default();
+    let mut report = Report {
+        schema_version: SCHEMA_VERSION,
+        slice: "val13".into(),
+        title: "VAL 13 — HA Failover Validation".into(),
+        generated_at: time::OffsetDateTime::now_utc(),
+        run_id: run::run_id().to_owned(),
+        backend: "none".into(),
+        server_version: None,
+        node: None,
+        checks: Vec::new(),
+        metrics: BTreeMap::new(),
+        pass: 0,
+        fail: 0,
+        skip: 0,
+        total: 0,
+        outcome: Outcome::Skip,
+        skip_reason: None,
+        files: Vec::new(),
+    };
+    match backend::start(sabotage.bundle_name()) {
+        Err(backend::Unavailable(reason)) => {
+            let _ = bundle.write(
+                "val13-pg-setup.txt",
+                format!("SKIP: no PostgreSQL backend could run: {reason}\n"),
+            );
+            report.skip_reason = Some(reason);
+        }
+        Ok(pg) => {
+            report.backend = pg.kind().to_owned();
+            let scratch = tempfile::Builder::new()
+                .prefix("autonomy-val13-")
+                .tempdir()
+                .expect("a scratch dir");
+            let clock = Clock::start();
+            let mut lab = Lab {
+                pg: pg.as_ref(),
+                bundle: &bundle,
+                scratch: scratch.path().to_owned(),
+                sabotage,
+                clock,
+                nodes: BTreeMap::new(),
+                starts: BTreeMap::new(),
+                urls: Arc::default(),
+                watch: Some(StatusWatch::start(clock, Duration::from_millis(50))),
+            };
+            let phases = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| lab.phases(&mut obs, &mut report)));
+            if let Some(reason) = crate::common::phase::abort_reason(phases) {
+                let _ = bundle.write("val13-aborted.txt", &reason);
+                obs.aborted = Some(reason);
+            }
+            lab.finish(&mut obs);
+            report.node = Some(
+                lab.urls
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .map(|(id, url)| format!("{id}@{url}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            );
+        }
+    }
+    report.checks = evaluate(&obs, report.skip_reason.as_deref());
+    for (name, failover) in [
+        ("sigterm_failover_ms", &obs.sigterm),
+        ("sigkill_failover_ms", &obs.sigkill),
+    ] {
+        if let Some(ms) = failover.as_ref().and_then(|f| f.failover_ms) {
+            report.metrics.insert(name.into(), ms.into());
+        }
+    }
+    let cycles: Vec<u64> = obs.cycles.iter().filter_map(|c| c.failover_ms).collect();
+    if !cycles.is_empty() {
+        report.metrics.insert("rapid_cycle_ms".into(), cycles.into());
+    }
+    report.files = crate::common::run::list_files(&bundle.dir);
+    let report = report.tally(val13_outcome);
+    bundle.write_report(&report).expect("the report can be written");
+    SliceOutcome {
+        report,
+        evidence_dir: bundle.dir.clone(),
+        observations: obs,
+    }
+}
+
+struct Lab<'a> {
+    pg: &'a dyn PgBackend,
+    bundle: &'a Bundle,
+    scratch: PathBuf,
+    sabotage: Sabotage,
+    clock: Clock,
+    nodes: BTreeMap<String, Node>,
+    /// How many times each node was started (each start logs to its own file).
+    starts: BTreeMap<String, usize>,
+    /// Node id → current API URL, shared with the writer.
+    urls: Arc<Mutex<BTreeMap<String, String>>>,
+    /// Polls every node's status from the first start to the end of the phases.
+    watch: Option<StatusWatch>,
+}
+
+impl Lab<'_> {
+    fn write(&self, name: &str, body: impl AsRef<[u8]>) -> Result<(), String> {
+        self.bundle
+            .write(name, body)
+            .map(|_| ())
+            .map_err(|e| format!("write evidence {name}: {e}"))
+    }
+
+    fn spec(&mut self, node_id: &str) -> NodeSpec {
+        let start = self.starts.entry(node_id.to_owned()).or_default();
+        *start += 1;
+        let mut extra_args = Vec::new();
+        if self.sabotage == Sabotage::SkipFencing {
+            extra_args.push("--unsafe-skip-fencing".to_owned());
+        }
+        NodeSpec {
+            node_id: node_id.to_owned(),
+            database_url: self.pg.url(LAB_DATABASE),
+            backup_dir: self.scratch.join("backups"),
+            audit_dir: self.scratch.join("audit"),
+            maintenance_mode: false,
+            log_path: self.bundle.path(&format!("{node_id}-{start}.log")),
+            extra_args,
+        }
+    }
+
+    /// Starts (or restarts) a node and registers its address with the poller and the writer.
+    fn start(&mut self, node_id: &str) -> Result<(), String> {
+        let spec = self.spec(node_id);
+        let node = Node::start(spec)?;
+        self.register(node_id, node);
+        Ok(())
+    }
+
+    fn register(&mut self, node_id: &str, node: Node) {
+        if let Some(watch) = &self.watch {
+            watch.watch(node_id, &node.url);
+        }
+        self.urls.lock().unwrap().insert(node_id.to_owned(), node.url.clone());
+        self.nodes.insert(node_id.to_owned(), node);
+    }
+
+    fn url(&self, node_id: &str) -> String {
+        self.urls.lock().unwrap()[node_id].clone()
+    }
+
+    fn client(&self, node_id: &str) -> NodeClient {
+        NodeClient::with_timeout(&self.url(node_id), Some(LAB_TOKEN.into()), Some(Duration::from_secs(5)))
+    }
+
+    fn status(&self, node_id: &str) -> watch::StatusSample {
+        watch::sample(self.clock, u64::MAX, node_id, &self.url(node_id))
+    }
+
+    fn other(node_id: &str) -> &'static str {
+        if node_id == NODES[0] {
+            NODES[1]
+        } else {
+            NODES[0]
+        }
+    }
+
+    /// Every rollout, read through `node_id`'s API.
+    fn read_rollouts(&self, node_id: &str) -> Result<Vec<RowSeen>, String> {
+        let rows: Vec<serde_json::Value> = self
+            .client(node_id)
+            .get("/v1/rollouts")
+            .map_err(|e| format!("list rollouts through {node_id}: {e}"))?;
+        Ok(rows
+            .iter()
+            .map(|r| RowSeen {
+                id: r["id"].as_i64().unwrap_or(-1),
+                name: r["name"].as_str().unwrap_or_default().to_owned(),
+                epoch: r["epoch"].as_i64().unwrap_or(-1),
+                leader_id: r["leader_id"].as_str().unwrap_or_default().to_owned(),
+            })
+            .collect())
+    }
+
+    fn phases(&mut self, obs: &mut Observations, report: &mut Report) -> Result<(), String> {
+        // Setup: the database, then both nodes at the same moment.
+        let mut db = sql::connect(&self.pg.url(LAB_DATABASE));
+        let version: String = db
+            .query_one("SHOW server_version", &[])
+            .map_err(|e| e.to_string())?
+            .get(0);
+        report.server_version = Some(version.clone());
+        self.write(
+            "val13-pg-setup.txt",
+            format!(
+                "backend={}\n{}\nserver_version={version}\nurl={}\nsabotage={:?}\n",
+                self.pg.kind(),
+                self.pg.describe(),
+                self.pg.redacted_url(LAB_DATABASE),
+                self.sabotage
+            ),
+        )?;
+        let started = Instant::now();
+        let mut spawned = Vec::new();
+        for node_id in NODES {
+            let spec = self.spec(node_id);
+            spawned.push((node_id, Node::spawn(spec)?));
+        }
+        for (node_id, mut node) in spawned {
+            node.wait_until_listening()?;
+            self.register(node_id, node);
+        }
+
+        // 01: one leader, one follower, agreeing on holder and epoch.
+        let formation = loop {
+            let views: Vec<_> = NODES.iter().map(|n| self.status(n)).collect();
+            let leader = views.iter().find(|v| v.role.as_deref() == Some("leader"));
+            let follower = views.iter().find(|v| v.role.as_deref() == Some("follower"));
+            let agreed = views
+                .windows(2)
+                .all(|w| (&w[0].holder_id, w[0].epoch) == (&w[1].holder_id, w[1].epoch));
+            let timed_out = started.elapsed() > Duration::from_secs(15);
+            if let (Some(leader), Some(follower), true) = (leader, follower, agreed) {
+                break Formation {
+                    formed_ms: started.elapsed().as_millis() as u64,
+                    leader: leader.node_id.clone(),
+                    follower: follower.node_id.clone(),
+                    views: views
+                        .iter()
+                        .map(|v| {
+                            (
+                                v.node_id.clone(),
+                                v.role.clone().unwrap_or_default(),
+                                v.holder_id.clone(),
+                                v.epoch,
+                            )
+                        })
+                        .collect(),
+                };
+            }
+            if timed_out {
+                return Err(format!("no leader and follower agreeing after 15 s: {views:?}"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        self.write("val13-01-cluster-formed.txt", format!("{formation:#?}\n"))?;
+        let leader = formation.leader.clone();
+        let follower = formation.follower.clone();
+        obs.formation = Some(formation);
+
+        // Rollouts acknowledged by the leader before it is stopped.
+        for n in 0..20 {
+            let name = format!("before-sigterm-{n:02}");
+            let row: serde_json::Value = self
+                .client(&leader)
+                .post("/v1/rollouts", &serde_json::json!({ "name": name, "spec": { "n": n } }))
+                .map_err(|e| format!("write {name} through the leader: {e}"))?;
+            obs.acked_before_sigterm.push((
+                name,
+                crate::common::writes::Acknowledged {
+                    id: row["id"].as_i64().unwrap_or(-1),
+                    epoch: row["epoch"].as_i64().unwrap_or(-1),
+                    leader_id: row["leader_id"].as_str().unwrap_or_default().to_owned(),
+                },
+            ));
+        }
+
+        // 02: a write sent to the follower.
+        let name = "sent-to-follower".to_owned();
+        let answer = self
+            .client(&follower)
+            .post::<_, serde_json::Value>("/v1/rollouts", &serde_json::json!({ "name": name, "spec": {} }));
+        let (status, code, leader_id, leader_address) = match &answer {
+            Ok(_) => (201, "created".to_owned(), None, None),
+            Err(ClientError::Api {
+                status,
+                code,
+                leader_id,
+                leader_address,
+                ..
+            }) => (*status, code.clone(), leader_id.clone(), leader_address.clone()),
+            Err(error) => (0, error.to_string(), None, None),
+        };
+        let body = match &answer {
+            Err(ClientError::Api { message, .. }) => message.clone(),
+            Ok(row) => row.to_string(),
+            Err(error) => error.to_string(),
+        };
+        let stored: i64 = db
+            .query_one("SELECT count(*) FROM autonomy_app.rollouts WHERE name = $1", &[&name])
+            .map_err(|e| format!("look for {name}: {e}"))?
+            .get(0);
+        let follower_write = FollowerWrite {
+            name,
+            status,
+            code,
+            leader_id,
+            leader_address,
+            expected_leader: leader.clone(),
+            expected_address: self.url(&leader),
+            stored: stored > 0,
+        };
+        self.write(
+            "val13-02-follower-write.txt",
+            format!("{follower_write:#?}\nmessage: {body}\n"),
+        )?;
+        obs.follower_write = Some(follower_write);
+
+        // 03: SIGTERM the leader; 04: everything acknowledged is readable through the successor.
+        let sigterm = self.fail_over(&leader, Signal::SIGTERM)?;
+        self.write("val13-03-sigterm-failover.txt", format!("{sigterm:#?}\n"))?;
+        let successor = sigterm.to.clone();
+        let taken_over = sigterm.failover_ms.is_some();
+        obs.sigterm = Some(sigterm);
+        if !taken_over {
+            return Err(format!("{successor} did not take over after SIGTERM"));
+        }
+        let read = self.read_rollouts(&successor)?;
+        self.write("val13-04-data-after-failover.txt", rows_text("after SIGTERM", &read))?;
+        obs.read_after_sigterm = Some(read);
+
+        // 07: the old leader restarts and stays a follower.
+        let before = self.status(&successor);
+        self.start(&leader)?;
+        let rejoin_started = Instant::now();
+        self.nodes[&leader].wait_for_role("follower", Duration::from_secs(15))?;
+        std::thread::sleep(Duration::from_secs(2));
+        let after = self.status(&leader);
+        let rejoin = Rejoin {
+            node: leader.clone(),
+            role: after.role.clone(),
+            holder_before: before.holder_id,
+            holder_after: after.holder_id,
+            epoch_before: before.epoch,
+            epoch_after: after.epoch,
+            watched_ms: rejoin_started.elapsed().as_millis() as u64,
+        };
+        self.write("val13-07-rejoin.txt", format!("{rejoin:#?}\n"))?;
+        obs.rejoin = Some(rejoin);
+
+        // 05 and 10: SIGKILL the leader while a client writes through every node in turn.
+        let writer = Writer::start(
+            self.clock,
+            "during-sigkill",
+            self.urls.clone(),
+            Duration::from_millis(5),
+        );
+        std::thread::sleep(Duration::from_secs(1));
+        obs.sigkill_sent_us = Some(self.clock.now_us());
+        let sigkill = self.fail_over(&successor, Signal::SIGKILL);
+        std::thread::sleep(Duration::from_millis(1500));
+        obs.writes = writer.finish();
+        let sigkill = sigkill?;
+        self.write("val13-05-sigkill-failover.txt", format!("{sigkill:#?}\n"))?;
+        let survivor = sigkill.to.clone();
+        let taken_over = sigkill.failover_ms.is_some();
+        obs.sigkill = Some(sigkill);
+        if !taken_over {
+            return Err(format!("{survivor} did not take over after SIGKILL"));
+        }
+        let read = self.read_rollouts(&survivor)?;
+        self.write("val13-10-rows.txt", rows_text("after SIGKILL", &read))?;
+        obs.read_after_sigkill = Some(read);
+
+        // 08: rapid cycles: restart the killed node, kill the leader, measure; three times.
+        let mut killed = successor;
+        for cycle in 0..RAPID_CYCLES {
+            self.start(&killed)?;
+            self.nodes[&killed].wait_for_role("follower", Duration::from_secs(15))?;
+            let current = Self::other(&killed).to_owned();
+            let failover = self.fail_over(&current, Signal::SIGKILL)?;
+            let ok = failover.failover_ms.is_some();
+            obs.cycles.push(failover);
+            if !ok {
+                return Err(format!("cycle {}: no takeover after SIGKILL of {current}", cycle + 1));
+            }
+            killed = current;
+        }
+        self.write("val13-08-rapid-cycles.txt", format!("{:#?}\n", obs.cycles))?;
+        Ok(())
+    }
+
+    /// Signals `leader` and polls the other node every 50 ms until it is holder and leader
+    /// (at most 10 s); then waits for the old leader's process to end.
+    fn fail_over(&mut self, leader: &str, signal: Signal) -> Result<Failover, String> {
+        let successor = Self::other(leader);
+        let epoch_before = self
+            .status(leader)
+            .epoch
+            .ok_or_else(|| format!("{leader} reported no epoch before the {signal}"))?;
+        let node = self
+            .nodes
+            .get_mut(leader)
+            .ok_or_else(|| format!("{leader} is not running"))?;
+        let sent = Instant::now();
+        node.signal(signal);
+        let mut failover_ms = None;
+        let mut epoch_after = None;
+        while sent.elapsed() < Duration::from_secs(10) {
+            let seen = self.status(successor);
+            if seen.role.as_deref() == Some("leader") && seen.holder_id.as_deref() == Some(successor) {
+                failover_ms = Some(sent.elapsed().as_millis() as u64);
+                epoch_after = seen.epoch;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let node = self.nodes.get_mut(leader).expect("checked above");
+        let old_leader_exited = node.wait_for_exit(Duration::from_secs(10));
+        Ok(Failover {
+            signal: signal.to_string(),
+            from: leader.to_owned(),
+            to: successor.to_owned(),
+            epoch_before,
+            epoch_after,
+            failover_ms,
+            old_leader_exited,
+        })
+    }
+
+    /// Stops everything and keeps what the checks need: samples, history, rows, audit.
+    fn finish(&mut self, obs: &mut Observations) {
+        obs.samples = self.watch.take().map(StatusWatch::finish).unwrap_or_default();
+        let lines: Vec<String> = obs
+            .samples
+            .iter()
+            .map(|s| serde_json::to_string(s).unwrap_or_default())
+            .collect();
+        let _ = self.write("val13-09-status-samples.jsonl", lines.join("\n") + "\n");
+        let lines: Vec<String> = obs
+            .writes
+            .iter()
+            .map(|w| serde_json::to_string(w).unwrap_or_default())
+            .collect();
+        let _ = self.write("val13-10-writes.jsonl", lines.join("\n") + "\n");
+        for (_, node) in std::mem::take(&mut self.nodes) {
+            drop(node.stop());
+        }
+        if let Ok(mut db) = postgres::Client::connect(&self.pg.url(LAB_DATABASE), postgres::NoTls) {
+            if let Ok(rows) = db.query(
+                "SELECT epoch, holder_id FROM autonomy_ha.lease_history ORDER BY epoch",
+                &[],
+            ) {
+                obs.lease_history = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+            }
+            if let Ok(rows) = db.query(
+                "SELECT id, name, epoch, leader_id FROM autonomy_app.rollouts ORDER BY id",
+                &[],
+            ) {
+                obs.rows = rows
+                    .iter()
+                    .map(|r| RowSeen {
+                        id: r.get(0),
+                        name: r.get(1),
+                        epoch: r.get(2),
+                        leader_id: r.get(3),
+                    })
+                    .collect();
+            }
+        }
+        let history: Vec<String> = obs
+            .lease_history
+            .iter()
+            .map(|(e, h)| format!("epoch={e} holder={h}"))
+            .collect();
+        let _ = self.write(
+            "val13-06-lease-history.txt",
+            format!(
+                "{}\n\n{}",
+                history.join("\n"),
+                rows_text("all rows at the end", &obs.rows)
+            ),
+        );
+        let audit = autonomy::audit::query(&self.scratch.join("audit"), &autonomy::audit::AuditQuery::default())
+            .map(|events| {
+                events
+                    .into_iter()
+                    .filter(|e| e.event_type.starts_with("ha.leader.") || e.event_type.starts_with("ha.fencing."))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        let _ = self.write(
+            "val13-audit-leader-events.json",
+            serde_json::to_string_pretty(&audit).unwrap_or_default(),
+        );
+    }
+}
+
+fn rows_text(title: &str, rows: &[RowSeen]) -> String {
+    let mut out = format!("# rollouts {title}: {} rows\nid|name|epoch|leader_id\n", rows.len());
+    for r in rows {
+        out.push_str(&format!("{}|{}|{}|{}\n", r.id, r.name, r.epoch, r.leader_id));
+    }
+    out
+}
