@@ -1,0 +1,218 @@
+//! Failover benchmark (not a test): many SIGKILL and SIGTERM failovers of a two-node cluster,
+//! with a client writing throughout, against a reference measured in the same run: the
+//! takeover of a SIGSTOPped leader, which only the lease expiry can end — what an election
+//! without the dead-session fast path pays for every failover.
+//!
+//! `cargo bench --bench failover` (RUNS, REFERENCE_RUNS and AUTONOMY_LAB_BACKEND tune it);
+//! prints a markdown table for docs/PERFORMANCE.md.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use common::{
+    backend::{self, PgBackend, LAB_DATABASE},
+    node::{Node, NodeSpec},
+    watch::{self, Clock},
+    writes::Writer,
+    LAB_TOKEN,
+};
+use nix::sys::signal::Signal;
+
+const NODES: [&str; 2] = ["bench-n1", "bench-n2"];
+/// The successor's status is polled this often while a failover is timed.
+const POLL: Duration = Duration::from_millis(2);
+
+struct Cluster {
+    pg: Box<dyn PgBackend>,
+    scratch: tempfile::TempDir,
+    nodes: BTreeMap<String, Node>,
+    urls: Arc<Mutex<BTreeMap<String, String>>>,
+    starts: usize,
+    clock: Clock,
+}
+
+impl Cluster {
+    fn start(&mut self, node_id: &str) {
+        self.starts += 1;
+        let spec = NodeSpec {
+            node_id: node_id.into(),
+            database_url: self.pg.url(LAB_DATABASE),
+            backup_dir: self.scratch.path().join("backups"),
+            audit_dir: self.scratch.path().join("audit"),
+            maintenance_mode: false,
+            log_path: self.scratch.path().join(format!("{node_id}-{}.log", self.starts)),
+            extra_args: Vec::new(),
+        };
+        let node = Node::start(spec).expect("the node starts");
+        self.urls.lock().unwrap().insert(node_id.into(), node.url.clone());
+        self.nodes.insert(node_id.into(), node);
+    }
+
+    fn status(&self, node_id: &str) -> watch::StatusSample {
+        let url = self.urls.lock().unwrap()[node_id].clone();
+        watch::sample(self.clock, 0, node_id, &url)
+    }
+
+    fn leader(&self) -> &'static str {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            for node in NODES {
+                if self.status(node).role.as_deref() == Some("leader") {
+                    return node;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("no leader after 30 s");
+    }
+
+    /// Signals the leader and times until the other node reports itself leader and holder.
+    fn fail_over(&mut self, signal: Signal) -> (u64, &'static str) {
+        let leader = self.leader();
+        let successor = if leader == NODES[0] { NODES[1] } else { NODES[0] };
+        self.nodes[leader]
+            .wait_for_role("leader", Duration::from_secs(10))
+            .unwrap();
+        self.nodes[successor]
+            .wait_for_role("follower", Duration::from_secs(10))
+            .unwrap();
+        let sent = Instant::now();
+        self.nodes[leader].signal(signal);
+        loop {
+            let seen = self.status(successor);
+            if seen.role.as_deref() == Some("leader") && seen.holder_id.as_deref() == Some(successor) {
+                return (sent.elapsed().as_micros() as u64, leader);
+            }
+            assert!(sent.elapsed() < Duration::from_secs(30), "no takeover after {signal}");
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Brings a stopped or dead node back as a follower.
+    fn revive(&mut self, node_id: &str, signal: Signal) {
+        if signal == Signal::SIGSTOP {
+            self.nodes[node_id].signal(Signal::SIGCONT);
+            self.nodes[node_id]
+                .wait_for_role("follower", Duration::from_secs(30))
+                .unwrap();
+            return;
+        }
+        assert!(self
+            .nodes
+            .get_mut(node_id)
+            .unwrap()
+            .wait_for_exit(Duration::from_secs(10)));
+        self.start(node_id);
+        self.nodes[node_id]
+            .wait_for_role("follower", Duration::from_secs(30))
+            .unwrap();
+    }
+
+    fn measure(&mut self, signal: Signal, runs: usize) -> Vec<u64> {
+        (0..runs)
+            .map(|_| {
+                let (us, old) = self.fail_over(signal);
+                self.revive(old, signal);
+                us
+            })
+            .collect()
+    }
+}
+
+fn percentile(sorted_us: &[u64], p: f64) -> f64 {
+    let rank = ((p / 100.0) * sorted_us.len() as f64).ceil().max(1.0) as usize;
+    sorted_us[rank.min(sorted_us.len()) - 1] as f64 / 1000.0
+}
+
+fn row(name: &str, mut us: Vec<u64>, reference_p50: f64) -> String {
+    us.sort_unstable();
+    let p50 = percentile(&us, 50.0);
+    format!(
+        "| {name} | {} | {:.1} | {:.1} | {:.1} | {:.3} |",
+        us.len(),
+        p50,
+        percentile(&us, 99.0),
+        *us.last().unwrap() as f64 / 1000.0,
+        p50 / reference_p50
+    )
+}
+
+fn main() {
+    // `cargo bench` passes --bench; any other argument is a filter this harness ignores.
+    let runs: usize = std::env::var("RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(30);
+    let reference_runs: usize = std::env::var("REFERENCE_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let pg = backend::start("bench-failover").unwrap_or_else(|e| panic!("no PostgreSQL backend: {}", e.0));
+    let clock = Clock::start();
+    let mut cluster = Cluster {
+        pg,
+        scratch: tempfile::tempdir().unwrap(),
+        nodes: BTreeMap::new(),
+        urls: Arc::default(),
+        starts: 0,
+        clock,
+    };
+    for node in NODES {
+        cluster.start(node);
+    }
+    cluster.leader();
+    let writer = Writer::start(clock, "bench", cluster.urls.clone(), Duration::from_millis(5));
+    let sigkill = cluster.measure(Signal::SIGKILL, runs);
+    let sigterm = cluster.measure(Signal::SIGTERM, runs);
+    let sigstop = cluster.measure(Signal::SIGSTOP, reference_runs);
+    let writes = writer.finish();
+
+    let leader = cluster.leader();
+    let client = autonomy::client::NodeClient::new(&cluster.urls.lock().unwrap()[leader], Some(LAB_TOKEN.into()));
+    let stored: Vec<serde_json::Value> = client.get("/v1/rollouts").expect("list the rollouts");
+    let stored: BTreeMap<&str, i64> = stored
+        .iter()
+        .map(|r| (r["name"].as_str().unwrap_or_default(), r["id"].as_i64().unwrap_or(-1)))
+        .collect();
+    let acknowledged: Vec<_> = writes
+        .iter()
+        .filter_map(|w| w.acknowledged.as_ref().map(|a| (w, a)))
+        .collect();
+    let lost = acknowledged
+        .iter()
+        .filter(|(w, a)| stored.get(w.name.as_str()) != Some(&a.id))
+        .count();
+    let unsettled = writes
+        .iter()
+        .filter(|w| w.acknowledged.is_none() && !w.stored_unacknowledged)
+        .count();
+
+    let mut reference = sigstop.clone();
+    reference.sort_unstable();
+    let reference_p50 = percentile(&reference, 50.0);
+    println!(
+        "backend={} ttl=5000ms poll=50ms status_poll={}ms runs={runs} reference_runs={reference_runs}\n",
+        cluster.pg.kind(),
+        POLL.as_millis()
+    );
+    println!("| failover | runs | p50 ms | p99 ms | max ms | p50 / reference p50 |");
+    println!("|---|---|---|---|---|---|");
+    println!("{}", row("SIGKILL", sigkill, reference_p50));
+    println!("{}", row("SIGTERM", sigterm, reference_p50));
+    println!("{}", row("SIGSTOP (reference: lease expiry)", sigstop, reference_p50));
+    let mut latency_us: Vec<u64> = writes.iter().map(|w| w.finished_us - w.started_us).collect();
+    latency_us.sort_unstable();
+    println!(
+        "\nwrites: {} attempted, {} acknowledged, {lost} acknowledged writes lost, {unsettled} unsettled; \
+         write latency including retries p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        writes.len(),
+        acknowledged.len(),
+        percentile(&latency_us, 50.0),
+        percentile(&latency_us, 99.0),
+        percentile(&latency_us, 100.0),
+    );
+    assert_eq!(lost, 0, "acknowledged writes were lost");
+}
