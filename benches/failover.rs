@@ -19,7 +19,7 @@ use common::{
     backend::{self, PgBackend, LAB_DATABASE},
     node::{Node, NodeSpec},
     watch::{self, Clock},
-    writes::Writer,
+    writes::{WriteLog, Writer},
     LAB_TOKEN,
 };
 use nix::sys::signal::Signal;
@@ -114,33 +114,106 @@ impl Cluster {
             .unwrap();
     }
 
-    fn measure(&mut self, signal: Signal, runs: usize) -> Vec<u64> {
-        (0..runs)
+    /// Times `runs` failovers by `signal` while a client writes through them.
+    fn measure(&mut self, signal: Signal, runs: usize) -> Phase {
+        let started = Instant::now();
+        let writer = Writer::start(
+            self.clock,
+            &format!("bench-{signal}"),
+            self.urls.clone(),
+            Duration::from_millis(5),
+        );
+        let failover_us = (0..runs)
             .map(|_| {
                 let (us, old) = self.fail_over(signal);
                 self.revive(old, signal);
                 us
             })
-            .collect()
+            .collect();
+        let writes = writer.finish();
+        eprintln!(
+            "{signal}: {} writes in {:.1} s",
+            writes.len(),
+            started.elapsed().as_secs_f64()
+        );
+        if let Ok(path) = std::env::var("BENCH_WRITES_LOG") {
+            let lines: Vec<String> = writes.iter().map(|w| serde_json::to_string(w).unwrap()).collect();
+            std::fs::write(format!("{path}.{signal}.jsonl"), lines.join("\n")).unwrap();
+        }
+        Phase {
+            name: signal.to_string(),
+            failover_us,
+            writes,
+        }
+    }
+}
+
+/// One kind of failover: its timings and the writes sent meanwhile.
+struct Phase {
+    name: String,
+    failover_us: Vec<u64>,
+    writes: Vec<WriteLog>,
+}
+
+impl Phase {
+    fn p50_ms(&self) -> f64 {
+        let mut us = self.failover_us.clone();
+        us.sort_unstable();
+        percentile(&us, 50.0)
+    }
+
+    /// A markdown row; `stored` maps every stored rollout name to its id.
+    fn row(&self, reference_p50: f64, stored: &BTreeMap<String, i64>) -> String {
+        let mut us = self.failover_us.clone();
+        us.sort_unstable();
+        let acknowledged: Vec<_> = self
+            .writes
+            .iter()
+            .filter_map(|w| w.acknowledged.as_ref().map(|a| (w, a)))
+            .collect();
+        let lost = acknowledged
+            .iter()
+            .filter(|(w, a)| stored.get(&w.name) != Some(&a.id))
+            .count();
+        let unsettled = self
+            .writes
+            .iter()
+            .filter(|w| w.acknowledged.is_none() && !w.stored_unacknowledged)
+            .count();
+        let mut latency: Vec<u64> = self.writes.iter().map(|w| w.finished_us - w.started_us).collect();
+        latency.sort_unstable();
+        format!(
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.4} | {} | {lost} | {unsettled} | {:.1} |",
+            self.name,
+            us.len(),
+            percentile(&us, 50.0),
+            percentile(&us, 99.0),
+            percentile(&us, 100.0),
+            percentile(&us, 50.0) / reference_p50,
+            acknowledged.len(),
+            if latency.is_empty() {
+                0.0
+            } else {
+                percentile(&latency, 100.0)
+            },
+        )
+    }
+
+    fn lost(&self, stored: &BTreeMap<String, i64>) -> usize {
+        self.writes
+            .iter()
+            .filter(|w| {
+                w.acknowledged
+                    .as_ref()
+                    .is_some_and(|a| stored.get(&w.name) != Some(&a.id))
+            })
+            .count()
     }
 }
 
 fn percentile(sorted_us: &[u64], p: f64) -> f64 {
     let rank = ((p / 100.0) * sorted_us.len() as f64).ceil().max(1.0) as usize;
     sorted_us[rank.min(sorted_us.len()) - 1] as f64 / 1000.0
-}
-
-fn row(name: &str, mut us: Vec<u64>, reference_p50: f64) -> String {
-    us.sort_unstable();
-    let p50 = percentile(&us, 50.0);
-    format!(
-        "| {name} | {} | {:.1} | {:.1} | {:.1} | {:.3} |",
-        us.len(),
-        p50,
-        percentile(&us, 99.0),
-        *us.last().unwrap() as f64 / 1000.0,
-        p50 / reference_p50
-    )
 }
 
 fn main() {
@@ -164,55 +237,34 @@ fn main() {
         cluster.start(node);
     }
     cluster.leader();
-    let writer = Writer::start(clock, "bench", cluster.urls.clone(), Duration::from_millis(5));
     let sigkill = cluster.measure(Signal::SIGKILL, runs);
     let sigterm = cluster.measure(Signal::SIGTERM, runs);
-    let sigstop = cluster.measure(Signal::SIGSTOP, reference_runs);
-    let writes = writer.finish();
+    let mut reference = cluster.measure(Signal::SIGSTOP, reference_runs);
+    reference.name = "SIGSTOP (reference: lease expiry)".into();
 
     let leader = cluster.leader();
     let client = autonomy::client::NodeClient::new(&cluster.urls.lock().unwrap()[leader], Some(LAB_TOKEN.into()));
     let stored: Vec<serde_json::Value> = client.get("/v1/rollouts").expect("list the rollouts");
-    let stored: BTreeMap<&str, i64> = stored
+    let stored: BTreeMap<String, i64> = stored
         .iter()
-        .map(|r| (r["name"].as_str().unwrap_or_default(), r["id"].as_i64().unwrap_or(-1)))
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap_or_default().to_owned(),
+                r["id"].as_i64().unwrap_or(-1),
+            )
+        })
         .collect();
-    let acknowledged: Vec<_> = writes
-        .iter()
-        .filter_map(|w| w.acknowledged.as_ref().map(|a| (w, a)))
-        .collect();
-    let lost = acknowledged
-        .iter()
-        .filter(|(w, a)| stored.get(w.name.as_str()) != Some(&a.id))
-        .count();
-    let unsettled = writes
-        .iter()
-        .filter(|w| w.acknowledged.is_none() && !w.stored_unacknowledged)
-        .count();
-
-    let mut reference = sigstop.clone();
-    reference.sort_unstable();
-    let reference_p50 = percentile(&reference, 50.0);
+    let reference_p50 = reference.p50_ms();
     println!(
         "backend={} ttl=5000ms poll=50ms status_poll={}ms runs={runs} reference_runs={reference_runs}\n",
         cluster.pg.kind(),
         POLL.as_millis()
     );
-    println!("| failover | runs | p50 ms | p99 ms | max ms | p50 / reference p50 |");
-    println!("|---|---|---|---|---|---|");
-    println!("{}", row("SIGKILL", sigkill, reference_p50));
-    println!("{}", row("SIGTERM", sigterm, reference_p50));
-    println!("{}", row("SIGSTOP (reference: lease expiry)", sigstop, reference_p50));
-    let mut latency_us: Vec<u64> = writes.iter().map(|w| w.finished_us - w.started_us).collect();
-    latency_us.sort_unstable();
-    println!(
-        "\nwrites: {} attempted, {} acknowledged, {lost} acknowledged writes lost, {unsettled} unsettled; \
-         write latency including retries p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-        writes.len(),
-        acknowledged.len(),
-        percentile(&latency_us, 50.0),
-        percentile(&latency_us, 99.0),
-        percentile(&latency_us, 100.0),
-    );
+    println!("| failover | runs | p50 ms | p99 ms | max ms | p50 / reference p50 | writes acknowledged | acknowledged lost | unsettled | slowest write ms |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for phase in [&sigkill, &sigterm, &reference] {
+        println!("{}", phase.row(reference_p50, &stored));
+    }
+    let lost: usize = [&sigkill, &sigterm, &reference].iter().map(|p| p.lost(&stored)).sum();
     assert_eq!(lost, 0, "acknowledged writes were lost");
 }

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# The proof run (README "Quickstart"): install prerequisites, run the VAL15 slice, print the
-# report a reviewer reads. The bundle is under evidence/latest/val15/.
+# The proof run (README "Quickstart"): install prerequisites, run the VAL13 and VAL15 slices
+# under one run id, print the reports a reviewer reads. The bundles are under evidence/latest/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-prereqs.sh
+export AUTONOMY_RUN_ID="${AUTONOMY_RUN_ID:-proof-$(date -u +%Y%m%dT%H%M%SZ)-$$}"
 status=0
-AUTONOMY_LAB_REQUIRE=1 cargo test --test val15 || status=$?
-cat evidence/latest/val15/val15-report.txt
+AUTONOMY_LAB_REQUIRE=1 cargo test --test val13 --test val15 || status=$?
+for slice in val13 val15; do
+    cat "evidence/latest/$slice/$slice-report.txt"
+done
 exit $status

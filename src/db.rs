@@ -129,14 +129,17 @@ pub async fn migrate(client: &mut Client) -> Result<(), DbError> {
 pub struct SharedClient {
     database_url: String,
     node_id: String,
+    /// Shown in application_name, so each session's job is visible in pg_stat_activity.
+    purpose: &'static str,
     client: tokio::sync::Mutex<Option<Client>>,
 }
 
 impl SharedClient {
-    pub fn new(database_url: String, node_id: String) -> Self {
+    pub fn new(database_url: String, node_id: String, purpose: &'static str) -> Self {
         Self {
             database_url,
             node_id,
+            purpose,
             client: tokio::sync::Mutex::new(None),
         }
     }
@@ -145,7 +148,7 @@ impl SharedClient {
     pub async fn get(&self) -> Result<tokio::sync::MappedMutexGuard<'_, Client>, DbError> {
         let mut slot = self.client.lock().await;
         if slot.as_ref().is_none_or(Client::is_closed) {
-            *slot = Some(connect(&self.database_url, &self.node_id, "api").await?);
+            *slot = Some(connect(&self.database_url, &self.node_id, self.purpose).await?);
         }
         Ok(tokio::sync::MutexGuard::map(slot, |slot| {
             slot.as_mut().expect("connected above")

@@ -13,6 +13,20 @@ fn closed_port_url() -> String {
     format!("http://127.0.0.1:{port}")
 }
 
+/// `ha serve` with every required flag; cases append the flag under test.
+const SERVE: &[&str] = &[
+    "ha",
+    "serve",
+    "--node-id",
+    "n",
+    "--database-url",
+    "postgres://x@127.0.0.1/x",
+    "--backup-dir",
+    "b",
+    "--api-token",
+    "0123456789abcdef0123",
+];
+
 fn autonomy() -> Command {
     let mut command = Command::cargo_bin("autonomy").expect("the autonomy binary is built");
     command
@@ -29,7 +43,17 @@ fn autonomy() -> Command {
 #[case::unknown_command(&["ha", "nonsense"], 2, "unrecognized subcommand")]
 #[case::bad_output_format(&["--output", "yaml", "ha", "status"], 2, "invalid value 'yaml'")]
 #[case::serve_without_token(&["ha", "serve", "--node-id", "n", "--database-url", "postgres://x@127.0.0.1/x", "--backup-dir", "b"], 2, "no API token")]
+#[case::renew_too_slow_for_the_ttl(&[SERVE, &["--lease-ttl-ms", "5000", "--renew-interval-ms", "3000"]].concat(), 2, "--renew-interval-ms 3000 does not fit --lease-ttl-ms 5000")]
+#[case::poll_too_fast(&[SERVE, &["--poll-interval-ms", "1"]].concat(), 2, "--poll-interval-ms 1 is out of range")]
+#[case::advertise_not_http(&[SERVE, &["--advertise-url", "10.0.0.5:7432"]].concat(), 2, "--advertise-url `10.0.0.5:7432` is not an http")]
+#[case::all_interfaces_without_advertise(&[SERVE, &["--listen", "0.0.0.0:7432", "--allow-remote"]].concat(), 2, "set --advertise-url")]
+#[case::several_servers_for_a_backup(&["--server", "http://127.0.0.1:1", "--server", "http://127.0.0.1:2", "ha", "backup", "create"], 2, "only `ha status` accepts several")]
+#[case::rollout_spec_not_json(&["rollout", "create", "--name", "web", "--spec", "{nope"], 2, "--spec is not JSON")]
+#[case::rollout_spec_not_an_object(&["rollout", "create", "--name", "web", "--spec", "[1]"], 2, "must be a JSON object, not an array")]
+#[case::rollout_bad_name(&["rollout", "create", "--name", "../web"], 2, "invalid rollout name `../web`")]
+#[case::rollout_with_server_down(&["rollout", "list"], 3, "cannot reach the autonomy node")]
 fn refuses_with_documented_exit_code(#[case] args: &[&str], #[case] code: i32, #[case] says: &str) {
+    let args = args.to_vec();
     autonomy()
         .args(args)
         .assert()
@@ -54,4 +78,28 @@ fn help_lists_the_commands() {
         .assert()
         .success()
         .stdout(predicate::str::contains("create").and(predicate::str::contains("restore")));
+}
+
+#[test]
+fn cluster_status_prints_every_server_and_exits_3_when_one_is_down() {
+    let (a, b) = (closed_port_url(), closed_port_url());
+    autonomy()
+        .args(["--server", &a, "--server", &b, "ha", "status"])
+        .assert()
+        .code(3)
+        .stdout(
+            predicate::str::contains(format!("server={a} error="))
+                .and(predicate::str::contains(format!("server={b} error=")))
+                .and(predicate::str::contains("cluster leaders=- agree=false")),
+        )
+        .stderr(predicate::str::contains("no status from"));
+}
+
+#[test]
+fn the_fencing_sabotage_flag_is_not_advertised() {
+    autonomy()
+        .args(["ha", "serve", "--help"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("--poll-interval-ms").and(predicate::str::contains("unsafe").not()));
 }

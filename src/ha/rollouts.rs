@@ -118,11 +118,17 @@ async fn insert(
         .transaction()
         .await
         .map_err(DbError::query("begin the rollout write"))?;
-    // A takeover in progress holds the lease row briefly; a write must not queue behind a
-    // hung one for long.
-    tx.batch_execute("SET LOCAL lock_timeout = '5s'")
-        .await
-        .map_err(DbError::query("bound the rollout write's lock wait"))?;
+    // A takeover in progress holds the lease row briefly; a write must not queue behind a hung
+    // one for long. And the write's FOR SHARE lock blocks every takeover until it ends: if this
+    // process is paused or cut off mid-transaction, PostgreSQL ends the session after 1 s idle,
+    // so a successor waits at most that long (or the lease expiry) instead of indefinitely.
+    tx.batch_execute(
+        "SET LOCAL lock_timeout = '5s';
+         SET LOCAL statement_timeout = '10s';
+         SET LOCAL idle_in_transaction_session_timeout = '1s'",
+    )
+    .await
+    .map_err(DbError::query("bound the rollout write's waits"))?;
     let epoch = match fencing {
         Fencing::Checked { epoch } => {
             if !lease::holds_lease_in_tx(&tx, node_id, epoch).await? {

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use crate::{
     audit::{self, AuditEvent, AuditQuery},
     backup::{manifest::RestoreReport, BackupRecord, BackupService},
+    db::SharedClient,
     ha::{lease, NodeState, StatusReport},
     server::error::ApiError,
 };
@@ -24,6 +25,10 @@ pub struct AppState {
     pub audit_dir: PathBuf,
     /// `--unsafe-skip-fencing`: protected writes skip the leader and lease checks (tests only).
     pub skip_fencing: bool,
+    /// The session status reads use.
+    pub status_db: Arc<SharedClient>,
+    /// The session protected writes and rollout reads use.
+    pub writes_db: Arc<SharedClient>,
 }
 
 pub async fn healthz() -> &'static str {
@@ -33,7 +38,7 @@ pub async fn healthz() -> &'static str {
 pub async fn status(State(app): State<AppState>) -> Json<StatusReport> {
     // Read the lease live so a follower shows the current holder, not the last one it saw.
     let live = async {
-        let client = app.backups.db.get().await.ok()?;
+        let client = app.status_db.get().await.ok()?;
         lease::read(&*client).await.ok()
     };
     let live = tokio::time::timeout(std::time::Duration::from_secs(2), live)

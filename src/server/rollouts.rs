@@ -35,7 +35,7 @@ pub async fn create(
         },
     };
     // On its own task: a client that hangs up cannot cut the transaction off mid-commit.
-    let db = app.backups.db.clone();
+    let db = app.writes_db.clone();
     let written = tokio::spawn(async move {
         let mut client = db.get().await.map_err(RolloutError::from)?;
         let result = rollouts::create(&mut client, &node.node_id, fencing, &new).await;
@@ -64,7 +64,7 @@ pub async fn create(
 }
 
 pub async fn list(State(app): State<AppState>) -> Result<Json<Vec<Rollout>>, ApiError> {
-    let client = app.backups.db.get().await.map_err(RolloutError::from)?;
+    let client = app.writes_db.get().await.map_err(RolloutError::from)?;
     Ok(Json(rollouts::list(&client).await?))
 }
 

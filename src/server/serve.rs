@@ -60,7 +60,23 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     drop(client);
 
     let state = Arc::new(NodeState::new(config.node_id.clone(), config.maintenance_mode));
-    let shared = Arc::new(SharedClient::new(config.database_url.clone(), config.node_id.clone()));
+    // One session per kind of request, so frequent status polls never queue protected writes
+    // behind them, and a long backup step never delays either.
+    let shared = Arc::new(SharedClient::new(
+        config.database_url.clone(),
+        config.node_id.clone(),
+        "api",
+    ));
+    let status_db = Arc::new(SharedClient::new(
+        config.database_url.clone(),
+        config.node_id.clone(),
+        "status",
+    ));
+    let writes_db = Arc::new(SharedClient::new(
+        config.database_url.clone(),
+        config.node_id.clone(),
+        "writes",
+    ));
     let backups = Arc::new(BackupService::new(state.clone(), repo, tools, shared, audit.clone()));
     match backups.rebuild_inventory().await {
         Ok(0) => {}
@@ -97,6 +113,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         backups,
         audit_dir: config.audit_dir.clone(),
         skip_fencing: config.skip_fencing,
+        status_db,
+        writes_db,
     };
     // The test fixture and operators read this line to learn the bound port (with --listen :0).
     tracing::info!(addr = %bound, "listening");
