@@ -49,6 +49,10 @@ pub async fn connect_with_events(
     let mut config: tokio_postgres::Config = database_url.parse().map_err(DbError::Connect)?;
     config.application_name(format!("{APPLICATION_NAME_PREFIX}{node_id}:{purpose}"));
     config.connect_timeout(std::time::Duration::from_secs(5));
+    // A peer that vanished without closing (a cut network) is noticed in ~25 s, not hours.
+    config.keepalives_idle(std::time::Duration::from_secs(10));
+    config.keepalives_interval(std::time::Duration::from_secs(5));
+    config.keepalives_retries(3);
     let (client, mut connection) = config.connect(NoTls).await.map_err(DbError::Connect)?;
     let (events, receiver) = mpsc::unbounded_channel();
     tokio::spawn(async move {

@@ -98,6 +98,44 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
         other => panic!("an unconfirmed API restore must be refused with 400, got {other:?}"),
     }
 
+    // The rollout API refuses malformed writes itself (the CLI checks too, but a client may
+    // not), and a second write under a taken name changes nothing.
+    let _: serde_json::Value = raw
+        .post(
+            "/v1/rollouts",
+            &serde_json::json!({ "name": "web-v1", "spec": { "image": "web:1" } }),
+        )
+        .expect("a first rollout is stored");
+    let before_rollouts = sql::fingerprint(&mut db);
+    for (body, status, code) in [
+        (
+            serde_json::json!({ "name": "web-v1", "spec": { "image": "other" } }),
+            409,
+            "already_exists",
+        ),
+        (serde_json::json!({ "name": "../x", "spec": {} }), 400, "invalid_name"),
+        (
+            serde_json::json!({ "name": "web-v2", "spec": [1] }),
+            400,
+            "invalid_spec",
+        ),
+        (serde_json::json!({ "spec": {} }), 400, "invalid_body"),
+    ] {
+        match raw.post::<_, serde_json::Value>("/v1/rollouts", &body) {
+            Err(ClientError::Api {
+                status: got_status,
+                code: got_code,
+                ..
+            }) if got_status == status && got_code == code => {}
+            other => panic!("{body} must be refused with {status} {code}, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        before_rollouts.diff(&sql::fingerprint(&mut db)),
+        Vec::<String>::new(),
+        "refused rollout writes changed the database"
+    );
+
     // `ha serve` with a valid database and backup dir: each case below breaks one other input.
     let serve_args = [
         "ha",

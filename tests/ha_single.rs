@@ -1,9 +1,11 @@
-//! Nodes on one database: schema creation does not collide, exactly one node leads, and the
-//! schema and lease survive restarts.
+//! Nodes on one database: schema creation does not collide, exactly one node leads (of two or
+//! of three), a lost lease session ends leadership at once, and leadership moves on release.
 
 mod common;
 
-use common::{lab::Lab, node::Node, LAB_TOKEN};
+use std::time::{Duration, Instant};
+
+use common::{lab::Lab, node::Node, sql, LAB_TOKEN};
 
 fn status(node: &Node) -> serde_json::Value {
     autonomy::client::NodeClient::new(&node.url, Some(LAB_TOKEN.into()))
@@ -24,27 +26,12 @@ fn two_nodes_starting_at_once_elect_exactly_one_leader() {
     a.wait_until_listening().unwrap_or_else(|e| panic!("{e}"));
     b.wait_until_listening().unwrap_or_else(|e| panic!("{e}"));
 
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let (sa, sb) = loop {
-        let (sa, sb) = (status(&a), status(&b));
-        let leaders = [&sa, &sb].iter().filter(|s| s["role"] == "leader").count();
-        if leaders == 1 || std::time::Instant::now() > deadline {
-            break (sa, sb);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
-    let leaders: Vec<_> = [&sa, &sb].into_iter().filter(|s| s["role"] == "leader").collect();
-    assert_eq!(
-        leaders.len(),
-        1,
-        "exactly one leader expected:\n{sa}\n{sb}\nlogs:\n{}\n{}",
-        a.log(),
-        b.log()
-    );
+    let all = settled(&[&a, &b]);
+    let (sa, sb) = (&all[0], &all[1]);
+    let leaders: Vec<_> = [sa, sb].into_iter().filter(|s| s["role"] == "leader").collect();
     let leader_id = leaders[0]["node_id"].clone();
     assert_eq!(sa["holder_id"], leader_id, "node a sees the leader: {sa}");
     assert_eq!(sb["holder_id"], leader_id, "node b sees the leader: {sb}");
-    assert_eq!(sa["epoch"], sb["epoch"]);
     for log in [a.log(), b.log()] {
         assert!(!log.contains("ERROR"), "a node logged an error:\n{log}");
     }
@@ -60,5 +47,97 @@ fn two_nodes_starting_at_once_elect_exactly_one_leader() {
     assert!(
         after["epoch"].as_i64().expect("an epoch") > old_epoch,
         "a new leader has a new epoch: {after}"
+    );
+}
+
+/// Polls every node until exactly one leads and all agree on holder and epoch; returns the
+/// statuses. Panics with every node's log after 30 s.
+fn settled(nodes: &[&Node]) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let all: Vec<serde_json::Value> = nodes.iter().map(|n| status(n)).collect();
+        let leaders = all.iter().filter(|s| s["role"] == "leader").count();
+        let agree = all
+            .windows(2)
+            .all(|w| (&w[0]["holder_id"], &w[0]["epoch"]) == (&w[1]["holder_id"], &w[1]["epoch"]));
+        if leaders == 1 && agree && all.iter().all(|s| s["role"] != "candidate") {
+            return all;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no single agreed leader after 30 s: {all:#?}\nlogs:\n{}",
+            nodes.iter().map(|n| n.log()).collect::<Vec<_>>().join("\n---\n")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The election is not limited to two nodes: of three, one leads; killed, exactly one of the
+/// other two takes over at a higher epoch and the third follows it.
+#[test]
+fn three_nodes_elect_one_leader_and_one_successor() {
+    let Some(lab) = Lab::start_or_skip("ha-three") else {
+        return;
+    };
+    let mut nodes: Vec<Node> = ["node-1", "node-2", "node-3"]
+        .iter()
+        .map(|id| Node::spawn(lab.node_spec(id, false)).expect("the node starts"))
+        .collect();
+    for node in &mut nodes {
+        node.wait_until_listening().unwrap_or_else(|e| panic!("{e}"));
+    }
+    let before = settled(&nodes.iter().collect::<Vec<_>>());
+    let leader = before.iter().position(|s| s["role"] == "leader").expect("a leader");
+    let epoch = before[leader]["epoch"].as_i64().expect("an epoch");
+
+    let mut killed = nodes.remove(leader);
+    killed.signal(nix::sys::signal::Signal::SIGKILL);
+    assert!(
+        killed.wait_for_exit(Duration::from_secs(10)),
+        "the leader exits on SIGKILL"
+    );
+    let after = settled(&nodes.iter().collect::<Vec<_>>());
+    let new_epoch = after[0]["epoch"].as_i64().expect("an epoch");
+    assert!(new_epoch > epoch, "a higher epoch after the takeover: {after:#?}");
+    assert_ne!(after[0]["holder_id"], before[leader]["node_id"], "{after:#?}");
+}
+
+/// When the leader's lease session ends under it (here: terminated by an administrator), the
+/// node steps down at once and audits why; then exactly one node leads at a higher epoch.
+#[test]
+fn a_lost_lease_session_ends_leadership_and_is_audited() {
+    let Some(lab) = Lab::start_or_skip("ha-session-lost") else {
+        return;
+    };
+    let a = Node::start_leader(lab.node_spec("node-a", false)).unwrap_or_else(|e| panic!("{e}"));
+    let b = Node::start(lab.node_spec("node-b", false)).unwrap_or_else(|e| panic!("{e}"));
+    let before = settled(&[&a, &b]);
+    assert_eq!(before[0]["holder_id"], "node-a");
+    let epoch = before[0]["epoch"].as_i64().expect("an epoch");
+
+    let mut db = sql::connect(&lab.url());
+    let terminated: i64 = db
+        .query_one(
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity
+              WHERE application_name = 'autonomy-ha:node-a:lease'",
+            &[],
+        )
+        .expect("terminate the lease session")
+        .get(0);
+    assert_eq!(terminated, 1, "node-a has exactly one lease session");
+
+    let after = settled(&[&a, &b]);
+    assert!(after[0]["epoch"].as_i64().expect("an epoch") > epoch, "{after:#?}");
+    let query = autonomy::audit::AuditQuery {
+        event_type: Some("ha.leader.stepped_down".into()),
+        since: None,
+    };
+    let events = autonomy::audit::query(&lab.audit_dir(), &query).expect("the audit store reads");
+    assert!(
+        events.iter().any(|e| e.node_id == "node-a"
+            && e.details["reason"] == "the lease session ended"
+            && e.details["epoch"] == epoch),
+        "node-a audited its step-down: {events:#?}\nlog:\n{}",
+        a.log()
     );
 }

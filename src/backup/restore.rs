@@ -4,10 +4,17 @@
 //! created after the backup. So the restore instead runs, in one psql session and one
 //! transaction: drop every schema but `autonomy_ha` and the system ones, unlink every large
 //! object, re-create an empty `public`, then the archive's own script (`pg_restore
-//! --single-transaction -f -`, which ends in the COMMIT). A failure anywhere, or an archive
-//! stream that stops early, never reaches that COMMIT, so the database stays as it was.
+//! --single-transaction -f -`). The node relays that script to psql and holds back its final
+//! COMMIT: only when pg_restore has exited cleanly does it send a last fencing check and then
+//! the COMMIT. A failure anywhere, an archive stream that stops early, or this process dying
+//! mid-way never reaches that COMMIT, so the database stays as it was.
 
-use std::{io::Read, path::Path, process::Stdio, time::Instant};
+use std::{
+    io::{Read, Write},
+    path::Path,
+    process::Stdio,
+    time::Instant,
+};
 
 use crate::backup::{
     pgtools::{stderr_tail, PgTools},
@@ -50,6 +57,30 @@ $autonomy_restore$;
     )
 }
 
+/// Runs last, just before the COMMIT: the lease must still name this node and epoch, and the
+/// share lock makes any takeover wait for the COMMIT. A node that lost the lease during a long
+/// restore (paused, cut off, shut down) rolls the whole restore back.
+fn fence_before_commit_sql(node_id: &str, epoch: i64) -> String {
+    format!(
+        r#"
+DO $autonomy_fence$
+BEGIN
+    PERFORM 1 FROM autonomy_ha.leader_lease
+      WHERE holder_id = '{node_id}' AND epoch = {epoch} AND expires_at > clock_timestamp()
+        FOR SHARE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'node {node_id} lost the leader lease (epoch {epoch}) during the restore; rolled back';
+    END IF;
+END
+$autonomy_fence$;
+COMMIT;
+"#
+    )
+}
+
+/// How many trailing bytes of the archive's script are held back: its COMMIT and what follows.
+const HELD_BACK: usize = 4096;
+
 /// Replays `archive` all or nothing. Blocking: call it from a blocking thread.
 /// Returns the elapsed milliseconds.
 pub fn replay_archive(tools: &PgTools, archive: &Path, node_id: &str, epoch: i64) -> Result<u64, BackupError> {
@@ -67,15 +98,14 @@ pub fn replay_archive(tools: &PgTools, archive: &Path, node_id: &str, epoch: i64
             tool: "pg_restore",
             source,
         })?;
-    let script = restore.stdout.take().expect("stdout was piped");
+    let mut script = restore.stdout.take().expect("stdout was piped");
 
-    // The archive's script goes straight from pg_restore to psql through a pipe: no copy here.
     let psql = tools
         .command("psql")
         .args(["--no-psqlrc", "--quiet", "--no-password", "--set=ON_ERROR_STOP=1"])
         .arg(format!("--command={}", clear_database_sql(node_id, epoch)))
         .arg("--file=-")
-        .stdin(Stdio::from(script))
+        .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn();
@@ -90,13 +120,54 @@ pub fn replay_archive(tools: &PgTools, archive: &Path, node_id: &str, epoch: i64
 
     let restore_stderr = drain(restore.stderr.take().expect("stderr was piped"));
     let psql_stderr = drain(psql.stderr.take().expect("stderr was piped"));
-    let psql_status = psql
-        .wait()
-        .map_err(|source| BackupError::Spawn { tool: "psql", source })?;
+    let mut to_psql = psql.stdin.take().expect("stdin was piped");
+    // Relay the script, holding back its tail (the archive's COMMIT). A write error means psql
+    // stopped on an error; pg_restore is then ended, and psql's message reported below.
+    let mut tail: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 256 * 1024];
+    let relayed = loop {
+        match script.read(&mut chunk) {
+            Ok(0) => break true,
+            Ok(n) => {
+                tail.extend_from_slice(&chunk[..n]);
+                if tail.len() > HELD_BACK {
+                    let send = tail.len() - HELD_BACK;
+                    if to_psql.write_all(&tail[..send]).is_err() {
+                        break false;
+                    }
+                    tail.drain(..send);
+                }
+            }
+            Err(_) => break false,
+        }
+    };
+    if !relayed {
+        let _ = restore.kill();
+    }
+    drop(script);
     let restore_status = restore.wait().map_err(|source| BackupError::Spawn {
         tool: "pg_restore",
         source,
     })?;
+    // The script ends `COMMIT;`, then comments and (in recent minor versions) `\unrestrict
+    // <key>`: the fencing check goes in just before that COMMIT, the rest follows it.
+    let text = String::from_utf8_lossy(&tail);
+    let commit_at = text.rfind("\nCOMMIT;\n");
+    let committing = relayed && restore_status.success() && commit_at.is_some();
+    if let (true, Some(at)) = (committing, commit_at) {
+        let finish = format!(
+            "{}{}{}",
+            &text[..=at],
+            fence_before_commit_sql(node_id, epoch),
+            &text[at + "\nCOMMIT;\n".len()..]
+        );
+        let _ = to_psql.write_all(finish.as_bytes());
+    }
+    // End of input without a COMMIT: psql exits and PostgreSQL rolls the transaction back.
+    drop(to_psql);
+    let psql_status = psql
+        .wait()
+        .map_err(|source| BackupError::Spawn { tool: "psql", source })?;
     let restore_stderr = restore_stderr.join().unwrap_or_default();
     let psql_stderr = psql_stderr.join().unwrap_or_default();
 
@@ -111,9 +182,16 @@ pub fn replay_archive(tools: &PgTools, archive: &Path, node_id: &str, epoch: i64
     }
     if !restore_status.success() {
         return Err(BackupError::Tool {
-            tool: "pg_restore",
+            tool: "pg_restore (restore transaction rolled back)",
             status: restore_status.to_string(),
             stderr: stderr_tail(&restore_stderr, 2000),
+        });
+    }
+    if !committing {
+        return Err(BackupError::Tool {
+            tool: "pg_restore (restore transaction rolled back)",
+            status: restore_status.to_string(),
+            stderr: "the archive's script did not end with its COMMIT; nothing was committed".into(),
         });
     }
     Ok(started.elapsed().as_millis() as u64)

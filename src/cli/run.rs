@@ -104,7 +104,10 @@ fn status(servers: &[String], token: Option<String>, format: OutputFormat) -> Re
     }
     let mut nodes = Vec::new();
     for server in servers {
-        let answer = client(server, token.clone())?.get::<StatusReport>("/v1/ha/status");
+        client(server, token.clone())?; // validates the URL
+                                        // A paused node accepts connections but never answers: bound the wait.
+        let answer = NodeClient::with_timeout(server, token.clone(), Some(std::time::Duration::from_secs(5)))
+            .get::<StatusReport>("/v1/ha/status");
         nodes.push(ClusterNode {
             server: server.clone(),
             error: answer.as_ref().err().map(ToString::to_string),

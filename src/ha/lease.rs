@@ -63,6 +63,9 @@ const ROW_COLUMNS: &str = "holder_id, holder_address, epoch, expires_at > now(),
 pub async fn try_acquire(client: &Client, node_id: &str, address: &str, ttl: Duration) -> Result<Attempt, DbError> {
     // backend_start is NULL for sessions of other roles without pg_read_all_stats; then the pid
     // alone decides, which errs towards "still alive" (a slower takeover, never a stolen lease).
+    // pg_stat_activity is a snapshot taken when this statement first reads it; a holder whose
+    // session started after this statement (it won a race while we waited on the row lock) is
+    // not in that snapshot, so it must not count as gone.
     let sql = format!(
         "WITH me AS (
              SELECT pid, backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()
@@ -75,11 +78,11 @@ pub async fn try_acquire(client: &Client, node_id: &str, address: &str, ttl: Dur
               WHERE l.holder_id IS NULL
                  OR l.expires_at <= now()
                  OR (l.holder_id = $1 AND l.holder_pid = me.pid)
-                 OR NOT EXISTS (
+                 OR (l.holder_backend_start < statement_timestamp()
+                     AND NOT EXISTS (
                         SELECT 1 FROM pg_stat_activity a
                          WHERE a.pid = l.holder_pid
-                           AND (a.backend_start IS NULL OR l.holder_backend_start IS NULL
-                                OR a.backend_start = l.holder_backend_start))
+                           AND (a.backend_start IS NULL OR a.backend_start = l.holder_backend_start)))
           RETURNING l.*
          ), history AS (
              INSERT INTO autonomy_ha.lease_history (epoch, holder_id, holder_address, acquired_at)

@@ -55,14 +55,28 @@ pub async fn run_lease_loop(
 ) {
     let mut session: Option<LeaseSession> = None;
     let mut leadership = Transitions::new(state.clone(), audit.clone());
+    // Consecutive failed connection attempts: retries back off up to a second, so a database
+    // that is down is not hammered (nor the log flooded) every poll interval.
+    let mut failed_connects: u32 = 0;
     loop {
         if session.is_none() {
             match LeaseSession::open(&database_url, &state.node_id).await {
-                Ok(opened) => session = Some(opened),
+                Ok(opened) => {
+                    if failed_connects > 0 {
+                        tracing::info!(failed_connects, "lease session re-established");
+                    }
+                    failed_connects = 0;
+                    session = Some(opened);
+                }
                 Err(error) => {
                     state.lose_database();
                     leadership.stepped_down("the database is unreachable");
-                    tracing::warn!(%error, "cannot reach the database for the lease");
+                    if failed_connects == 0 {
+                        tracing::warn!(%error, "cannot reach the database for the lease; retrying with backoff");
+                    } else {
+                        tracing::debug!(%error, failed_connects, "still cannot reach the database");
+                    }
+                    failed_connects = failed_connects.saturating_add(1);
                 }
             }
         }
@@ -91,6 +105,8 @@ pub async fn run_lease_loop(
         }
         let wait = if state.leader_epoch().is_some() {
             timing.renew_every
+        } else if failed_connects > 0 {
+            (timing.poll_every * 2u32.saturating_pow(failed_connects.min(6))).min(Duration::from_secs(1))
         } else {
             timing.poll_every
         };
@@ -110,18 +126,20 @@ pub async fn run_lease_loop(
             _ = shutdown.changed() => break,
         }
     }
-    if let (Some(active), Some(epoch)) = (session.as_mut(), state.leader_epoch()) {
-        state.step_down("shutdown");
+    // The stop handler resigned already (so writes were refused from the signal on); this
+    // covers any other way the loop is told to stop.
+    if let (Some(active), Some(epoch)) = (session.as_mut(), state.resign()) {
         match tokio::time::timeout(
             timing.lead_for,
             lease::release(&mut active.client, &state.node_id, epoch),
         )
         .await
         {
-            Ok(Ok(_)) => {
+            Ok(Ok(true)) => {
                 tracing::info!(epoch, "released the leader lease");
                 leadership.released(epoch);
             }
+            Ok(Ok(false)) => tracing::warn!(epoch, "the lease had already moved on; nothing to release"),
             Ok(Err(error)) => tracing::warn!(%error, "could not release the lease; it expires by itself"),
             Err(_) => tracing::warn!("releasing the lease timed out; it expires by itself"),
         }
@@ -159,6 +177,9 @@ async fn round(
     timing: LeaseTiming,
     leadership: &mut Transitions,
 ) -> Result<(), db::DbError> {
+    if state.resigned() {
+        return Ok(()); // shutting down: never acquire again
+    }
     let sent_at = Instant::now();
     match state.leader_epoch() {
         Some(epoch) => match lease::renew(&session.client, &state.node_id, epoch, timing.ttl).await? {

@@ -81,6 +81,8 @@ const APP_SCHEMA_SQL: &str = "
 pub fn validate(new: &NewRollout) -> Result<(), RolloutError> {
     ident::validate("rollout name", &new.name)?;
     let kind = match &new.spec {
+        // PostgreSQL's jsonb cannot store a NUL character.
+        serde_json::Value::Object(_) if contains_nul(&new.spec) => "an object with a NUL (\\u0000) character",
         serde_json::Value::Object(_) => return Ok(()),
         serde_json::Value::Null => "null",
         serde_json::Value::Bool(_) => "a boolean",
@@ -89,6 +91,17 @@ pub fn validate(new: &NewRollout) -> Result<(), RolloutError> {
         serde_json::Value::Array(_) => "an array",
     };
     Err(RolloutError::InvalidSpec(kind))
+}
+
+fn contains_nul(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(text) => text.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(contains_nul),
+        serde_json::Value::Object(fields) => fields
+            .iter()
+            .any(|(key, value)| key.contains('\0') || contains_nul(value)),
+        _ => false,
+    }
 }
 
 /// Commits one rollout under `fencing`; the row is returned only after the commit.
@@ -118,10 +131,10 @@ async fn insert(
         .transaction()
         .await
         .map_err(DbError::query("begin the rollout write"))?;
-    // A takeover in progress holds the lease row briefly; a write must not queue behind a hung
-    // one for long. And the write's FOR SHARE lock blocks every takeover until it ends: if this
-    // process is paused or cut off mid-transaction, PostgreSQL ends the session after 1 s idle,
-    // so a successor waits at most that long (or the lease expiry) instead of indefinitely.
+    // A write must not queue for long behind a lock. And from its fencing check to its COMMIT
+    // it holds the lease row FOR SHARE, blocking takeovers: if this process is paused or cut
+    // off in between, PostgreSQL ends the session after 1 s idle, so a successor waits at most
+    // that long (or the lease expiry) instead of indefinitely.
     tx.batch_execute(
         "SET LOCAL lock_timeout = '5s';
          SET LOCAL statement_timeout = '10s';
@@ -130,14 +143,17 @@ async fn insert(
     .await
     .map_err(DbError::query("bound the rollout write's waits"))?;
     let epoch = match fencing {
-        Fencing::Checked { epoch } => {
-            if !lease::holds_lease_in_tx(&tx, node_id, epoch).await? {
-                return Err(RolloutError::Fenced(epoch));
-            }
-            epoch
-        }
-        Fencing::Skipped { epoch } => epoch,
+        Fencing::Checked { epoch } | Fencing::Skipped { epoch } => epoch,
     };
+    // Refused before the INSERT so a duplicate does not even consume a sequence value; the
+    // unique index still decides between two writers racing for one name.
+    let taken = tx
+        .query_opt("SELECT 1 FROM autonomy_app.rollouts WHERE name = $1", &[&new.name])
+        .await
+        .map_err(DbError::query("look for the rollout name"))?;
+    if taken.is_some() {
+        return Err(RolloutError::Exists(new.name.clone()));
+    }
     let row = tx
         .query_one(
             "INSERT INTO autonomy_app.rollouts (name, spec, epoch, leader_id)
@@ -148,12 +164,22 @@ async fn insert(
         .await
         .map_err(|source| match source.code() {
             Some(code) if *code == SqlState::UNIQUE_VIOLATION => RolloutError::Exists(new.name.clone()),
+            // Data PostgreSQL refuses (e.g. a \u0000 in a jsonb string): the request's fault.
+            Some(code) if code.code().starts_with("22") => RolloutError::InvalidSpec("a value PostgreSQL refuses"),
             _ => DbError::Query {
                 what: "insert the rollout",
                 source,
             }
             .into(),
         })?;
+    // The fencing check comes last, just before the COMMIT, so the share lock on the lease row
+    // is held only for the commit and never delays a renew. The id was taken before it: a
+    // write fenced here rolls back, so committed rows still have ids in epoch order.
+    if let Fencing::Checked { epoch } = fencing {
+        if !lease::holds_lease_in_tx(&tx, node_id, epoch).await? {
+            return Err(RolloutError::Fenced(epoch));
+        }
+    }
     let rollout = from_row(&row);
     tx.commit().await.map_err(|source| RolloutError::CommitUnknown {
         name: new.name.clone(),
@@ -228,6 +254,11 @@ mod tests {
             ..ok.clone()
         };
         assert!(matches!(validate(&array), Err(RolloutError::InvalidSpec("an array"))));
+        let nul = NewRollout {
+            spec: serde_json::json!({ "note": "a\u{0}b" }),
+            ..ok.clone()
+        };
+        assert!(matches!(validate(&nul), Err(RolloutError::InvalidSpec(_))));
         let bad_name = NewRollout {
             name: "../x".into(),
             ..ok

@@ -68,9 +68,13 @@ struct Leadership {
     /// Past this instant the node stops acting as leader, whether or not it heard back.
     leader_until: Option<Instant>,
     last_renewed_at: Option<OffsetDateTime>,
-    db_reachable: bool,
+    /// The lease loop lost the database (cleared by its next successful round). Starts false:
+    /// before the first round, the status read alone says whether the database answers.
+    db_lost: bool,
     /// Why leadership was given up outside the lease loop, for its audit record.
     step_down_reason: Option<&'static str>,
+    /// Set on shutdown: the node never leads again; holds the epoch it resigned from.
+    resigned: Option<Option<i64>>,
 }
 
 /// Shared between the lease loop (writer) and the API handlers (readers).
@@ -96,6 +100,9 @@ impl NodeState {
     /// The epoch this node leads at, if its local deadline has not passed.
     pub fn leader_epoch(&self) -> Option<i64> {
         let inner = self.lock();
+        if inner.resigned.is_some() {
+            return None;
+        }
         match inner.leader_until {
             Some(until) if Instant::now() < until => Some(inner.epoch),
             _ => None,
@@ -108,7 +115,7 @@ impl NodeState {
         }
         let inner = self.lock();
         match inner.lease.as_ref().and_then(LeaseRow::live_holder) {
-            Some(holder) if inner.db_reachable && holder != self.node_id => Role::Follower,
+            Some(holder) if !inner.db_lost && holder != self.node_id => Role::Follower,
             _ => Role::Candidate,
         }
     }
@@ -120,7 +127,7 @@ impl NodeState {
         inner.lease = Some(lease);
         inner.leader_until = Some(sent_at + valid_for);
         inner.last_renewed_at = Some(OffsetDateTime::now_utc());
-        inner.db_reachable = true;
+        inner.db_lost = false;
     }
 
     /// Records the lease as another node holds it (or nobody): this node does not lead.
@@ -129,7 +136,7 @@ impl NodeState {
         inner.lease = Some(lease);
         inner.leader_until = None;
         inner.last_renewed_at = None;
-        inner.db_reachable = true;
+        inner.db_lost = false;
     }
 
     /// Stops leading now (lost lease, fenced write, shutdown), keeping what is known about
@@ -142,6 +149,28 @@ impl NodeState {
         inner.last_renewed_at = None;
     }
 
+    /// Steps down if still leading at `epoch` (a fenced write of an older epoch must not end
+    /// a newer term).
+    pub fn step_down_from(&self, epoch: i64, reason: &'static str) {
+        if self.leader_epoch() == Some(epoch) {
+            self.step_down(reason);
+        }
+    }
+
+    /// Shutdown: stop leading now and for good. Returns the epoch led at, if any, to release.
+    pub fn resign(&self) -> Option<i64> {
+        let epoch = self.leader_epoch();
+        let mut inner = self.lock();
+        inner.leader_until = None;
+        inner.last_renewed_at = None;
+        *inner.resigned.get_or_insert(epoch)
+    }
+
+    /// True once `resign` was called: the lease loop must not acquire again.
+    pub fn resigned(&self) -> bool {
+        self.lock().resigned.is_some()
+    }
+
     /// The reason given to the last `step_down`, once.
     pub fn take_step_down_reason(&self) -> Option<&'static str> {
         self.lock().step_down_reason.take()
@@ -152,13 +181,15 @@ impl NodeState {
         let mut inner = self.lock();
         inner.leader_until = None;
         inner.last_renewed_at = None;
-        inner.db_reachable = false;
+        inner.db_lost = true;
     }
 
-    /// The node the clients should write to, as last seen: (holder_id, holder_address).
+    /// The node the clients should write to, as last seen: (holder_id, holder_address). Never
+    /// this node itself, and nothing while the database is lost.
     pub fn leader_hint(&self) -> (Option<String>, Option<String>) {
         let inner = self.lock();
-        match inner.lease.as_ref().filter(|l| l.valid) {
+        let other = |l: &&LeaseRow| l.valid && l.holder_id.as_deref() != Some(self.node_id.as_str());
+        match inner.lease.as_ref().filter(other).filter(|_| !inner.db_lost) {
             Some(lease) => (lease.holder_id.clone(), lease.holder_address.clone()),
             None => (None, None),
         }
@@ -179,7 +210,7 @@ impl NodeState {
             role => role,
         };
         let inner = self.lock();
-        let db_reachable = inner.db_reachable && live.is_some();
+        let db_reachable = !inner.db_lost && live.is_some();
         let lease = live.or_else(|| inner.lease.clone());
         let valid = lease.as_ref().filter(|l| l.valid && db_reachable);
         let can_accept = leader_epoch.is_some() && db_reachable && !writes_paused;

@@ -7,6 +7,10 @@ use crate::{
     server::{error::ApiError, handlers::AppState},
 };
 
+/// How long a protected write (or a rollout listing) may take, waiting for the database
+/// included.
+const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
 pub async fn create(
     State(app): State<AppState>,
     body: axum::body::Bytes,
@@ -36,36 +40,65 @@ pub async fn create(
     };
     // On its own task: a client that hangs up cannot cut the transaction off mid-commit.
     let db = app.writes_db.clone();
-    let written = tokio::spawn(async move {
+    let name = new.name.clone();
+    let write = tokio::spawn(async move {
         let mut client = db.get().await.map_err(RolloutError::from)?;
         let result = rollouts::create(&mut client, &node.node_id, fencing, &new).await;
         if let Ok(rollout) = &result {
             tracing::info!(name = %rollout.name, id = rollout.id, epoch = rollout.epoch, "rollout committed");
         }
         result
-    })
-    .await
-    .map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            format!("the write panicked: {e}"),
-        )
-    })?;
+    });
+    // A database that stops answering must not hold the request (or a shutdown) forever.
+    let written = match tokio::time::timeout(WRITE_TIMEOUT, write).await {
+        Ok(joined) => joined.map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("the write panicked: {e}"),
+            )
+        })?,
+        Err(_) => {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "commit_unknown",
+                format!(
+                    "the write of rollout `{name}` did not finish within {} s; it may or may not be stored. \
+                     Retry with the same name: `already exists` means it was",
+                    WRITE_TIMEOUT.as_secs()
+                ),
+            ))
+        }
+    };
     match written {
         Ok(rollout) => Ok((StatusCode::CREATED, Json(rollout))),
-        Err(error @ RolloutError::Fenced(_)) => {
-            app.node
-                .step_down("a protected write found the lease no longer names this node at its epoch");
-            Err(ApiError::from(error).with_leader(app.node.leader_hint()))
+        Err(RolloutError::Fenced(epoch)) => {
+            app.node.step_down_from(
+                epoch,
+                "a protected write found the lease no longer names this node at its epoch",
+            );
+            Err(ApiError::from(RolloutError::Fenced(epoch)).with_leader(app.node.leader_hint()))
         }
         Err(error) => Err(error.into()),
     }
 }
 
 pub async fn list(State(app): State<AppState>) -> Result<Json<Vec<Rollout>>, ApiError> {
-    let client = app.writes_db.get().await.map_err(RolloutError::from)?;
-    Ok(Json(rollouts::list(&client).await?))
+    let read = async {
+        let client = app.writes_db.get().await.map_err(RolloutError::from)?;
+        rollouts::list(&client).await
+    };
+    match tokio::time::timeout(WRITE_TIMEOUT, read).await {
+        Ok(rows) => Ok(Json(rows?)),
+        Err(_) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unavailable",
+            format!(
+                "the database did not answer within {} s; retry",
+                WRITE_TIMEOUT.as_secs()
+            ),
+        )),
+    }
 }
 
 fn not_leader(app: &AppState) -> ApiError {

@@ -120,8 +120,11 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     tracing::info!(addr = %bound, "listening");
     // On a signal the node steps down and releases the lease first, while the API still
     // answers (as a non-leader), so a successor takes over before this process is gone.
+    let resigning = app.node.clone();
     let stop = async move {
         shutdown_signal().await;
+        // Refuse protected writes from this instant, even if the lease loop is mid-round.
+        resigning.resign();
         let _ = shutdown_tx.send(true);
         let _ = lease_loop.await;
     };
