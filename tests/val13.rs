@@ -8,6 +8,8 @@
 #[path = "val13/checks.rs"]
 mod checks;
 mod common;
+#[path = "val13/lab.rs"]
+mod lab;
 #[path = "val13/observations.rs"]
 mod observations;
 #[path = "val13/slice.rs"]

@@ -4,12 +4,12 @@
 use std::{
     collections::BTreeMap,
     path::PathBuf,
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use autonomy::{
-    client::{ClientError, NodeClient},
+    client::ClientError,
     evidence::{
         report::{val13_outcome, SCHEMA_VERSION},
         writer::Bundle,
@@ -22,17 +22,15 @@ use serde::{Deserialize, Serialize};
 use crate::{
     checks::{evaluate, RAPID_CYCLES},
     common::{
-        backend::{self, PgBackend, LAB_DATABASE},
-        node::{Node, NodeSpec},
+        backend::{self, LAB_DATABASE},
+        node::Node,
         run, sql,
-        watch::{self, Clock, StatusWatch},
+        watch::{Clock, StatusWatch},
         writes::Writer,
-        LAB_TOKEN,
     },
-    observations::{Failover, FollowerWrite, Formation, Observations, Rejoin, RowSeen, Sabotage},
+    lab::{rows_text, Lab, NODES},
+    observations::{FollowerWrite, Formation, Observations, Rejoin, Sabotage},
 };
-
-const NODES: [&str; 2] = ["val13-n1", "val13-n2"];
 
 /// What the check tests read back from the phase cache.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -132,100 +130,7 @@ pub fn run_slice(sabotage: Sabotage) -> SliceOutcome {
     }
 }
 
-struct Lab<'a> {
-    pg: &'a dyn PgBackend,
-    bundle: &'a Bundle,
-    scratch: PathBuf,
-    sabotage: Sabotage,
-    clock: Clock,
-    nodes: BTreeMap<String, Node>,
-    /// How many times each node was started (each start logs to its own file).
-    starts: BTreeMap<String, usize>,
-    /// Node id → current API URL, shared with the writer.
-    urls: Arc<Mutex<BTreeMap<String, String>>>,
-    /// Polls every node's status from the first start to the end of the phases.
-    watch: Option<StatusWatch>,
-}
-
 impl Lab<'_> {
-    fn write(&self, name: &str, body: impl AsRef<[u8]>) -> Result<(), String> {
-        self.bundle
-            .write(name, body)
-            .map(|_| ())
-            .map_err(|e| format!("write evidence {name}: {e}"))
-    }
-
-    fn spec(&mut self, node_id: &str) -> NodeSpec {
-        let start = self.starts.entry(node_id.to_owned()).or_default();
-        *start += 1;
-        let mut extra_args = Vec::new();
-        if self.sabotage == Sabotage::SkipFencing {
-            extra_args.push("--unsafe-skip-fencing".to_owned());
-        }
-        NodeSpec {
-            node_id: node_id.to_owned(),
-            database_url: self.pg.url(LAB_DATABASE),
-            backup_dir: self.scratch.join("backups"),
-            audit_dir: self.scratch.join("audit"),
-            maintenance_mode: false,
-            log_path: self.bundle.path(&format!("{node_id}-{start}.log")),
-            extra_args,
-        }
-    }
-
-    /// Starts (or restarts) a node and registers its address with the poller and the writer.
-    fn start(&mut self, node_id: &str) -> Result<(), String> {
-        let spec = self.spec(node_id);
-        let node = Node::start(spec)?;
-        self.register(node_id, node);
-        Ok(())
-    }
-
-    fn register(&mut self, node_id: &str, node: Node) {
-        if let Some(watch) = &self.watch {
-            watch.watch(node_id, &node.url);
-        }
-        self.urls.lock().unwrap().insert(node_id.to_owned(), node.url.clone());
-        self.nodes.insert(node_id.to_owned(), node);
-    }
-
-    fn url(&self, node_id: &str) -> String {
-        self.urls.lock().unwrap()[node_id].clone()
-    }
-
-    fn client(&self, node_id: &str) -> NodeClient {
-        NodeClient::with_timeout(&self.url(node_id), Some(LAB_TOKEN.into()), Some(Duration::from_secs(5)))
-    }
-
-    fn status(&self, node_id: &str) -> watch::StatusSample {
-        watch::sample(self.clock, u64::MAX, node_id, &self.url(node_id))
-    }
-
-    fn other(node_id: &str) -> &'static str {
-        if node_id == NODES[0] {
-            NODES[1]
-        } else {
-            NODES[0]
-        }
-    }
-
-    /// Every rollout, read through `node_id`'s API.
-    fn read_rollouts(&self, node_id: &str) -> Result<Vec<RowSeen>, String> {
-        let rows: Vec<serde_json::Value> = self
-            .client(node_id)
-            .get("/v1/rollouts")
-            .map_err(|e| format!("list rollouts through {node_id}: {e}"))?;
-        Ok(rows
-            .iter()
-            .map(|r| RowSeen {
-                id: r["id"].as_i64().unwrap_or(-1),
-                name: r["name"].as_str().unwrap_or_default().to_owned(),
-                epoch: r["epoch"].as_i64().unwrap_or(-1),
-                leader_id: r["leader_id"].as_str().unwrap_or_default().to_owned(),
-            })
-            .collect())
-    }
-
     fn phases(&mut self, obs: &mut Observations, report: &mut Report) -> Result<(), String> {
         // Setup: the database, then both nodes at the same moment.
         let mut db = sql::connect(&self.pg.url(LAB_DATABASE));
@@ -423,117 +328,4 @@ impl Lab<'_> {
         self.write("val13-08-rapid-cycles.txt", format!("{:#?}\n", obs.cycles))?;
         Ok(())
     }
-
-    /// Signals `leader` and polls the other node every 50 ms until it is holder and leader
-    /// (at most 10 s); then waits for the old leader's process to end.
-    fn fail_over(&mut self, leader: &str, signal: Signal) -> Result<Failover, String> {
-        let successor = Self::other(leader);
-        let epoch_before = self
-            .status(leader)
-            .epoch
-            .ok_or_else(|| format!("{leader} reported no epoch before the {signal}"))?;
-        let node = self
-            .nodes
-            .get_mut(leader)
-            .ok_or_else(|| format!("{leader} is not running"))?;
-        let sent = Instant::now();
-        node.signal(signal);
-        let mut failover_ms = None;
-        let mut epoch_after = None;
-        while sent.elapsed() < Duration::from_secs(10) {
-            let seen = self.status(successor);
-            if seen.role.as_deref() == Some("leader") && seen.holder_id.as_deref() == Some(successor) {
-                failover_ms = Some(sent.elapsed().as_millis() as u64);
-                epoch_after = seen.epoch;
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let node = self.nodes.get_mut(leader).expect("checked above");
-        let old_leader_exited = node.wait_for_exit(Duration::from_secs(10));
-        Ok(Failover {
-            signal: signal.to_string(),
-            from: leader.to_owned(),
-            to: successor.to_owned(),
-            epoch_before,
-            epoch_after,
-            failover_ms,
-            old_leader_exited,
-        })
-    }
-
-    /// Stops everything and keeps what the checks need: samples, history, rows, audit.
-    fn finish(&mut self, obs: &mut Observations) {
-        obs.samples = self.watch.take().map(StatusWatch::finish).unwrap_or_default();
-        let lines: Vec<String> = obs
-            .samples
-            .iter()
-            .map(|s| serde_json::to_string(s).unwrap_or_default())
-            .collect();
-        let _ = self.write("val13-09-status-samples.jsonl", lines.join("\n") + "\n");
-        let lines: Vec<String> = obs
-            .writes
-            .iter()
-            .map(|w| serde_json::to_string(w).unwrap_or_default())
-            .collect();
-        let _ = self.write("val13-10-writes.jsonl", lines.join("\n") + "\n");
-        for (_, node) in std::mem::take(&mut self.nodes) {
-            drop(node.stop());
-        }
-        if let Ok(mut db) = postgres::Client::connect(&self.pg.url(LAB_DATABASE), postgres::NoTls) {
-            if let Ok(rows) = db.query(
-                "SELECT epoch, holder_id FROM autonomy_ha.lease_history ORDER BY epoch",
-                &[],
-            ) {
-                obs.lease_history = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-            }
-            if let Ok(rows) = db.query(
-                "SELECT id, name, epoch, leader_id FROM autonomy_app.rollouts ORDER BY id",
-                &[],
-            ) {
-                obs.rows = rows
-                    .iter()
-                    .map(|r| RowSeen {
-                        id: r.get(0),
-                        name: r.get(1),
-                        epoch: r.get(2),
-                        leader_id: r.get(3),
-                    })
-                    .collect();
-            }
-        }
-        let history: Vec<String> = obs
-            .lease_history
-            .iter()
-            .map(|(e, h)| format!("epoch={e} holder={h}"))
-            .collect();
-        let _ = self.write(
-            "val13-06-lease-history.txt",
-            format!(
-                "{}\n\n{}",
-                history.join("\n"),
-                rows_text("all rows at the end", &obs.rows)
-            ),
-        );
-        let audit = autonomy::audit::query(&self.scratch.join("audit"), &autonomy::audit::AuditQuery::default())
-            .map(|events| {
-                events
-                    .into_iter()
-                    .filter(|e| e.event_type.starts_with("ha.leader.") || e.event_type.starts_with("ha.fencing."))
-                    .collect::<Vec<_>>()
-            })
-            .unwrap_or_default();
-        let _ = self.write(
-            "val13-audit-leader-events.json",
-            serde_json::to_string_pretty(&audit).unwrap_or_default(),
-        );
-    }
-}
-
-fn rows_text(title: &str, rows: &[RowSeen]) -> String {
-    let mut out = format!("# rollouts {title}: {} rows\nid|name|epoch|leader_id\n", rows.len());
-    for r in rows {
-        out.push_str(&format!("{}|{}|{}|{}\n", r.id, r.name, r.epoch, r.leader_id));
-    }
-    out
 }
