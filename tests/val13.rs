@@ -16,7 +16,7 @@ mod observations;
 mod slice;
 
 use autonomy::evidence::{CheckStatus, Outcome};
-use common::{phase::run_once, run::lab_required};
+use common::phase::run_once;
 use observations::{Observations, Sabotage};
 use rstest::rstest;
 use slice::{run_slice, SliceOutcome};
@@ -25,42 +25,19 @@ fn outcome(sabotage: Sabotage) -> SliceOutcome {
     run_once(sabotage.bundle_name(), || run_slice(sabotage))
 }
 
-/// True when no backend could run (the SKIP is in the report and printed here); under
-/// AUTONOMY_LAB_REQUIRE=1 a skipped lab fails the test instead.
 #[track_caller]
 fn skipped(outcome: &SliceOutcome, test: &str) -> bool {
-    if outcome.report.outcome != Outcome::Skip {
-        return false;
-    }
-    let reason = outcome.report.skip_reason.clone().unwrap_or_default();
-    assert!(
-        !lab_required(),
-        "AUTONOMY_LAB_REQUIRE=1 but the lab was skipped: {reason}"
-    );
-    eprintln!("SKIP {test}: {reason} (recorded in {})", outcome.evidence_dir.display());
-    true
+    common::verdict::skipped(&outcome.report, &outcome.evidence_dir, test)
 }
 
 #[track_caller]
 fn assert_check_passes(id: &str) {
     let outcome = outcome(Sabotage::None);
-    if skipped(&outcome, id) {
-        return;
-    }
-    let check = outcome
-        .report
-        .check(id)
-        .unwrap_or_else(|| panic!("the report has no check {id}"));
-    assert_eq!(
-        check.status,
-        CheckStatus::Pass,
-        "{id} {} failed: {}\nvalue: {:?}\nthreshold: {}\nevidence: {}\naborted: {:?}",
-        check.name,
-        check.detail,
-        check.value,
-        check.threshold,
-        outcome.evidence_dir.display(),
-        outcome.observations.aborted,
+    common::verdict::assert_check_passes(
+        &outcome.report,
+        &outcome.evidence_dir,
+        outcome.observations.aborted.as_deref(),
+        id,
     );
 }
 

@@ -11,50 +11,26 @@ mod common;
 mod slice;
 
 use autonomy::evidence::{CheckStatus, Outcome};
-use common::{phase::run_once, run::lab_required};
+use common::phase::run_once;
 use slice::{run_slice, Sabotage, SliceOutcome};
 
 fn outcome(sabotage: Sabotage) -> SliceOutcome {
     run_once(sabotage.bundle_name(), || run_slice(sabotage))
 }
 
-/// True when no backend could run: the SKIP is in the report and printed here. Under
-/// AUTONOMY_LAB_REQUIRE=1 a skipped lab fails the test instead.
 #[track_caller]
 fn skipped(outcome: &SliceOutcome, test: &str) -> bool {
-    if outcome.report.outcome != Outcome::Skip {
-        return false;
-    }
-    let reason = outcome.report.skip_reason.clone().unwrap_or_default();
-    assert!(
-        !lab_required(),
-        "AUTONOMY_LAB_REQUIRE=1 but the lab was skipped: {reason}"
-    );
-    eprintln!("SKIP {test}: {reason} (recorded in {})", outcome.evidence_dir.display());
-    true
+    common::verdict::skipped(&outcome.report, &outcome.evidence_dir, test)
 }
 
-/// Asserts that check `id` passed in the unsabotaged run, explaining any failure in full.
 #[track_caller]
 fn assert_check_passes(id: &str) {
     let outcome = outcome(Sabotage::None);
-    let report = &outcome.report;
-    if skipped(&outcome, id) {
-        return;
-    }
-    let check = report
-        .check(id)
-        .unwrap_or_else(|| panic!("the report has no check {id}"));
-    assert_eq!(
-        check.status,
-        CheckStatus::Pass,
-        "{id} {} failed: {}\nvalue: {:?}\nthreshold: {}\nevidence: {}\naborted: {:?}",
-        check.name,
-        check.detail,
-        check.value,
-        check.threshold,
-        outcome.evidence_dir.display(),
-        outcome.observations.aborted,
+    common::verdict::assert_check_passes(
+        &outcome.report,
+        &outcome.evidence_dir,
+        outcome.observations.aborted.as_deref(),
+        id,
     );
 }
 

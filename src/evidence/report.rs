@@ -124,6 +124,30 @@ pub struct Report {
 pub const SCHEMA_VERSION: u32 = 1;
 
 impl Report {
+    /// An empty report of `slice` for `run_id`, generated now: no backend, no checks, SKIP
+    /// until the checks are tallied.
+    pub fn new(slice: &str, title: &str, run_id: &str) -> Self {
+        Self {
+            schema_version: SCHEMA_VERSION,
+            slice: slice.into(),
+            title: title.into(),
+            generated_at: OffsetDateTime::now_utc(),
+            run_id: run_id.into(),
+            backend: "none".into(),
+            server_version: None,
+            node: None,
+            checks: Vec::new(),
+            metrics: BTreeMap::new(),
+            pass: 0,
+            fail: 0,
+            skip: 0,
+            total: 0,
+            outcome: Outcome::Skip,
+            skip_reason: None,
+            files: Vec::new(),
+        }
+    }
+
     /// Fills the counts from `checks` and takes the outcome from `rule`.
     pub fn tally(mut self, rule: impl Fn(&[Check]) -> Outcome) -> Self {
         self.pass = self.checks.iter().filter(|c| c.status == CheckStatus::Pass).count();

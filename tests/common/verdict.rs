@@ -41,3 +41,46 @@ impl Judge {
         }
     }
 }
+
+/// True when no backend could run: the SKIP is in the report and printed here. Under
+/// AUTONOMY_LAB_REQUIRE=1 a skipped lab fails the test instead.
+#[track_caller]
+pub fn skipped(report: &autonomy::evidence::Report, evidence_dir: &std::path::Path, test: &str) -> bool {
+    if report.outcome != autonomy::evidence::Outcome::Skip {
+        return false;
+    }
+    let reason = report.skip_reason.clone().unwrap_or_default();
+    assert!(
+        !super::run::lab_required(),
+        "AUTONOMY_LAB_REQUIRE=1 but the lab was skipped: {reason}"
+    );
+    eprintln!("SKIP {test}: {reason} (recorded in {})", evidence_dir.display());
+    true
+}
+
+/// Asserts that check `id` passed, explaining any failure in full (what, value, threshold,
+/// where the evidence is, and why the phases stopped if they did).
+#[track_caller]
+pub fn assert_check_passes(
+    report: &autonomy::evidence::Report,
+    evidence_dir: &std::path::Path,
+    aborted: Option<&str>,
+    id: &str,
+) {
+    if skipped(report, evidence_dir, id) {
+        return;
+    }
+    let check = report
+        .check(id)
+        .unwrap_or_else(|| panic!("the report has no check {id}"));
+    assert_eq!(
+        check.status,
+        CheckStatus::Pass,
+        "{id} {} failed: {}\nvalue: {:?}\nthreshold: {}\nevidence: {}\naborted: {aborted:?}",
+        check.name,
+        check.detail,
+        check.value,
+        check.threshold,
+        evidence_dir.display(),
+    );
+}

@@ -10,11 +10,7 @@ use std::{
 
 use autonomy::{
     client::ClientError,
-    evidence::{
-        report::{val13_outcome, SCHEMA_VERSION},
-        writer::Bundle,
-        Outcome, Report,
-    },
+    evidence::{report::val13_outcome, writer::Bundle, Report},
 };
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
@@ -45,25 +41,7 @@ pub fn run_slice(sabotage: Sabotage) -> SliceOutcome {
     let bundle = Bundle::create(&run::evidence_root(), run::run_id(), sabotage.bundle_name())
         .expect("the evidence bundle directory can be created");
     let mut obs = Observations::default();
-    let mut report = Report {
-        schema_version: SCHEMA_VERSION,
-        slice: "val13".into(),
-        title: "VAL 13 — HA Failover Validation".into(),
-        generated_at: time::OffsetDateTime::now_utc(),
-        run_id: run::run_id().to_owned(),
-        backend: "none".into(),
-        server_version: None,
-        node: None,
-        checks: Vec::new(),
-        metrics: BTreeMap::new(),
-        pass: 0,
-        fail: 0,
-        skip: 0,
-        total: 0,
-        outcome: Outcome::Skip,
-        skip_reason: None,
-        files: Vec::new(),
-    };
+    let mut report = Report::new("val13", "VAL 13 — HA Failover Validation", run::run_id());
     match backend::start(sabotage.bundle_name()) {
         Err(backend::Unavailable(reason)) => {
             let _ = bundle.write(

@@ -1,16 +1,9 @@
 //! The VAL15 slice: its seven phases against a real lab, the observations they record, and the
 //! ten checks evaluated from those observations (seed 000).
 
-use std::{
-    collections::BTreeMap,
-    path::{Path, PathBuf},
-};
+use std::path::{Path, PathBuf};
 
-use autonomy::evidence::{
-    report::{val15_outcome, SCHEMA_VERSION},
-    writer::Bundle,
-    Outcome, Report,
-};
+use autonomy::evidence::{report::val15_outcome, writer::Bundle, Report};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -90,25 +83,7 @@ pub fn run_slice(sabotage: Sabotage) -> SliceOutcome {
     let bundle = Bundle::create(&run::evidence_root(), run::run_id(), sabotage.bundle_name())
         .expect("the evidence bundle directory can be created");
     let mut obs = Observations::default();
-    let mut report = Report {
-        schema_version: SCHEMA_VERSION,
-        slice: "val15".into(),
-        title: "VAL 15 — Backup/Restore Validation".into(),
-        generated_at: time::OffsetDateTime::now_utc(),
-        run_id: run::run_id().to_owned(),
-        backend: "none".into(),
-        server_version: None,
-        node: None,
-        checks: Vec::new(),
-        metrics: BTreeMap::new(),
-        pass: 0,
-        fail: 0,
-        skip: 0,
-        total: 0,
-        outcome: Outcome::Skip,
-        skip_reason: None,
-        files: Vec::new(),
-    };
+    let mut report = Report::new("val15", "VAL 15 — Backup/Restore Validation", run::run_id());
     let mut backups_in_first_node_log = 0;
     match backend::start(sabotage.bundle_name()) {
         Err(backend::Unavailable(reason)) => {
