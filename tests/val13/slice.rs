@@ -251,6 +251,8 @@ impl Lab<'_> {
         self.start(&leader)?;
         let rejoin_started = Instant::now();
         self.nodes[&leader].wait_for_role("follower", Duration::from_secs(15))?;
+        // Longer than a renew interval (TTL/3 ≈ 1.7 s by default) and forty follower polls:
+        // enough rounds for a rejoining node that wrongly takes the lease to show it.
         std::thread::sleep(Duration::from_secs(2));
         let after = self.status(&leader);
         let rejoin = Rejoin {
@@ -272,6 +274,8 @@ impl Lab<'_> {
             self.urls.clone(),
             Duration::from_millis(5),
         );
+        // Let the client write through the leader for a while, so VAL13-10 has acknowledged
+        // writes from before the kill as well as after the takeover.
         std::thread::sleep(Duration::from_secs(1));
         obs.sigkill_sent_us = Some(self.clock.now_us());
         let sigkill = self.fail_over(&successor, Signal::SIGKILL);
