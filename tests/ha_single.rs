@@ -26,7 +26,7 @@ fn two_nodes_starting_at_once_elect_exactly_one_leader() {
     a.wait_until_listening().unwrap_or_else(|e| panic!("{e}"));
     b.wait_until_listening().unwrap_or_else(|e| panic!("{e}"));
 
-    let all = settled(&[&a, &b]);
+    let all = settled(&[&a, &b], 0);
     let (sa, sb) = (&all[0], &all[1]);
     let leaders: Vec<_> = [sa, sb].into_iter().filter(|s| s["role"] == "leader").collect();
     let leader_id = leaders[0]["node_id"].clone();
@@ -50,9 +50,9 @@ fn two_nodes_starting_at_once_elect_exactly_one_leader() {
     );
 }
 
-/// Polls every node until exactly one leads and all agree on holder and epoch; returns the
-/// statuses. Panics with every node's log after 30 s.
-fn settled(nodes: &[&Node]) -> Vec<serde_json::Value> {
+/// Polls every node until exactly one leads and all agree on holder and an epoch above
+/// `past_epoch`; returns the statuses. Panics with every node's log after 30 s.
+fn settled(nodes: &[&Node], past_epoch: i64) -> Vec<serde_json::Value> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let all: Vec<serde_json::Value> = nodes.iter().map(|n| status(n)).collect();
@@ -60,12 +60,13 @@ fn settled(nodes: &[&Node]) -> Vec<serde_json::Value> {
         let agree = all
             .windows(2)
             .all(|w| (&w[0]["holder_id"], &w[0]["epoch"]) == (&w[1]["holder_id"], &w[1]["epoch"]));
-        if leaders == 1 && agree && all.iter().all(|s| s["role"] != "candidate") {
+        let newer = all.iter().all(|s| s["epoch"].as_i64().is_some_and(|e| e > past_epoch));
+        if leaders == 1 && agree && newer && all.iter().all(|s| s["role"] != "candidate") {
             return all;
         }
         assert!(
             Instant::now() < deadline,
-            "no single agreed leader after 30 s: {all:#?}\nlogs:\n{}",
+            "no single agreed leader past epoch {past_epoch} after 30 s: {all:#?}\nlogs:\n{}",
             nodes.iter().map(|n| n.log()).collect::<Vec<_>>().join("\n---\n")
         );
         std::thread::sleep(Duration::from_millis(50));
@@ -86,7 +87,7 @@ fn three_nodes_elect_one_leader_and_one_successor() {
     for node in &mut nodes {
         node.wait_until_listening().unwrap_or_else(|e| panic!("{e}"));
     }
-    let before = settled(&nodes.iter().collect::<Vec<_>>());
+    let before = settled(&nodes.iter().collect::<Vec<_>>(), 0);
     let leader = before.iter().position(|s| s["role"] == "leader").expect("a leader");
     let epoch = before[leader]["epoch"].as_i64().expect("an epoch");
 
@@ -96,7 +97,7 @@ fn three_nodes_elect_one_leader_and_one_successor() {
         killed.wait_for_exit(Duration::from_secs(10)),
         "the leader exits on SIGKILL"
     );
-    let after = settled(&nodes.iter().collect::<Vec<_>>());
+    let after = settled(&nodes.iter().collect::<Vec<_>>(), epoch);
     let new_epoch = after[0]["epoch"].as_i64().expect("an epoch");
     assert!(new_epoch > epoch, "a higher epoch after the takeover: {after:#?}");
     assert_ne!(after[0]["holder_id"], before[leader]["node_id"], "{after:#?}");
@@ -111,7 +112,7 @@ fn a_lost_lease_session_ends_leadership_and_is_audited() {
     };
     let a = Node::start_leader(lab.node_spec("node-a", false)).unwrap_or_else(|e| panic!("{e}"));
     let b = Node::start(lab.node_spec("node-b", false)).unwrap_or_else(|e| panic!("{e}"));
-    let before = settled(&[&a, &b]);
+    let before = settled(&[&a, &b], 0);
     assert_eq!(before[0]["holder_id"], "node-a");
     let epoch = before[0]["epoch"].as_i64().expect("an epoch");
 
@@ -126,7 +127,8 @@ fn a_lost_lease_session_ends_leadership_and_is_audited() {
         .get(0);
     assert_eq!(terminated, 1, "node-a has exactly one lease session");
 
-    let after = settled(&[&a, &b]);
+    // The status may show the old term for a moment: wait for the next one.
+    let after = settled(&[&a, &b], epoch);
     assert!(after[0]["epoch"].as_i64().expect("an epoch") > epoch, "{after:#?}");
     let query = autonomy::audit::AuditQuery {
         event_type: Some("ha.leader.stepped_down".into()),
