@@ -1,6 +1,7 @@
 //! The lab fixture shared by the validation slices.
 //!
 //! - `run`: the run id and where evidence and phase caches go.
+//! - `background`: a loop on its own thread, stopped and joined on request (or on drop).
 //! - `backend`: PostgreSQL backends (docker via testcontainers, local processes) behind one trait.
 //! - `node`: `autonomy ha serve` processes, logged into the evidence bundle, reaped on drop.
 //! - `cli`: runs the real `autonomy` CLI and keeps everything needed to explain a failure.
@@ -15,6 +16,7 @@
 #![allow(dead_code)] // Each test binary uses a different part of the fixture.
 
 pub mod backend;
+pub mod background;
 pub mod cli;
 pub mod lab;
 pub mod node;

@@ -5,17 +5,13 @@
 
 use std::{
     collections::BTreeMap,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc, Mutex,
-    },
-    thread::JoinHandle,
+    sync::{atomic::Ordering, Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use serde::{Deserialize, Serialize};
 
-use super::LAB_TOKEN;
+use super::{background::Background, LAB_TOKEN};
 
 /// A slice-wide monotonic clock.
 #[derive(Debug, Clone, Copy)]
@@ -75,36 +71,28 @@ pub fn sample(clock: Clock, round: u64, node_id: &str, url: &str) -> StatusSampl
 /// Polls every registered node every `interval` until finished.
 pub struct StatusWatch {
     targets: Arc<Mutex<BTreeMap<String, String>>>,
-    stop: Arc<AtomicBool>,
-    handle: Option<JoinHandle<Vec<StatusSample>>>,
+    poller: Background<Vec<StatusSample>>,
 }
 
 impl StatusWatch {
     pub fn start(clock: Clock, interval: Duration) -> Self {
         let targets: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
-        let stop = Arc::new(AtomicBool::new(false));
-        let handle = {
-            let (targets, stop) = (targets.clone(), stop.clone());
-            std::thread::spawn(move || {
-                let mut samples = Vec::new();
-                let mut round = 0;
-                while !stop.load(Ordering::SeqCst) {
-                    let started = Instant::now();
-                    let nodes = targets.lock().unwrap().clone();
-                    for (node_id, url) in &nodes {
-                        samples.push(sample(clock, round, node_id, url));
-                    }
-                    round += 1;
-                    std::thread::sleep(interval.saturating_sub(started.elapsed()));
+        let polled = targets.clone();
+        let poller = Background::spawn(move |stop| {
+            let mut samples = Vec::new();
+            let mut round = 0;
+            while !stop.load(Ordering::SeqCst) {
+                let started = Instant::now();
+                let nodes = polled.lock().unwrap().clone();
+                for (node_id, url) in &nodes {
+                    samples.push(sample(clock, round, node_id, url));
                 }
-                samples
-            })
-        };
-        Self {
-            targets,
-            stop,
-            handle: Some(handle),
-        }
+                round += 1;
+                std::thread::sleep(interval.saturating_sub(started.elapsed()));
+            }
+            samples
+        });
+        Self { targets, poller }
     }
 
     /// Adds a node, or points it at its new address after a restart.
@@ -113,18 +101,8 @@ impl StatusWatch {
     }
 
     /// Stops polling and returns every sample, in the order taken.
-    pub fn finish(mut self) -> Vec<StatusSample> {
-        self.stop.store(true, Ordering::SeqCst);
-        self.handle
-            .take()
-            .map(|h| h.join().expect("the status poller does not panic"))
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for StatusWatch {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
+    pub fn finish(self) -> Vec<StatusSample> {
+        self.poller.finish()
     }
 }
 

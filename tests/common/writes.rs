@@ -6,18 +6,14 @@
 
 use std::{
     collections::BTreeMap,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc, Mutex,
-    },
-    thread::JoinHandle,
+    sync::{atomic::Ordering, Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use autonomy::client::{ClientError, NodeClient};
 use serde::{Deserialize, Serialize};
 
-use super::{watch::Clock, LAB_TOKEN};
+use super::{background::Background, watch::Clock, LAB_TOKEN};
 
 /// What a 201 said was committed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,47 +45,27 @@ pub struct WriteLog {
 }
 
 /// The writer thread; `finish` stops it after the write in progress is settled.
-pub struct Writer {
-    stop: Arc<AtomicBool>,
-    handle: Option<JoinHandle<Vec<WriteLog>>>,
-}
+pub struct Writer(Background<Vec<WriteLog>>);
 
 impl Writer {
     /// Writes `<prefix>-00000`, `<prefix>-00001`, ... to `nodes` (node id → URL, shared so a
     /// restarted node's new address is picked up), pausing `pause` between writes.
     pub fn start(clock: Clock, prefix: &str, nodes: Arc<Mutex<BTreeMap<String, String>>>, pause: Duration) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let handle = {
-            let (stop, prefix) = (stop.clone(), prefix.to_owned());
-            std::thread::spawn(move || {
-                let mut logs = Vec::new();
-                let mut turn = 0usize;
-                while !stop.load(Ordering::SeqCst) {
-                    let name = format!("{prefix}-{:05}", logs.len());
-                    logs.push(write_one(clock, &name, &nodes, &mut turn));
-                    std::thread::sleep(pause);
-                }
-                logs
-            })
-        };
-        Self {
-            stop,
-            handle: Some(handle),
-        }
+        let prefix = prefix.to_owned();
+        Self(Background::spawn(move |stop| {
+            let mut logs = Vec::new();
+            let mut turn = 0usize;
+            while !stop.load(Ordering::SeqCst) {
+                let name = format!("{prefix}-{:05}", logs.len());
+                logs.push(write_one(clock, &name, &nodes, &mut turn));
+                std::thread::sleep(pause);
+            }
+            logs
+        }))
     }
 
-    pub fn finish(mut self) -> Vec<WriteLog> {
-        self.stop.store(true, Ordering::SeqCst);
-        self.handle
-            .take()
-            .map(|h| h.join().expect("the writer does not panic"))
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for Writer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
+    pub fn finish(self) -> Vec<WriteLog> {
+        self.0.finish()
     }
 }
 
