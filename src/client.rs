@@ -34,7 +34,7 @@ impl ClientError {
                 (400, _) => Exit::Usage,
                 (401 | 403, _) => Exit::Unauthorized,
                 (404, _) => Exit::NotFound,
-                (409, _) | (503, "not_leader" | "fenced" | "restore_in_progress") => Exit::Refused,
+                (409, _) | (503, "not_leader" | "fenced" | "restore_in_progress" | "quorum_lost") => Exit::Refused,
                 (422, _) => Exit::Integrity,
                 _ => Exit::OperationFailed,
             },

@@ -57,7 +57,7 @@ pub fn status(report: &StatusReport, format: OutputFormat) -> String {
 }
 
 fn status_line(report: &StatusReport) -> String {
-    format!(
+    let line = format!(
         "node_id={} role={} holder_id={} epoch={} lease_expires_in_ms={} can_accept_protected_writes={} \
          write_block_active={} maintenance_mode={} db_reachable={} version={}",
         report.node_id,
@@ -70,7 +70,21 @@ fn status_line(report: &StatusReport) -> String {
         report.maintenance_mode,
         report.db_reachable,
         report.version
-    )
+    );
+    match &report.split_brain {
+        // Shown only when it happened: a rewritten lease row is rare and needs a human's look.
+        Some(detected) => format!(
+            "{line}\nsplit_brain detected_at={} local_epoch={} store_epoch={} store_holder_id={}",
+            detected
+                .detected_at
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+            detected.local_epoch,
+            detected.store_epoch,
+            opt(&detected.store_holder_id)
+        ),
+        None => line,
+    }
 }
 
 pub fn cluster(view: &ClusterView, format: OutputFormat) -> String {

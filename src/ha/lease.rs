@@ -56,29 +56,33 @@ pub enum Attempt {
 const ROW_COLUMNS: &str = "holder_id, holder_address, epoch, expires_at > now(),
      GREATEST(0, (EXTRACT(EPOCH FROM (expires_at - now())) * 1000))::bigint";
 
-/// Takes the lease with a new epoch if it is free: never held, expired, released, its holder's
-/// lease session is gone, or it is this very session (whose local deadline passed before a
-/// renew). The epoch is recorded in `lease_history` in the same statement. One round trip
-/// either way: a follower polls with it.
+/// Takes the lease with a new epoch if it is free: never held, expired, released, naming no
+/// session or one that is gone, or it is this very session (whose local deadline passed before
+/// a renew). The new epoch is above every epoch ever granted (the row's and the history's), so
+/// a row written by hand with a rogue epoch cannot make an epoch repeat. It is recorded in
+/// `lease_history` in the same statement. One round trip either way: a follower polls with it.
 pub async fn try_acquire(client: &Client, node_id: &str, address: &str, ttl: Duration) -> Result<Attempt, DbError> {
     // backend_start is NULL for sessions of other roles without pg_read_all_stats; then the pid
     // alone decides, which errs towards "still alive" (a slower takeover, never a stolen lease).
     // pg_stat_activity is a snapshot taken when this statement first reads it; a holder whose
     // session started after this statement (it won a race while we waited on the row lock) is
-    // not in that snapshot, so it must not count as gone.
+    // not in that snapshot, so it must not count as gone. A valid row naming no session at all
+    // was not written by a node (a release also expires it): nobody holds it.
     let sql = format!(
         "WITH me AS (
              SELECT pid, backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()
          ), taken AS (
              UPDATE autonomy_ha.leader_lease l
                 SET holder_id = $1, holder_address = $2, holder_pid = me.pid,
-                    holder_backend_start = me.backend_start, epoch = l.epoch + 1,
+                    holder_backend_start = me.backend_start,
+                    epoch = GREATEST(l.epoch, (SELECT max(epoch) FROM autonomy_ha.lease_history)) + 1,
                     acquired_at = now(), expires_at = now() + $3::bigint * interval '1 millisecond'
                FROM me
               WHERE l.holder_id IS NULL
                  OR l.expires_at <= now()
+                 OR l.holder_pid IS NULL
                  OR (l.holder_id = $1 AND l.holder_pid = me.pid)
-                 OR (l.holder_backend_start < statement_timestamp()
+                 OR (coalesce(l.holder_backend_start < statement_timestamp(), true)
                      AND NOT EXISTS (
                         SELECT 1 FROM pg_stat_activity a
                          WHERE a.pid = l.holder_pid
@@ -105,23 +109,42 @@ pub async fn try_acquire(client: &Client, node_id: &str, address: &str, ttl: Dur
     })
 }
 
-/// Extends the lease this node holds at `epoch` through its lease session. None means it
-/// was lost (taken, released or expired).
-pub async fn renew(client: &Client, node_id: &str, epoch: i64, ttl: Duration) -> Result<Option<LeaseRow>, DbError> {
+/// What a renew found.
+#[derive(Debug, Clone)]
+pub enum Renewal {
+    /// Extended: the row as it now stands.
+    Renewed(LeaseRow),
+    /// Not this node's lease any more (taken, released, expired, or rewritten): the row as it
+    /// stands, for the caller to tell an expiry from a divergence.
+    Lost(LeaseRow),
+}
+
+/// Extends the lease this node holds at `epoch` through its lease session; one round trip,
+/// returning the row as it stands either way.
+pub async fn renew(client: &Client, node_id: &str, epoch: i64, ttl: Duration) -> Result<Renewal, DbError> {
+    let sql = format!(
+        "WITH renewed AS (
+             UPDATE autonomy_ha.leader_lease
+                SET expires_at = now() + $3::bigint * interval '1 millisecond'
+              WHERE holder_id = $1 AND epoch = $2 AND expires_at > now()
+                AND holder_pid = pg_backend_pid()
+          RETURNING *
+         )
+         SELECT true, {ROW_COLUMNS} FROM renewed
+         UNION ALL
+         SELECT false, {ROW_COLUMNS} FROM autonomy_ha.leader_lease
+          WHERE NOT EXISTS (SELECT 1 FROM renewed)"
+    );
     let row = client
-        .query_opt(
-            &format!(
-                "UPDATE autonomy_ha.leader_lease
-                    SET expires_at = now() + $3::bigint * interval '1 millisecond'
-                  WHERE holder_id = $1 AND epoch = $2 AND expires_at > now()
-                    AND holder_pid = pg_backend_pid()
-              RETURNING {ROW_COLUMNS}"
-            ),
-            &[&node_id, &epoch, &ttl_ms(ttl)],
-        )
+        .query_one(&sql, &[&node_id, &epoch, &ttl_ms(ttl)])
         .await
         .map_err(DbError::query("renew the leader lease"))?;
-    Ok(row.map(|row| LeaseRow::from_row(&row, 0)))
+    let lease = LeaseRow::from_row(&row, 1);
+    Ok(if row.get::<_, bool>(0) {
+        Renewal::Renewed(lease)
+    } else {
+        Renewal::Lost(lease)
+    })
 }
 
 /// Gives the lease up at once (clean shutdown) and wakes the followers, so a successor need

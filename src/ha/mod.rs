@@ -4,5 +4,6 @@ pub mod lease;
 pub mod node;
 pub mod rollouts;
 pub mod state;
+pub mod transitions;
 
 pub use state::{NodeState, Role, StatusReport};

@@ -12,7 +12,8 @@ use crate::{
     audit::AuditLog,
     db,
     ha::{
-        lease::{self, Attempt},
+        lease::{self, Attempt, LeaseRow, Renewal},
+        transitions::Transitions,
         NodeState,
     },
 };
@@ -29,6 +30,11 @@ pub struct LeaseTiming {
     /// a safety margin, so the node fences itself before any other node may take over
     /// (decision 2; docs/ARCHITECTURE.md has the argument).
     pub lead_for: Duration,
+    /// A connect or lease query unanswered for this long means the database is lost: one renew
+    /// interval (a leader that cannot renew within it is unhealthy), at least 200 ms so a
+    /// short renew interval does not turn every slow query into a failover. Always below
+    /// `lead_for`, so a cut-off leader gives up before its deadline would.
+    pub query_timeout: Duration,
 }
 
 impl LeaseTiming {
@@ -39,9 +45,15 @@ impl LeaseTiming {
             renew_every,
             poll_every,
             lead_for: ttl - ttl / 5,
+            query_timeout: renew_every.max(Duration::from_millis(200)).min(ttl - ttl / 5),
         }
     }
 }
+
+/// Longest wait between connection attempts while the database is unreachable: retries back
+/// off so a database that is down is not hammered (nor the log flooded) every poll interval,
+/// and reconnect within half a second once it is back.
+const MAX_RECONNECT_BACKOFF: Duration = Duration::from_millis(500);
 
 /// Runs until `shutdown` flips to true; then, if this node leads, steps down and releases the
 /// lease before returning, so a successor can take over before this process exits.
@@ -54,59 +66,62 @@ pub async fn run_lease_loop(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut session: Option<LeaseSession> = None;
-    let mut leadership = Transitions::new(state.clone(), audit.clone());
-    // Consecutive failed connection attempts: retries back off up to a second, so a database
-    // that is down is not hammered (nor the log flooded) every poll interval.
+    let mut transitions = Transitions::new(state.clone(), audit.clone());
     let mut failed_connects: u32 = 0;
+    let mut next_renew = Instant::now();
     loop {
         if session.is_none() {
-            match LeaseSession::open(&database_url, &state.node_id).await {
-                Ok(opened) => {
+            let opened = tokio::time::timeout(timing.query_timeout, LeaseSession::open(&database_url, &state.node_id));
+            match opened.await {
+                Ok(Ok(opened)) => {
                     if failed_connects > 0 {
                         tracing::info!(failed_connects, "lease session re-established");
                     }
                     failed_connects = 0;
                     session = Some(opened);
                 }
-                Err(error) => {
-                    state.lose_database();
-                    leadership.stepped_down("the database is unreachable");
-                    if failed_connects == 0 {
-                        tracing::warn!(%error, "cannot reach the database for the lease; retrying with backoff");
-                    } else {
-                        tracing::debug!(%error, failed_connects, "still cannot reach the database");
-                    }
+                Ok(Err(error)) => {
+                    lose_database(&state, &mut transitions, "the database refused or closed the connection", &error, failed_connects);
+                    failed_connects = failed_connects.saturating_add(1);
+                }
+                Err(_) => {
+                    let error = format!("no connection within {} ms", timing.query_timeout.as_millis());
+                    lose_database(&state, &mut transitions, "the database did not answer a connection attempt", &error, failed_connects);
                     failed_connects = failed_connects.saturating_add(1);
                 }
             }
         }
         if let Some(active) = session.as_ref() {
-            // A hung connection must not stall the loop: past the local lead time, reconnect.
-            match tokio::time::timeout(
-                timing.lead_for,
-                round(active, &state, &address, timing, &mut leadership),
-            )
-            .await
-            {
-                Ok(Ok(())) => {}
+            // A query the database does not answer within the timeout (a cut-off network, a
+            // hung server) counts as losing it: stop leading and reconnect.
+            let pace = Pace { timing, next_renew };
+            match tokio::time::timeout(timing.query_timeout, round(active, &state, &address, pace, &mut transitions)).await {
+                Ok(Ok(outcome)) => {
+                    transitions.quorum_held();
+                    if let Some(renewed_at) = outcome.renewed_at {
+                        next_renew = renewed_at + timing.renew_every;
+                    }
+                    if outcome.drop_session {
+                        // The row may name this session; closing it lets the election free the
+                        // row at once instead of after its (possibly rewritten) expiry.
+                        session = None;
+                    }
+                }
                 Ok(Err(error)) => {
-                    tracing::warn!(%error, "lease round failed");
-                    state.lose_database();
-                    leadership.stepped_down("a lease round failed");
+                    lose_database(&state, &mut transitions, "a lease query failed", &error, 0);
                     session = None;
                 }
                 Err(_) => {
-                    tracing::warn!(timeout_ms = timing.lead_for.as_millis() as u64, "lease round timed out");
-                    state.lose_database();
-                    leadership.stepped_down("a lease round timed out");
+                    let error = format!("no answer within {} ms", timing.query_timeout.as_millis());
+                    lose_database(&state, &mut transitions, "a lease query went unanswered", &error, 0);
                     session = None;
                 }
             }
         }
-        let wait = if state.leader_epoch().is_some() {
-            timing.renew_every
-        } else if failed_connects > 0 {
-            (timing.poll_every * 2u32.saturating_pow(failed_connects.min(6))).min(Duration::from_secs(1))
+        let wait = if failed_connects > 0 {
+            (timing.poll_every * 2u32.saturating_pow(failed_connects.min(6))).min(MAX_RECONNECT_BACKOFF)
+        } else if session.is_none() {
+            Duration::ZERO
         } else {
             timing.poll_every
         };
@@ -116,9 +131,7 @@ pub async fn run_lease_loop(
                 if event.is_none() {
                     // The lease session ended: the lease row no longer names a live session,
                     // so another node may take over now. Stop leading before it can.
-                    state.lose_database();
-                    leadership.stepped_down("the lease session ended");
-                    tracing::warn!("lease session lost; stepped down until it is re-established");
+                    lose_database(&state, &mut transitions, "the lease session ended", &"connection closed", 0);
                     session = None;
                 }
                 // A release notification: try to acquire at once (the next round).
@@ -137,13 +150,31 @@ pub async fn run_lease_loop(
         {
             Ok(Ok(true)) => {
                 tracing::info!(epoch, "released the leader lease");
-                leadership.released(epoch);
+                transitions.released(epoch);
             }
             Ok(Ok(false)) => tracing::warn!(epoch, "the lease had already moved on; nothing to release"),
             Ok(Err(error)) => tracing::warn!(%error, "could not release the lease; it expires by itself"),
             Err(_) => tracing::warn!("releasing the lease timed out; it expires by itself"),
         }
     }
+}
+
+/// Decision 1: no database, no leader. Logs the first failure of a series at warn, the rest at
+/// debug, so an outage does not flood the log.
+fn lose_database(
+    state: &NodeState,
+    transitions: &mut Transitions,
+    reason: &str,
+    error: &dyn std::fmt::Display,
+    failed_before: u32,
+) {
+    state.lose_database();
+    if failed_before == 0 {
+        tracing::warn!(%error, reason, "cannot reach the database for the lease; retrying with backoff");
+    } else {
+        tracing::debug!(%error, failed_before, "still cannot reach the database");
+    }
+    transitions.quorum_lost(reason);
 }
 
 /// The dedicated connection the lease is held through; its backend pid is in the lease row.
@@ -169,30 +200,64 @@ async fn next_event(session: &mut Option<LeaseSession>) -> Option<String> {
     }
 }
 
-/// One round: renew if leading, else try to acquire.
+/// When the leader's next renew is due.
+#[derive(Clone, Copy)]
+struct Pace {
+    timing: LeaseTiming,
+    next_renew: Instant,
+}
+
+/// What a round did that the loop must act on.
+#[derive(Default)]
+struct Outcome {
+    /// The lease was acquired or renewed by a request sent at this instant.
+    renewed_at: Option<Instant>,
+    /// Close the lease session (after a divergence).
+    drop_session: bool,
+}
+
+/// One round: a leader renews when due and otherwise reads the lease to check it still names
+/// this node at its epoch; any other node tries to acquire.
 async fn round(
     session: &LeaseSession,
     state: &NodeState,
     address: &str,
-    timing: LeaseTiming,
-    leadership: &mut Transitions,
-) -> Result<(), db::DbError> {
+    pace: Pace,
+    transitions: &mut Transitions,
+) -> Result<Outcome, db::DbError> {
     if state.resigned() {
-        return Ok(()); // shutting down: never acquire again
+        return Ok(Outcome::default()); // shutting down: never acquire again
     }
+    let timing = pace.timing;
     let sent_at = Instant::now();
     match state.leader_epoch() {
-        Some(epoch) => match lease::renew(&session.client, &state.node_id, epoch, timing.ttl).await? {
-            Some(row) => {
-                state.lead(row, sent_at, timing.lead_for);
-                return Ok(());
+        Some(epoch) if sent_at >= pace.next_renew => {
+            match lease::renew(&session.client, &state.node_id, epoch, timing.ttl).await? {
+                Renewal::Renewed(row) => {
+                    state.lead(row, sent_at, timing.lead_for);
+                    return Ok(Outcome {
+                        renewed_at: Some(sent_at),
+                        drop_session: false,
+                    });
+                }
+                Renewal::Lost(row) => {
+                    if let Some(outcome) = lost(state, epoch, row, transitions) {
+                        return Ok(outcome);
+                    }
+                }
             }
-            None => {
-                state.step_down("the lease was taken, released or expired before this renew");
-                leadership.stepped_down("the lease was taken, released or expired before this renew");
+        }
+        Some(epoch) => {
+            let row = lease::read(&session.client).await?;
+            if row.valid && row.epoch == epoch && row.holder_id.as_deref() == Some(state.node_id.as_str()) {
+                state.observe(row);
+                return Ok(Outcome::default());
             }
-        },
-        None => leadership.stepped_down(
+            if let Some(outcome) = lost(state, epoch, row, transitions) {
+                return Ok(outcome);
+            }
+        }
+        None => transitions.stepped_down(
             state
                 .take_step_down_reason()
                 .unwrap_or("the local deadline passed before a renew succeeded"),
@@ -202,59 +267,33 @@ async fn round(
         Attempt::Acquired(row) => {
             let epoch = row.epoch;
             state.lead(row, sent_at, timing.lead_for);
-            leadership.acquired(epoch);
+            transitions.acquired(epoch);
+            Ok(Outcome {
+                renewed_at: Some(sent_at),
+                drop_session: false,
+            })
         }
-        Attempt::Held(row) => state.follow(row),
+        Attempt::Held(row) => {
+            state.follow(row);
+            Ok(Outcome::default())
+        }
     }
-    Ok(())
 }
 
-/// Logs and audits every change of leadership exactly once.
-struct Transitions {
-    state: Arc<NodeState>,
-    audit: Arc<AuditLog>,
-    /// The epoch this node last acted as leader at, until it stepped down.
-    led: Option<i64>,
-}
-
-impl Transitions {
-    fn new(state: Arc<NodeState>, audit: Arc<AuditLog>) -> Self {
-        Self {
-            state,
-            audit,
-            led: None,
-        }
+/// The leader at `epoch` found `row` no longer its valid lease. Another holder or epoch is a
+/// divergence (split brain): step down and close the session (Some). The same holder and
+/// epoch, expired, is an ordinary loss: step down and go on to the election (None).
+fn lost(state: &NodeState, epoch: i64, row: LeaseRow, transitions: &mut Transitions) -> Option<Outcome> {
+    if row.epoch != epoch || row.holder_id.as_deref() != Some(state.node_id.as_str()) {
+        let detected = state.diverged(epoch, row);
+        transitions.split_brain(&detected);
+        return Some(Outcome {
+            renewed_at: None,
+            drop_session: true,
+        });
     }
-
-    fn acquired(&mut self, epoch: i64) {
-        tracing::info!(epoch, "acquired the leader lease");
-        self.record("ha.leader.acquired", serde_json::json!({ "epoch": epoch }));
-        self.led = Some(epoch);
-    }
-
-    /// Records a step-down if this node was leading and no longer is.
-    fn stepped_down(&mut self, reason: &str) {
-        if let Some(epoch) = self.led {
-            if self.state.leader_epoch() != Some(epoch) {
-                tracing::warn!(epoch, reason, "stepped down");
-                self.record(
-                    "ha.leader.stepped_down",
-                    serde_json::json!({ "epoch": epoch, "reason": reason }),
-                );
-                self.led = None;
-            }
-        }
-    }
-
-    fn released(&mut self, epoch: i64) {
-        self.record("ha.leader.released", serde_json::json!({ "epoch": epoch }));
-        self.led = None;
-    }
-
-    /// An audit write failure must not stop the lease loop.
-    fn record(&self, event_type: &str, details: serde_json::Value) {
-        if let Err(error) = self.audit.record(event_type, details) {
-            tracing::error!(%error, event_type, "could not write an audit event");
-        }
-    }
+    let reason = "the lease expired before this renew";
+    state.step_down(reason);
+    transitions.stepped_down(reason);
+    None
 }

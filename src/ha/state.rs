@@ -55,8 +55,27 @@ pub struct StatusReport {
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_renewed_at: Option<OffsetDateTime>,
     pub maintenance_mode: bool,
+    /// False from the moment the lease loop cannot reach the database (a refused connection,
+    /// a closed session, or a query unanswered for a renew interval) until it can again.
     pub db_reachable: bool,
+    /// The last time this node found the lease row rewritten under it while it led (since it
+    /// started); None if it never did.
+    pub split_brain: Option<SplitBrain>,
     pub version: String,
+}
+
+/// A divergence between this node's leadership and the lease row: another holder or another
+/// epoch than the one it was leading at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SplitBrain {
+    #[serde(with = "time::serde::rfc3339")]
+    pub detected_at: OffsetDateTime,
+    /// The epoch this node was leading at.
+    pub local_epoch: i64,
+    /// The epoch the lease row holds.
+    pub store_epoch: i64,
+    /// The holder the lease row names.
+    pub store_holder_id: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -68,9 +87,9 @@ struct Leadership {
     /// Past this instant the node stops acting as leader, whether or not it heard back.
     leader_until: Option<Instant>,
     last_renewed_at: Option<OffsetDateTime>,
-    /// The lease loop lost the database (cleared by its next successful round). Starts false:
-    /// before the first round, the status read alone says whether the database answers.
-    db_lost: bool,
+    /// The lease loop's last round reached the database (false until the first one does).
+    reachable: bool,
+    split_brain: Option<SplitBrain>,
     /// Why leadership was given up outside the lease loop, for its audit record.
     step_down_reason: Option<&'static str>,
     /// Set on shutdown: the node never leads again; holds the epoch it resigned from.
@@ -115,7 +134,7 @@ impl NodeState {
         }
         let inner = self.lock();
         match inner.lease.as_ref().and_then(LeaseRow::live_holder) {
-            Some(holder) if !inner.db_lost && holder != self.node_id => Role::Follower,
+            Some(holder) if inner.reachable && holder != self.node_id => Role::Follower,
             _ => Role::Candidate,
         }
     }
@@ -127,7 +146,33 @@ impl NodeState {
         inner.lease = Some(lease);
         inner.leader_until = Some(sent_at + valid_for);
         inner.last_renewed_at = Some(OffsetDateTime::now_utc());
-        inner.db_lost = false;
+        inner.reachable = true;
+    }
+
+    /// Records a read of the lease that confirms what this node already knows (a leader
+    /// between renews): its deadline is unchanged.
+    pub fn observe(&self, lease: LeaseRow) {
+        let mut inner = self.lock();
+        inner.lease = Some(lease);
+        inner.reachable = true;
+    }
+
+    /// The lease row no longer names this node at the epoch it was leading at: stop leading
+    /// now and remember the divergence for the status.
+    pub fn diverged(&self, local_epoch: i64, store: LeaseRow) -> SplitBrain {
+        let detected = SplitBrain {
+            detected_at: OffsetDateTime::now_utc(),
+            local_epoch,
+            store_epoch: store.epoch,
+            store_holder_id: store.holder_id.clone(),
+        };
+        let mut inner = self.lock();
+        inner.lease = Some(store);
+        inner.leader_until = None;
+        inner.last_renewed_at = None;
+        inner.reachable = true;
+        inner.split_brain = Some(detected.clone());
+        detected
     }
 
     /// Records the lease as another node holds it (or nobody): this node does not lead.
@@ -136,7 +181,7 @@ impl NodeState {
         inner.lease = Some(lease);
         inner.leader_until = None;
         inner.last_renewed_at = None;
-        inner.db_lost = false;
+        inner.reachable = true;
     }
 
     /// Stops leading now (lost lease, fenced write, shutdown), keeping what is known about
@@ -181,7 +226,12 @@ impl NodeState {
         let mut inner = self.lock();
         inner.leader_until = None;
         inner.last_renewed_at = None;
-        inner.db_lost = true;
+        inner.reachable = false;
+    }
+
+    /// Whether the lease loop's last round reached the database.
+    pub fn db_reachable(&self) -> bool {
+        self.lock().reachable
     }
 
     /// The node the clients should write to, as last seen: (holder_id, holder_address). Never
@@ -189,43 +239,35 @@ impl NodeState {
     pub fn leader_hint(&self) -> (Option<String>, Option<String>) {
         let inner = self.lock();
         let other = |l: &&LeaseRow| l.valid && l.holder_id.as_deref() != Some(self.node_id.as_str());
-        match inner.lease.as_ref().filter(other).filter(|_| !inner.db_lost) {
+        match inner.lease.as_ref().filter(other).filter(|_| inner.reachable) {
             Some(lease) => (lease.holder_id.clone(), lease.holder_address.clone()),
             None => (None, None),
         }
     }
 
-    /// The status as this node knows it; `live` (a fresh read of the lease, if one could be
-    /// made) replaces the last lease the loop saw. `writes_paused` is true during a restore.
-    pub fn report(&self, live: Option<LeaseRow>, writes_paused: bool) -> StatusReport {
-        // A fresh read that no longer names this node at its epoch wins over the local view:
-        // the lease loop will step down at its next round; the report must not wait for it.
-        let contradicted = |epoch: i64| {
-            live.as_ref()
-                .is_some_and(|l| !l.valid || l.epoch != epoch || l.holder_id.as_deref() != Some(&self.node_id))
-        };
-        let leader_epoch = self.leader_epoch().filter(|epoch| !contradicted(*epoch));
-        let role = match self.role() {
-            Role::Leader if leader_epoch.is_none() => Role::Candidate,
-            role => role,
-        };
+    /// The status as this node knows it, from memory: a status request never waits on the
+    /// database (the lease loop keeps this view at most a poll interval old, and marks the
+    /// database lost when a query goes unanswered). `writes_paused` is true during a restore.
+    pub fn report(&self, writes_paused: bool) -> StatusReport {
+        let leader_epoch = self.leader_epoch();
+        let role = self.role();
         let inner = self.lock();
-        let db_reachable = !inner.db_lost && live.is_some();
-        let lease = live.or_else(|| inner.lease.clone());
-        let valid = lease.as_ref().filter(|l| l.valid && db_reachable);
-        let can_accept = leader_epoch.is_some() && db_reachable && !writes_paused;
+        let db_reachable = inner.reachable;
+        let lease = inner.lease.as_ref();
+        let valid = lease.filter(|l| l.valid && db_reachable);
         StatusReport {
             node_id: self.node_id.clone(),
             role,
             holder_id: valid.and_then(|l| l.holder_id.clone()),
             holder_address: valid.and_then(|l| l.holder_address.clone()),
-            epoch: lease.as_ref().map_or(inner.epoch, |l| l.epoch),
+            epoch: lease.map_or(inner.epoch, |l| l.epoch),
             lease_expires_in_ms: valid.map(|l| l.expires_in_ms),
             write_block_active: valid.is_none() || writes_paused,
-            can_accept_protected_writes: can_accept,
+            can_accept_protected_writes: leader_epoch.is_some() && db_reachable && !writes_paused,
             last_renewed_at: inner.last_renewed_at.filter(|_| leader_epoch.is_some()),
             maintenance_mode: self.maintenance_mode,
             db_reachable,
+            split_brain: inner.split_brain.clone(),
             version: crate::VERSION.to_owned(),
         }
     }
@@ -255,7 +297,7 @@ mod tests {
         assert_ne!(state.role(), Role::Leader);
         assert!(
             !state
-                .report(Some(lease("n1", 3, true)), false)
+                .report(false)
                 .can_accept_protected_writes
         );
     }
@@ -266,7 +308,7 @@ mod tests {
         state.lead(lease("n1", 1, true), Instant::now(), Duration::from_secs(60));
         state.lose_database();
         assert_eq!(state.role(), Role::Candidate);
-        let report = state.report(None, false);
+        let report = state.report(false);
         assert!(!report.db_reachable);
         assert!(report.write_block_active);
         assert_eq!(report.holder_id, None);
@@ -278,7 +320,7 @@ mod tests {
         state.follow(lease("n2", 4, true));
         assert_eq!(state.role(), Role::Follower);
         assert_eq!(state.leader_hint(), (Some("n2".into()), Some("http://n2".into())));
-        let report = state.report(Some(lease("n2", 4, true)), false);
+        let report = state.report(false);
         assert!(!report.write_block_active && !report.can_accept_protected_writes);
         state.follow(lease("n2", 4, false));
         assert_eq!(state.role(), Role::Candidate);
@@ -289,20 +331,30 @@ mod tests {
     fn a_leader_accepts_writes_unless_a_restore_pauses_them() {
         let state = NodeState::new("n1".into(), false);
         state.lead(lease("n1", 2, true), Instant::now(), Duration::from_secs(60));
-        let report = state.report(Some(lease("n1", 2, true)), false);
+        let report = state.report(false);
         assert!(report.can_accept_protected_writes && !report.write_block_active);
         assert!(report.last_renewed_at.is_some());
-        let paused = state.report(Some(lease("n1", 2, true)), true);
+        let paused = state.report(true);
         assert!(!paused.can_accept_protected_writes && paused.write_block_active);
     }
 
     #[test]
-    fn a_fresh_read_naming_another_holder_overrides_local_leadership() {
+    fn a_rewritten_lease_row_ends_leadership_and_is_reported() {
         let state = NodeState::new("n1".into(), false);
         state.lead(lease("n1", 2, true), Instant::now(), Duration::from_secs(60));
-        let report = state.report(Some(lease("n2", 3, true)), false);
-        assert_eq!(report.role, Role::Candidate);
+        let detected = state.diverged(2, lease("rogue", 900, true));
+        assert_eq!((detected.local_epoch, detected.store_epoch), (2, 900));
+        assert_eq!(state.leader_epoch(), None);
+        let report = state.report(false);
+        assert_eq!(report.role, Role::Follower);
         assert!(!report.can_accept_protected_writes);
-        assert_eq!(report.holder_id.as_deref(), Some("n2"));
+        assert_eq!(report.split_brain, Some(detected));
+    }
+
+    #[test]
+    fn a_node_that_never_reached_the_database_reports_it_unreachable() {
+        let report = NodeState::new("n1".into(), false).report(false);
+        assert!(!report.db_reachable && report.write_block_active && !report.can_accept_protected_writes);
+        assert_eq!(report.role, Role::Candidate);
     }
 }

@@ -33,9 +33,10 @@ pub async fn create(
     let node = app.node.clone();
     let fencing = match (node.leader_epoch(), app.skip_fencing) {
         (Some(epoch), false) => Fencing::Checked { epoch },
+        (None, false) if !node.db_reachable() => return Err(quorum_lost(&app)),
         (None, false) => return Err(not_leader(&app)),
         (epoch, true) => Fencing::Skipped {
-            epoch: epoch.unwrap_or_else(|| node.report(None, false).epoch),
+            epoch: epoch.unwrap_or_else(|| node.report(false).epoch),
         },
     };
     // On its own task: a client that hangs up cannot cut the transaction off mid-commit.
@@ -99,6 +100,19 @@ pub async fn list(State(app): State<AppState>) -> Result<Json<Vec<Rollout>>, Api
             ),
         )),
     }
+}
+
+fn quorum_lost(app: &AppState) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "quorum_lost",
+        format!(
+            "node `{}` cannot reach the database that decides leadership, so no node may accept \
+             protected writes through it; nothing was written. Retry when `autonomy ha status` \
+             shows db_reachable=true",
+            app.node.node_id
+        ),
+    )
 }
 
 fn not_leader(app: &AppState) -> ApiError {

@@ -60,17 +60,12 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     drop(client);
 
     let state = Arc::new(NodeState::new(config.node_id.clone(), config.maintenance_mode));
-    // One session per kind of request, so frequent status polls never queue protected writes
-    // behind them, and a long backup step never delays either.
+    // One session per kind of request, so a long backup step never delays protected writes.
+    // (Status requests read memory only; the lease loop has its own session.)
     let shared = Arc::new(SharedClient::new(
         config.database_url.clone(),
         config.node_id.clone(),
         "api",
-    ));
-    let status_db = Arc::new(SharedClient::new(
-        config.database_url.clone(),
-        config.node_id.clone(),
-        "status",
     ));
     let writes_db = Arc::new(SharedClient::new(
         config.database_url.clone(),
@@ -113,7 +108,6 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         backups,
         audit_dir: config.audit_dir.clone(),
         skip_fencing: config.skip_fencing,
-        status_db,
         writes_db,
     };
     // The test fixture and operators read this line to learn the bound port (with --listen :0).
