@@ -188,9 +188,10 @@ pub fn val15_outcome(checks: &[Check]) -> Outcome {
     }
 }
 
-/// VAL13's rule: PASS when all ten pass, FAIL otherwise. Every check guards either failover
-/// safety (one writer, no lost or stale write) or a failover bound, so none is optional.
-pub fn val13_outcome(checks: &[Check]) -> Outcome {
+/// The rule of the HA slices (VAL13, VAL16, VAL17): PASS when all ten pass, FAIL otherwise.
+/// Every check guards either safety (one writer, no lost or stale write, writes blocked
+/// without the database) or a timing bound, so none is optional.
+pub fn all_checks_outcome(checks: &[Check]) -> Outcome {
     if !checks.is_empty() && checks.iter().all(|c| c.status == CheckStatus::Pass) {
         Outcome::Pass
     } else {
@@ -251,17 +252,17 @@ mod tests {
     #[test]
     fn no_checks_is_not_a_pass() {
         assert_eq!(val15_outcome(&[]), Outcome::Fail);
-        assert_eq!(val13_outcome(&[]), Outcome::Fail);
+        assert_eq!(all_checks_outcome(&[]), Outcome::Fail);
     }
 
     #[test]
-    fn val13_passes_only_with_all_ten() {
+    fn the_ha_slices_pass_only_with_all_ten() {
         let val13 = |failing: &[&str]| {
             let mut all = checks(failing);
             for check in &mut all {
                 check.id = check.id.replace("VAL15", "VAL13");
             }
-            val13_outcome(&all)
+            all_checks_outcome(&all)
         };
         assert_eq!(val13(&[]), Outcome::Pass);
         assert_eq!(val13(&["VAL15-07"]), Outcome::Fail);

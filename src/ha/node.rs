@@ -77,6 +77,9 @@ pub async fn run_lease_loop(
                     if failed_connects > 0 {
                         tracing::info!(failed_connects, "lease session re-established");
                     }
+                    // Before this session's first round, so the audit trail reads: lost,
+                    // restored, then any acquisition.
+                    transitions.quorum_held();
                     failed_connects = 0;
                     session = Some(opened);
                 }

@@ -37,6 +37,14 @@ pub trait PgBackend {
         )
     }
 
+    /// Takes the server down abruptly, as a crash would: every session is cut, nothing is
+    /// checkpointed (container killed; postmaster stopped with SIGQUIT, `-m immediate`).
+    fn stop_abruptly(&mut self) -> Result<(), String>;
+
+    /// Starts the stopped server again, on the same port with the same data, and returns once
+    /// it accepts connections.
+    fn start_again(&mut self) -> Result<(), String>;
+
     /// The URL as it may appear in evidence: the password masked.
     fn redacted_url(&self, database: &str) -> String {
         format!("postgres://postgres:***@127.0.0.1:{}/{database}", self.port())
@@ -77,7 +85,8 @@ fn wait_until_accepting(url: &str, timeout: Duration) -> Result<(), String> {
         match postgres::Client::connect(url, postgres::NoTls) {
             Ok(_) => return Ok(()),
             Err(error) if Instant::now() > deadline => return Err(error.to_string()),
-            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            // Often: VAL17 measures its recovery from the first connection this lets through.
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
         }
     }
 }
@@ -116,11 +125,14 @@ impl DockerPg {
             )));
         }
         let (name, tag) = image.rsplit_once(':').unwrap_or((image.as_str(), "latest"));
+        // A host port of our choosing, not docker's: a restarted container keeps it, so the
+        // nodes reconnect to the same address after an outage.
         let container = GenericImage::new(name, tag)
             .with_exposed_port(5432.tcp())
             .with_wait_for(WaitFor::message_on_stderr(
                 "database system is ready to accept connections",
             ))
+            .with_mapped_port(free_port(), 5432.tcp())
             .with_env_var("POSTGRES_PASSWORD", LAB_PG_PASSWORD)
             .with_env_var("POSTGRES_DB", LAB_DATABASE)
             .with_label("org.autonomy.run-id", super::run::run_id())
@@ -142,6 +154,18 @@ impl PgBackend for DockerPg {
     fn kind(&self) -> &'static str {
         "docker"
     }
+    fn stop_abruptly(&mut self) -> Result<(), String> {
+        self.container
+            .stop_with_timeout(Some(0))
+            .map_err(|e| format!("stop container {}: {e}", self.container.id()))
+    }
+    fn start_again(&mut self) -> Result<(), String> {
+        self.container
+            .start()
+            .map_err(|e| format!("start container {} again: {e}", self.container.id()))?;
+        wait_until_accepting(&self.url(LAB_DATABASE), Duration::from_secs(60))
+            .map_err(|e| format!("the restarted container never accepted connections: {e}"))
+    }
     fn port(&self) -> u16 {
         self.port
     }
@@ -161,6 +185,8 @@ pub struct ProcessPg {
     child: Child,
     port: u16,
     data_dir: PathBuf,
+    bin: PathBuf,
+    account: Option<(nix::unistd::Uid, nix::unistd::Gid)>,
     _dir: tempfile::TempDir,
 }
 
@@ -257,29 +283,18 @@ impl ProcessPg {
             )));
         }
         let port = free_port();
-        let log = std::fs::File::create(dir.path().join("postgres.log")).map_err(|e| Unavailable(e.to_string()))?;
+        let log_path = dir.path().join("postgres.log");
+        std::fs::File::create(&log_path).map_err(|e| Unavailable(e.to_string()))?;
         if let Some((uid, gid)) = account {
-            nix::unistd::chown(&dir.path().join("postgres.log"), Some(uid), Some(gid))
-                .map_err(|e| Unavailable(e.to_string()))?;
+            nix::unistd::chown(&log_path, Some(uid), Some(gid)).map_err(|e| Unavailable(e.to_string()))?;
         }
-        let mut server = Command::new(bin.join("postgres"));
-        server
-            .arg("-D")
-            .arg(&data_dir)
-            .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
-            .arg("-c")
-            .arg(format!("unix_socket_directories={}", dir.path().display()))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(|e| Unavailable(e.to_string()))?)
-            .stderr(log);
-        as_account(&mut server, account);
-        let child = server
-            .spawn()
-            .map_err(|e| Unavailable(format!("postgres cannot start: {e}")))?;
+        let child = spawn_server(&bin, account, &data_dir, port, dir.path()).map_err(Unavailable)?;
         let backend = Self {
             child,
             port,
             data_dir,
+            bin,
+            account,
             _dir: dir,
         };
         let admin = format!("postgres://postgres:{LAB_PG_PASSWORD}@127.0.0.1:{port}/postgres");
@@ -297,6 +312,7 @@ impl ProcessPg {
     }
 
     fn log_tail(&self) -> String {
+        // (The server appends to postgres.log across restarts.)
         let log = std::fs::read_to_string(self._dir.path().join("postgres.log")).unwrap_or_default();
         log.lines()
             .rev()
@@ -313,9 +329,54 @@ impl ProcessPg {
     }
 }
 
+/// Starts the postmaster on `port`, logging (appending) to `dir`/postgres.log.
+fn spawn_server(
+    bin: &Path,
+    account: Option<(nix::unistd::Uid, nix::unistd::Gid)>,
+    data_dir: &Path,
+    port: u16,
+    dir: &Path,
+) -> Result<Child, String> {
+    let log = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.join("postgres.log"))
+        .map_err(|e| format!("open postgres.log: {e}"))?;
+    let mut server = Command::new(bin.join("postgres"));
+    server
+        .arg("-D")
+        .arg(data_dir)
+        .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
+        .arg("-c")
+        .arg(format!("unix_socket_directories={}", dir.display()))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log);
+    as_account(&mut server, account);
+    server.spawn().map_err(|e| format!("postgres cannot start: {e}"))
+}
+
 impl PgBackend for ProcessPg {
     fn kind(&self) -> &'static str {
         "process"
+    }
+    fn stop_abruptly(&mut self) -> Result<(), String> {
+        // SIGQUIT is the postmaster's immediate shutdown: children killed, no checkpoint.
+        super::process::stop_child(
+            &mut self.child,
+            nix::sys::signal::Signal::SIGQUIT,
+            Duration::from_secs(10),
+        );
+        Ok(())
+    }
+    fn start_again(&mut self) -> Result<(), String> {
+        self.child = spawn_server(&self.bin, self.account, &self.data_dir, self.port, self._dir.path())?;
+        let admin = format!("postgres://postgres:{LAB_PG_PASSWORD}@127.0.0.1:{}/postgres", self.port);
+        wait_until_accepting(&admin, Duration::from_secs(60)).map_err(|e| {
+            format!(
+                "the restarted server never accepted connections: {e}; log: {}",
+                self.log_tail()
+            )
+        })
     }
     fn port(&self) -> u16 {
         self.port

@@ -4,6 +4,7 @@
 //! - `background`: a loop on its own thread, stopped and joined on request (or on drop).
 //! - `backend`: PostgreSQL backends (docker via testcontainers, local processes) behind one trait.
 //! - `node`: `autonomy ha serve` processes, logged into the evidence bundle, reaped on drop.
+//! - `cluster`: the nodes of one slice run, watched; single writes, stored rows, audit events.
 //! - `cli`: runs the real `autonomy` CLI and keeps everything needed to explain a failure.
 //! - `lab`: one test's backend (or a recorded SKIP) and scratch directory.
 //! - `process`: stopping child processes.
@@ -18,6 +19,7 @@
 pub mod backend;
 pub mod background;
 pub mod cli;
+pub mod cluster;
 pub mod lab;
 pub mod node;
 pub mod phase;

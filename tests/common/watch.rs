@@ -38,7 +38,27 @@ pub struct StatusSample {
     pub role: Option<String>,
     pub holder_id: Option<String>,
     pub epoch: Option<i64>,
+    #[serde(default)]
+    pub db_reachable: Option<bool>,
+    #[serde(default)]
+    pub write_block_active: Option<bool>,
+    #[serde(default)]
+    pub can_accept_protected_writes: Option<bool>,
+    /// The store epoch of the node's last split-brain detection, if it reported one.
+    #[serde(default)]
+    pub split_brain_store_epoch: Option<i64>,
     pub error: Option<String>,
+}
+
+impl StatusSample {
+    /// How long the node took to answer.
+    pub fn latency_us(&self) -> u64 {
+        self.received_us.saturating_sub(self.sent_us)
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.role.as_deref() == Some("leader")
+    }
 }
 
 /// Asks one node for its status once, with a short timeout (a dead node must not stall).
@@ -47,24 +67,22 @@ pub fn sample(clock: Clock, round: u64, node_id: &str, url: &str) -> StatusSampl
     let sent_us = clock.now_us();
     let answer = client.get::<serde_json::Value>("/v1/ha/status");
     let received_us = clock.now_us();
-    let (role, holder_id, epoch, error) = match answer {
-        Ok(status) => (
-            status["role"].as_str().map(str::to_owned),
-            status["holder_id"].as_str().map(str::to_owned),
-            status["epoch"].as_i64(),
-            None,
-        ),
-        Err(error) => (None, None, None, Some(error.to_string())),
-    };
+    let status = answer.as_ref().ok();
+    let text = |key: &str| status.and_then(|s| s[key].as_str()).map(str::to_owned);
+    let flag = |key: &str| status.and_then(|s| s[key].as_bool());
     StatusSample {
         round,
         node_id: node_id.to_owned(),
         sent_us,
         received_us,
-        role,
-        holder_id,
-        epoch,
-        error,
+        role: text("role"),
+        holder_id: text("holder_id"),
+        epoch: status.and_then(|s| s["epoch"].as_i64()),
+        db_reachable: flag("db_reachable"),
+        write_block_active: flag("write_block_active"),
+        can_accept_protected_writes: flag("can_accept_protected_writes"),
+        split_brain_store_epoch: status.and_then(|s| s["split_brain"]["store_epoch"].as_i64()),
+        error: answer.err().map(|e| e.to_string()),
     }
 }
 

@@ -10,7 +10,7 @@ use std::{
 
 use autonomy::{
     client::ClientError,
-    evidence::{report::val13_outcome, writer::Bundle, Report},
+    evidence::{report::all_checks_outcome, writer::Bundle, Report},
 };
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
@@ -99,7 +99,7 @@ pub fn run_slice(sabotage: Sabotage) -> SliceOutcome {
         report.metrics.insert("rapid_cycle_ms".into(), cycles.into());
     }
     report.files = crate::common::run::list_files(&bundle.dir);
-    let report = report.tally(val13_outcome);
+    let report = report.tally(all_checks_outcome);
     bundle.write_report(&report).expect("the report can be written");
     SliceOutcome {
         report,

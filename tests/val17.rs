@@ -1,0 +1,179 @@
+//! VAL17 — quorum loss validation (issue 4, seed 004): one test per check, phases run once.
+//!
+//! The lab's PostgreSQL is taken down abruptly (container killed, or postmaster stopped with
+//! `-m immediate`) under two nodes, held down, then started again. `val17_sabotage_*` runs
+//! the slice with protected writes unfenced and shows the write check fail;
+//! `val17_each_check_fails_*` breaks each check's evidence in turn and shows it turn FAIL.
+
+#[path = "val17/checks.rs"]
+mod checks;
+mod common;
+#[path = "val17/observations.rs"]
+mod observations;
+#[path = "val17/slice.rs"]
+mod slice;
+
+use autonomy::evidence::{CheckStatus, Outcome};
+use common::phase::run_once;
+use observations::{Observations, Sabotage};
+use rstest::rstest;
+use slice::{run_slice, SliceOutcome};
+
+fn outcome(sabotage: Sabotage) -> SliceOutcome {
+    run_once(sabotage.bundle_name(), || run_slice(sabotage))
+}
+
+#[track_caller]
+fn skipped(outcome: &SliceOutcome, test: &str) -> bool {
+    common::verdict::skipped(&outcome.report, &outcome.evidence_dir, test)
+}
+
+#[track_caller]
+fn assert_check_passes(id: &str) {
+    let outcome = outcome(Sabotage::None);
+    common::verdict::assert_check_passes(
+        &outcome.report,
+        &outcome.evidence_dir,
+        outcome.observations.aborted.as_deref(),
+        id,
+    );
+}
+
+#[test]
+fn val17_01_baseline_healthy() {
+    assert_check_passes("VAL17-01");
+}
+
+#[test]
+fn val17_02_loss_detected() {
+    assert_check_passes("VAL17-02");
+}
+
+#[test]
+fn val17_03_write_block_active() {
+    assert_check_passes("VAL17-03");
+}
+
+#[test]
+fn val17_04_protected_write_refused() {
+    assert_check_passes("VAL17-04");
+}
+
+#[test]
+fn val17_05_status_served_during_loss() {
+    assert_check_passes("VAL17-05");
+}
+
+#[test]
+fn val17_06_recovery_detected() {
+    assert_check_passes("VAL17-06");
+}
+
+#[test]
+fn val17_07_writes_resume() {
+    assert_check_passes("VAL17-07");
+}
+
+#[test]
+fn val17_08_single_leader_after_recovery() {
+    assert_check_passes("VAL17-08");
+}
+
+#[test]
+fn val17_09_pre_loss_data_intact() {
+    assert_check_passes("VAL17-09");
+}
+
+#[test]
+fn val17_10_audit_events_captured() {
+    assert_check_passes("VAL17-10");
+}
+
+/// The whole report: 10/10 and PASS, both metrics present, phases run once, the bundle complete.
+#[test]
+fn val17_report_is_pass_with_loss_and_recovery_metrics() {
+    let outcome = outcome(Sabotage::None);
+    if skipped(&outcome, "val17_report_is_pass_with_loss_and_recovery_metrics") {
+        return;
+    }
+    let report = &outcome.report;
+    assert_eq!(
+        (report.pass, report.total, report.outcome),
+        (10, 10, Outcome::Pass),
+        "report: {report:#?}"
+    );
+    for metric in ["loss_detection_ms", "recovery_ms"] {
+        assert!(report.metrics.contains_key(metric), "no {metric} in {:?}", report.metrics);
+    }
+    assert_eq!(
+        common::phase::times_run(Sabotage::None.bundle_name()),
+        1,
+        "the phases must run once per run, whatever the number of test processes"
+    );
+    for file in [
+        "val17-pg-setup.txt",
+        "val17-01-baseline.txt",
+        "val17-02-loss-detected.txt",
+        "val17-04-refused-writes.txt",
+        "val17-06-recovery.txt",
+        "val17-09-rows-before-loss.txt",
+        "val17-09-rows-at-end.txt",
+        "val17-status-samples.jsonl",
+        "val17-audit-events.json",
+        "val17-n1-1.log",
+        "val17-n2-1.log",
+        "val17-report.txt",
+    ] {
+        assert!(outcome.evidence_dir.join(file).is_file(), "the bundle lacks {file}");
+    }
+}
+
+/// With protected writes unfenced, a node does not refuse a write for the lost quorum: it
+/// tries the dead database instead, so the refusal check fails, and so does the slice.
+#[test]
+fn val17_sabotage_skip_fencing_fails_04() {
+    let outcome = outcome(Sabotage::SkipFencing);
+    if skipped(&outcome, "val17_sabotage_skip_fencing_fails_04") {
+        return;
+    }
+    let report = &outcome.report;
+    let check = report.check("VAL17-04").expect("the check exists");
+    assert_eq!(check.status, CheckStatus::Fail, "VAL17-04 should fail without fencing; report: {report:#?}");
+    assert_eq!(report.outcome, Outcome::Fail);
+}
+
+/// Each check fails when the evidence it guards is broken: the real observations of the
+/// passing run, with one fact changed, turn exactly the named check to FAIL.
+#[rstest]
+#[case::no_leader_accepting("VAL17-01", |o: &mut Observations| for v in &mut o.baseline.as_mut().unwrap().views { v.can_accept_protected_writes = Some(false); })]
+#[case::baseline_write_refused("VAL17-01", |o: &mut Observations| o.baseline_write.as_mut().unwrap().status = 503)]
+#[case::slow_detection("VAL17-02", |o: &mut Observations| o.detections[1].detected_ms = Some(30_001))]
+#[case::never_detected("VAL17-02", |o: &mut Observations| { o.detections[0].detected_ms = None; o.detections[0].detected_at_us = None; })]
+#[case::writes_open_during_loss("VAL17-03", |o: &mut Observations| { let start = o.detections.iter().filter_map(|d| d.detected_at_us).max().unwrap(); let s = o.samples.iter_mut().find(|s| s.sent_us > start && s.error.is_none()).unwrap(); s.can_accept_protected_writes = Some(true); })]
+#[case::write_accepted_during_loss("VAL17-04", |o: &mut Observations| { o.refused_writes[0].status = 201; o.refused_writes[0].code = "created".into(); })]
+#[case::refused_write_stored("VAL17-04", |o: &mut Observations| o.refused_writes[1].stored = Some(true))]
+#[case::status_unanswered("VAL17-05", |o: &mut Observations| { let start = o.detections.iter().filter_map(|d| d.detected_at_us).max().unwrap(); let s = o.samples.iter_mut().find(|s| s.sent_us > start).unwrap(); s.received_us = s.sent_us + 1_000_001; })]
+#[case::slow_recovery("VAL17-06", |o: &mut Observations| o.recovery_ms = Some(30_001))]
+#[case::never_recovered("VAL17-06", |o: &mut Observations| o.recovery_ms = None)]
+#[case::write_after_recovery_refused("VAL17-07", |o: &mut Observations| o.resumed_write.as_mut().unwrap().status = 503)]
+#[case::epoch_did_not_rise("VAL17-08", |o: &mut Observations| { let before = o.epoch_before().unwrap(); o.settled.as_mut().unwrap().epoch = before; })]
+#[case::two_leaders_after_recovery("VAL17-08", |o: &mut Observations| for v in &mut o.settled.as_mut().unwrap().views { v.role = Some("leader".into()); })]
+#[case::pre_loss_row_changed("VAL17-09", |o: &mut Observations| { let name = o.pre_loss_rows[3].name.clone(); let row = o.post_rows.iter_mut().find(|r| r.name == name).unwrap(); row.spec = "{}".into(); })]
+#[case::pre_loss_row_lost("VAL17-09", |o: &mut Observations| { o.post_rows.remove(0); })]
+#[case::quorum_loss_not_audited("VAL17-10", |o: &mut Observations| o.audit.retain(|e| e.event_type != "ha.quorum.lost"))]
+fn val17_each_check_fails_when_its_evidence_is_broken(#[case] id: &str, #[case] break_it: fn(&mut Observations)) {
+    let outcome = outcome(Sabotage::None);
+    if skipped(&outcome, id) {
+        return;
+    }
+    let mut observations = outcome.observations.clone();
+    let before = checks::evaluate(&observations, None);
+    assert!(
+        before.iter().find(|c| c.id == id).is_some_and(|c| c.status == CheckStatus::Pass),
+        "{id} must pass on the real evidence first: {before:#?}"
+    );
+    break_it(&mut observations);
+    let after = checks::evaluate(&observations, None);
+    let check = after.iter().find(|c| c.id == id).expect("the check exists");
+    assert_eq!(check.status, CheckStatus::Fail, "{id} should fail: {check:#?}");
+}
