@@ -48,6 +48,8 @@ impl Cluster {
             maintenance_mode: false,
             log_path: self.scratch.path().join(format!("{node_id}-{}.log", self.starts)),
             extra_args: Vec::new(),
+            listen: "127.0.0.1:0".into(),
+            wrapper: Vec::new(),
         };
         let node = Node::start(spec).expect("the node starts");
         self.urls.lock().unwrap().insert(node_id.into(), node.url.clone());

@@ -188,14 +188,17 @@ pub fn val15_outcome(checks: &[Check]) -> Outcome {
     }
 }
 
-/// The rule of the HA slices (VAL13, VAL16, VAL17): PASS when all ten pass, FAIL otherwise.
-/// Every check guards either safety (one writer, no lost or stale write, writes blocked
-/// without the database) or a timing bound, so none is optional.
+/// The rule of the HA slices (VAL13, VAL16, VAL17): PASS when all ten pass, FAIL when any
+/// fails. Every check guards either safety (one writer, no lost or stale write, writes blocked
+/// without the database) or a timing bound, so none is optional; a check whose fault could not
+/// be made on the machine (SKIP) leaves the slice PARTIAL, never PASS.
 pub fn all_checks_outcome(checks: &[Check]) -> Outcome {
-    if !checks.is_empty() && checks.iter().all(|c| c.status == CheckStatus::Pass) {
+    if checks.is_empty() || checks.iter().any(|c| c.status == CheckStatus::Fail) {
+        Outcome::Fail
+    } else if checks.iter().all(|c| c.status == CheckStatus::Pass) {
         Outcome::Pass
     } else {
-        Outcome::Fail
+        Outcome::Partial
     }
 }
 
@@ -266,6 +269,11 @@ mod tests {
         };
         assert_eq!(val13(&[]), Outcome::Pass);
         assert_eq!(val13(&["VAL15-07"]), Outcome::Fail);
+        let mut one_skipped = checks(&[]);
+        one_skipped[7].status = CheckStatus::Skip;
+        assert_eq!(all_checks_outcome(&one_skipped), Outcome::Partial);
+        one_skipped[2].status = CheckStatus::Fail;
+        assert_eq!(all_checks_outcome(&one_skipped), Outcome::Fail);
     }
 
     #[test]

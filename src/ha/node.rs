@@ -260,11 +260,22 @@ async fn round(
                 return Ok(outcome);
             }
         }
-        None => transitions.stepped_down(
-            state
-                .take_step_down_reason()
-                .unwrap_or("the local deadline passed before a renew succeeded"),
-        ),
+        None => {
+            // A fenced write stepped this node down while its deadline still ran: the row was
+            // rewritten under it (a divergence) unless it merely names the same term, expired.
+            if let Some(epoch) = state.take_fenced_epoch() {
+                let row = lease::read(&session.client).await?;
+                if row.epoch != epoch || row.holder_id.as_deref() != Some(state.node_id.as_str()) {
+                    state.take_step_down_reason();
+                    return Ok(diverged(state, epoch, row, transitions));
+                }
+            }
+            transitions.stepped_down(
+                state
+                    .take_step_down_reason()
+                    .unwrap_or("the local deadline passed before a renew succeeded"),
+            )
+        }
     }
     match lease::try_acquire(&session.client, &state.node_id, address, timing.ttl).await? {
         Attempt::Acquired(row) => {
@@ -288,15 +299,21 @@ async fn round(
 /// epoch, expired, is an ordinary loss: step down and go on to the election (None).
 fn lost(state: &NodeState, epoch: i64, row: LeaseRow, transitions: &mut Transitions) -> Option<Outcome> {
     if row.epoch != epoch || row.holder_id.as_deref() != Some(state.node_id.as_str()) {
-        let detected = state.diverged(epoch, row);
-        transitions.split_brain(&detected);
-        return Some(Outcome {
-            renewed_at: None,
-            drop_session: true,
-        });
+        return Some(diverged(state, epoch, row, transitions));
     }
     let reason = "the lease expired before this renew";
     state.step_down(reason);
     transitions.stepped_down(reason);
     None
+}
+
+/// Records a split brain: this node led at `epoch`, the row says otherwise. The session is
+/// closed so a row still naming it (a rewrite that kept the holder session) frees at once.
+fn diverged(state: &NodeState, epoch: i64, row: LeaseRow, transitions: &mut Transitions) -> Outcome {
+    let detected = state.diverged(epoch, row);
+    transitions.split_brain(&detected);
+    Outcome {
+        renewed_at: None,
+        drop_session: true,
+    }
 }

@@ -92,6 +92,9 @@ struct Leadership {
     split_brain: Option<SplitBrain>,
     /// Why leadership was given up outside the lease loop, for its audit record.
     step_down_reason: Option<&'static str>,
+    /// The epoch a protected write found the lease row no longer naming this node at, while
+    /// its local deadline still ran: the lease loop reads the row to tell why.
+    fenced_epoch: Option<i64>,
     /// Set on shutdown: the node never leads again; holds the epoch it resigned from.
     resigned: Option<Option<i64>>,
 }
@@ -199,7 +202,13 @@ impl NodeState {
     pub fn step_down_from(&self, epoch: i64, reason: &'static str) {
         if self.leader_epoch() == Some(epoch) {
             self.step_down(reason);
+            self.lock().fenced_epoch = Some(epoch);
         }
+    }
+
+    /// The epoch a fenced write stepped this node down from, once.
+    pub fn take_fenced_epoch(&self) -> Option<i64> {
+        self.lock().fenced_epoch.take()
     }
 
     /// Shutdown: stop leading now and for good. Returns the epoch led at, if any, to release.

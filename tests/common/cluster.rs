@@ -29,6 +29,16 @@ pub struct StoredRow {
     pub leader_id: String,
     /// The spec as text, so a changed payload shows.
     pub spec: String,
+    /// When it was inserted, by the database clock (microseconds since 1970).
+    pub created_us: i64,
+}
+
+/// An audit event reduced to what the checks read.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditSeen {
+    pub node: String,
+    pub event_type: String,
+    pub details: serde_json::Value,
 }
 
 /// One protected write sent on purpose and what came back.
@@ -113,6 +123,8 @@ impl<'a> Cluster<'a> {
             maintenance_mode: false,
             log_path: self.bundle.path(&format!("{node_id}-{start}.log")),
             extra_args: self.extra_args.clone(),
+            listen: "127.0.0.1:0".into(),
+            wrapper: Vec::new(),
         }
     }
 
@@ -132,6 +144,25 @@ impl<'a> Cluster<'a> {
             self.register(node_id, node);
         }
         Ok(())
+    }
+
+    /// Starts one node from `spec` (adjusted by the caller) and waits until it listens.
+    pub fn start_spec(&mut self, spec: NodeSpec) -> Result<(), String> {
+        let node_id = spec.node_id.clone();
+        let node = Node::start(spec)?;
+        self.register(&node_id, node);
+        Ok(())
+    }
+
+    /// Stops a node with SIGTERM for good: no longer watched or written to.
+    pub fn stop_node(&mut self, node_id: &str) {
+        if let Some(watch) = &self.watch {
+            watch.unwatch(node_id);
+        }
+        self.urls.lock().unwrap().remove(node_id);
+        if let Some(node) = self.nodes.remove(node_id) {
+            drop(node.stop());
+        }
     }
 
     /// Adds a started node to the watch and the address book.
@@ -233,7 +264,7 @@ impl<'a> Cluster<'a> {
 
     /// The audit events of every node whose type starts with one of `prefixes`, oldest first,
     /// also written to `<slice>-audit-events.json`.
-    pub fn audit_events(&self, prefixes: &[&str]) -> Vec<autonomy::audit::AuditEvent> {
+    pub fn audit_events(&self, prefixes: &[&str]) -> Vec<AuditSeen> {
         let events = autonomy::audit::query(&self.audit_dir(), &autonomy::audit::AuditQuery::default())
             .map(|events| {
                 events
@@ -247,6 +278,13 @@ impl<'a> Cluster<'a> {
             serde_json::to_string_pretty(&events).unwrap_or_default(),
         );
         events
+            .into_iter()
+            .map(|e| AuditSeen {
+                node: e.node_id,
+                event_type: e.event_type,
+                details: e.details,
+            })
+            .collect()
     }
 }
 
@@ -267,7 +305,9 @@ pub fn agreed(views: &[StatusSample]) -> bool {
 pub fn stored_rows(db: &mut postgres::Client) -> Result<Vec<StoredRow>, String> {
     let rows = db
         .query(
-            "SELECT id, name, epoch, leader_id, spec::text FROM autonomy_app.rollouts ORDER BY id",
+            "SELECT id, name, epoch, leader_id, spec::text,
+                    (extract(epoch FROM created_at) * 1000000)::bigint
+               FROM autonomy_app.rollouts ORDER BY id",
             &[],
         )
         .map_err(|e| format!("read the rollouts: {e}"))?;
@@ -279,6 +319,7 @@ pub fn stored_rows(db: &mut postgres::Client) -> Result<Vec<StoredRow>, String> 
             epoch: r.get(2),
             leader_id: r.get(3),
             spec: r.get(4),
+            created_us: r.get(5),
         })
         .collect())
 }
@@ -297,4 +338,13 @@ pub fn look_up(writes: &mut [SingleWrite], rows: &[StoredRow]) {
     for write in writes {
         write.stored = Some(rows.iter().any(|r| r.name == write.name));
     }
+}
+
+/// The database-clock gap, in microseconds, between the last row written at `old_epoch` and
+/// the first at `new_epoch`: never negative when the old leader stopped writing before the
+/// new one began. None without rows at both epochs.
+pub fn write_gap_us(rows: &[StoredRow], old_epoch: i64, new_epoch: i64) -> Option<i64> {
+    let last_old = rows.iter().filter(|r| r.epoch == old_epoch).map(|r| r.created_us).max()?;
+    let first_new = rows.iter().filter(|r| r.epoch == new_epoch).map(|r| r.created_us).min()?;
+    Some(first_new - last_old)
 }

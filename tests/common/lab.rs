@@ -47,6 +47,8 @@ impl Lab {
             maintenance_mode,
             log_path: self.scratch.path().join(format!("{node_id}.log")),
             extra_args: Vec::new(),
+            listen: "127.0.0.1:0".into(),
+            wrapper: Vec::new(),
         }
     }
 

@@ -7,6 +7,7 @@
 //! - `cluster`: the nodes of one slice run, watched; single writes, stored rows, audit events.
 //! - `cli`: runs the real `autonomy` CLI and keeps everything needed to explain a failure.
 //! - `lab`: one test's backend (or a recorded SKIP) and scratch directory.
+//! - `netns`: a lab host in a network namespace of its own, and a real partition of it.
 //! - `process`: stopping child processes.
 //! - `phase`: runs a slice's phases once per run, across test processes.
 //! - `sql`: synchronous SQL helpers and the content-and-catalog fingerprint.
@@ -21,6 +22,7 @@ pub mod background;
 pub mod cli;
 pub mod cluster;
 pub mod lab;
+pub mod netns;
 pub mod node;
 pub mod phase;
 pub mod process;

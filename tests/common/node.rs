@@ -21,6 +21,10 @@ pub struct NodeSpec {
     pub log_path: PathBuf,
     /// More `ha serve` flags (timings, test sabotage).
     pub extra_args: Vec<String>,
+    /// `--listen`: `127.0.0.1:0` but for a node on a host of its own.
+    pub listen: String,
+    /// A command the node runs under (`ip netns exec <ns>`), or empty.
+    pub wrapper: Vec<String>,
 }
 
 /// A running node; SIGTERM then SIGKILL on drop.
@@ -49,9 +53,17 @@ impl Node {
     pub fn spawn(spec: NodeSpec) -> Result<Self, String> {
         use std::os::unix::process::CommandExt;
         let log = File::create(&spec.log_path).map_err(|e| format!("create {}: {e}", spec.log_path.display()))?;
-        let mut command = Command::new(env!("CARGO_BIN_EXE_autonomy"));
+        let binary = env!("CARGO_BIN_EXE_autonomy");
+        let mut command = match spec.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut wrapped = Command::new(program);
+                wrapped.args(args).arg(binary);
+                wrapped
+            }
+            None => Command::new(binary),
+        };
         command
-            .args(["ha", "serve", "--node-id", &spec.node_id, "--listen", "127.0.0.1:0"])
+            .args(["ha", "serve", "--node-id", &spec.node_id, "--listen", &spec.listen])
             .arg("--backup-dir")
             .arg(&spec.backup_dir)
             .arg("--audit-dir")

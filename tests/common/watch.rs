@@ -118,6 +118,11 @@ impl StatusWatch {
         self.targets.lock().unwrap().insert(node_id.to_owned(), url.to_owned());
     }
 
+    /// Stops polling a node that was stopped for good.
+    pub fn unwatch(&self, node_id: &str) {
+        self.targets.lock().unwrap().remove(node_id);
+    }
+
     /// Stops polling and returns every sample, in the order taken.
     pub fn finish(self) -> Vec<StatusSample> {
         self.poller.finish()

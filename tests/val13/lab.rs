@@ -62,6 +62,8 @@ impl Lab<'_> {
             maintenance_mode: false,
             log_path: self.bundle.path(&format!("{node_id}-{start}.log")),
             extra_args,
+            listen: "127.0.0.1:0".into(),
+            wrapper: Vec::new(),
         }
     }
 

@@ -176,6 +176,8 @@ impl Lab<'_> {
             maintenance_mode,
             log_path: self.bundle.path(log),
             extra_args: Vec::new(),
+            listen: "127.0.0.1:0".into(),
+            wrapper: Vec::new(),
         })?;
         self.node_addr.get_or_insert_with(|| format!("{node_id}@{}", node.url));
         Ok(node)

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::common::{
-    cluster::{Agreement, SingleWrite, StoredRow},
+    cluster::{Agreement, AuditSeen, SingleWrite, StoredRow},
     watch::StatusSample,
 };
 
@@ -33,14 +33,6 @@ pub struct Detection {
     pub detected_ms: Option<u64>,
     /// When that status answer came, on the slice clock.
     pub detected_at_us: Option<u64>,
-}
-
-/// An audit event reduced to what the checks read.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AuditSeen {
-    pub node: String,
-    pub event_type: String,
-    pub details: serde_json::Value,
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]

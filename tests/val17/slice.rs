@@ -13,7 +13,7 @@ use crate::{
         cluster::{look_up, rows_table, stored_rows, Cluster},
         run, sql,
     },
-    observations::{AuditSeen, Detection, Observations, Sabotage},
+    observations::{Detection, Observations, Sabotage},
 };
 
 pub const NODES: [&str; 2] = ["val17-n1", "val17-n2"];
@@ -234,13 +234,5 @@ fn finish(cluster: &mut Cluster, pg: &dyn PgBackend, obs: &mut Observations) {
         format!("{:#?}\n", obs.refused_writes),
     );
     let _ = cluster.write("val17-09-rows-at-end.txt", rows_table("at the end", &obs.post_rows));
-    obs.audit = cluster
-        .audit_events(&["ha.quorum.", "ha.leader."])
-        .into_iter()
-        .map(|e| AuditSeen {
-            node: e.node_id,
-            event_type: e.event_type,
-            details: e.details,
-        })
-        .collect();
+    obs.audit = cluster.audit_events(&["ha.quorum.", "ha.leader."]);
 }

@@ -1,0 +1,191 @@
+//! A lab host of its own: a network namespace joined to this one by a veth pair, a relay so its
+//! processes reach the lab's loopback-only PostgreSQL, and a real partition made with
+//! iptables inside the namespace. Needs root and iproute2/iptables; removed on drop.
+
+use std::{
+    net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream},
+    process::Command,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+    thread::JoinHandle,
+};
+
+/// Runs a command without a shell; its stderr is the error.
+fn run(program: &str, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| format!("`{program}` cannot run: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "`{program} {}` failed ({}): {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+/// Why a namespace cannot be made here, or None when it can (root and `ip`/`iptables`).
+pub fn unavailable() -> Option<String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Some("network namespaces need root".into());
+    }
+    for tool in ["ip", "iptables"] {
+        if Command::new(tool).arg("-V").output().is_err() {
+            return Some(format!("`{tool}` is not installed (iproute2, iptables)"));
+        }
+    }
+    None
+}
+
+/// The namespace, its veth pair, and the relay into it.
+pub struct NetnsHost {
+    pub name: String,
+    /// This side's address on the pair: what processes in the namespace connect to.
+    pub host_ip: Ipv4Addr,
+    /// The namespace's address: where its processes listen.
+    pub ns_ip: Ipv4Addr,
+    relays: Vec<Relay>,
+}
+
+impl NetnsHost {
+    /// Creates `autonomy-<tag>-<pid>` with a /30 between it and this namespace.
+    pub fn create(tag: &str) -> Result<Self, String> {
+        if let Some(reason) = unavailable() {
+            return Err(reason);
+        }
+        let pid = std::process::id();
+        let name = format!("autonomy-{tag}-{pid}");
+        // Interface names are at most 15 bytes; the pid keeps concurrent runs apart.
+        let (host_if, ns_if) = (format!("avh{}", pid % 1_000_000), format!("avn{}", pid % 1_000_000));
+        let subnet = (pid % 250) as u8;
+        let host_ip = Ipv4Addr::new(10, 213, subnet, 1);
+        let ns_ip = Ipv4Addr::new(10, 213, subnet, 2);
+        run("ip", &["netns", "add", &name])?;
+        // From here on, drop removes the namespace (and the pair with it).
+        let host = Self {
+            name,
+            host_ip,
+            ns_ip,
+            relays: Vec::new(),
+        };
+        let ns = host.name.as_str();
+        run("ip", &["link", "add", &host_if, "type", "veth", "peer", "name", &ns_if, "netns", ns])?;
+        run("ip", &["addr", "add", &format!("{host_ip}/30"), "dev", &host_if])?;
+        run("ip", &["link", "set", &host_if, "up"])?;
+        run("ip", &["-n", ns, "addr", "add", &format!("{ns_ip}/30"), "dev", &ns_if])?;
+        run("ip", &["-n", ns, "link", "set", &ns_if, "up"])?;
+        run("ip", &["-n", ns, "link", "set", "lo", "up"])?;
+        Ok(host)
+    }
+
+    /// Listens on `host_ip` and forwards every connection to 127.0.0.1:`target_port`; returns
+    /// the port to give the namespace's processes.
+    pub fn relay_to(&mut self, target_port: u16) -> Result<u16, String> {
+        let relay = Relay::start(SocketAddr::from((self.host_ip, 0)), target_port)?;
+        let port = relay.addr.port();
+        self.relays.push(relay);
+        Ok(port)
+    }
+
+    /// Cuts the namespace off from `host_ip`:`port` in both directions: packets are dropped,
+    /// not refused, as a failed link or switch would (no RST, connections just hang).
+    pub fn cut(&self, port: u16) -> Result<(), String> {
+        self.iptables("-I", port)
+    }
+
+    /// Removes the rules `cut` inserted.
+    pub fn heal(&self, port: u16) -> Result<(), String> {
+        self.iptables("-D", port)
+    }
+
+    fn iptables(&self, action: &str, port: u16) -> Result<(), String> {
+        let (ip, port) = (self.host_ip.to_string(), port.to_string());
+        for (chain, address, port_match) in [("OUTPUT", "-d", "--dport"), ("INPUT", "-s", "--sport")] {
+            run(
+                "ip",
+                &[
+                    "netns", "exec", &self.name, "iptables", action, chain, "-p", "tcp", address, &ip, port_match,
+                    &port, "-j", "DROP",
+                ],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The command prefix that runs a program inside the namespace.
+    pub fn exec_prefix(&self) -> Vec<String> {
+        vec!["ip".into(), "netns".into(), "exec".into(), self.name.clone()]
+    }
+}
+
+impl Drop for NetnsHost {
+    fn drop(&mut self) {
+        self.relays.clear();
+        let _ = run("ip", &["netns", "del", &self.name]);
+    }
+}
+
+/// A TCP forwarder: two copying threads per connection. Stopped on drop.
+struct Relay {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    open: Arc<Mutex<Vec<TcpStream>>>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+impl Relay {
+    fn start(bind: SocketAddr, target_port: u16) -> Result<Self, String> {
+        let listener = TcpListener::bind(bind).map_err(|e| format!("relay bind {bind}: {e}"))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+        let (stopping, tracked) = (stop.clone(), open.clone());
+        let acceptor = std::thread::spawn(move || {
+            for inbound in listener.incoming() {
+                if stopping.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(inbound) = inbound else { continue };
+                let Ok(outbound) = TcpStream::connect(("127.0.0.1", target_port)) else {
+                    let _ = inbound.shutdown(Shutdown::Both);
+                    continue;
+                };
+                let _ = (inbound.set_nodelay(true), outbound.set_nodelay(true));
+                for (from, to) in [(&inbound, &outbound), (&outbound, &inbound)] {
+                    let (Ok(mut from), Ok(mut to)) = (from.try_clone(), to.try_clone()) else { continue };
+                    std::thread::spawn(move || {
+                        // An error (a reset, our shutdown) ends the direction like an EOF does.
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(Shutdown::Write);
+                    });
+                }
+                tracked.lock().unwrap().extend([inbound, outbound]);
+            }
+        });
+        Ok(Self {
+            addr,
+            stop,
+            open,
+            acceptor: Some(acceptor),
+        })
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr); // wakes the acceptor
+        for stream in self.open.lock().unwrap().drain(..) {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        if let Some(acceptor) = self.acceptor.take() {
+            let _ = acceptor.join();
+        }
+    }
+}
