@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the lab needs on a fresh Debian machine (PostgreSQL 15 server and client tools,
-# debootstrap for the image) and builds the local PostgreSQL image. Idempotent and quick when
-# everything is already there. Needs root (or sudo) only when something is missing.
+# debootstrap for the image, iproute2 and iptables for VAL16's partition) and builds the local
+# PostgreSQL image. Idempotent and quick when everything is already there. Needs root (or sudo)
+# only when something is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,9 @@ missing=()
 command -v pg_dump >/dev/null && command -v pg_restore >/dev/null && command -v psql >/dev/null || missing+=(postgresql-client-15)
 command -v pgbench >/dev/null || missing+=(postgresql-15)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
+# VAL16's partition: a network namespace per partitioned node, cut off with iptables.
+command -v ip >/dev/null || missing+=(iproute2)
+command -v iptables >/dev/null || missing+=(iptables)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"

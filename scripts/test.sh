@@ -19,7 +19,13 @@ remove_lab_containers() {
     docker ps -aq --filter label=org.autonomy.lab | xargs -r docker rm -fv >/dev/null 2>&1 || true
   fi
 }
-trap remove_lab_containers EXIT
+# Likewise the network namespaces of VAL16's partition (named autonomy-<slice>-<pid>).
+remove_lab_namespaces() {
+  if command -v ip >/dev/null 2>&1; then
+    ip netns list 2>/dev/null | awk '/^autonomy-/ {print $1}' | xargs -r -n1 ip netns del 2>/dev/null || true
+  fi
+}
+trap 'remove_lab_containers; remove_lab_namespaces' EXIT
 
 export AUTONOMY_LAB_REQUIRE=1
 status=0

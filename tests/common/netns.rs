@@ -63,7 +63,20 @@ impl NetnsHost {
         let name = format!("autonomy-{tag}-{pid}");
         // Interface names are at most 15 bytes; the pid keeps concurrent runs apart.
         let (host_if, ns_if) = (format!("avh{}", pid % 1_000_000), format!("avn{}", pid % 1_000_000));
-        let subnet = (pid % 250) as u8;
+        // Processes creating hosts at once must not pick the same /30: choose under a
+        // machine-wide file lock, skipping the subnets an interface already has.
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(std::env::temp_dir().join("autonomy-netns.lock"))
+            .map_err(|e| format!("open the netns lock: {e}"))?;
+        fs4::fs_std::FileExt::lock_exclusive(&lock).map_err(|e| format!("take the netns lock: {e}"))?;
+        let in_use = run("ip", &["-o", "-4", "addr", "show"])?;
+        let subnet = (0..250u32)
+            .map(|n| ((pid + n) % 250) as u8)
+            .find(|s| !in_use.contains(&format!("10.213.{s}.")))
+            .ok_or("every 10.213.x.0/30 lab subnet is in use")?;
         let host_ip = Ipv4Addr::new(10, 213, subnet, 1);
         let ns_ip = Ipv4Addr::new(10, 213, subnet, 2);
         run("ip", &["netns", "add", &name])?;
@@ -81,6 +94,7 @@ impl NetnsHost {
         run("ip", &["-n", ns, "addr", "add", &format!("{ns_ip}/30"), "dev", &ns_if])?;
         run("ip", &["-n", ns, "link", "set", &ns_if, "up"])?;
         run("ip", &["-n", ns, "link", "set", "lo", "up"])?;
+        drop(lock); // the address is on an interface now: the next process sees it
         Ok(host)
     }
 

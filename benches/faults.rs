@@ -1,0 +1,273 @@
+//! Fault benchmark (not a test): quorum-loss detection and recovery over many database
+//! outages, and for every kind of fault (SIGKILL, SIGSTOP, partition, outage) the gap between
+//! the old leader's last committed write and the new leader's first, under four concurrent
+//! writers. References measured in the same run: a plain client learning the database is gone
+//! (a fresh connection refused), and PostgreSQL's own restart (start command to the first
+//! accepted connection).
+//!
+//! `cargo bench --bench faults` (OUTAGES, FAULTS and AUTONOMY_LAB_BACKEND tune it; the
+//! partition needs root); prints markdown tables for docs/PERFORMANCE.md.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use autonomy::evidence::writer::Bundle;
+use common::{
+    backend::{self, PgBackend, LAB_DATABASE},
+    cluster::{stored_rows, write_gap_us, Cluster},
+    netns::NetnsHost,
+    writes::Writer,
+};
+use nix::sys::signal::Signal;
+
+const NODES: [&str; 2] = ["faults-n1", "faults-n2"];
+const PARTITIONED: &str = "faults-n3";
+/// Statuses are polled this often while something is timed.
+const POLL: Duration = Duration::from_millis(2);
+const WRITERS: usize = 4;
+
+fn main() {
+    let outages: usize = env_number("OUTAGES", 10);
+    let faults: usize = env_number("FAULTS", 5);
+    let mut pg = backend::start("bench-faults").unwrap_or_else(|e| panic!("no PostgreSQL backend: {}", e.0));
+    let scratch = tempfile::tempdir().unwrap();
+    let bundle = Bundle::create(scratch.path(), "bench", "faults").unwrap();
+    let mut cluster = Cluster::new(
+        &bundle,
+        "faults",
+        pg.url(LAB_DATABASE),
+        scratch.path().to_owned(),
+        Duration::from_millis(250),
+    );
+    cluster.start_all(&NODES).unwrap();
+    cluster.wait_for_agreement(Duration::from_secs(30)).unwrap();
+    let writers: Vec<Writer> = (0..WRITERS)
+        .map(|n| Writer::start(cluster.clock, &format!("w{n}"), cluster.urls.clone(), Duration::from_millis(2)))
+        .collect();
+
+    let mut gaps: Vec<(&str, i64, i64)> = Vec::new(); // (fault, old epoch, new epoch)
+    let mut detection = Vec::new();
+    let mut reference_detection = Vec::new();
+    let mut recovery_from_start = Vec::new();
+    let mut restart = Vec::new();
+    for _ in 0..outages {
+        let before = cluster.wait_for_agreement(Duration::from_secs(30)).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let (detected, refused, restarted, recovered) = outage(&cluster, pg.as_mut());
+        detection.push(detected);
+        reference_detection.push(refused);
+        restart.push(restarted);
+        recovery_from_start.push(recovered);
+        let after = cluster.wait_for_agreement(Duration::from_secs(30)).unwrap();
+        gaps.push(("outage", before.epoch, after.epoch));
+    }
+    for signal in [Signal::SIGKILL, Signal::SIGSTOP] {
+        for _ in 0..faults {
+            let (old, new) = kill_or_pause(&mut cluster, signal);
+            gaps.push((if signal == Signal::SIGKILL { "SIGKILL" } else { "SIGSTOP" }, old, new));
+        }
+    }
+    let mut partitions = Vec::new();
+    match common::netns::unavailable() {
+        Some(reason) => eprintln!("partition skipped: {reason}"),
+        None => {
+            let mut host = NetnsHost::create("bench").unwrap();
+            let relay_port = host.relay_to(pg.port()).unwrap();
+            for _ in 0..faults {
+                let (old, new, takeover) = partition(&mut cluster, pg.as_ref(), &host, relay_port);
+                gaps.push(("partition", old, new));
+                partitions.push(takeover);
+            }
+            cluster.stop_node(PARTITIONED);
+            drop(host);
+        }
+    }
+    let writes: Vec<_> = writers.into_iter().flat_map(Writer::finish).collect();
+    let mut db = common::sql::connect(&pg.url(LAB_DATABASE));
+    let rows = stored_rows(&mut db).unwrap();
+    let lost = writes
+        .iter()
+        .filter(|w| w.acknowledged.as_ref().is_some_and(|a| !rows.iter().any(|r| r.name == w.name && r.id == a.id)))
+        .count();
+    let acknowledged = writes.iter().filter(|w| w.acknowledged.is_some()).count();
+
+    println!(
+        "backend={} ttl=5000ms renew=1666ms poll=50ms status_poll={}ms outages={outages} faults={faults} writers={WRITERS}\n",
+        pg.kind(),
+        POLL.as_millis()
+    );
+    println!("| quorum loss | runs | p50 ms | p90 ms | max ms | reference | reference p50 ms | p50 / reference p50 |");
+    println!("|---|---|---|---|---|---|---|---|");
+    println!("{}", row("loss detection (both nodes blocked)", &detection, "fresh connection refused", &reference_detection));
+    println!("{}", row("recovery (start command to one leader writable)", &recovery_from_start, "PostgreSQL restart (start command to first connection)", &restart));
+    let recovery_after_accept: Vec<u64> = recovery_from_start
+        .iter()
+        .zip(&restart)
+        .map(|(r, s)| r.saturating_sub(*s))
+        .collect();
+    println!("{}", row("recovery after the database accepts", &recovery_after_accept, "PostgreSQL restart", &restart));
+    if !partitions.is_empty() {
+        println!("\npartition takeover (cut to successor leading), ms: {:?}", partitions.iter().map(|us| us / 1000).collect::<Vec<_>>());
+    }
+    println!("\n| fault | runs | min gap ms | p50 gap ms | max gap ms | negative gaps |");
+    println!("|---|---|---|---|---|---|");
+    let mut negative_total = 0;
+    for fault in ["SIGKILL", "SIGSTOP", "partition", "outage"] {
+        let mut us: Vec<i64> = gaps
+            .iter()
+            .filter(|(f, _, _)| *f == fault)
+            .filter_map(|(_, old, new)| write_gap_us(&rows, *old, *new))
+            .collect();
+        if us.is_empty() {
+            continue;
+        }
+        us.sort_unstable();
+        let negative = us.iter().filter(|g| **g < 0).count();
+        negative_total += negative;
+        let at = |p: f64| us[(((p / 100.0) * us.len() as f64).ceil().max(1.0) as usize).min(us.len()) - 1] as f64 / 1000.0;
+        println!("| {fault} | {} | {:.1} | {:.1} | {:.1} | {negative} |", us.len(), at(0.0), at(50.0), at(100.0));
+    }
+    println!("\nwrites acknowledged={acknowledged} acknowledged lost={lost}");
+    assert_eq!(lost, 0, "acknowledged writes were lost");
+    assert_eq!(negative_total, 0, "an old leader wrote after its successor began");
+}
+
+fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn row(name: &str, us: &[u64], reference: &str, reference_us: &[u64]) -> String {
+    let (p50, p90, max) = (percentile(us, 50.0), percentile(us, 90.0), percentile(us, 100.0));
+    let reference_p50 = percentile(reference_us, 50.0);
+    format!(
+        "| {name} | {} | {p50:.1} | {p90:.1} | {max:.1} | {reference} | {reference_p50:.1} | {:.2} |",
+        us.len(),
+        p50 / reference_p50.max(0.001)
+    )
+}
+
+fn percentile(us: &[u64], p: f64) -> f64 {
+    let mut sorted = us.to_vec();
+    sorted.sort_unstable();
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
+    sorted[rank.min(sorted.len()) - 1] as f64 / 1000.0
+}
+
+/// Stops the database abruptly; returns (detection, reference, restart, recovery) in µs:
+/// both nodes blocked; a fresh connection refused; start command to first connection; start
+/// command to one leader writable with both nodes reachable.
+fn outage(cluster: &Cluster, pg: &mut dyn PgBackend) -> (u64, u64, u64, u64) {
+    let url = pg.url(LAB_DATABASE);
+    let stopped = Instant::now();
+    pg.stop_abruptly().unwrap();
+    let stop_returned = stopped.elapsed();
+    // The reference: how soon a plain client's fresh connection is refused.
+    let reference = {
+        let probe = Instant::now();
+        while postgres::Client::connect(&url, postgres::NoTls).is_ok() {
+            std::thread::sleep(POLL);
+        }
+        stop_returned + probe.elapsed()
+    };
+    let everyone = cluster.node_ids();
+    poll_until(cluster, &everyone, |views| {
+        views.iter().all(|v| v.db_reachable == Some(false) && v.can_accept_protected_writes == Some(false))
+    });
+    let detection = stopped.elapsed();
+    std::thread::sleep(Duration::from_millis(500));
+    let starting = Instant::now();
+    pg.start_again().unwrap();
+    let restart = starting.elapsed();
+    poll_until(cluster, &everyone, |views| {
+        views.iter().all(|v| v.db_reachable == Some(true))
+            && views.iter().filter(|v| v.can_accept_protected_writes == Some(true)).count() == 1
+    });
+    let recovery = starting.elapsed();
+    (
+        detection.as_micros() as u64,
+        reference.as_micros() as u64,
+        restart.as_micros() as u64,
+        recovery.as_micros() as u64,
+    )
+}
+
+/// Polls the statuses of `nodes` every POLL until `done` holds; panics after 30 s.
+fn poll_until(cluster: &Cluster, nodes: &[String], done: impl Fn(&[common::watch::StatusSample]) -> bool) {
+    let started = Instant::now();
+    loop {
+        let views: Vec<_> = nodes.iter().map(|n| cluster.status(n)).collect();
+        if done(&views) {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "not reached within 30 s: {views:#?}");
+        std::thread::sleep(POLL);
+    }
+}
+
+/// SIGKILL (then restart) or SIGSTOP (then SIGCONT) the leader; returns (old, new) epochs.
+fn kill_or_pause(cluster: &mut Cluster, signal: Signal) -> (i64, i64) {
+    let before = cluster.wait_for_agreement(Duration::from_secs(30)).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let leader = before.leader.clone();
+    // Only the others are polled: a frozen node would hold each poll for a second.
+    let others: Vec<String> = cluster.node_ids().into_iter().filter(|n| *n != leader).collect();
+    cluster.nodes[&leader].signal(signal);
+    poll_until(cluster, &others, |views| {
+        views.iter().any(|v| v.is_leader() && v.epoch.is_some_and(|e| e > before.epoch))
+    });
+    if signal == Signal::SIGSTOP {
+        cluster.nodes[&leader].signal(Signal::SIGCONT);
+    } else {
+        let mut node = cluster.nodes.remove(&leader).unwrap();
+        node.wait_for_exit(Duration::from_secs(10));
+        let spec = cluster.spec(&leader);
+        cluster.start_spec(spec).unwrap();
+    }
+    let after = cluster.wait_for_agreement(Duration::from_secs(30)).unwrap();
+    (before.epoch, after.epoch)
+}
+
+/// The partitioned node leads from its namespace; cut; the other node takes over; heal; the
+/// partitioned node rejoins. Returns (old, new epoch, takeover µs).
+fn partition(cluster: &mut Cluster, pg: &dyn PgBackend, host: &NetnsHost, relay_port: u16) -> (i64, i64, u64) {
+    // Make the namespace node the leader: it starts (or stays) while the other steps aside.
+    if !cluster.nodes.contains_key(PARTITIONED) {
+        let mut spec = cluster.spec(PARTITIONED);
+        spec.database_url = pg
+            .url(LAB_DATABASE)
+            .replace(&format!("127.0.0.1:{}", pg.port()), &format!("{}:{relay_port}", host.host_ip));
+        spec.listen = format!("{}:0", host.ns_ip);
+        spec.extra_args.push("--allow-remote".into());
+        spec.wrapper = host.exec_prefix();
+        cluster.start_spec(spec).unwrap();
+    }
+    loop {
+        let agreed = cluster.wait_for_agreement(Duration::from_secs(30)).unwrap();
+        if agreed.leader == PARTITIONED {
+            break;
+        }
+        // SIGTERM releases the lease: the namespace node (or the other one) takes it.
+        let leader = agreed.leader.clone();
+        drop(cluster.nodes.remove(&leader).unwrap().stop());
+        let spec = cluster.spec(&leader);
+        cluster.start_spec(spec).unwrap();
+    }
+    let before = cluster.wait_for_agreement(Duration::from_secs(30)).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let cut = Instant::now();
+    host.cut(relay_port).unwrap();
+    let others: Vec<String> = cluster.node_ids().into_iter().filter(|n| n != PARTITIONED).collect();
+    poll_until(cluster, &others, |views| {
+        views.iter().any(|v| v.is_leader() && v.epoch.is_some_and(|e| e > before.epoch))
+    });
+    let takeover = cut.elapsed().as_micros() as u64;
+    std::thread::sleep(Duration::from_millis(300));
+    host.heal(relay_port).unwrap();
+    let after = cluster.wait_for_agreement(Duration::from_secs(30)).unwrap();
+    (before.epoch, after.epoch, takeover)
+}
