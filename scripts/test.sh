@@ -19,11 +19,13 @@ remove_lab_containers() {
     docker ps -aq --filter label=org.autonomy.lab | xargs -r docker rm -fv >/dev/null 2>&1 || true
   fi
 }
-# Likewise the network namespaces of VAL16's partition (named autonomy-<slice>-<pid>).
+# Likewise the network namespaces of VAL16's partition (named autonomy-<slice>-<pid>) whose
+# test process is gone; a concurrent run's live ones are left alone.
 remove_lab_namespaces() {
-  if command -v ip >/dev/null 2>&1; then
-    ip netns list 2>/dev/null | awk '/^autonomy-/ {print $1}' | xargs -r -n1 ip netns del 2>/dev/null || true
-  fi
+  command -v ip >/dev/null 2>&1 || return 0
+  for ns in $(ip netns list 2>/dev/null | awk '/^autonomy-/ {print $1}'); do
+    kill -0 "${ns##*-}" 2>/dev/null || ip netns del "$ns" 2>/dev/null || true
+  done
 }
 trap 'remove_lab_containers; remove_lab_namespaces' EXIT
 

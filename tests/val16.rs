@@ -150,10 +150,22 @@ fn val16_sabotage_skip_fencing_fails_04_and_07() {
         return;
     }
     let report = &outcome.report;
+    let obs = &outcome.observations;
+    assert_eq!(obs.aborted, None, "the sabotage run must get through its phases: {report:#?}");
     for id in ["VAL16-04", "VAL16-07"] {
         let check = report.check(id).expect("the check exists");
         assert_eq!(check.status, CheckStatus::Fail, "{id} should fail without fencing; report: {report:#?}");
     }
+    // And for the reason they guard: rows under the stale epoch after the injection, and the
+    // frozen leader's rows after its successor's first.
+    let injection = obs.injection.as_ref().expect("the injection ran");
+    let stale_now = obs.rows.iter().filter(|r| r.epoch == injection.stale_epoch).count() as i64;
+    assert!(stale_now > injection.stale_rows_at_injection, "{stale_now} stale rows, {} at the injection", injection.stale_rows_at_injection);
+    let pause = obs.pause.as_ref().expect("the pause ran");
+    let gap = pause
+        .successor_epoch
+        .and_then(|new| common::cluster::write_gap_us(&obs.rows, pause.epoch, new));
+    assert!(gap.is_some_and(|g| g < 0), "the frozen leader's write should land after its successor's first: gap {gap:?} us");
     assert_eq!(report.outcome, Outcome::Fail);
 }
 

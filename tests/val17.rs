@@ -137,6 +137,13 @@ fn val17_sabotage_skip_fencing_fails_04() {
         return;
     }
     let report = &outcome.report;
+    assert_eq!(outcome.observations.aborted, None, "the sabotage run must get through its phases: {report:#?}");
+    // For the reason it guards: the writes were not refused for the lost quorum.
+    assert!(
+        outcome.observations.refused_writes.iter().all(|w| w.code != "quorum_lost"),
+        "{:#?}",
+        outcome.observations.refused_writes
+    );
     let check = report.check("VAL17-04").expect("the check exists");
     assert_eq!(check.status, CheckStatus::Fail, "VAL17-04 should fail without fencing; report: {report:#?}");
     assert_eq!(report.outcome, Outcome::Fail);

@@ -31,8 +31,8 @@ pub struct LeaseTiming {
     /// (decision 2; docs/ARCHITECTURE.md has the argument).
     pub lead_for: Duration,
     /// A connect or lease query unanswered for this long means the database is lost: one renew
-    /// interval (a leader that cannot renew within it is unhealthy), at least 200 ms so a
-    /// short renew interval does not turn every slow query into a failover. Always below
+    /// interval (a leader that cannot renew within it is unhealthy), at least 500 ms so a
+    /// short renew interval does not turn every slow commit into a failover. Always below
     /// `lead_for`, so a cut-off leader gives up before its deadline would.
     pub query_timeout: Duration,
 }
@@ -45,15 +45,16 @@ impl LeaseTiming {
             renew_every,
             poll_every,
             lead_for: ttl - ttl / 5,
-            query_timeout: renew_every.max(Duration::from_millis(200)).min(ttl - ttl / 5),
+            query_timeout: renew_every.max(Duration::from_millis(500)).min(ttl - ttl / 5),
         }
     }
 }
 
 /// Longest wait between connection attempts while the database is unreachable: retries back
-/// off so a database that is down is not hammered (nor the log flooded) every poll interval,
-/// and reconnect within half a second once it is back.
-const MAX_RECONNECT_BACKOFF: Duration = Duration::from_millis(500);
+/// off so a database that is down is not hammered every poll interval (five refused
+/// connections a second cost it nothing), and the node is back within a fifth of a second of
+/// the database accepting again.
+const MAX_RECONNECT_BACKOFF: Duration = Duration::from_millis(200);
 
 /// Runs until `shutdown` flips to true; then, if this node leads, steps down and releases the
 /// lease before returning, so a successor can take over before this process exits.
@@ -67,40 +68,39 @@ pub async fn run_lease_loop(
 ) {
     let mut session: Option<LeaseSession> = None;
     let mut transitions = Transitions::new(state.clone(), audit.clone());
-    let mut failed_connects: u32 = 0;
+    // Consecutive failures (connects or rounds) since the last successful round: retries back
+    // off, so a database that keeps failing (down, schema dropped, read-only) is not hammered,
+    // nor the audit flooded.
+    let mut failures: u32 = 0;
     let mut next_renew = Instant::now();
     loop {
         if session.is_none() {
             let opened = tokio::time::timeout(timing.query_timeout, LeaseSession::open(&database_url, &state.node_id));
             match opened.await {
-                Ok(Ok(opened)) => {
-                    if failed_connects > 0 {
-                        tracing::info!(failed_connects, "lease session re-established");
-                    }
-                    // Before this session's first round, so the audit trail reads: lost,
-                    // restored, then any acquisition.
-                    transitions.quorum_held();
-                    failed_connects = 0;
-                    session = Some(opened);
-                }
+                Ok(Ok(opened)) => session = Some(opened),
                 Ok(Err(error)) => {
-                    lose_database(&state, &mut transitions, "the database refused or closed the connection", &error, failed_connects);
-                    failed_connects = failed_connects.saturating_add(1);
+                    lose_database(&state, &mut transitions, "the database refused or closed the connection", &error, failures);
+                    failures = failures.saturating_add(1);
                 }
                 Err(_) => {
                     let error = format!("no connection within {} ms", timing.query_timeout.as_millis());
-                    lose_database(&state, &mut transitions, "the database did not answer a connection attempt", &error, failed_connects);
-                    failed_connects = failed_connects.saturating_add(1);
+                    lose_database(&state, &mut transitions, "the database did not answer a connection attempt", &error, failures);
+                    failures = failures.saturating_add(1);
                 }
             }
         }
+        // Set when the session is closed on purpose (a divergence): reconnect at once.
+        let mut reconnect_now = false;
         if let Some(active) = session.as_ref() {
             // A query the database does not answer within the timeout (a cut-off network, a
             // hung server) counts as losing it: stop leading and reconnect.
             let pace = Pace { timing, next_renew };
             match tokio::time::timeout(timing.query_timeout, round(active, &state, &address, pace, &mut transitions)).await {
                 Ok(Ok(outcome)) => {
-                    transitions.quorum_held();
+                    if failures > 0 {
+                        tracing::info!(failures, "the lease session works again");
+                    }
+                    failures = 0;
                     if let Some(renewed_at) = outcome.renewed_at {
                         next_renew = renewed_at + timing.renew_every;
                     }
@@ -108,23 +108,29 @@ pub async fn run_lease_loop(
                         // The row may name this session; closing it lets the election free the
                         // row at once instead of after its (possibly rewritten) expiry.
                         session = None;
+                        reconnect_now = true;
                     }
                 }
                 Ok(Err(error)) => {
-                    lose_database(&state, &mut transitions, "a lease query failed", &error, 0);
+                    lose_database(&state, &mut transitions, "a lease query failed", &error, failures);
+                    failures = failures.saturating_add(1);
                     session = None;
                 }
                 Err(_) => {
                     let error = format!("no answer within {} ms", timing.query_timeout.as_millis());
-                    lose_database(&state, &mut transitions, "a lease query went unanswered", &error, 0);
+                    lose_database(&state, &mut transitions, "a lease query went unanswered", &error, failures);
+                    failures = failures.saturating_add(1);
                     session = None;
                 }
             }
         }
-        let wait = if failed_connects > 0 {
-            (timing.poll_every * 2u32.saturating_pow(failed_connects.min(6))).min(MAX_RECONNECT_BACKOFF)
-        } else if session.is_none() {
+        let wait = if reconnect_now {
             Duration::ZERO
+        } else if failures > 0 {
+            (timing.poll_every * 2u32.saturating_pow(failures.min(6))).min(MAX_RECONNECT_BACKOFF)
+        } else if state.leader_epoch().is_some() {
+            // Read the row back every poll interval, but never sleep past the renew.
+            timing.poll_every.min(next_renew.saturating_duration_since(Instant::now()))
         } else {
             timing.poll_every
         };
@@ -134,7 +140,8 @@ pub async fn run_lease_loop(
                 if event.is_none() {
                     // The lease session ended: the lease row no longer names a live session,
                     // so another node may take over now. Stop leading before it can.
-                    lose_database(&state, &mut transitions, "the lease session ended", &"connection closed", 0);
+                    lose_database(&state, &mut transitions, "the lease session ended", &"connection closed", failures);
+                    failures = failures.saturating_add(1);
                     session = None;
                 }
                 // A release notification: try to acquire at once (the next round).
@@ -235,7 +242,9 @@ async fn round(
     let sent_at = Instant::now();
     match state.leader_epoch() {
         Some(epoch) if sent_at >= pace.next_renew => {
-            match lease::renew(&session.client, &state.node_id, epoch, timing.ttl).await? {
+            let renewal = lease::renew(&session.client, &state.node_id, epoch, timing.ttl).await?;
+            transitions.quorum_held();
+            match renewal {
                 Renewal::Renewed(row) => {
                     state.lead(row, sent_at, timing.lead_for);
                     return Ok(Outcome {
@@ -244,6 +253,9 @@ async fn round(
                     });
                 }
                 Renewal::Lost(row) => {
+                    // A renew that waited on the row's lock (a rewrite in flight) returns the
+                    // row as its statement first saw it: read it again to see what won.
+                    let row = if names(&row, state, epoch) { lease::read(&session.client).await? } else { row };
                     if let Some(outcome) = lost(state, epoch, row, transitions) {
                         return Ok(outcome);
                     }
@@ -252,7 +264,8 @@ async fn round(
         }
         Some(epoch) => {
             let row = lease::read(&session.client).await?;
-            if row.valid && row.epoch == epoch && row.holder_id.as_deref() == Some(state.node_id.as_str()) {
+            transitions.quorum_held();
+            if row.valid && names(&row, state, epoch) {
                 state.observe(row);
                 return Ok(Outcome::default());
             }
@@ -265,7 +278,8 @@ async fn round(
             // rewritten under it (a divergence) unless it merely names the same term, expired.
             if let Some(epoch) = state.take_fenced_epoch() {
                 let row = lease::read(&session.client).await?;
-                if row.epoch != epoch || row.holder_id.as_deref() != Some(state.node_id.as_str()) {
+                transitions.quorum_held();
+                if !names(&row, state, epoch) {
                     state.take_step_down_reason();
                     return Ok(diverged(state, epoch, row, transitions));
                 }
@@ -277,7 +291,10 @@ async fn round(
             )
         }
     }
-    match lease::try_acquire(&session.client, &state.node_id, address, timing.ttl).await? {
+    let attempt = lease::try_acquire(&session.client, &state.node_id, address, timing.ttl).await?;
+    // Before any acquisition, so the audit trail reads: lost, restored, acquired.
+    transitions.quorum_held();
+    match attempt {
         Attempt::Acquired(row) => {
             let epoch = row.epoch;
             state.lead(row, sent_at, timing.lead_for);
@@ -298,13 +315,19 @@ async fn round(
 /// divergence (split brain): step down and close the session (Some). The same holder and
 /// epoch, expired, is an ordinary loss: step down and go on to the election (None).
 fn lost(state: &NodeState, epoch: i64, row: LeaseRow, transitions: &mut Transitions) -> Option<Outcome> {
-    if row.epoch != epoch || row.holder_id.as_deref() != Some(state.node_id.as_str()) {
+    if !names(&row, state, epoch) {
         return Some(diverged(state, epoch, row, transitions));
     }
     let reason = "the lease expired before this renew";
     state.step_down(reason);
+    state.take_step_down_reason(); // recorded here, not by a later round
     transitions.stepped_down(reason);
     None
+}
+
+/// The row names this node at `epoch` (valid or not).
+fn names(row: &LeaseRow, state: &NodeState, epoch: i64) -> bool {
+    row.epoch == epoch && row.holder_id.as_deref() == Some(state.node_id.as_str())
 }
 
 /// Records a split brain: this node led at `epoch`, the row says otherwise. The session is

@@ -150,6 +150,9 @@ impl NodeState {
         inner.leader_until = Some(sent_at + valid_for);
         inner.last_renewed_at = Some(OffsetDateTime::now_utc());
         inner.reachable = true;
+        // A new term starts clean: nothing left over from the last one labels its end.
+        inner.step_down_reason = None;
+        inner.fenced_epoch = None;
     }
 
     /// Records a read of the lease that confirms what this node already knows (a leader
@@ -175,6 +178,8 @@ impl NodeState {
         inner.last_renewed_at = None;
         inner.reachable = true;
         inner.split_brain = Some(detected.clone());
+        inner.step_down_reason = None;
+        inner.fenced_epoch = None;
         detected
     }
 
@@ -236,6 +241,9 @@ impl NodeState {
         inner.leader_until = None;
         inner.last_renewed_at = None;
         inner.reachable = false;
+        // Its own audit record says why; a fenced write before it needs no row read later.
+        inner.step_down_reason = None;
+        inner.fenced_epoch = None;
     }
 
     /// Whether the lease loop's last round reached the database.

@@ -154,6 +154,18 @@ impl<'a> Cluster<'a> {
         Ok(())
     }
 
+    /// Stops or resumes polling one node's status (a frozen node would hold every round of the
+    /// watch for its one-second timeout, thinning the samples of the others).
+    pub fn set_watched(&self, node_id: &str, watched: bool) {
+        if let Some(watch) = &self.watch {
+            if watched {
+                watch.watch(node_id, &self.url(node_id));
+            } else {
+                watch.unwatch(node_id);
+            }
+        }
+    }
+
     /// Stops a node with SIGTERM for good: no longer watched or written to.
     pub fn stop_node(&mut self, node_id: &str) {
         if let Some(watch) = &self.watch {

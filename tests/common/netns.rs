@@ -171,6 +171,10 @@ impl Relay {
                     continue;
                 };
                 let _ = (inbound.set_nodelay(true), outbound.set_nodelay(true));
+                // Tracked before any copying starts, so a drop from now on shuts both down.
+                if let (Ok(a), Ok(b)) = (inbound.try_clone(), outbound.try_clone()) {
+                    tracked.lock().unwrap().extend([a, b]);
+                }
                 for (from, to) in [(&inbound, &outbound), (&outbound, &inbound)] {
                     let (Ok(mut from), Ok(mut to)) = (from.try_clone(), to.try_clone()) else { continue };
                     std::thread::spawn(move || {
@@ -179,7 +183,6 @@ impl Relay {
                         let _ = to.shutdown(Shutdown::Write);
                     });
                 }
-                tracked.lock().unwrap().extend([inbound, outbound]);
             }
         });
         Ok(Self {

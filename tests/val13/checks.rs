@@ -57,7 +57,7 @@ pub fn evaluate(obs: &Observations, skip_reason: Option<&str>) -> Vec<Check> {
         judge.check("VAL13-08", "rapid_cycles", "three SIGKILL/restart cycles, each failover within 5,000 ms",
             (!obs.cycles.is_empty()).then(|| {
                 let times: Vec<String> = obs.cycles.iter().map(|c| c.failover_ms.map_or("none".into(), |ms| ms.to_string())).collect();
-                let ok = obs.cycles.len() == RAPID_CYCLES && obs.cycles.iter().all(|c| within_bound(c));
+                let ok = obs.cycles.len() == RAPID_CYCLES && obs.cycles.iter().all(within_bound);
                 (ok, Some(format!("rapid_cycle_ms=[{}]", times.join(", "))),
                  format!("{} of {RAPID_CYCLES} cycles ran (val13-08-rapid-cycles.txt)", obs.cycles.len()))
             })),

@@ -160,6 +160,12 @@ fn data_integrity(obs: &Observations) -> Verdict {
 
 fn audit_captured(obs: &Observations) -> Verdict {
     let has = |node: &str, kind: &str| obs.audit.iter().any(|e| e.node == node && e.event_type == kind);
+    // A step-down of that very term, not any earlier one of the node's.
+    let stepped_down = |node: &str, epoch: i64| {
+        obs.audit.iter().any(|e| {
+            e.node == node && e.event_type == "ha.leader.stepped_down" && e.details["epoch"].as_i64() == Some(epoch)
+        })
+    };
     let injection = obs.injection.as_ref();
     let split_brain = injection.is_some_and(|i| {
         obs.audit.iter().any(|e| {
@@ -169,11 +175,11 @@ fn audit_captured(obs: &Observations) -> Verdict {
                 && e.details["store_epoch"].as_i64() == Some(i.injected_epoch)
         })
     });
-    let stale_stepped_down = injection.is_some_and(|i| has(&i.stale_leader, "ha.leader.stepped_down"));
-    let paused_stepped_down = obs.pause.as_ref().is_some_and(|p| has(&p.node, "ha.leader.stepped_down"));
+    let stale_stepped_down = injection.is_some_and(|i| stepped_down(&i.stale_leader, i.stale_epoch));
+    let paused_stepped_down = obs.pause.as_ref().is_some_and(|p| stepped_down(&p.node, p.epoch));
     let partitioned = match (&obs.partition_skipped, &obs.partition) {
         (Some(_), _) => true,
-        (None, Some(p)) => has(&p.old_leader, "ha.quorum.lost") && has(&p.old_leader, "ha.leader.stepped_down"),
+        (None, Some(p)) => has(&p.old_leader, "ha.quorum.lost") && stepped_down(&p.old_leader, p.old_epoch),
         (None, None) => false,
     };
     let injected_epoch = injection.map_or(i64::MAX, |i| i.injected_epoch);

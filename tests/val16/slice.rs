@@ -15,7 +15,7 @@ use crate::{
     checks::evaluate,
     common::{
         backend::{self, PgBackend, LAB_DATABASE},
-        cluster::{agreed, look_up, rows_table, stored_rows, Agreement, Cluster},
+        cluster::{agreed, look_up, rows_table, stored_rows, Agreement, Cluster, SingleWrite},
         netns::NetnsHost,
         run, sql,
         writes::Writer,
@@ -164,8 +164,7 @@ fn phases(
     cluster.write("val16-06-rows-before.txt", rows_table("before the injection", &obs.pre_rows))?;
     *writer = Some(Writer::start(cluster.clock, "load", cluster.urls.clone(), Duration::from_millis(5)));
     std::thread::sleep(Duration::from_secs(1));
-    let injection = inject(&mut db, cluster, &baseline)?;
-    let injected = Instant::now();
+    let (injection, injected) = inject(&mut db, cluster, &baseline)?;
     let stale = injection.stale_leader.clone();
     let mut divergence = Divergence {
         detected_ms: None,
@@ -246,8 +245,9 @@ fn agreement(views: Vec<crate::common::watch::StatusSample>, waited: Duration) -
 }
 
 /// Rewrites the lease row to name a rogue holder at a far higher epoch, keeping the rest (the
-/// holder session included): only the leader's own checks can notice.
-fn inject(db: &mut postgres::Client, cluster: &Cluster, baseline: &Agreement) -> Result<Injection, String> {
+/// holder session included): only the leader's own checks can notice. Returns it with the
+/// instant it committed.
+fn inject(db: &mut postgres::Client, cluster: &Cluster, baseline: &Agreement) -> Result<(Injection, Instant), String> {
     let mut tx = db.transaction().map_err(|e| e.to_string())?;
     let row = tx
         .query_one(
@@ -266,6 +266,7 @@ fn inject(db: &mut postgres::Client, cluster: &Cluster, baseline: &Agreement) ->
         .map_err(|e| format!("inject the rogue holder: {e}"))?
         .get(0);
     tx.commit().map_err(|e| format!("commit the injection: {e}"))?;
+    let committed = Instant::now();
     let injected_at_us = cluster.clock.now_us();
     let stale_rows_at_injection: i64 = db
         .query_one("SELECT count(*) FROM autonomy_app.rollouts WHERE epoch = $1", &[&stale_epoch])
@@ -275,7 +276,7 @@ fn inject(db: &mut postgres::Client, cluster: &Cluster, baseline: &Agreement) ->
     if stale_leader != baseline.leader {
         return Err(format!("the lease moved to {stale_leader} before the injection"));
     }
-    Ok(Injection {
+    let injection = Injection {
         stale_leader,
         stale_epoch,
         rogue_holder: ROGUE_HOLDER.into(),
@@ -283,7 +284,8 @@ fn inject(db: &mut postgres::Client, cluster: &Cluster, baseline: &Agreement) ->
         injected_at_us,
         stale_rows_at_injection,
         renew_interval_ms: RENEW_INTERVAL_MS,
-    })
+    };
+    Ok((injection, committed))
 }
 
 fn count_rows(db: &mut postgres::Client, node: &str, epoch: i64) -> Result<i64, String> {
@@ -301,52 +303,15 @@ fn pause_leader(cluster: &mut Cluster, db: &mut postgres::Client, current: &Agre
     let node = current.leader.clone();
     let successor = NODES.iter().find(|n| **n != node).map(|n| n.to_string()).unwrap_or_default();
     let paused_for = Duration::from_millis(LEASE_TTL_MS) + Duration::from_secs(2);
+    cluster.set_watched(&node, false);
     let stopped = Instant::now();
     cluster.nodes[&node].signal(Signal::SIGSTOP);
-    // A write sent to the frozen node: it is read only after SIGCONT.
-    let pending = {
-        let url = cluster.url(&node);
-        let (clock, name) = (cluster.clock, "sent-while-paused".to_owned());
-        std::thread::spawn(move || {
-            let client = autonomy::client::NodeClient::with_timeout(
-                &url,
-                Some(crate::common::LAB_TOKEN.into()),
-                Some(Duration::from_secs(30)),
-            );
-            let at_us = clock.now_us();
-            let answer = client.post::<_, serde_json::Value>("/v1/rollouts", &serde_json::json!({ "name": name, "spec": {} }));
-            let (status, code, epoch) = match answer {
-                Ok(row) => (201, "created".to_owned(), row["epoch"].as_i64()),
-                Err(autonomy::client::ClientError::Api { status, code, .. }) => (status, code, None),
-                Err(error) => (0, error.to_string(), None),
-            };
-            crate::common::cluster::SingleWrite {
-                node: "paused".into(),
-                name,
-                at_us,
-                status,
-                code,
-                epoch,
-                stored: None,
-            }
-        })
-    };
-    // Only the successor is polled: a status request to the frozen node would wait a second.
-    let mut takeover_ms = None;
-    let mut successor_epoch = None;
-    while stopped.elapsed() < paused_for + Duration::from_secs(5) {
-        let seen = cluster.status(&successor);
-        if seen.is_leader() && seen.epoch.is_some_and(|e| e > current.epoch) {
-            takeover_ms = Some(stopped.elapsed().as_millis() as u64);
-            successor_epoch = seen.epoch;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let rows_at_takeover = count_rows(db, &node, current.epoch)?;
-    std::thread::sleep(paused_for.saturating_sub(stopped.elapsed()));
-    let paused_ms = stopped.elapsed().as_millis() as u64;
+    // Whatever happens while it is frozen, it is resumed (and watched again) afterwards.
+    let frozen = watch_frozen(cluster, db, &node, &successor, current.epoch, stopped, paused_for);
     cluster.nodes[&node].signal(Signal::SIGCONT);
+    cluster.set_watched(&node, true);
+    let paused_ms = stopped.elapsed().as_millis() as u64;
+    let (pending, takeover_ms, successor_epoch, rows_at_takeover) = frozen?;
     let mut pending_write = pending.join().ok();
     if let Some(write) = pending_write.as_mut() {
         write.node = node.clone();
@@ -365,6 +330,64 @@ fn pause_leader(cluster: &mut Cluster, db: &mut postgres::Client, current: &Agre
         pending_write,
         role_after_resume,
     })
+}
+
+/// While `node` is frozen: a write is sent to it (read only after SIGCONT), the successor is
+/// watched until it leads above `epoch`, the frozen node's rows are counted, and the pause
+/// is held until `paused_for`. Returns (the pending write's thread, takeover ms, successor
+/// epoch, rows at takeover).
+#[allow(clippy::type_complexity)]
+fn watch_frozen(
+    cluster: &Cluster,
+    db: &mut postgres::Client,
+    node: &str,
+    successor: &str,
+    epoch: i64,
+    stopped: Instant,
+    paused_for: Duration,
+) -> Result<(std::thread::JoinHandle<SingleWrite>, Option<u64>, Option<i64>, i64), String> {
+    let pending = {
+        let url = cluster.url(node);
+        let (clock, name) = (cluster.clock, "sent-while-paused".to_owned());
+        std::thread::spawn(move || {
+            let client = autonomy::client::NodeClient::with_timeout(
+                &url,
+                Some(crate::common::LAB_TOKEN.into()),
+                Some(Duration::from_secs(30)),
+            );
+            let at_us = clock.now_us();
+            let answer = client.post::<_, serde_json::Value>("/v1/rollouts", &serde_json::json!({ "name": name, "spec": {} }));
+            let (status, code, epoch) = match answer {
+                Ok(row) => (201, "created".to_owned(), row["epoch"].as_i64()),
+                Err(autonomy::client::ClientError::Api { status, code, .. }) => (status, code, None),
+                Err(error) => (0, error.to_string(), None),
+            };
+            SingleWrite {
+                node: "paused".into(),
+                name,
+                at_us,
+                status,
+                code,
+                epoch,
+                stored: None,
+            }
+        })
+    };
+    // Only the successor is polled: a status request to the frozen node would wait a second.
+    let mut takeover_ms = None;
+    let mut successor_epoch = None;
+    while stopped.elapsed() < paused_for + Duration::from_secs(5) {
+        let seen = cluster.status(successor);
+        if seen.is_leader() && seen.epoch.is_some_and(|e| e > epoch) {
+            takeover_ms = Some(stopped.elapsed().as_millis() as u64);
+            successor_epoch = seen.epoch;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let rows_at_takeover = count_rows(db, node, epoch)?;
+    std::thread::sleep(paused_for.saturating_sub(stopped.elapsed()));
+    Ok((pending, takeover_ms, successor_epoch, rows_at_takeover))
 }
 
 /// The partitioned node leads from its own namespace with a follower on this host; iptables

@@ -156,8 +156,11 @@ fn audit_captured(obs: &Observations) -> Verdict {
         .iter()
         .all(|n| count(n, "ha.quorum.lost") >= 1 && count(n, "ha.quorum.restored") >= 1);
     let leader = obs.baseline.as_ref().map(|b| b.leader.as_str()).unwrap_or_default();
-    let stepped_down = count(leader, "ha.leader.stepped_down") >= 1;
     let epoch_before = obs.epoch_before().unwrap_or(i64::MAX);
+    // The step-down of the term the outage ended, not any other.
+    let stepped_down = obs.audit.iter().any(|e| {
+        e.node == leader && e.event_type == "ha.leader.stepped_down" && e.details["epoch"].as_i64() == Some(epoch_before)
+    });
     let reacquired = obs.audit.iter().any(|e| {
         e.event_type == "ha.leader.acquired" && e.details["epoch"].as_i64().is_some_and(|epoch| epoch > epoch_before)
     });
