@@ -54,18 +54,22 @@ fn main() {
     let mut restart = Vec::new();
     for _ in 0..outages {
         let before = cluster.wait_for_agreement(Duration::from_secs(30)).unwrap();
-        std::thread::sleep(Duration::from_millis(300));
+        let mut db = common::sql::connect(&pg.url(LAB_DATABASE));
+        wait_for_rows(&mut db, before.epoch);
+        drop(db); // the outage would cut it anyway
         let (detected, refused, restarted, recovered) = outage(&cluster, pg.as_mut());
         detection.push(detected);
         reference_detection.push(refused);
         restart.push(restarted);
         recovery_from_start.push(recovered);
         let after = cluster.wait_for_agreement(Duration::from_secs(30)).unwrap();
+        wait_for_rows(&mut common::sql::connect(&pg.url(LAB_DATABASE)), after.epoch);
         gaps.push(("outage", before.epoch, after.epoch));
     }
+    let mut db = common::sql::connect(&pg.url(LAB_DATABASE));
     for signal in [Signal::SIGKILL, Signal::SIGSTOP] {
         for _ in 0..faults {
-            let (old, new) = kill_or_pause(&mut cluster, signal);
+            let (old, new) = kill_or_pause(&mut cluster, &mut db, signal);
             gaps.push((if signal == Signal::SIGKILL { "SIGKILL" } else { "SIGSTOP" }, old, new));
         }
     }
@@ -85,7 +89,6 @@ fn main() {
         }
     }
     let writes: Vec<_> = writers.into_iter().flat_map(Writer::finish).collect();
-    let mut db = common::sql::connect(&pg.url(LAB_DATABASE));
     let rows = stored_rows(&mut db).unwrap();
     let lost = writes
         .iter()
@@ -120,6 +123,8 @@ fn main() {
             .filter(|(f, _, _)| *f == fault)
             .filter_map(|(_, old, new)| write_gap_us(&rows, *old, *new))
             .collect();
+        let faults_of_kind = gaps.iter().filter(|(f, _, _)| *f == fault).count();
+        assert_eq!(us.len(), faults_of_kind, "{fault}: a fault without rows on both sides");
         if us.is_empty() {
             continue;
         }
@@ -210,9 +215,9 @@ fn poll_until(cluster: &Cluster, nodes: &[String], done: impl Fn(&[common::watch
 }
 
 /// SIGKILL (then restart) or SIGSTOP (then SIGCONT) the leader; returns (old, new) epochs.
-fn kill_or_pause(cluster: &mut Cluster, signal: Signal) -> (i64, i64) {
+fn kill_or_pause(cluster: &mut Cluster, db: &mut postgres::Client, signal: Signal) -> (i64, i64) {
     let before = cluster.wait_for_agreement(Duration::from_secs(30)).unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    wait_for_rows(db, before.epoch);
     let leader = before.leader.clone();
     // Only the others are polled: a frozen node would hold each poll for a second.
     let others: Vec<String> = cluster.node_ids().into_iter().filter(|n| *n != leader).collect();
@@ -229,6 +234,7 @@ fn kill_or_pause(cluster: &mut Cluster, signal: Signal) -> (i64, i64) {
         cluster.start_spec(spec).unwrap();
     }
     let after = cluster.wait_for_agreement(Duration::from_secs(30)).unwrap();
+    wait_for_rows(db, after.epoch);
     (before.epoch, after.epoch)
 }
 
@@ -258,7 +264,8 @@ fn partition(cluster: &mut Cluster, pg: &dyn PgBackend, host: &NetnsHost, relay_
         cluster.start_spec(spec).unwrap();
     }
     let before = cluster.wait_for_agreement(Duration::from_secs(30)).unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    let mut db = common::sql::connect(&pg.url(LAB_DATABASE));
+    wait_for_rows(&mut db, before.epoch);
     let cut = Instant::now();
     host.cut(relay_port).unwrap();
     let others: Vec<String> = cluster.node_ids().into_iter().filter(|n| n != PARTITIONED).collect();
@@ -266,8 +273,27 @@ fn partition(cluster: &mut Cluster, pg: &dyn PgBackend, host: &NetnsHost, relay_
         views.iter().any(|v| v.is_leader() && v.epoch.is_some_and(|e| e > before.epoch))
     });
     let takeover = cut.elapsed().as_micros() as u64;
-    std::thread::sleep(Duration::from_millis(300));
-    host.heal(relay_port).unwrap();
     let after = cluster.wait_for_agreement(Duration::from_secs(30)).unwrap();
+    // The writers may all be waiting out their timeouts against the cut-off node: let one
+    // reach the successor, so the gap has a row on each side.
+    wait_for_rows(&mut db, after.epoch);
+    host.heal(relay_port).unwrap();
+    cluster.wait_for_agreement(Duration::from_secs(30)).unwrap();
     (before.epoch, after.epoch, takeover)
+}
+
+/// Waits (at most 30 s) until a row was written at `epoch`.
+fn wait_for_rows(db: &mut postgres::Client, epoch: i64) {
+    let started = Instant::now();
+    loop {
+        let rows: i64 = db
+            .query_one("SELECT count(*) FROM autonomy_app.rollouts WHERE epoch = $1", &[&epoch])
+            .unwrap()
+            .get(0);
+        if rows > 0 {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "no write at epoch {epoch} within 30 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

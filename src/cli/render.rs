@@ -165,3 +165,45 @@ pub fn events(events: &[AuditEvent], format: OutputFormat) -> String {
             .join("\n"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ha::{state::SplitBrain, Role};
+
+    fn report(split_brain: Option<SplitBrain>) -> StatusReport {
+        StatusReport {
+            node_id: "n1".into(),
+            role: Role::Follower,
+            holder_id: Some("n2".into()),
+            holder_address: None,
+            epoch: 1002,
+            lease_expires_in_ms: Some(4000),
+            write_block_active: false,
+            can_accept_protected_writes: false,
+            last_renewed_at: None,
+            maintenance_mode: false,
+            db_reachable: true,
+            split_brain,
+            version: "0".into(),
+        }
+    }
+
+    #[test]
+    fn a_split_brain_gets_its_own_line_and_only_when_it_happened() {
+        assert!(!status(&report(None), OutputFormat::Text).contains("split_brain"));
+        let detected = SplitBrain {
+            detected_at: time::macros::datetime!(2026-11-22 05:00:00 UTC),
+            local_epoch: 1,
+            store_epoch: 1001,
+            store_holder_id: Some("rogue".into()),
+        };
+        let text = status(&report(Some(detected)), OutputFormat::Text);
+        assert!(
+            text.ends_with(
+                "\nsplit_brain detected_at=2026-11-22T05:00:00Z local_epoch=1 store_epoch=1001 store_holder_id=rogue"
+            ),
+            "{text}"
+        );
+    }
+}
