@@ -224,7 +224,16 @@ impl<'a> Cluster<'a> {
 
     /// Waits until exactly one node leads and every other follows it at the same epoch.
     pub fn wait_for_agreement(&self, timeout: Duration) -> Result<Agreement, String> {
-        match self.wait_for(timeout, agreed) {
+        self.wait_for_agreement_where(timeout, |_| true)
+    }
+
+    /// Waits until the nodes agree on one leader and `also` holds for their statuses.
+    pub fn wait_for_agreement_where(
+        &self,
+        timeout: Duration,
+        also: impl Fn(&[StatusSample]) -> bool,
+    ) -> Result<Agreement, String> {
+        match self.wait_for(timeout, |views| agreed(views) && also(views)) {
             Ok((waited, views)) => {
                 let leader = views.iter().find(|v| v.is_leader()).expect("agreed has a leader");
                 Ok(Agreement {
@@ -240,24 +249,7 @@ impl<'a> Cluster<'a> {
 
     /// Sends one protected write to `node_id`.
     pub fn write_rollout(&self, node_id: &str, name: &str) -> SingleWrite {
-        let at_us = self.clock.now_us();
-        let answer = self
-            .client(node_id)
-            .post::<_, serde_json::Value>("/v1/rollouts", &serde_json::json!({ "name": name, "spec": { "written_to": node_id } }));
-        let (status, code, epoch) = match answer {
-            Ok(row) => (201, "created".to_owned(), row["epoch"].as_i64()),
-            Err(ClientError::Api { status, code, .. }) => (status, code, None),
-            Err(error) => (0, error.to_string(), None),
-        };
-        SingleWrite {
-            node: node_id.to_owned(),
-            name: name.to_owned(),
-            at_us,
-            status,
-            code,
-            epoch,
-            stored: None,
-        }
+        single_write(self.clock, &self.url(node_id), node_id, name, Duration::from_secs(5))
     }
 
     /// Stops every node and returns every status sample taken.
@@ -297,6 +289,27 @@ impl<'a> Cluster<'a> {
                 details: e.details,
             })
             .collect()
+    }
+}
+
+/// One protected write to the node at `url`, with a client timeout of `timeout`.
+pub fn single_write(clock: Clock, url: &str, node_id: &str, name: &str, timeout: Duration) -> SingleWrite {
+    let at_us = clock.now_us();
+    let answer = NodeClient::with_timeout(url, Some(LAB_TOKEN.into()), Some(timeout))
+        .post::<_, serde_json::Value>("/v1/rollouts", &serde_json::json!({ "name": name, "spec": { "written_to": node_id } }));
+    let (status, code, epoch) = match answer {
+        Ok(row) => (201, "created".to_owned(), row["epoch"].as_i64()),
+        Err(ClientError::Api { status, code, .. }) => (status, code, None),
+        Err(error) => (0, error.to_string(), None),
+    };
+    SingleWrite {
+        node: node_id.to_owned(),
+        name: name.to_owned(),
+        at_us,
+        status,
+        code,
+        epoch,
+        stored: None,
     }
 }
 

@@ -15,7 +15,7 @@ use crate::{
     checks::evaluate,
     common::{
         backend::{self, PgBackend, LAB_DATABASE},
-        cluster::{agreed, look_up, rows_table, stored_rows, Agreement, Cluster, SingleWrite},
+        cluster::{look_up, rows_table, single_write, stored_rows, Agreement, Cluster, SingleWrite},
         netns::NetnsHost,
         run, sql,
         writes::Writer,
@@ -163,6 +163,8 @@ fn phases(
     obs.pre_rows = stored_rows(&mut db)?;
     cluster.write("val16-06-rows-before.txt", rows_table("before the injection", &obs.pre_rows))?;
     *writer = Some(Writer::start(cluster.clock, "load", cluster.urls.clone(), Duration::from_millis(5)));
+    // A second of writes under the stale leader's term, so VAL16-04 has rows to count at the
+    // injection and VAL16-06 acknowledged writes from before it.
     std::thread::sleep(Duration::from_secs(1));
     let (injection, injected) = inject(&mut db, cluster, &baseline)?;
     let stale = injection.stale_leader.clone();
@@ -194,16 +196,14 @@ fn phases(
     let injected_epoch = injection.injected_epoch;
     obs.injection = Some(injection);
     obs.divergence = Some(divergence);
-    let recovered = cluster.wait_for(Duration::from_secs(15), |views| {
-        agreed(views) && views.iter().all(|v| v.epoch.is_some_and(|e| e > injected_epoch))
-    });
-    let recovered = match recovered {
-        Ok((_, views)) => agreement(views, injected.elapsed()),
-        Err(views) => return Err(format!("no single leader above epoch {injected_epoch} within 15 s: {views:#?}")),
-    };
+    let recovered = cluster.wait_for_agreement_where(Duration::from_secs(15), |views| {
+        views.iter().all(|v| v.epoch.is_some_and(|e| e > injected_epoch))
+    })?;
     obs.recovery_ms = Some(injected.elapsed().as_millis() as u64);
     cluster.write("val16-05-recovered.txt", format!("{recovered:#?}\n"))?;
     obs.recovered = Some(recovered.clone());
+    // A second of writes under the recovered leader, so the pause starts from a term with rows
+    // (VAL16-07's write gap needs rows on both sides).
     std::thread::sleep(Duration::from_secs(1));
 
     // 07: the leader frozen past its TTL, then resumed.
@@ -232,16 +232,6 @@ fn phases(
     cluster.write("val16-08-partition.txt", format!("{partition:#?}\n"))?;
     obs.partition = Some(partition);
     Ok(())
-}
-
-fn agreement(views: Vec<crate::common::watch::StatusSample>, waited: Duration) -> Agreement {
-    let leader = views.iter().find(|v| v.is_leader()).expect("agreed has a leader");
-    Agreement {
-        leader: leader.node_id.clone(),
-        epoch: leader.epoch.unwrap_or(-1),
-        waited_ms: waited.as_millis() as u64,
-        views: views.clone(),
-    }
 }
 
 /// Rewrites the lease row to name a rogue holder at a far higher epoch, keeping the rest (the
@@ -312,10 +302,8 @@ fn pause_leader(cluster: &mut Cluster, db: &mut postgres::Client, current: &Agre
     cluster.set_watched(&node, true);
     let paused_ms = stopped.elapsed().as_millis() as u64;
     let (pending, takeover_ms, successor_epoch, rows_at_takeover) = frozen?;
-    let mut pending_write = pending.join().ok();
-    if let Some(write) = pending_write.as_mut() {
-        write.node = node.clone();
-    }
+    let pending_write = pending.join().ok();
+    // A second for the resumed node's loop to run a round; its role then must not be leader.
     std::thread::sleep(Duration::from_secs(1));
     let role_after_resume = cluster.status(&node).role;
     Ok(Pause {
@@ -347,31 +335,9 @@ fn watch_frozen(
     paused_for: Duration,
 ) -> Result<(std::thread::JoinHandle<SingleWrite>, Option<u64>, Option<i64>, i64), String> {
     let pending = {
-        let url = cluster.url(node);
-        let (clock, name) = (cluster.clock, "sent-while-paused".to_owned());
-        std::thread::spawn(move || {
-            let client = autonomy::client::NodeClient::with_timeout(
-                &url,
-                Some(crate::common::LAB_TOKEN.into()),
-                Some(Duration::from_secs(30)),
-            );
-            let at_us = clock.now_us();
-            let answer = client.post::<_, serde_json::Value>("/v1/rollouts", &serde_json::json!({ "name": name, "spec": {} }));
-            let (status, code, epoch) = match answer {
-                Ok(row) => (201, "created".to_owned(), row["epoch"].as_i64()),
-                Err(autonomy::client::ClientError::Api { status, code, .. }) => (status, code, None),
-                Err(error) => (0, error.to_string(), None),
-            };
-            SingleWrite {
-                node: "paused".into(),
-                name,
-                at_us,
-                status,
-                code,
-                epoch,
-                stored: None,
-            }
-        })
+        let (clock, url, node) = (cluster.clock, cluster.url(node), node.to_owned());
+        // Read by the frozen node only after SIGCONT, so the client waits longer than the pause.
+        std::thread::spawn(move || single_write(clock, &url, &node, "sent-while-paused", Duration::from_secs(30)))
     };
     // Only the successor is polled: a status request to the frozen node would wait a second.
     let mut takeover_ms = None;
@@ -416,6 +382,7 @@ fn partition(
         return Err(format!("{PARTITIONED} should lead before the cut: {formed:#?}"));
     }
     *writer = Some(Writer::start(cluster.clock, "partition", cluster.urls.clone(), Duration::from_millis(5)));
+    // A second of writes through the namespace node before the cut (rows of the old epoch).
     std::thread::sleep(Duration::from_secs(1));
 
     let cut = Instant::now();
@@ -437,7 +404,8 @@ fn partition(
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    // Writes go on through the successor for a while, then the link comes back.
+    // A second of writes through the successor (rows of the new epoch for the gap), then the
+    // link comes back.
     std::thread::sleep(Duration::from_secs(1));
     host.heal(relay_port)?;
     let rejoined = cluster.nodes[PARTITIONED].wait_for_role("follower", Duration::from_secs(15));
