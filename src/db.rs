@@ -29,6 +29,20 @@ impl DbError {
     pub fn query(what: &'static str) -> impl FnOnce(tokio_postgres::Error) -> DbError {
         move |source| DbError::Query { what, source }
     }
+
+    /// Whether the server ended the session (terminated by an administrator, shut down, or
+    /// crashed) rather than refusing one statement: the caller's session is gone either way,
+    /// and the lease row no longer names a live backend.
+    pub fn session_ended(&self) -> bool {
+        let source = match self {
+            DbError::Connect(source) | DbError::Query { source, .. } => source,
+        };
+        let ended_by_server = source.code().is_some_and(|code| {
+            *code == tokio_postgres::error::SqlState::ADMIN_SHUTDOWN
+                || *code == tokio_postgres::error::SqlState::CRASH_SHUTDOWN
+        });
+        ended_by_server || source.is_closed()
+    }
 }
 
 /// Opens one connection; its driver task ends when the client is dropped.

@@ -112,7 +112,10 @@ pub async fn run_lease_loop(
                     }
                 }
                 Ok(Err(error)) => {
-                    lose_database(&state, &mut transitions, "a lease query failed", &error, failures);
+                    // The same termination reaches the loop either as this failed query or as
+                    // the end of the session's event stream: name it the same way in both.
+                    let reason = if error.session_ended() { SESSION_ENDED } else { "a lease query failed" };
+                    lose_database(&state, &mut transitions, reason, &error, failures);
                     failures = failures.saturating_add(1);
                     session = None;
                 }
@@ -140,7 +143,7 @@ pub async fn run_lease_loop(
                 if event.is_none() {
                     // The lease session ended: the lease row no longer names a live session,
                     // so another node may take over now. Stop leading before it can.
-                    lose_database(&state, &mut transitions, "the lease session ended", &"connection closed", failures);
+                    lose_database(&state, &mut transitions, SESSION_ENDED, &"connection closed", failures);
                     failures = failures.saturating_add(1);
                     session = None;
                 }
@@ -168,6 +171,9 @@ pub async fn run_lease_loop(
         }
     }
 }
+
+/// The reason given when the server ends the lease session under the node.
+const SESSION_ENDED: &str = "the lease session ended";
 
 /// Decision 1: no database, no leader. Logs the first failure of a series at warn, the rest at
 /// debug, so an outage does not flood the log.
