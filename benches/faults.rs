@@ -44,7 +44,14 @@ fn main() {
     cluster.start_all(&NODES).unwrap();
     cluster.wait_for_agreement(Duration::from_secs(30)).unwrap();
     let writers: Vec<Writer> = (0..WRITERS)
-        .map(|n| Writer::start(cluster.clock, &format!("w{n}"), cluster.urls.clone(), Duration::from_millis(2)))
+        .map(|n| {
+            Writer::start(
+                cluster.clock,
+                &format!("w{n}"),
+                cluster.urls.clone(),
+                Duration::from_millis(2),
+            )
+        })
         .collect();
 
     let mut gaps: Vec<(&str, i64, i64)> = Vec::new(); // (fault, old epoch, new epoch)
@@ -70,7 +77,15 @@ fn main() {
     for signal in [Signal::SIGKILL, Signal::SIGSTOP] {
         for _ in 0..faults {
             let (old, new) = kill_or_pause(&mut cluster, &mut db, signal);
-            gaps.push((if signal == Signal::SIGKILL { "SIGKILL" } else { "SIGSTOP" }, old, new));
+            gaps.push((
+                if signal == Signal::SIGKILL {
+                    "SIGKILL"
+                } else {
+                    "SIGSTOP"
+                },
+                old,
+                new,
+            ));
         }
     }
     let mut partitions = Vec::new();
@@ -92,7 +107,11 @@ fn main() {
     let rows = stored_rows(&mut db).unwrap();
     let lost = writes
         .iter()
-        .filter(|w| w.acknowledged.as_ref().is_some_and(|a| !rows.iter().any(|r| r.name == w.name && r.id == a.id)))
+        .filter(|w| {
+            w.acknowledged
+                .as_ref()
+                .is_some_and(|a| !rows.iter().any(|r| r.name == w.name && r.id == a.id))
+        })
         .count();
     let acknowledged = writes.iter().filter(|w| w.acknowledged.is_some()).count();
 
@@ -103,16 +122,43 @@ fn main() {
     );
     println!("| quorum loss | runs | p50 ms | p90 ms | max ms | reference | reference p50 ms | p50 / reference p50 |");
     println!("|---|---|---|---|---|---|---|---|");
-    println!("{}", row("loss detection (both nodes blocked)", &detection, "fresh connection refused", &reference_detection));
-    println!("{}", row("recovery (start command to one leader writable)", &recovery_from_start, "PostgreSQL restart (start command to first connection)", &restart));
+    println!(
+        "{}",
+        row(
+            "loss detection (both nodes blocked)",
+            &detection,
+            "fresh connection refused",
+            &reference_detection
+        )
+    );
+    println!(
+        "{}",
+        row(
+            "recovery (start command to one leader writable)",
+            &recovery_from_start,
+            "PostgreSQL restart (start command to first connection)",
+            &restart
+        )
+    );
     let recovery_after_accept: Vec<u64> = recovery_from_start
         .iter()
         .zip(&restart)
         .map(|(r, s)| r.saturating_sub(*s))
         .collect();
-    println!("{}", row("recovery after the database accepts", &recovery_after_accept, "PostgreSQL restart", &restart));
+    println!(
+        "{}",
+        row(
+            "recovery after the database accepts",
+            &recovery_after_accept,
+            "PostgreSQL restart",
+            &restart
+        )
+    );
     if !partitions.is_empty() {
-        println!("\npartition takeover (cut to successor leading), ms: {:?}", partitions.iter().map(|us| us / 1000).collect::<Vec<_>>());
+        println!(
+            "\npartition takeover (cut to successor leading), ms: {:?}",
+            partitions.iter().map(|us| us / 1000).collect::<Vec<_>>()
+        );
     }
     println!("\n| fault | runs | min gap ms | p50 gap ms | max gap ms | negative gaps |");
     println!("|---|---|---|---|---|---|");
@@ -131,8 +177,15 @@ fn main() {
         us.sort_unstable();
         let negative = us.iter().filter(|g| **g < 0).count();
         negative_total += negative;
-        let at = |p: f64| us[(((p / 100.0) * us.len() as f64).ceil().max(1.0) as usize).min(us.len()) - 1] as f64 / 1000.0;
-        println!("| {fault} | {} | {:.1} | {:.1} | {:.1} | {negative} |", us.len(), at(0.0), at(50.0), at(100.0));
+        let at =
+            |p: f64| us[(((p / 100.0) * us.len() as f64).ceil().max(1.0) as usize).min(us.len()) - 1] as f64 / 1000.0;
+        println!(
+            "| {fault} | {} | {:.1} | {:.1} | {:.1} | {negative} |",
+            us.len(),
+            at(0.0),
+            at(50.0),
+            at(100.0)
+        );
     }
     println!("\nwrites acknowledged={acknowledged} acknowledged lost={lost}");
     assert_eq!(lost, 0, "acknowledged writes were lost");
@@ -181,7 +234,9 @@ fn outage(cluster: &Cluster, pg: &mut dyn PgBackend) -> (u64, u64, u64, u64) {
     };
     let everyone = cluster.node_ids();
     poll_until(cluster, &everyone, |views| {
-        views.iter().all(|v| v.db_reachable == Some(false) && v.can_accept_protected_writes == Some(false))
+        views
+            .iter()
+            .all(|v| v.db_reachable == Some(false) && v.can_accept_protected_writes == Some(false))
     });
     let detection = stopped.elapsed();
     std::thread::sleep(Duration::from_millis(500));
@@ -190,7 +245,11 @@ fn outage(cluster: &Cluster, pg: &mut dyn PgBackend) -> (u64, u64, u64, u64) {
     let restart = starting.elapsed();
     poll_until(cluster, &everyone, |views| {
         views.iter().all(|v| v.db_reachable == Some(true))
-            && views.iter().filter(|v| v.can_accept_protected_writes == Some(true)).count() == 1
+            && views
+                .iter()
+                .filter(|v| v.can_accept_protected_writes == Some(true))
+                .count()
+                == 1
     });
     let recovery = starting.elapsed();
     (
@@ -213,7 +272,10 @@ fn poll_until(
         if done(&views) {
             return views;
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "not reached within 30 s: {views:#?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "not reached within 30 s: {views:#?}"
+        );
         std::thread::sleep(POLL);
     }
 }
@@ -227,7 +289,9 @@ fn kill_or_pause(cluster: &mut Cluster, db: &mut postgres::Client, signal: Signa
     let others: Vec<String> = cluster.node_ids().into_iter().filter(|n| *n != leader).collect();
     cluster.nodes[&leader].signal(signal);
     poll_until(cluster, &others, |views| {
-        views.iter().any(|v| v.is_leader() && v.epoch.is_some_and(|e| e > before.epoch))
+        views
+            .iter()
+            .any(|v| v.is_leader() && v.epoch.is_some_and(|e| e > before.epoch))
     });
     if signal == Signal::SIGSTOP {
         cluster.nodes[&leader].signal(Signal::SIGCONT);
@@ -248,9 +312,10 @@ fn partition(cluster: &mut Cluster, pg: &dyn PgBackend, host: &NetnsHost, relay_
     // Make the namespace node the leader: it starts (or stays) while the other steps aside.
     if !cluster.nodes.contains_key(PARTITIONED) {
         let mut spec = cluster.spec(PARTITIONED);
-        spec.database_url = pg
-            .url(LAB_DATABASE)
-            .replace(&format!("127.0.0.1:{}", pg.port()), &format!("{}:{relay_port}", host.host_ip));
+        spec.database_url = pg.url(LAB_DATABASE).replace(
+            &format!("127.0.0.1:{}", pg.port()),
+            &format!("{}:{relay_port}", host.host_ip),
+        );
         spec.listen = format!("{}:0", host.ns_ip);
         spec.extra_args.push("--allow-remote".into());
         spec.wrapper = host.exec_prefix();
@@ -274,11 +339,17 @@ fn partition(cluster: &mut Cluster, pg: &dyn PgBackend, host: &NetnsHost, relay_
     host.cut(relay_port).unwrap();
     let others: Vec<String> = cluster.node_ids().into_iter().filter(|n| n != PARTITIONED).collect();
     let views = poll_until(cluster, &others, |views| {
-        views.iter().any(|v| v.is_leader() && v.epoch.is_some_and(|e| e > before.epoch))
+        views
+            .iter()
+            .any(|v| v.is_leader() && v.epoch.is_some_and(|e| e > before.epoch))
     });
     let takeover = cut.elapsed().as_micros() as u64;
     // Not an agreement of all nodes: the cut-off one cannot agree until the heal.
-    let new_epoch = views.iter().find(|v| v.is_leader()).and_then(|v| v.epoch).expect("a successor");
+    let new_epoch = views
+        .iter()
+        .find(|v| v.is_leader())
+        .and_then(|v| v.epoch)
+        .expect("a successor");
     // The writers may all be waiting out their timeouts against the cut-off node: let one
     // reach the successor, so the gap has a row on each side.
     wait_for_rows(&mut db, new_epoch);
@@ -298,7 +369,10 @@ fn wait_for_rows(db: &mut postgres::Client, epoch: i64) {
         if rows > 0 {
             return;
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "no write at epoch {epoch} within 30 s");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no write at epoch {epoch} within 30 s"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -107,13 +107,21 @@ fn val16_report_is_pass_with_detection_metrics() {
             (9, 1, Outcome::Partial)
         }
     };
-    assert_eq!((report.pass, report.skip, report.outcome), expected, "report: {report:#?}");
+    assert_eq!(
+        (report.pass, report.skip, report.outcome),
+        expected,
+        "report: {report:#?}"
+    );
     let mut metrics = vec!["detection_ms", "recovery_ms"];
     if outcome.observations.partition_skipped.is_none() {
         metrics.push("partition_takeover_ms");
     }
     for metric in metrics {
-        assert!(report.metrics.contains_key(metric), "no {metric} in {:?}", report.metrics);
+        assert!(
+            report.metrics.contains_key(metric),
+            "no {metric} in {:?}",
+            report.metrics
+        );
     }
     assert_eq!(
         common::phase::times_run(Sabotage::None.bundle_name()),
@@ -151,21 +159,35 @@ fn val16_sabotage_skip_fencing_fails_04_and_07() {
     }
     let report = &outcome.report;
     let obs = &outcome.observations;
-    assert_eq!(obs.aborted, None, "the sabotage run must get through its phases: {report:#?}");
+    assert_eq!(
+        obs.aborted, None,
+        "the sabotage run must get through its phases: {report:#?}"
+    );
     for id in ["VAL16-04", "VAL16-07"] {
         let check = report.check(id).expect("the check exists");
-        assert_eq!(check.status, CheckStatus::Fail, "{id} should fail without fencing; report: {report:#?}");
+        assert_eq!(
+            check.status,
+            CheckStatus::Fail,
+            "{id} should fail without fencing; report: {report:#?}"
+        );
     }
     // And for the reason they guard: rows under the stale epoch after the injection, and the
     // frozen leader's rows after its successor's first.
     let injection = obs.injection.as_ref().expect("the injection ran");
     let stale_now = obs.rows.iter().filter(|r| r.epoch == injection.stale_epoch).count() as i64;
-    assert!(stale_now > injection.stale_rows_at_injection, "{stale_now} stale rows, {} at the injection", injection.stale_rows_at_injection);
+    assert!(
+        stale_now > injection.stale_rows_at_injection,
+        "{stale_now} stale rows, {} at the injection",
+        injection.stale_rows_at_injection
+    );
     let pause = obs.pause.as_ref().expect("the pause ran");
     let gap = pause
         .successor_epoch
         .and_then(|new| common::cluster::write_gap_us(&obs.rows, pause.epoch, new));
-    assert!(gap.is_some_and(|g| g < 0), "the frozen leader's write should land after its successor's first: gap {gap:?} us");
+    assert!(
+        gap.is_some_and(|g| g < 0),
+        "the frozen leader's write should land after its successor's first: gap {gap:?} us"
+    );
     assert_eq!(report.outcome, Outcome::Fail);
 }
 
@@ -203,7 +225,10 @@ fn val16_each_check_fails_when_its_evidence_is_broken(#[case] id: &str, #[case] 
     let mut observations = outcome.observations.clone();
     let before = checks::evaluate(&observations, None);
     assert!(
-        before.iter().find(|c| c.id == id).is_some_and(|c| c.status == CheckStatus::Pass),
+        before
+            .iter()
+            .find(|c| c.id == id)
+            .is_some_and(|c| c.status == CheckStatus::Pass),
         "{id} must pass on the real evidence first: {before:#?}"
     );
     break_it(&mut observations);

@@ -103,7 +103,11 @@ fn val17_report_is_pass_with_loss_and_recovery_metrics() {
         "report: {report:#?}"
     );
     for metric in ["loss_detection_ms", "recovery_ms"] {
-        assert!(report.metrics.contains_key(metric), "no {metric} in {:?}", report.metrics);
+        assert!(
+            report.metrics.contains_key(metric),
+            "no {metric} in {:?}",
+            report.metrics
+        );
     }
     assert_eq!(
         common::phase::times_run(Sabotage::None.bundle_name()),
@@ -137,15 +141,26 @@ fn val17_sabotage_skip_fencing_fails_04() {
         return;
     }
     let report = &outcome.report;
-    assert_eq!(outcome.observations.aborted, None, "the sabotage run must get through its phases: {report:#?}");
+    assert_eq!(
+        outcome.observations.aborted, None,
+        "the sabotage run must get through its phases: {report:#?}"
+    );
     // For the reason it guards: the writes were not refused for the lost quorum.
     assert!(
-        outcome.observations.refused_writes.iter().all(|w| w.code != "quorum_lost"),
+        outcome
+            .observations
+            .refused_writes
+            .iter()
+            .all(|w| w.code != "quorum_lost"),
         "{:#?}",
         outcome.observations.refused_writes
     );
     let check = report.check("VAL17-04").expect("the check exists");
-    assert_eq!(check.status, CheckStatus::Fail, "VAL17-04 should fail without fencing; report: {report:#?}");
+    assert_eq!(
+        check.status,
+        CheckStatus::Fail,
+        "VAL17-04 should fail without fencing; report: {report:#?}"
+    );
     assert_eq!(report.outcome, Outcome::Fail);
 }
 
@@ -176,7 +191,10 @@ fn val17_each_check_fails_when_its_evidence_is_broken(#[case] id: &str, #[case] 
     let mut observations = outcome.observations.clone();
     let before = checks::evaluate(&observations, None);
     assert!(
-        before.iter().find(|c| c.id == id).is_some_and(|c| c.status == CheckStatus::Pass),
+        before
+            .iter()
+            .find(|c| c.id == id)
+            .is_some_and(|c| c.status == CheckStatus::Pass),
         "{id} must pass on the real evidence first: {before:#?}"
     );
     break_it(&mut observations);

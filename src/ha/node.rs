@@ -79,12 +79,24 @@ pub async fn run_lease_loop(
             match opened.await {
                 Ok(Ok(opened)) => session = Some(opened),
                 Ok(Err(error)) => {
-                    lose_database(&state, &mut transitions, "the database refused or closed the connection", &error, failures);
+                    lose_database(
+                        &state,
+                        &mut transitions,
+                        "the database refused or closed the connection",
+                        &error,
+                        failures,
+                    );
                     failures = failures.saturating_add(1);
                 }
                 Err(_) => {
                     let error = format!("no connection within {} ms", timing.query_timeout.as_millis());
-                    lose_database(&state, &mut transitions, "the database did not answer a connection attempt", &error, failures);
+                    lose_database(
+                        &state,
+                        &mut transitions,
+                        "the database did not answer a connection attempt",
+                        &error,
+                        failures,
+                    );
                     failures = failures.saturating_add(1);
                 }
             }
@@ -95,7 +107,12 @@ pub async fn run_lease_loop(
             // A query the database does not answer within the timeout (a cut-off network, a
             // hung server) counts as losing it: stop leading and reconnect.
             let pace = Pace { timing, next_renew };
-            match tokio::time::timeout(timing.query_timeout, round(active, &state, &address, pace, &mut transitions)).await {
+            match tokio::time::timeout(
+                timing.query_timeout,
+                round(active, &state, &address, pace, &mut transitions),
+            )
+            .await
+            {
                 Ok(Ok(outcome)) => {
                     if failures > 0 {
                         tracing::info!(failures, "the lease session works again");
@@ -114,14 +131,24 @@ pub async fn run_lease_loop(
                 Ok(Err(error)) => {
                     // The same termination reaches the loop either as this failed query or as
                     // the end of the session's event stream: name it the same way in both.
-                    let reason = if error.session_ended() { SESSION_ENDED } else { "a lease query failed" };
+                    let reason = if error.session_ended() {
+                        SESSION_ENDED
+                    } else {
+                        "a lease query failed"
+                    };
                     lose_database(&state, &mut transitions, reason, &error, failures);
                     failures = failures.saturating_add(1);
                     session = None;
                 }
                 Err(_) => {
                     let error = format!("no answer within {} ms", timing.query_timeout.as_millis());
-                    lose_database(&state, &mut transitions, "a lease query went unanswered", &error, failures);
+                    lose_database(
+                        &state,
+                        &mut transitions,
+                        "a lease query went unanswered",
+                        &error,
+                        failures,
+                    );
                     failures = failures.saturating_add(1);
                     session = None;
                 }
@@ -133,7 +160,9 @@ pub async fn run_lease_loop(
             (timing.poll_every * 2u32.saturating_pow(failures.min(6))).min(MAX_RECONNECT_BACKOFF)
         } else if state.leader_epoch().is_some() {
             // Read the row back every poll interval, but never sleep past the renew.
-            timing.poll_every.min(next_renew.saturating_duration_since(Instant::now()))
+            timing
+                .poll_every
+                .min(next_renew.saturating_duration_since(Instant::now()))
         } else {
             timing.poll_every
         };
@@ -261,7 +290,11 @@ async fn round(
                 Renewal::Lost(row) => {
                     // A renew that waited on the row's lock (a rewrite in flight) returns the
                     // row as its statement first saw it: read it again to see what won.
-                    let row = if names(&row, state, epoch) { lease::read(&session.client).await? } else { row };
+                    let row = if names(&row, state, epoch) {
+                        lease::read(&session.client).await?
+                    } else {
+                        row
+                    };
                     if let Some(outcome) = lost(state, epoch, row, transitions) {
                         return Ok(outcome);
                     }

@@ -312,11 +312,7 @@ mod tests {
         std::thread::sleep(Duration::from_millis(40));
         assert_eq!(state.leader_epoch(), None);
         assert_ne!(state.role(), Role::Leader);
-        assert!(
-            !state
-                .report(false)
-                .can_accept_protected_writes
-        );
+        assert!(!state.report(false).can_accept_protected_writes);
     }
 
     #[test]

@@ -87,7 +87,13 @@ pub struct Cluster<'a> {
 
 impl<'a> Cluster<'a> {
     /// Starts polling statuses every `poll`; nodes are added with `start`.
-    pub fn new(bundle: &'a Bundle, slice: &'static str, database_url: String, scratch: PathBuf, poll: Duration) -> Self {
+    pub fn new(
+        bundle: &'a Bundle,
+        slice: &'static str,
+        database_url: String,
+        scratch: PathBuf,
+        poll: Duration,
+    ) -> Self {
         let clock = Clock::start();
         Self {
             bundle,
@@ -243,7 +249,9 @@ impl<'a> Cluster<'a> {
                     views,
                 })
             }
-            Err(views) => Err(format!("the nodes did not agree on one leader within {timeout:?}: {views:#?}")),
+            Err(views) => Err(format!(
+                "the nodes did not agree on one leader within {timeout:?}: {views:#?}"
+            )),
         }
     }
 
@@ -295,8 +303,10 @@ impl<'a> Cluster<'a> {
 /// One protected write to the node at `url`, with a client timeout of `timeout`.
 pub fn single_write(clock: Clock, url: &str, node_id: &str, name: &str, timeout: Duration) -> SingleWrite {
     let at_us = clock.now_us();
-    let answer = NodeClient::with_timeout(url, Some(LAB_TOKEN.into()), Some(timeout))
-        .post::<_, serde_json::Value>("/v1/rollouts", &serde_json::json!({ "name": name, "spec": { "written_to": node_id } }));
+    let answer = NodeClient::with_timeout(url, Some(LAB_TOKEN.into()), Some(timeout)).post::<_, serde_json::Value>(
+        "/v1/rollouts",
+        &serde_json::json!({ "name": name, "spec": { "written_to": node_id } }),
+    );
     let (status, code, epoch) = match answer {
         Ok(row) => (201, "created".to_owned(), row["epoch"].as_i64()),
         Err(ClientError::Api { status, code, .. }) => (status, code, None),
@@ -351,7 +361,10 @@ pub fn stored_rows(db: &mut postgres::Client) -> Result<Vec<StoredRow>, String> 
 
 /// The rows as a table for the bundle.
 pub fn rows_table(title: &str, rows: &[StoredRow]) -> String {
-    let mut out = format!("# rollouts {title}: {} rows\nid|name|epoch|leader_id|spec\n", rows.len());
+    let mut out = format!(
+        "# rollouts {title}: {} rows\nid|name|epoch|leader_id|spec\n",
+        rows.len()
+    );
     for r in rows {
         out.push_str(&format!("{}|{}|{}|{}|{}\n", r.id, r.name, r.epoch, r.leader_id, r.spec));
     }
@@ -369,7 +382,15 @@ pub fn look_up(writes: &mut [SingleWrite], rows: &[StoredRow]) {
 /// the first at `new_epoch`: never negative when the old leader stopped writing before the
 /// new one began. None without rows at both epochs.
 pub fn write_gap_us(rows: &[StoredRow], old_epoch: i64, new_epoch: i64) -> Option<i64> {
-    let last_old = rows.iter().filter(|r| r.epoch == old_epoch).map(|r| r.created_us).max()?;
-    let first_new = rows.iter().filter(|r| r.epoch == new_epoch).map(|r| r.created_us).min()?;
+    let last_old = rows
+        .iter()
+        .filter(|r| r.epoch == old_epoch)
+        .map(|r| r.created_us)
+        .max()?;
+    let first_new = rows
+        .iter()
+        .filter(|r| r.epoch == new_epoch)
+        .map(|r| r.created_us)
+        .min()?;
     Some(first_new - last_old)
 }

@@ -88,7 +88,12 @@ impl NetnsHost {
             relays: Vec::new(),
         };
         let ns = host.name.as_str();
-        run("ip", &["link", "add", &host_if, "type", "veth", "peer", "name", &ns_if, "netns", ns])?;
+        run(
+            "ip",
+            &[
+                "link", "add", &host_if, "type", "veth", "peer", "name", &ns_if, "netns", ns,
+            ],
+        )?;
         run("ip", &["addr", "add", &format!("{host_ip}/30"), "dev", &host_if])?;
         run("ip", &["link", "set", &host_if, "up"])?;
         run("ip", &["-n", ns, "addr", "add", &format!("{ns_ip}/30"), "dev", &ns_if])?;
@@ -176,7 +181,9 @@ impl Relay {
                     tracked.lock().unwrap().extend([a, b]);
                 }
                 for (from, to) in [(&inbound, &outbound), (&outbound, &inbound)] {
-                    let (Ok(mut from), Ok(mut to)) = (from.try_clone(), to.try_clone()) else { continue };
+                    let (Ok(mut from), Ok(mut to)) = (from.try_clone(), to.try_clone()) else {
+                        continue;
+                    };
                     std::thread::spawn(move || {
                         // An error (a reset, our shutdown) ends the direction like an EOF does.
                         let _ = std::io::copy(&mut from, &mut to);

@@ -113,11 +113,17 @@ pub fn misattributed_rows<'a>(rows: &'a [StoredRow], history: &[(i64, String)]) 
     for row in rows {
         match holders.get(&row.epoch) {
             Some(holder) if *holder == row.leader_id => {}
-            Some(holder) => wrong.push((row, format!("epoch {} was held by {holder}, not {}", row.epoch, row.leader_id))),
+            Some(holder) => wrong.push((
+                row,
+                format!("epoch {} was held by {holder}, not {}", row.epoch, row.leader_id),
+            )),
             None => wrong.push((row, format!("epoch {} was never granted", row.epoch))),
         }
         if row.epoch < highest {
-            wrong.push((row, format!("epoch {} inserted after a row of epoch {highest}", row.epoch)));
+            wrong.push((
+                row,
+                format!("epoch {} inserted after a row of epoch {highest}", row.epoch),
+            ));
         }
         highest = highest.max(row.epoch);
     }
@@ -132,15 +138,26 @@ fn data_integrity(obs: &Observations) -> Verdict {
     if let Some(write) = obs.pause.as_ref().and_then(|p| p.pending_write.as_ref()) {
         sent.insert(write.name.as_str());
     }
-    let acknowledged: Vec<_> = obs.writes.iter().filter_map(|w| w.acknowledged.as_ref().map(|a| (w.name.as_str(), a))).collect();
+    let acknowledged: Vec<_> = obs
+        .writes
+        .iter()
+        .filter_map(|w| w.acknowledged.as_ref().map(|a| (w.name.as_str(), a)))
+        .collect();
     let wrong_ack: Vec<&str> = acknowledged
         .iter()
         .filter(|(name, ack)| {
-            !by_name.get(name).is_some_and(|r| r.id == ack.id && r.epoch == ack.epoch && r.leader_id == ack.leader_id)
+            !by_name
+                .get(name)
+                .is_some_and(|r| r.id == ack.id && r.epoch == ack.epoch && r.leader_id == ack.leader_id)
         })
         .map(|(name, _)| *name)
         .collect();
-    let unknown: Vec<&str> = obs.rows.iter().map(|r| r.name.as_str()).filter(|n| !sent.contains(n)).collect();
+    let unknown: Vec<&str> = obs
+        .rows
+        .iter()
+        .map(|r| r.name.as_str())
+        .filter(|n| !sent.contains(n))
+        .collect();
     (
         changed.is_empty() && wrong_ack.is_empty() && unknown.is_empty() && !acknowledged.is_empty(),
         Some(format!(

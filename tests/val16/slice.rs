@@ -161,8 +161,16 @@ fn phases(
     // 02–06: a client writes through every node while the lease row is rewritten under the
     // leader, as a bug or an operator's mistake would.
     obs.pre_rows = stored_rows(&mut db)?;
-    cluster.write("val16-06-rows-before.txt", rows_table("before the injection", &obs.pre_rows))?;
-    *writer = Some(Writer::start(cluster.clock, "load", cluster.urls.clone(), Duration::from_millis(5)));
+    cluster.write(
+        "val16-06-rows-before.txt",
+        rows_table("before the injection", &obs.pre_rows),
+    )?;
+    *writer = Some(Writer::start(
+        cluster.clock,
+        "load",
+        cluster.urls.clone(),
+        Duration::from_millis(5),
+    ));
     // A second of writes under the stale leader's term, so VAL16-04 has rows to count at the
     // injection and VAL16-06 acknowledged writes from before it.
     std::thread::sleep(Duration::from_secs(1));
@@ -240,10 +248,7 @@ fn phases(
 fn inject(db: &mut postgres::Client, cluster: &Cluster, baseline: &Agreement) -> Result<(Injection, Instant), String> {
     let mut tx = db.transaction().map_err(|e| e.to_string())?;
     let row = tx
-        .query_one(
-            "SELECT holder_id, epoch FROM autonomy_ha.leader_lease FOR UPDATE",
-            &[],
-        )
+        .query_one("SELECT holder_id, epoch FROM autonomy_ha.leader_lease FOR UPDATE", &[])
         .map_err(|e| format!("read the lease: {e}"))?;
     let (stale_leader, stale_epoch): (Option<String>, i64) = (row.get(0), row.get(1));
     let injected_epoch: i64 = tx
@@ -259,7 +264,10 @@ fn inject(db: &mut postgres::Client, cluster: &Cluster, baseline: &Agreement) ->
     let committed = Instant::now();
     let injected_at_us = cluster.clock.now_us();
     let stale_rows_at_injection: i64 = db
-        .query_one("SELECT count(*) FROM autonomy_app.rollouts WHERE epoch = $1", &[&stale_epoch])
+        .query_one(
+            "SELECT count(*) FROM autonomy_app.rollouts WHERE epoch = $1",
+            &[&stale_epoch],
+        )
         .map_err(|e| format!("count the stale epoch's rows: {e}"))?
         .get(0);
     let stale_leader = stale_leader.unwrap_or_default();
@@ -291,7 +299,11 @@ fn count_rows(db: &mut postgres::Client, node: &str, epoch: i64) -> Result<i64, 
 /// SIGSTOP the leader for the TTL and two seconds more, with a write waiting on it; SIGCONT.
 fn pause_leader(cluster: &mut Cluster, db: &mut postgres::Client, current: &Agreement) -> Result<Pause, String> {
     let node = current.leader.clone();
-    let successor = NODES.iter().find(|n| **n != node).map(|n| n.to_string()).unwrap_or_default();
+    let successor = NODES
+        .iter()
+        .find(|n| **n != node)
+        .map(|n| n.to_string())
+        .unwrap_or_default();
     let paused_for = Duration::from_millis(LEASE_TTL_MS) + Duration::from_secs(2);
     cluster.set_watched(&node, false);
     let stopped = Instant::now();
@@ -366,9 +378,10 @@ fn partition(
 ) -> Result<Partition, String> {
     let relay_port = host.relay_to(pg.port())?;
     let mut spec = cluster.spec(PARTITIONED);
-    spec.database_url = pg
-        .url(LAB_DATABASE)
-        .replace(&format!("127.0.0.1:{}", pg.port()), &format!("{}:{relay_port}", host.host_ip));
+    spec.database_url = pg.url(LAB_DATABASE).replace(
+        &format!("127.0.0.1:{}", pg.port()),
+        &format!("{}:{relay_port}", host.host_ip),
+    );
     spec.listen = format!("{}:0", host.ns_ip);
     spec.extra_args.push("--allow-remote".into());
     spec.wrapper = host.exec_prefix();
@@ -381,7 +394,12 @@ fn partition(
     if formed.leader != PARTITIONED {
         return Err(format!("{PARTITIONED} should lead before the cut: {formed:#?}"));
     }
-    *writer = Some(Writer::start(cluster.clock, "partition", cluster.urls.clone(), Duration::from_millis(5)));
+    *writer = Some(Writer::start(
+        cluster.clock,
+        "partition",
+        cluster.urls.clone(),
+        Duration::from_millis(5),
+    ));
     // A second of writes through the namespace node before the cut (rows of the old epoch).
     std::thread::sleep(Duration::from_secs(1));
 
@@ -411,7 +429,9 @@ fn partition(
     let rejoined = cluster.nodes[PARTITIONED].wait_for_role("follower", Duration::from_secs(15));
     let role_after_heal = cluster.status(PARTITIONED).role;
     if let Err(error) = rejoined {
-        return Err(format!("{PARTITIONED} did not rejoin as follower after the heal: {error}"));
+        return Err(format!(
+            "{PARTITIONED} did not rejoin as follower after the heal: {error}"
+        ));
     }
     Ok(Partition {
         old_leader: PARTITIONED.into(),

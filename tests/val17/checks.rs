@@ -103,8 +103,13 @@ fn baseline_healthy(obs: &Observations) -> Option<Verdict> {
     let baseline = obs.baseline.as_ref()?;
     let write = obs.baseline_write.as_ref()?;
     let views = &baseline.views;
-    let accepting = views.iter().filter(|v| v.can_accept_protected_writes == Some(true)).count();
-    let healthy = views.iter().all(|v| v.db_reachable == Some(true) && v.write_block_active == Some(false));
+    let accepting = views
+        .iter()
+        .filter(|v| v.can_accept_protected_writes == Some(true))
+        .count();
+    let healthy = views
+        .iter()
+        .all(|v| v.db_reachable == Some(true) && v.write_block_active == Some(false));
     let stored = obs.pre_loss_rows.iter().any(|r| r.name == write.name);
     Some((
         crate::common::cluster::agreed(views) && accepting == 1 && healthy && write.status == 201 && stored,
@@ -138,7 +143,10 @@ fn answered_per_node(obs: &Observations, window: &[&StatusSample]) -> Vec<(Strin
     obs.detections
         .iter()
         .map(|d| {
-            let answered = window.iter().filter(|s| s.node_id == d.node && s.error.is_none()).count();
+            let answered = window
+                .iter()
+                .filter(|s| s.node_id == d.node && s.error.is_none())
+                .count();
             (d.node.clone(), answered)
         })
         .collect()
@@ -159,7 +167,9 @@ fn audit_captured(obs: &Observations) -> Verdict {
     let epoch_before = obs.epoch_before().unwrap_or(i64::MAX);
     // The step-down of the term the outage ended, not any other.
     let stepped_down = obs.audit.iter().any(|e| {
-        e.node == leader && e.event_type == "ha.leader.stepped_down" && e.details["epoch"].as_i64() == Some(epoch_before)
+        e.node == leader
+            && e.event_type == "ha.leader.stepped_down"
+            && e.details["epoch"].as_i64() == Some(epoch_before)
     });
     let reacquired = obs.audit.iter().any(|e| {
         e.event_type == "ha.leader.acquired" && e.details["epoch"].as_i64().is_some_and(|epoch| epoch > epoch_before)

@@ -133,15 +133,23 @@ fn phases(
         obs.baseline_write = Some(write);
     }
     obs.pre_loss_rows = stored_rows(&mut db)?;
-    cluster.write("val17-01-baseline.txt", format!("{:#?}\n{:#?}\n", obs.baseline, obs.baseline_write))?;
-    cluster.write("val17-09-rows-before-loss.txt", rows_table("before the outage", &obs.pre_loss_rows))?;
+    cluster.write(
+        "val17-01-baseline.txt",
+        format!("{:#?}\n{:#?}\n", obs.baseline, obs.baseline_write),
+    )?;
+    cluster.write(
+        "val17-09-rows-before-loss.txt",
+        rows_table("before the outage", &obs.pre_loss_rows),
+    )?;
     drop(db);
 
     // 02: the database goes away; every node must say so.
     obs.outage_started_us = Some(cluster.clock.now_us());
     pg.stop_abruptly()?;
     let lost = |s: &crate::common::watch::StatusSample| {
-        s.db_reachable == Some(false) && s.write_block_active == Some(true) && s.can_accept_protected_writes == Some(false)
+        s.db_reachable == Some(false)
+            && s.write_block_active == Some(true)
+            && s.can_accept_protected_writes == Some(false)
     };
     let waited = cluster.wait_for(Duration::from_secs(35), |views| views.iter().all(lost));
     // The wait saw every node report the loss by now; finish() refines each node's time with
@@ -161,7 +169,8 @@ fn phases(
 
     // 03–05: during the loss, writes to every node are refused; statuses keep coming.
     for node in NODES {
-        obs.refused_writes.push(cluster.write_rollout(node, &format!("during-loss-{node}")));
+        obs.refused_writes
+            .push(cluster.write_rollout(node, &format!("during-loss-{node}")));
     }
     std::thread::sleep(OUTAGE_HELD);
 
@@ -171,12 +180,19 @@ fn phases(
     obs.accepting_us = Some(cluster.clock.now_us());
     let recovered = cluster.wait_for(Duration::from_secs(35), |views| {
         views.iter().all(|v| v.db_reachable == Some(true))
-            && views.iter().filter(|v| v.can_accept_protected_writes == Some(true)).count() == 1
+            && views
+                .iter()
+                .filter(|v| v.can_accept_protected_writes == Some(true))
+                .count()
+                == 1
     });
-    obs.recovery_ms = recovered
-        .as_ref()
-        .ok()
-        .map(|_| (cluster.clock.now_us().saturating_sub(obs.accepting_us.unwrap_or_default())) / 1000);
+    obs.recovery_ms = recovered.as_ref().ok().map(|_| {
+        (cluster
+            .clock
+            .now_us()
+            .saturating_sub(obs.accepting_us.unwrap_or_default()))
+            / 1000
+    });
     if let Err(views) = recovered {
         return Err(format!("the cluster did not recover within 35 s: {views:#?}"));
     }
@@ -229,10 +245,7 @@ fn finish(cluster: &mut Cluster, pg: &dyn PgBackend, obs: &mut Observations) {
     if let Some(write) = obs.resumed_write.as_mut() {
         look_up(std::slice::from_mut(write), &obs.post_rows);
     }
-    let _ = cluster.write(
-        "val17-04-refused-writes.txt",
-        format!("{:#?}\n", obs.refused_writes),
-    );
+    let _ = cluster.write("val17-04-refused-writes.txt", format!("{:#?}\n", obs.refused_writes));
     let _ = cluster.write("val17-09-rows-at-end.txt", rows_table("at the end", &obs.post_rows));
     obs.audit = cluster.audit_events(&["ha.quorum.", "ha.leader."]);
 }
