@@ -64,9 +64,13 @@ const ROW_COLUMNS: &str = "holder_id, holder_address, epoch, expires_at > now(),
 pub async fn try_acquire(client: &Client, node_id: &str, address: &str, ttl: Duration) -> Result<Attempt, DbError> {
     // backend_start is NULL for sessions of other roles without pg_read_all_stats; then the pid
     // alone decides, which errs towards "still alive" (a slower takeover, never a stolen lease).
-    // pg_stat_activity is a snapshot taken when this statement first reads it; a holder whose
-    // session started after this statement (it won a race while we waited on the row lock) is
-    // not in that snapshot, so it must not count as gone. A valid row naming no session at all
+    // pg_stat_activity is a snapshot taken when this statement first reads it, so only a holder
+    // whose session was registered before this statement began is sure to be in it. A row
+    // written after that (a race winner, whose row we see after waiting on its lock) may name a
+    // session that registered after our snapshot, even one forked before this statement: its
+    // backend_start alone cannot tell (CI caught exactly that). Its acquired_at can: the winner
+    // acquired in a transaction begun after its session registered. So only a row acquired
+    // before this statement can be judged by the snapshot. A valid row naming no session at all
     // was not written by a node (a release also expires it): nobody holds it.
     let sql = format!(
         "WITH me AS (
@@ -82,7 +86,8 @@ pub async fn try_acquire(client: &Client, node_id: &str, address: &str, ttl: Dur
                  OR l.expires_at <= now()
                  OR l.holder_pid IS NULL
                  OR (l.holder_id = $1 AND l.holder_pid = me.pid)
-                 OR (coalesce(l.holder_backend_start < statement_timestamp(), true)
+                 OR (coalesce(l.acquired_at < statement_timestamp(), true)
+                     AND coalesce(l.holder_backend_start < statement_timestamp(), true)
                      AND NOT EXISTS (
                         SELECT 1 FROM pg_stat_activity a
                          WHERE a.pid = l.holder_pid
