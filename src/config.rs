@@ -4,7 +4,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use thiserror::Error;
 
-use crate::ident;
+use crate::{ha::replication::LagThresholds, ident};
 
 /// Everything a node needs to run; constructed only through [`ServeConfig::validate`].
 #[derive(Clone)]
@@ -31,6 +31,10 @@ pub struct ServeConfig {
     /// Protected writes skip the leader and lease checks. Exists only so the test suite can
     /// show that its checks catch unfenced writes; never set it in production.
     pub skip_fencing: bool,
+    /// The bands a standby's write lag is judged against.
+    pub lag_thresholds: LagThresholds,
+    /// How often pg_stat_replication is sampled.
+    pub replication_poll_interval: Duration,
 }
 
 impl std::fmt::Debug for ServeConfig {
@@ -49,6 +53,8 @@ impl std::fmt::Debug for ServeConfig {
             .field("advertise_url", &self.advertise_url)
             .field("pg_bin_dir", &self.pg_bin_dir)
             .field("skip_fencing", &self.skip_fencing)
+            .field("lag_thresholds", &self.lag_thresholds)
+            .field("replication_poll_interval", &self.replication_poll_interval)
             .finish()
     }
 }
@@ -78,6 +84,10 @@ pub enum ConfigError {
     AdvertiseUrl(String),
     #[error("--listen {0} accepts on every interface, so no address can be derived to tell clients where the leader is; set --advertise-url")]
     AdvertiseNeeded(SocketAddr),
+    #[error("--lag-healthy-ms {healthy} and --lag-degraded-ms {degraded} do not make two bands: use 1 <= healthy < degraded <= 3600000 (defaults 10 and 100; `autonomy ha lag-thresholds --from <val14-report.json>` derives them from measurements)")]
+    LagThresholds { healthy: u64, degraded: u64 },
+    #[error("--replication-poll-interval-ms {0} is out of range; use 10..=60000 (default 1000)")]
+    ReplicationPollInterval(u64),
 }
 
 /// The raw inputs, as clap parsed them.
@@ -96,6 +106,9 @@ pub struct ServeInputs {
     pub advertise_url: Option<String>,
     pub pg_bin_dir: Option<PathBuf>,
     pub skip_fencing: bool,
+    pub lag_healthy_ms: u64,
+    pub lag_degraded_ms: u64,
+    pub replication_poll_interval_ms: u64,
 }
 
 impl ServeConfig {
@@ -139,6 +152,14 @@ impl ServeConfig {
         } else if inputs.listen.ip().is_unspecified() {
             return Err(ConfigError::AdvertiseNeeded(inputs.listen));
         }
+        let (healthy, degraded) = (inputs.lag_healthy_ms, inputs.lag_degraded_ms);
+        if !(1 <= healthy && healthy < degraded && degraded <= 3_600_000) {
+            return Err(ConfigError::LagThresholds { healthy, degraded });
+        }
+        let replication_poll = inputs.replication_poll_interval_ms;
+        if !(10..=60_000).contains(&replication_poll) {
+            return Err(ConfigError::ReplicationPollInterval(replication_poll));
+        }
         Ok(Self {
             node_id: inputs.node_id,
             listen: inputs.listen,
@@ -153,6 +174,11 @@ impl ServeConfig {
             advertise_url: inputs.advertise_url.map(|url| url.trim_end_matches('/').to_owned()),
             pg_bin_dir: inputs.pg_bin_dir,
             skip_fencing: inputs.skip_fencing,
+            lag_thresholds: LagThresholds {
+                healthy_ms: healthy,
+                degraded_ms: degraded,
+            },
+            replication_poll_interval: Duration::from_millis(replication_poll),
         })
     }
 }

@@ -75,6 +75,13 @@ pub enum HaCommand {
     /// Create, list and restore backups (the leader does the work).
     #[command(subcommand)]
     Backup(BackupCommand),
+    /// Derive lag alert thresholds from a VAL14 report (seed 004's formulas) and print them
+    /// as the node's flags. Offline: reads the file only.
+    LagThresholds {
+        /// A val14-report.json, e.g. evidence/latest/val14/val14-report.json.
+        #[arg(long)]
+        from: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -118,6 +125,17 @@ pub struct ServeArgs {
     /// [default: http://<bound --listen address>].
     #[arg(long, env = "AUTONOMY_ADVERTISE_URL")]
     pub advertise_url: Option<String>,
+    /// A standby whose write lag is at most this many milliseconds is `healthy` (derive it
+    /// from measurements with `autonomy ha lag-thresholds`).
+    #[arg(long, env = "AUTONOMY_LAG_HEALTHY_MS", default_value_t = 10)]
+    pub lag_healthy_ms: u64,
+    /// A standby whose write lag is above --lag-healthy-ms and at most this is `degraded`;
+    /// above it, or disconnected, it is `alert`.
+    #[arg(long, env = "AUTONOMY_LAG_DEGRADED_MS", default_value_t = 100)]
+    pub lag_degraded_ms: u64,
+    /// How often the node samples pg_stat_replication, in milliseconds.
+    #[arg(long, env = "AUTONOMY_REPLICATION_POLL_INTERVAL_MS", default_value_t = 1_000)]
+    pub replication_poll_interval_ms: u64,
     /// Directory of pg_dump, pg_restore and psql (default: PATH). Match the server's major version.
     #[arg(long, env = "AUTONOMY_PG_BIN_DIR")]
     pub pg_bin_dir: Option<PathBuf>,

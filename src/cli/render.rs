@@ -6,6 +6,7 @@ use crate::{
     audit::AuditEvent,
     backup::{manifest::RestoreReport, BackupRecord},
     cli::{args::OutputFormat, cluster::ClusterView},
+    evidence::{lag::DerivedThresholds, Outcome, Report},
     ha::{rollouts::Rollout, StatusReport},
 };
 
@@ -71,10 +72,11 @@ fn status_line(report: &StatusReport) -> String {
         report.db_reachable,
         report.version
     );
-    match &report.split_brain {
+    let mut lines = vec![line];
+    if let Some(detected) = &report.split_brain {
         // Shown only when it happened: a rewritten lease row is rare and needs a human's look.
-        Some(detected) => format!(
-            "{line}\nsplit_brain detected_at={} local_epoch={} store_epoch={} store_holder_id={}",
+        lines.push(format!(
+            "split_brain detected_at={} local_epoch={} store_epoch={} store_holder_id={}",
             detected
                 .detected_at
                 .format(&time::format_description::well_known::Rfc3339)
@@ -82,9 +84,69 @@ fn status_line(report: &StatusReport) -> String {
             detected.local_epoch,
             detected.store_epoch,
             opt(&detected.store_holder_id)
-        ),
-        None => line,
+        ));
     }
+    // Shown once there is something to say: a standby, or a sampling error.
+    if let Some(health) = report.replication_health {
+        lines.push(format!("replication health={health}"));
+    }
+    for standby in &report.replication {
+        lines.push(format!(
+            "standby {} state={} health={} write_lag_ms={:.3} flush_lag_ms={:.3} replay_lag_ms={:.3} byte_lag={} replay_lsn={} ({})",
+            standby.application_name,
+            standby.state,
+            standby.health,
+            standby.write_lag_ms,
+            standby.flush_lag_ms,
+            standby.replay_lag_ms,
+            opt(&standby.byte_lag),
+            opt(&standby.replay_lsn),
+            standby.reason
+        ));
+    }
+    if let Some(error) = &report.replication_sample.error {
+        lines.push(format!("replication sample failed: {error}"));
+    }
+    lines.join("\n")
+}
+
+/// `ha lag-thresholds`: the derivation shown step by step, then the node's flags.
+pub fn lag_thresholds(derived: &DerivedThresholds, report: &Report, format: OutputFormat) -> String {
+    if format == OutputFormat::Json {
+        return json(derived);
+    }
+    let mut text = format!(
+        "DERIVED lag thresholds (seed 004), not targets: recalibrate against production write_lag before alerting.\n\
+         source: {} run {} backend {} outcome {} generated {}\n\
+         observed_p95 = max(idle_p95 {} ms, light_p95 {} ms) = {} ms\n\
+         healthy_ms   = max(observed_p95 x 3 + 1, 10) = {}\n\
+         degraded_ms  = max(healthy_ms x 10, 100)     = {}\n\
+         alert_ms     = max(healthy_ms x 50, 500)     = {}  (page from an alerting rule above this)\n\
+         node flags: --lag-healthy-ms {} --lag-degraded-ms {}",
+        report.slice,
+        report.run_id,
+        report.backend,
+        report.outcome,
+        report
+            .generated_at
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+        derived.idle_p95_ms,
+        derived.light_p95_ms,
+        derived.observed_p95_ms,
+        derived.healthy_ms,
+        derived.degraded_ms,
+        derived.alert_ms,
+        derived.healthy_ms,
+        derived.degraded_ms
+    );
+    if report.outcome != Outcome::Pass {
+        text.push_str(&format!(
+            "\nwarning: the report's outcome is {}; thresholds from a run that did not pass may be wrong",
+            report.outcome
+        ));
+    }
+    text
 }
 
 pub fn cluster(view: &ClusterView, format: OutputFormat) -> String {
@@ -185,6 +247,9 @@ mod tests {
             maintenance_mode: false,
             db_reachable: true,
             split_brain,
+            replication: Vec::new(),
+            replication_health: None,
+            replication_sample: Default::default(),
             version: "0".into(),
         }
     }

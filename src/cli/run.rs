@@ -63,6 +63,7 @@ pub fn run(cli: Cli) -> Result<String, CliError> {
         Command::Ha(HaCommand::Serve(args)) => serve(args).map(|()| String::new()),
         Command::Ha(HaCommand::Status) => status(&cli.server, cli.token, format),
         Command::Ha(HaCommand::Backup(command)) => backup(one_server(&cli.server)?, cli.token, command, format),
+        Command::Ha(HaCommand::LagThresholds { from }) => lag_thresholds(&from, format),
         Command::Rollout(command) => rollout(one_server(&cli.server)?, cli.token, command, format),
         Command::Audit(AuditCommand::Query {
             event_type,
@@ -82,6 +83,21 @@ pub fn run(cli: Cli) -> Result<String, CliError> {
             Ok(render::events(&events, format))
         }
     }
+}
+
+/// Reads a VAL14 report and derives the thresholds; any problem with the file is bad input.
+fn lag_thresholds(from: &std::path::Path, format: OutputFormat) -> Result<String, CliError> {
+    let text = std::fs::read_to_string(from)
+        .map_err(|e| CliError::Usage(format!("cannot read --from {}: {e}", from.display())))?;
+    let report: crate::evidence::Report = serde_json::from_str(&text).map_err(|e| {
+        CliError::Usage(format!(
+            "--from {} is not a validation report ({e}); pass the val14-report.json of an evidence bundle",
+            from.display()
+        ))
+    })?;
+    let derived = crate::evidence::lag::from_report(&report)
+        .map_err(|e| CliError::Usage(format!("--from {}: {e}", from.display())))?;
+    Ok(render::lag_thresholds(&derived, &report, format))
 }
 
 /// Every command but `ha status` talks to exactly one node.
@@ -225,6 +241,9 @@ fn serve(args: ServeArgs) -> Result<(), CliError> {
         advertise_url: args.advertise_url,
         pg_bin_dir: args.pg_bin_dir,
         skip_fencing: args.unsafe_skip_fencing,
+        lag_healthy_ms: args.lag_healthy_ms,
+        lag_degraded_ms: args.lag_degraded_ms,
+        replication_poll_interval_ms: args.replication_poll_interval_ms,
     })?;
     let runtime = tokio::runtime::Runtime::new().map_err(|e| CliError::Serve(e.into()))?;
     runtime.block_on(crate::server::serve(config)).map_err(CliError::Serve)

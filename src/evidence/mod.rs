@@ -1,5 +1,6 @@
 //! Evidence: the report schema every slice shares, its text rendering, and the atomic writer.
 
+pub mod lag;
 pub mod render;
 pub mod report;
 pub mod writer;

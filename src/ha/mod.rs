@@ -2,6 +2,7 @@
 
 pub mod lease;
 pub mod node;
+pub mod replication;
 pub mod rollouts;
 pub mod state;
 pub mod transitions;

@@ -6,6 +6,8 @@ use std::{
 };
 
 use serde::{Deserialize, Serialize};
+
+use super::replication::{Health, LagThresholds, ReplicationView, StandbyStatus};
 use time::OffsetDateTime;
 
 use crate::ha::lease::LeaseRow;
@@ -61,7 +63,42 @@ pub struct StatusReport {
     /// The last time this node found the lease row rewritten under it while it led (since it
     /// started); None if it never did.
     pub split_brain: Option<SplitBrain>,
+    /// Streaming standbys as this node's latest sample of the primary saw them.
+    #[serde(default)]
+    pub replication: Vec<StandbyStatus>,
+    /// The worst standby health; None without standbys.
+    #[serde(default)]
+    pub replication_health: Option<Health>,
+    /// When replication was last sampled, where the primary's WAL was, the thresholds judged
+    /// against, and the last sampling error.
+    #[serde(default)]
+    pub replication_sample: ReplicationSample,
     pub version: String,
+}
+
+/// The circumstances of the replication figures in a status report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReplicationSample {
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub sampled_at: Option<OffsetDateTime>,
+    pub primary_lsn: Option<String>,
+    pub thresholds: Option<LagThresholds>,
+    pub error: Option<String>,
+}
+
+impl StatusReport {
+    /// Adds what the replication sampler saw last.
+    pub fn with_replication(mut self, view: ReplicationView) -> Self {
+        self.replication = view.standbys;
+        self.replication_health = view.health;
+        self.replication_sample = ReplicationSample {
+            sampled_at: view.sampled_at,
+            primary_lsn: view.primary_lsn,
+            thresholds: view.thresholds,
+            error: view.error,
+        };
+        self
+    }
 }
 
 /// A divergence between this node's leadership and the lease row: another holder or another
@@ -285,6 +322,9 @@ impl NodeState {
             maintenance_mode: self.maintenance_mode,
             db_reachable,
             split_brain: inner.split_brain.clone(),
+            replication: Vec::new(),
+            replication_health: None,
+            replication_sample: ReplicationSample::default(),
             version: crate::VERSION.to_owned(),
         }
     }

@@ -13,7 +13,7 @@ use crate::{
     audit::{self, AuditEvent, AuditQuery},
     backup::{manifest::RestoreReport, BackupRecord, BackupService},
     db::SharedClient,
-    ha::{NodeState, StatusReport},
+    ha::{replication::ReplicationMonitor, NodeState, StatusReport},
     server::error::ApiError,
 };
 
@@ -21,6 +21,8 @@ use crate::{
 #[derive(Clone)]
 pub struct AppState {
     pub node: Arc<NodeState>,
+    /// The latest sample of the primary's standbys.
+    pub replication: Arc<ReplicationMonitor>,
     pub backups: Arc<BackupService>,
     pub audit_dir: PathBuf,
     /// `--unsafe-skip-fencing`: protected writes skip the leader and lease checks (tests only).
@@ -36,7 +38,11 @@ pub async fn healthz() -> &'static str {
 /// Answers from memory, never waiting on the database: during an outage the status is what an
 /// operator needs most, and promptly.
 pub async fn status(State(app): State<AppState>) -> Json<StatusReport> {
-    Json(app.node.report(app.backups.restore_running()))
+    Json(
+        app.node
+            .report(app.backups.restore_running())
+            .with_replication(app.replication.view()),
+    )
 }
 
 pub async fn list_backups(State(app): State<AppState>) -> Result<Json<Vec<BackupRecord>>, ApiError> {

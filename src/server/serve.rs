@@ -17,6 +17,7 @@ use crate::{
     db::{self, SharedClient},
     ha::{
         node::{run_lease_loop, LeaseTiming},
+        replication::{self, ReplicationMonitor},
         NodeState,
     },
     server::{
@@ -100,10 +101,20 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         state.clone(),
         audit,
         LeaseTiming::new(config.lease_ttl, config.renew_interval, config.poll_interval),
-        shutdown_rx,
+        shutdown_rx.clone(),
+    ));
+
+    let replication = Arc::new(ReplicationMonitor::new(config.lag_thresholds));
+    tokio::spawn(replication::run_sampler(
+        config.database_url.clone(),
+        config.node_id.clone(),
+        replication.clone(),
+        config.replication_poll_interval,
+        shutdown_rx.clone(),
     ));
 
     let app = AppState {
+        replication,
         node: state,
         backups,
         audit_dir: config.audit_dir.clone(),

@@ -1,0 +1,127 @@
+//! Streaming standbys as the primary sees them: what each reports, how far it lags, and how
+//! healthy that is against the configured thresholds.
+
+pub mod monitor;
+pub mod sample;
+pub mod tracker;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+pub use monitor::{run_sampler, ReplicationMonitor};
+pub use tracker::Tracker;
+
+/// How a standby's lag compares with the thresholds; ordered from best to worst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    Healthy,
+    Degraded,
+    Alert,
+}
+
+impl std::fmt::Display for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Health::Healthy => "healthy",
+            Health::Degraded => "degraded",
+            Health::Alert => "alert",
+        })
+    }
+}
+
+/// The lag bands (seed 004): healthy up to `healthy_ms`, degraded up to `degraded_ms`, alert
+/// above it. Derive them from measurements with `autonomy ha lag-thresholds`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LagThresholds {
+    pub healthy_ms: u64,
+    pub degraded_ms: u64,
+}
+
+impl Default for LagThresholds {
+    /// The seed's floors: what the derivation gives for any lab that lags under 3 ms.
+    fn default() -> Self {
+        Self {
+            healthy_ms: 10,
+            degraded_ms: 100,
+        }
+    }
+}
+
+impl LagThresholds {
+    pub fn classify(&self, lag_ms: f64) -> Health {
+        if lag_ms <= self.healthy_ms as f64 {
+            Health::Healthy
+        } else if lag_ms <= self.degraded_ms as f64 {
+            Health::Degraded
+        } else {
+            Health::Alert
+        }
+    }
+}
+
+/// One standby in `/v1/ha/status` → `replication`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StandbyStatus {
+    /// The standby's application_name (from its primary_conninfo; the cluster name or
+    /// `walreceiver` by default). For a slot no standby has used since the node started: the
+    /// slot name.
+    pub application_name: String,
+    /// The physical replication slot it streams from, if any.
+    pub slot_name: Option<String>,
+    /// pg_stat_replication.state (`streaming`, `catchup`, `startup`, ...), or `disconnected`
+    /// when the standby is no longer connected.
+    pub state: String,
+    pub client_addr: Option<String>,
+    pub sent_lsn: Option<String>,
+    pub write_lsn: Option<String>,
+    pub flush_lsn: Option<String>,
+    pub replay_lsn: Option<String>,
+    /// pg_stat_replication's lag columns in milliseconds. PostgreSQL reports NULL once the
+    /// standby has caught up and no WAL flows; that is reported as 0.
+    pub write_lag_ms: f64,
+    pub flush_lag_ms: f64,
+    pub replay_lag_ms: f64,
+    /// Bytes of WAL the primary has that the standby has not replayed yet.
+    pub byte_lag: Option<i64>,
+    /// How long the standby has been behind at one unchanged write position, as seen by this
+    /// node's samples: pg_stat_replication's lag columns only change when the standby replies,
+    /// so a stalled or cut-off standby that has not been dropped yet keeps its last (small) lag.
+    pub stalled_ms: f64,
+    pub health: Health,
+    /// Why the health is what it is, e.g. `write lag 12.0 ms > 10 ms`.
+    pub reason: String,
+}
+
+/// Everything the node knows about replication, from its latest sample.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReplicationView {
+    /// When the sample was taken; None before the first one.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub sampled_at: Option<OffsetDateTime>,
+    /// The primary's current WAL position.
+    pub primary_lsn: Option<String>,
+    pub standbys: Vec<StandbyStatus>,
+    /// The worst standby health; None when there is no standby to judge.
+    pub health: Option<Health>,
+    pub thresholds: Option<LagThresholds>,
+    /// The last sampling error, if the latest attempt failed (the standbys are then those of
+    /// the last successful sample, as old as `sampled_at` says).
+    pub error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_is_classified_into_the_three_bands() {
+        let thresholds = LagThresholds::default();
+        assert_eq!(thresholds.classify(0.0), Health::Healthy);
+        assert_eq!(thresholds.classify(10.0), Health::Healthy);
+        assert_eq!(thresholds.classify(10.5), Health::Degraded);
+        assert_eq!(thresholds.classify(100.0), Health::Degraded);
+        assert_eq!(thresholds.classify(100.1), Health::Alert);
+        assert!(Health::Alert > Health::Degraded && Health::Degraded > Health::Healthy);
+    }
+}

@@ -1,0 +1,297 @@
+//! Turns samples into the reported view: remembers the standbys it has seen, so one that
+//! disconnects is reported as such rather than vanishing, and times how long each has been
+//! stuck behind at one write position.
+
+use std::{collections::BTreeMap, time::Instant};
+
+use super::{
+    sample::{RawStandby, Sample},
+    Health, LagThresholds, StandbyStatus,
+};
+
+/// A standby seen connected since the node started.
+#[derive(Debug, Clone)]
+struct Known {
+    slot_name: Option<String>,
+    write_lsn: Option<String>,
+    /// Since when it has been behind the primary at `write_lsn` (None when caught up).
+    behind_since: Option<Instant>,
+}
+
+/// The memory between samples; one per node.
+#[derive(Debug, Default)]
+pub struct Tracker {
+    known: BTreeMap<String, Known>,
+}
+
+/// The application_name PostgreSQL's walreceiver uses when primary_conninfo names none.
+const DEFAULT_APPLICATION_NAME: &str = "walreceiver";
+
+impl Tracker {
+    /// The standbys of one sample taken at `now`, judged against `thresholds`, in name order;
+    /// and their worst health (None without standbys).
+    pub fn observe(
+        &mut self,
+        sample: &Sample,
+        now: Instant,
+        thresholds: LagThresholds,
+    ) -> (Vec<StandbyStatus>, Option<Health>) {
+        let mut report: BTreeMap<String, StandbyStatus> = BTreeMap::new();
+        for raw in sample.standbys.iter().filter(|raw| raw.connected) {
+            let name = raw
+                .application_name
+                .clone()
+                .filter(|name| !name.is_empty())
+                .unwrap_or_else(|| DEFAULT_APPLICATION_NAME.to_owned());
+            let known = self.known.entry(name.clone()).or_insert(Known {
+                slot_name: None,
+                write_lsn: None,
+                behind_since: None,
+            });
+            let behind = raw.unwritten_bytes.is_some_and(|bytes| bytes > 0);
+            known.behind_since = match known.behind_since {
+                Some(since) if behind && known.write_lsn == raw.write_lsn => Some(since),
+                _ if behind => Some(now),
+                _ => None,
+            };
+            known.write_lsn = raw.write_lsn.clone();
+            if raw.slot_name.is_some() {
+                known.slot_name = raw.slot_name.clone();
+            }
+            let stalled_ms = known
+                .behind_since
+                .map_or(0.0, |since| now.saturating_duration_since(since).as_secs_f64() * 1000.0);
+            report.insert(name.clone(), connected(name, raw, stalled_ms, thresholds));
+        }
+        // A slot nobody streams from: the standby that used it (if seen), else the slot itself.
+        for raw in sample.standbys.iter().filter(|raw| !raw.connected) {
+            let slot = raw.slot_name.clone().unwrap_or_default();
+            let name = self
+                .known
+                .iter()
+                .find(|(_, known)| known.slot_name.as_deref() == Some(slot.as_str()))
+                .map_or_else(|| slot.clone(), |(name, _)| name.clone());
+            report
+                .entry(name.clone())
+                .or_insert_with(|| disconnected(name, Some(slot), raw.unreplayed_bytes));
+        }
+        for (name, known) in &mut self.known {
+            if !report.contains_key(name) {
+                known.behind_since = None;
+                report.insert(name.clone(), disconnected(name.clone(), known.slot_name.clone(), None));
+            }
+        }
+        let standbys: Vec<StandbyStatus> = report.into_values().collect();
+        let worst = standbys.iter().map(|s| s.health).max();
+        (standbys, worst)
+    }
+}
+
+fn connected(name: String, raw: &RawStandby, stalled_ms: f64, thresholds: LagThresholds) -> StandbyStatus {
+    let write_lag_ms = raw.write_lag_ms.unwrap_or(0.0);
+    let (health, reason) = match &raw.state {
+        // Without pg_read_all_stats every column but the pid is NULL: nothing to judge by.
+        None => (
+            Health::Alert,
+            "pg_stat_replication hides this standby from the node's database role; grant it pg_monitor".to_owned(),
+        ),
+        Some(_) if stalled_ms > write_lag_ms => {
+            let health = thresholds.classify(stalled_ms);
+            (health, format!("stalled {stalled_ms:.1} ms at write position {}", raw.write_lsn.as_deref().unwrap_or("?")))
+        }
+        Some(_) => {
+            let health = thresholds.classify(write_lag_ms);
+            let bound = match health {
+                Health::Healthy => format!("<= {} ms", thresholds.healthy_ms),
+                Health::Degraded => format!("> {} ms, <= {} ms", thresholds.healthy_ms, thresholds.degraded_ms),
+                Health::Alert => format!("> {} ms", thresholds.degraded_ms),
+            };
+            (health, format!("write lag {write_lag_ms:.1} ms {bound}"))
+        }
+    };
+    StandbyStatus {
+        application_name: name,
+        slot_name: raw.slot_name.clone(),
+        state: raw.state.clone().unwrap_or_else(|| "unknown".into()),
+        client_addr: raw.client_addr.clone(),
+        sent_lsn: raw.sent_lsn.clone(),
+        write_lsn: raw.write_lsn.clone(),
+        flush_lsn: raw.flush_lsn.clone(),
+        replay_lsn: raw.replay_lsn.clone(),
+        write_lag_ms,
+        flush_lag_ms: raw.flush_lag_ms.unwrap_or(0.0),
+        replay_lag_ms: raw.replay_lag_ms.unwrap_or(0.0),
+        byte_lag: raw.unreplayed_bytes,
+        stalled_ms,
+        health,
+        reason,
+    }
+}
+
+fn disconnected(name: String, slot_name: Option<String>, byte_lag: Option<i64>) -> StandbyStatus {
+    StandbyStatus {
+        application_name: name,
+        reason: match &slot_name {
+            Some(slot) => format!("disconnected: nothing streams from slot {slot}"),
+            None => "disconnected: no longer in pg_stat_replication".into(),
+        },
+        slot_name,
+        state: "disconnected".into(),
+        client_addr: None,
+        sent_lsn: None,
+        write_lsn: None,
+        flush_lsn: None,
+        replay_lsn: None,
+        write_lag_ms: 0.0,
+        flush_lag_ms: 0.0,
+        replay_lag_ms: 0.0,
+        byte_lag,
+        stalled_ms: 0.0,
+        health: Health::Alert,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn streaming(name: &str, write_lsn: &str, unwritten: i64, write_lag_ms: Option<f64>) -> RawStandby {
+        RawStandby {
+            application_name: Some(name.into()),
+            slot_name: Some(format!("{name}_slot")),
+            state: Some("streaming".into()),
+            connected: true,
+            client_addr: Some("127.0.0.1".into()),
+            sent_lsn: Some(write_lsn.into()),
+            write_lsn: Some(write_lsn.into()),
+            flush_lsn: Some(write_lsn.into()),
+            replay_lsn: Some(write_lsn.into()),
+            write_lag_ms,
+            flush_lag_ms: write_lag_ms,
+            replay_lag_ms: write_lag_ms,
+            unwritten_bytes: Some(unwritten),
+            unreplayed_bytes: Some(unwritten),
+        }
+    }
+
+    fn idle_slot(slot: &str) -> RawStandby {
+        RawStandby {
+            application_name: None,
+            slot_name: Some(slot.into()),
+            state: None,
+            connected: false,
+            client_addr: None,
+            sent_lsn: None,
+            write_lsn: None,
+            flush_lsn: None,
+            replay_lsn: None,
+            write_lag_ms: None,
+            flush_lag_ms: None,
+            replay_lag_ms: None,
+            unwritten_bytes: Some(4096),
+            unreplayed_bytes: Some(4096),
+        }
+    }
+
+    fn sample(standbys: Vec<RawStandby>) -> Sample {
+        Sample {
+            primary_lsn: Some("0/3000000".into()),
+            standbys,
+        }
+    }
+
+    #[test]
+    fn a_caught_up_standby_with_null_lag_is_healthy_at_zero() {
+        let mut tracker = Tracker::default();
+        let (standbys, health) = tracker.observe(
+            &sample(vec![streaming("s1", "0/3000000", 0, None)]),
+            Instant::now(),
+            LagThresholds::default(),
+        );
+        assert_eq!(health, Some(Health::Healthy));
+        assert_eq!(standbys[0].write_lag_ms, 0.0);
+        assert_eq!(standbys[0].state, "streaming");
+    }
+
+    #[test]
+    fn lag_above_the_degraded_bound_is_an_alert() {
+        let mut tracker = Tracker::default();
+        let (standbys, health) = tracker.observe(
+            &sample(vec![streaming("s1", "0/3000000", 0, Some(150.0))]),
+            Instant::now(),
+            LagThresholds::default(),
+        );
+        assert_eq!(health, Some(Health::Alert));
+        assert!(standbys[0].reason.contains("write lag 150.0 ms > 100 ms"), "{}", standbys[0].reason);
+    }
+
+    #[test]
+    fn a_standby_that_leaves_is_reported_disconnected_under_its_own_name() {
+        let mut tracker = Tracker::default();
+        let start = Instant::now();
+        tracker.observe(&sample(vec![streaming("s1", "0/3000000", 0, None)]), start, LagThresholds::default());
+        // Its slot remains, idle.
+        let (standbys, health) = tracker.observe(&sample(vec![idle_slot("s1_slot")]), start, LagThresholds::default());
+        assert_eq!(health, Some(Health::Alert));
+        assert_eq!(standbys.len(), 1, "{standbys:#?}");
+        assert_eq!(standbys[0].application_name, "s1");
+        assert_eq!(standbys[0].state, "disconnected");
+        assert_eq!(standbys[0].byte_lag, Some(4096));
+        // Without a slot it is still remembered.
+        let (standbys, _) = tracker.observe(&sample(vec![]), start, LagThresholds::default());
+        assert_eq!(standbys[0].state, "disconnected");
+        // And healthy again once it is back.
+        let (_, health) = tracker.observe(&sample(vec![streaming("s1", "0/3000000", 0, None)]), start, LagThresholds::default());
+        assert_eq!(health, Some(Health::Healthy));
+    }
+
+    #[test]
+    fn an_idle_slot_never_used_is_reported_by_its_slot_name() {
+        let mut tracker = Tracker::default();
+        let (standbys, health) = tracker.observe(&sample(vec![idle_slot("spare")]), Instant::now(), LagThresholds::default());
+        assert_eq!(health, Some(Health::Alert));
+        assert_eq!(standbys[0].application_name, "spare");
+    }
+
+    #[test]
+    fn no_standby_means_no_health() {
+        let (standbys, health) = Tracker::default().observe(&sample(vec![]), Instant::now(), LagThresholds::default());
+        assert!(standbys.is_empty());
+        assert_eq!(health, None);
+    }
+
+    #[test]
+    fn a_standby_stuck_at_one_write_position_is_timed_although_its_lag_column_is_frozen() {
+        let mut tracker = Tracker::default();
+        let start = Instant::now();
+        let stuck = streaming("s1", "0/3000000", 8192, Some(0.3));
+        let (standbys, _) = tracker.observe(&sample(vec![stuck.clone()]), start, LagThresholds::default());
+        assert_eq!(standbys[0].stalled_ms, 0.0, "first seen behind now");
+        let (standbys, health) = tracker.observe(
+            &sample(vec![stuck]),
+            start + Duration::from_millis(250),
+            LagThresholds::default(),
+        );
+        assert_eq!(standbys[0].stalled_ms, 250.0);
+        assert_eq!(health, Some(Health::Alert), "{}", standbys[0].reason);
+        // Progress resets it.
+        let (standbys, health) = tracker.observe(
+            &sample(vec![streaming("s1", "0/3001000", 4096, Some(0.3))]),
+            start + Duration::from_millis(300),
+            LagThresholds::default(),
+        );
+        assert_eq!(standbys[0].stalled_ms, 0.0);
+        assert_eq!(health, Some(Health::Healthy));
+    }
+
+    #[test]
+    fn a_hidden_standby_is_an_alert_that_names_the_missing_grant() {
+        let mut raw = streaming("s1", "0/3000000", 0, None);
+        raw.state = None;
+        let (standbys, health) = Tracker::default().observe(&sample(vec![raw]), Instant::now(), LagThresholds::default());
+        assert_eq!(health, Some(Health::Alert));
+        assert!(standbys[0].reason.contains("pg_monitor"));
+    }
+}
