@@ -11,6 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use super::standby::{prepare_primary, DockerStandby, ProcessStandby, StandbyPg};
 use testcontainers::{
     core::{IntoContainerPort, WaitFor},
     runners::SyncRunner,
@@ -45,11 +46,17 @@ pub trait PgBackend {
     /// it accepts connections.
     fn start_again(&mut self) -> Result<(), String>;
 
+    /// Starts a streaming standby of this server named `name` (also its slot's name).
+    fn start_standby(&self, name: &str) -> Result<Box<dyn StandbyPg>, String>;
+
     /// The URL as it may appear in evidence: the password masked.
     fn redacted_url(&self, database: &str) -> String {
         format!("postgres://postgres:***@127.0.0.1:{}/{database}", self.port())
     }
 }
+
+/// The OS account a server runs as: `postgres` when the tests run as root, else ourselves.
+pub type Account = Option<(nix::unistd::Uid, nix::unistd::Gid)>;
 
 /// Why no backend could run; recorded in the report as the SKIP reason.
 #[derive(Debug, Clone)]
@@ -74,12 +81,16 @@ pub fn start(label: &str) -> Result<Box<dyn PgBackend>, Unavailable> {
     }
 }
 
+/// Run by the image's entrypoint at first start, after it wrote its own pg_hba.conf lines.
+const REPLICATION_HBA: &str =
+    "printf 'host replication all all %s\\n' \"${POSTGRES_HOST_AUTH_METHOD:-scram-sha-256}\" >> \"$PGDATA/pg_hba.conf\"\n";
+
 fn image_name() -> String {
     std::env::var("AUTONOMY_LAB_PG_IMAGE").unwrap_or_else(|_| "autonomy-pg:15".into())
 }
 
 /// Polls until a connection to `url` works or `timeout` passes.
-fn wait_until_accepting(url: &str, timeout: Duration) -> Result<(), String> {
+pub fn wait_until_accepting(url: &str, timeout: Duration) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
     loop {
         match postgres::Client::connect(url, postgres::NoTls) {
@@ -135,6 +146,9 @@ impl DockerPg {
             .with_mapped_port(free_port(), 5432.tcp())
             .with_env_var("POSTGRES_PASSWORD", LAB_PG_PASSWORD)
             .with_env_var("POSTGRES_DB", LAB_DATABASE)
+            // The image's pg_hba.conf admits every database but no replication: a standby's
+            // base backup and stream need a line of their own (same password method).
+            .with_copy_to("/docker-entrypoint-initdb.d/50-replication.sh", REPLICATION_HBA.as_bytes().to_vec())
             .with_label("org.autonomy.run-id", super::run::run_id())
             .with_label("org.autonomy.lab", label)
             .with_startup_timeout(Duration::from_secs(120))
@@ -153,6 +167,10 @@ impl DockerPg {
 impl PgBackend for DockerPg {
     fn kind(&self) -> &'static str {
         "docker"
+    }
+    fn start_standby(&self, name: &str) -> Result<Box<dyn StandbyPg>, String> {
+        prepare_primary(&self.url(LAB_DATABASE), name)?;
+        Ok(Box::new(DockerStandby::start(&self.image, self.container.id(), self.port, name)?))
     }
     fn stop_abruptly(&mut self) -> Result<(), String> {
         self.container
@@ -186,13 +204,13 @@ pub struct ProcessPg {
     port: u16,
     data_dir: PathBuf,
     bin: PathBuf,
-    account: Option<(nix::unistd::Uid, nix::unistd::Gid)>,
+    account: Account,
     _dir: tempfile::TempDir,
 }
 
 /// The host's PostgreSQL server binaries: AUTONOMY_LAB_PG_BIN_DIR, else the newest
 /// /usr/lib/postgresql/<major>/bin, else PATH.
-fn host_bin_dir() -> Option<PathBuf> {
+pub fn host_bin_dir() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("AUTONOMY_LAB_PG_BIN_DIR") {
         return Some(PathBuf::from(dir));
     }
@@ -217,14 +235,14 @@ fn server_account() -> Result<Option<(nix::unistd::Uid, nix::unistd::Gid)>, Unav
     Ok(Some((user.uid, user.gid)))
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free loopback port can be found")
 }
 
-fn as_account(command: &mut Command, account: Option<(nix::unistd::Uid, nix::unistd::Gid)>) {
+pub fn as_account(command: &mut Command, account: Account) {
     use std::os::unix::process::CommandExt;
     if let Some((uid, gid)) = account {
         command.uid(uid.as_raw()).gid(gid.as_raw());
@@ -313,15 +331,7 @@ impl ProcessPg {
 
     fn log_tail(&self) -> String {
         // (The server appends to postgres.log across restarts.)
-        let log = std::fs::read_to_string(self._dir.path().join("postgres.log")).unwrap_or_default();
-        log.lines()
-            .rev()
-            .take(20)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect::<Vec<_>>()
-            .join("\n")
+        tail(&self._dir.path().join("postgres.log"))
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -329,10 +339,17 @@ impl ProcessPg {
     }
 }
 
+/// The last 20 lines of a server log.
+pub fn tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
 /// Starts the postmaster on `port`, logging (appending) to `dir`/postgres.log.
-fn spawn_server(
+pub fn spawn_server(
     bin: &Path,
-    account: Option<(nix::unistd::Uid, nix::unistd::Gid)>,
+    account: Account,
     data_dir: &Path,
     port: u16,
     dir: &Path,
@@ -358,6 +375,10 @@ fn spawn_server(
 impl PgBackend for ProcessPg {
     fn kind(&self) -> &'static str {
         "process"
+    }
+    fn start_standby(&self, name: &str) -> Result<Box<dyn StandbyPg>, String> {
+        prepare_primary(&self.url(LAB_DATABASE), name)?;
+        Ok(Box::new(ProcessStandby::start(&self.bin, self.account, self.port, name)?))
     }
     fn stop_abruptly(&mut self) -> Result<(), String> {
         // SIGQUIT is the postmaster's immediate shutdown: children killed, no checkpoint.

@@ -9,7 +9,9 @@
 //! - `lab`: one test's backend (or a recorded SKIP) and scratch directory.
 //! - `netns`: a lab host in a network namespace of its own, and a real partition of it.
 //! - `process`: stopping child processes.
+//! - `relay`: a TCP forwarder the lab can cut silently, and heal.
 //! - `phase`: runs a slice's phases once per run, across test processes.
+//! - `standby`: a streaming standby of the lab's primary that can be stopped, started and cut off.
 //! - `sql`: synchronous SQL helpers and the content-and-catalog fingerprint.
 //! - `verdict`: turns measured verdicts into report checks (PASS, FAIL, SKIP, not reached).
 //! - `watch`: polls every node's status in the background; finds overlapping leaders.
@@ -26,8 +28,10 @@ pub mod netns;
 pub mod node;
 pub mod phase;
 pub mod process;
+pub mod relay;
 pub mod run;
 pub mod sql;
+pub mod standby;
 pub mod verdict;
 pub mod watch;
 pub mod writes;

@@ -3,13 +3,8 @@
 //! iptables inside the namespace. Needs root and iproute2/iptables; removed on drop.
 
 use std::{
-    net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream},
+    net::{Ipv4Addr, SocketAddr},
     process::Command,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc, Mutex,
-    },
-    thread::JoinHandle,
 };
 
 /// Runs a command without a shell; its stderr is the error.
@@ -50,7 +45,7 @@ pub struct NetnsHost {
     pub host_ip: Ipv4Addr,
     /// The namespace's address: where its processes listen.
     pub ns_ip: Ipv4Addr,
-    relays: Vec<Relay>,
+    relays: Vec<super::relay::Relay>,
 }
 
 impl NetnsHost {
@@ -106,7 +101,7 @@ impl NetnsHost {
     /// Listens on `host_ip` and forwards every connection to 127.0.0.1:`target_port`; returns
     /// the port to give the namespace's processes.
     pub fn relay_to(&mut self, target_port: u16) -> Result<u16, String> {
-        let relay = Relay::start(SocketAddr::from((self.host_ip, 0)), target_port)?;
+        let relay = super::relay::Relay::start(SocketAddr::from((self.host_ip, 0)), target_port)?;
         let port = relay.addr.port();
         self.relays.push(relay);
         Ok(port)
@@ -147,69 +142,5 @@ impl Drop for NetnsHost {
     fn drop(&mut self) {
         self.relays.clear();
         let _ = run("ip", &["netns", "del", &self.name]);
-    }
-}
-
-/// A TCP forwarder: two copying threads per connection. Stopped on drop.
-struct Relay {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    open: Arc<Mutex<Vec<TcpStream>>>,
-    acceptor: Option<JoinHandle<()>>,
-}
-
-impl Relay {
-    fn start(bind: SocketAddr, target_port: u16) -> Result<Self, String> {
-        let listener = TcpListener::bind(bind).map_err(|e| format!("relay bind {bind}: {e}"))?;
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
-        let (stopping, tracked) = (stop.clone(), open.clone());
-        let acceptor = std::thread::spawn(move || {
-            for inbound in listener.incoming() {
-                if stopping.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(inbound) = inbound else { continue };
-                let Ok(outbound) = TcpStream::connect(("127.0.0.1", target_port)) else {
-                    let _ = inbound.shutdown(Shutdown::Both);
-                    continue;
-                };
-                let _ = (inbound.set_nodelay(true), outbound.set_nodelay(true));
-                // Tracked before any copying starts, so a drop from now on shuts both down.
-                if let (Ok(a), Ok(b)) = (inbound.try_clone(), outbound.try_clone()) {
-                    tracked.lock().unwrap().extend([a, b]);
-                }
-                for (from, to) in [(&inbound, &outbound), (&outbound, &inbound)] {
-                    let (Ok(mut from), Ok(mut to)) = (from.try_clone(), to.try_clone()) else {
-                        continue;
-                    };
-                    std::thread::spawn(move || {
-                        // An error (a reset, our shutdown) ends the direction like an EOF does.
-                        let _ = std::io::copy(&mut from, &mut to);
-                        let _ = to.shutdown(Shutdown::Write);
-                    });
-                }
-            }
-        });
-        Ok(Self {
-            addr,
-            stop,
-            open,
-            acceptor: Some(acceptor),
-        })
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(self.addr); // wakes the acceptor
-        for stream in self.open.lock().unwrap().drain(..) {
-            let _ = stream.shutdown(Shutdown::Both);
-        }
-        if let Some(acceptor) = self.acceptor.take() {
-            let _ = acceptor.join();
-        }
     }
 }
