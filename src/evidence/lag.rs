@@ -1,13 +1,13 @@
 //! Lag alert thresholds DERIVED from a VAL14 report (seed 004): never targets, always to be
 //! recalibrated against production numbers.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::{Metric, Outcome, Report};
 
 /// The seed's derivation and what it was derived from, in whole milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DerivedThresholds {
     pub idle_p95_ms: u64,
     pub light_p95_ms: u64,

@@ -23,7 +23,9 @@ pub fn text(report: &Report) -> String {
     if !report.metrics.is_empty() {
         out.push_str("\n## Timing\n");
         for (name, value) in &report.metrics {
-            out.push_str(&format!("{name:<18} {value} ms\n"));
+            // Milliseconds unless the name says otherwise (report.rs).
+            let unit = if name.ends_with("_us") { "us" } else { "ms" };
+            out.push_str(&format!("{name:<18} {value} {unit}\n"));
         }
     }
     out.push_str("\n## Checks\n");
