@@ -52,6 +52,11 @@ fn autonomy() -> Command {
 #[case::rollout_spec_not_an_object(&["rollout", "create", "--name", "web", "--spec", "[1]"], 2, "must be a JSON object, not an array")]
 #[case::rollout_bad_name(&["rollout", "create", "--name", "../web"], 2, "invalid rollout name `../web`")]
 #[case::rollout_with_server_down(&["rollout", "list"], 3, "cannot reach the autonomy node")]
+#[case::lag_bands_inverted(&[SERVE, &["--lag-healthy-ms", "100", "--lag-degraded-ms", "10"]].concat(), 2, "--lag-healthy-ms 100 and --lag-degraded-ms 10 do not make two bands")]
+#[case::lag_healthy_zero(&[SERVE, &["--lag-healthy-ms", "0"]].concat(), 2, "use 1 <= healthy < degraded")]
+#[case::replication_poll_too_fast(&[SERVE, &["--replication-poll-interval-ms", "5"]].concat(), 2, "--replication-poll-interval-ms 5 is out of range")]
+#[case::lag_thresholds_missing_file(&["ha", "lag-thresholds", "--from", "/nonexistent/val14-report.json"], 2, "cannot read --from /nonexistent/val14-report.json")]
+#[case::lag_thresholds_not_a_report(&["ha", "lag-thresholds", "--from", "Cargo.toml"], 2, "is not a validation report")]
 fn refuses_with_documented_exit_code(#[case] args: &[&str], #[case] code: i32, #[case] says: &str) {
     let args = args.to_vec();
     autonomy()
@@ -102,4 +107,27 @@ fn the_fencing_sabotage_flag_is_not_advertised() {
         .assert()
         .success()
         .stdout(predicate::str::contains("--poll-interval-ms").and(predicate::str::contains("unsafe").not()));
+}
+
+/// A report of another slice, or a VAL14 report that measured nothing (a SKIP), is refused
+/// with exit 2 and a message saying what to pass instead.
+#[rstest]
+#[case::another_slice("val15", "PASS", "not val14; pass a val14-report.json")]
+#[case::skipped_val14("val14", "SKIP", "has no `idle_p95_ms` metric (outcome SKIP: no backend)")]
+fn lag_thresholds_refuses_a_report_without_lag_metrics(#[case] slice: &str, #[case] outcome: &str, #[case] says: &str) {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let report = dir.path().join("report.json");
+    let body = serde_json::json!({
+        "schema_version": 1, "slice": slice, "title": "t", "generated_at": "2026-11-29T10:00:00Z",
+        "run_id": "r", "backend": "none", "server_version": null, "node": null, "checks": [],
+        "metrics": {}, "pass": 0, "fail": 0, "skip": 0, "total": 0, "outcome": outcome,
+        "skip_reason": (outcome == "SKIP").then_some("no backend"), "files": []
+    });
+    std::fs::write(&report, body.to_string()).expect("write the report");
+    autonomy()
+        .args(["ha", "lag-thresholds", "--from"])
+        .arg(&report)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(says));
 }
