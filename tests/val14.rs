@@ -37,7 +37,12 @@ fn skipped(outcome: &SliceOutcome, test: &str) -> bool {
 #[track_caller]
 fn assert_check_passes(id: &str) {
     let outcome = outcome(Sabotage::None);
-    common::verdict::assert_check_passes(&outcome.report, &outcome.evidence_dir, outcome.observations.aborted.as_deref(), id);
+    common::verdict::assert_check_passes(
+        &outcome.report,
+        &outcome.evidence_dir,
+        outcome.observations.aborted.as_deref(),
+        id,
+    );
 }
 
 #[test]
@@ -98,7 +103,11 @@ fn val14_report_is_pass_with_lag_metrics() {
         return;
     }
     let report = &outcome.report;
-    assert_eq!((report.pass, report.total, report.outcome), (10, 10, Outcome::Pass), "report: {report:#?}");
+    assert_eq!(
+        (report.pass, report.total, report.outcome),
+        (10, 10, Outcome::Pass),
+        "report: {report:#?}"
+    );
     for metric in [
         "idle_p95_ms",
         "light_p95_ms",
@@ -109,9 +118,17 @@ fn val14_report_is_pass_with_lag_metrics() {
         "degraded_ms",
         "alert_ms",
     ] {
-        assert!(report.metrics.contains_key(metric), "no {metric} in {:?}", report.metrics);
+        assert!(
+            report.metrics.contains_key(metric),
+            "no {metric} in {:?}",
+            report.metrics
+        );
     }
-    assert_eq!(common::phase::times_run(Sabotage::None.bundle_name()), 1, "the phases must run once per run");
+    assert_eq!(
+        common::phase::times_run(Sabotage::None.bundle_name()),
+        1,
+        "the phases must run once per run"
+    );
     for file in [
         "val14-pg-setup.txt",
         "val14-02-status.json",
@@ -147,7 +164,10 @@ fn val14_lag_thresholds_command_reads_the_report() {
             metric("healthy_ms"),
             metric("degraded_ms")
         )))
-        .stdout(predicates::str::contains(format!("alert_ms     = max(healthy_ms x 50, 500)     = {}", metric("alert_ms"))));
+        .stdout(predicates::str::contains(format!(
+            "alert_ms     = max(healthy_ms x 50, 500)     = {}",
+            metric("alert_ms")
+        )));
 }
 
 /// A node whose role lacks pg_monitor cannot see the standby's columns: it must say so
@@ -159,8 +179,15 @@ fn val14_sabotage_node_without_monitor_role_fails_02_and_10() {
         return;
     }
     let report = &outcome.report;
-    assert_eq!(outcome.observations.aborted, None, "the sabotage run must get through its phases: {report:#?}");
-    let reported = outcome.observations.reported.as_ref().expect("the node still lists the standby");
+    assert_eq!(
+        outcome.observations.aborted, None,
+        "the sabotage run must get through its phases: {report:#?}"
+    );
+    let reported = outcome
+        .observations
+        .reported
+        .as_ref()
+        .expect("the node still lists the standby");
     assert_eq!(reported.health, Health::Alert, "{reported:#?}");
     assert!(reported.reason.contains("pg_monitor"), "{reported:#?}");
     for id in ["VAL14-02", "VAL14-10"] {
@@ -197,11 +224,22 @@ fn val14_each_check_fails_when_its_evidence_is_broken(#[case] id: &str, #[case] 
     let mut observations = outcome.observations.clone();
     let before = checks::evaluate(&observations, None);
     assert!(
-        before.iter().find(|c| c.id == id).is_some_and(|c| c.status == CheckStatus::Pass),
+        before
+            .iter()
+            .find(|c| c.id == id)
+            .is_some_and(|c| c.status == CheckStatus::Pass),
         "{id} must pass on the real evidence first: {before:#?}"
     );
     break_it(&mut observations);
     let after = checks::evaluate(&observations, None);
-    let failed: Vec<&str> = after.iter().filter(|c| c.status == CheckStatus::Fail).map(|c| c.id.as_str()).collect();
-    assert_eq!(failed, vec![id], "breaking {id}'s evidence must fail exactly {id}: {after:#?}");
+    let failed: Vec<&str> = after
+        .iter()
+        .filter(|c| c.status == CheckStatus::Fail)
+        .map(|c| c.id.as_str())
+        .collect();
+    assert_eq!(
+        failed,
+        vec![id],
+        "breaking {id}'s evidence must fail exactly {id}: {after:#?}"
+    );
 }

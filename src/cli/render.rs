@@ -271,4 +271,37 @@ mod tests {
             "{text}"
         );
     }
+
+    #[test]
+    fn each_standby_gets_a_line_with_its_health_and_reason() {
+        use crate::ha::replication::{Health, StandbyStatus};
+        assert!(!status(&report(None), OutputFormat::Text).contains("replication"));
+        let mut with_standby = report(None);
+        with_standby.replication_health = Some(Health::Alert);
+        with_standby.replication = vec![StandbyStatus {
+            application_name: "s1".into(),
+            slot_name: Some("s1".into()),
+            state: "disconnected".into(),
+            client_addr: None,
+            sent_lsn: None,
+            write_lsn: None,
+            flush_lsn: None,
+            replay_lsn: None,
+            write_lag_ms: 0.0,
+            flush_lag_ms: 0.0,
+            replay_lag_ms: 0.0,
+            byte_lag: Some(4096),
+            stalled_ms: 0.0,
+            health: Health::Alert,
+            reason: "disconnected: nothing streams from slot s1".into(),
+        }];
+        let text = status(&with_standby, OutputFormat::Text);
+        assert!(
+            text.ends_with(
+                "\nreplication health=alert\nstandby s1 state=disconnected health=alert write_lag_ms=0.000 \
+                 flush_lag_ms=0.000 replay_lag_ms=0.000 byte_lag=4096 replay_lsn=- (disconnected: nothing streams from slot s1)"
+            ),
+            "{text}"
+        );
+    }
 }

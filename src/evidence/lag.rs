@@ -79,7 +79,12 @@ mod tests {
     fn a_fast_lab_gets_the_floors() {
         let derived = derive(0, 1);
         assert_eq!(
-            (derived.observed_p95_ms, derived.healthy_ms, derived.degraded_ms, derived.alert_ms),
+            (
+                derived.observed_p95_ms,
+                derived.healthy_ms,
+                derived.degraded_ms,
+                derived.alert_ms
+            ),
             (1, 10, 100, 500)
         );
     }
@@ -100,7 +105,10 @@ mod tests {
         report.slice = "val14".into();
         assert!(matches!(
             from_report(&report),
-            Err(LagReportError::MissingMetric { metric: "idle_p95_ms", .. })
+            Err(LagReportError::MissingMetric {
+                metric: "idle_p95_ms",
+                ..
+            })
         ));
         report.metrics.insert("idle_p95_ms".into(), Metric::Value(2));
         report.metrics.insert("light_p95_ms".into(), Metric::Value(3));

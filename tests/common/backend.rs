@@ -148,7 +148,10 @@ impl DockerPg {
             .with_env_var("POSTGRES_DB", LAB_DATABASE)
             // The image's pg_hba.conf admits every database but no replication: a standby's
             // base backup and stream need a line of their own (same password method).
-            .with_copy_to("/docker-entrypoint-initdb.d/50-replication.sh", REPLICATION_HBA.as_bytes().to_vec())
+            .with_copy_to(
+                "/docker-entrypoint-initdb.d/50-replication.sh",
+                REPLICATION_HBA.as_bytes().to_vec(),
+            )
             .with_label("org.autonomy.run-id", super::run::run_id())
             .with_label("org.autonomy.lab", label)
             .with_startup_timeout(Duration::from_secs(120))
@@ -170,7 +173,12 @@ impl PgBackend for DockerPg {
     }
     fn start_standby(&self, name: &str) -> Result<Box<dyn StandbyPg>, String> {
         prepare_primary(&self.url(LAB_DATABASE), name)?;
-        Ok(Box::new(DockerStandby::start(&self.image, self.container.id(), self.port, name)?))
+        Ok(Box::new(DockerStandby::start(
+            &self.image,
+            self.container.id(),
+            self.port,
+            name,
+        )?))
     }
     fn stop_abruptly(&mut self) -> Result<(), String> {
         self.container
@@ -347,13 +355,7 @@ pub fn tail(log: &Path) -> String {
 }
 
 /// Starts the postmaster on `port`, logging (appending) to `dir`/postgres.log.
-pub fn spawn_server(
-    bin: &Path,
-    account: Account,
-    data_dir: &Path,
-    port: u16,
-    dir: &Path,
-) -> Result<Child, String> {
+pub fn spawn_server(bin: &Path, account: Account, data_dir: &Path, port: u16, dir: &Path) -> Result<Child, String> {
     let log = std::fs::OpenOptions::new()
         .append(true)
         .open(dir.join("postgres.log"))
@@ -378,7 +380,12 @@ impl PgBackend for ProcessPg {
     }
     fn start_standby(&self, name: &str) -> Result<Box<dyn StandbyPg>, String> {
         prepare_primary(&self.url(LAB_DATABASE), name)?;
-        Ok(Box::new(ProcessStandby::start(&self.bin, self.account, self.port, name)?))
+        Ok(Box::new(ProcessStandby::start(
+            &self.bin,
+            self.account,
+            self.port,
+            name,
+        )?))
     }
     fn stop_abruptly(&mut self) -> Result<(), String> {
         // SIGQUIT is the postmaster's immediate shutdown: children killed, no checkpoint.

@@ -53,7 +53,9 @@ impl Relay {
                     tracked.lock().unwrap().extend([a, b]);
                 }
                 for (from, to) in [(&inbound, &outbound), (&outbound, &inbound)] {
-                    let (Ok(from), Ok(to)) = (from.try_clone(), to.try_clone()) else { continue };
+                    let (Ok(from), Ok(to)) = (from.try_clone(), to.try_clone()) else {
+                        continue;
+                    };
                     let cutting = cutting.clone();
                     std::thread::spawn(move || forward(from, to, &cutting));
                 }

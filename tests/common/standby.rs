@@ -47,7 +47,8 @@ pub trait StandbyPg {
 /// primary keeps the WAL it needs, and the node reports it when it is gone), and a short
 /// wal_sender_timeout, so a standby cut off silently is dropped within seconds, not a minute.
 pub fn prepare_primary(primary_url: &str, name: &str) -> Result<(), String> {
-    let mut db = postgres::Client::connect(primary_url, postgres::NoTls).map_err(|e| format!("connect to the primary: {e}"))?;
+    let mut db =
+        postgres::Client::connect(primary_url, postgres::NoTls).map_err(|e| format!("connect to the primary: {e}"))?;
     db.execute(
         "SELECT pg_create_physical_replication_slot($1)
           WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)",
@@ -80,7 +81,10 @@ fn base_backup(
     backend::as_account(&mut copy, account);
     let out = copy.output().map_err(|e| format!("pg_basebackup cannot run: {e}"))?;
     if !out.status.success() {
-        return Err(format!("pg_basebackup failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
+        return Err(format!(
+            "pg_basebackup failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
     }
     // Later lines of postgresql.auto.conf win. Short receiver timeouts so that after a cut the
     // standby notices and reconnects within a second of the heal.
@@ -146,8 +150,12 @@ impl ProcessStandby {
             relay,
             dir,
         };
-        backend::wait_until_accepting(&standby.url(LAB_DATABASE), Duration::from_secs(30))
-            .map_err(|e| format!("the standby never accepted connections: {e}; log: {}", standby.log_tail()))?;
+        backend::wait_until_accepting(&standby.url(LAB_DATABASE), Duration::from_secs(30)).map_err(|e| {
+            format!(
+                "the standby never accepted connections: {e}; log: {}",
+                standby.log_tail()
+            )
+        })?;
         Ok(standby)
     }
 
@@ -164,13 +172,21 @@ impl StandbyPg for ProcessStandby {
         self.port
     }
     fn stop(&mut self) -> Result<(), String> {
-        super::process::stop_child(&mut self.child, nix::sys::signal::Signal::SIGINT, Duration::from_secs(10));
+        super::process::stop_child(
+            &mut self.child,
+            nix::sys::signal::Signal::SIGINT,
+            Duration::from_secs(10),
+        );
         Ok(())
     }
     fn start(&mut self) -> Result<(), String> {
         self.child = backend::spawn_server(&self.bin, self.account, &self.data_dir, self.port, self.dir.path())?;
-        backend::wait_until_accepting(&self.url(LAB_DATABASE), Duration::from_secs(30))
-            .map_err(|e| format!("the restarted standby never accepted connections: {e}; log: {}", self.log_tail()))
+        backend::wait_until_accepting(&self.url(LAB_DATABASE), Duration::from_secs(30)).map_err(|e| {
+            format!(
+                "the restarted standby never accepted connections: {e}; log: {}",
+                self.log_tail()
+            )
+        })
     }
     fn cut(&self) {
         self.relay.cut();
@@ -191,7 +207,11 @@ impl StandbyPg for ProcessStandby {
 
 impl Drop for ProcessStandby {
     fn drop(&mut self) {
-        super::process::stop_child(&mut self.child, nix::sys::signal::Signal::SIGINT, Duration::from_secs(10));
+        super::process::stop_child(
+            &mut self.child,
+            nix::sys::signal::Signal::SIGINT,
+            Duration::from_secs(10),
+        );
     }
 }
 
@@ -223,7 +243,10 @@ impl DockerStandby {
             .with_exposed_port(5432.tcp())
             .with_wait_for(WaitFor::message_on_stderr("ready to accept read-only connections"))
             .with_mapped_port(port, 5432.tcp())
-            .with_mount(Mount::bind_mount(data_dir.display().to_string(), "/var/lib/postgresql/data"))
+            .with_mount(Mount::bind_mount(
+                data_dir.display().to_string(),
+                "/var/lib/postgresql/data",
+            ))
             .with_env_var("POSTGRES_PASSWORD", LAB_PG_PASSWORD)
             .with_label("org.autonomy.run-id", super::run::run_id())
             .with_label("org.autonomy.lab", format!("standby-{name}"))

@@ -86,20 +86,46 @@ pub fn evaluate(obs: &Observations, skip_reason: Option<&str>) -> Vec<Check> {
     ]
 }
 
-fn workload_sampled(workload: &Workload, (rows, bytes): (usize, usize), percentile: Option<f64>, metric: &str) -> Option<(bool, Option<String>, String)> {
+fn workload_sampled(
+    workload: &Workload,
+    (rows, bytes): (usize, usize),
+    percentile: Option<f64>,
+    metric: &str,
+) -> Option<(bool, Option<String>, String)> {
     (workload.rows > 0).then(|| {
-        let listed = workload.samples.iter().filter(|s: &&LagSample| s.replay_gap_bytes.is_some()).count();
-        let ok = workload.rows == rows && workload.row_bytes == bytes && workload.samples.len() >= MIN_WORKLOAD_SAMPLES && listed == workload.samples.len();
-        (ok, percentile.map(|p| format!("{metric}={p:.3}")),
-         format!("{} rows x {} B, {} samples, standby listed in {listed} (val14-lag-samples.json)", workload.rows, workload.row_bytes, workload.samples.len()))
+        let listed = workload
+            .samples
+            .iter()
+            .filter(|s: &&LagSample| s.replay_gap_bytes.is_some())
+            .count();
+        let ok = workload.rows == rows
+            && workload.row_bytes == bytes
+            && workload.samples.len() >= MIN_WORKLOAD_SAMPLES
+            && listed == workload.samples.len();
+        (
+            ok,
+            percentile.map(|p| format!("{metric}={p:.3}")),
+            format!(
+                "{} rows x {} B, {} samples, standby listed in {listed} (val14-lag-samples.json)",
+                workload.rows,
+                workload.row_bytes,
+                workload.samples.len()
+            ),
+        )
     })
 }
 
 fn drained(workload: &Workload, bound_ms: u64, metric: &str) -> Option<(bool, Option<String>, String)> {
     (workload.rows > 0).then(|| {
-        (workload.drain_ms.is_some_and(|ms| ms <= bound_ms),
-         Some(workload.drain_ms.map_or(format!("{metric}=none"), |ms| format!("{metric}={ms}"))),
-         format!("from the last commit to a replay gap of 0 bytes; bound {bound_ms} ms"))
+        (
+            workload.drain_ms.is_some_and(|ms| ms <= bound_ms),
+            Some(
+                workload
+                    .drain_ms
+                    .map_or(format!("{metric}=none"), |ms| format!("{metric}={ms}")),
+            ),
+            format!("from the last commit to a replay gap of 0 bytes; bound {bound_ms} ms"),
+        )
     })
 }
 

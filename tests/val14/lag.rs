@@ -51,7 +51,13 @@ pub fn sample_until(
 
 /// Inserts `rows` rows of `row_bytes` incompressible bytes (hex of a pseudo-random stream),
 /// one transaction each, as an application would. Returns the slice time of the last commit.
-pub fn insert_rows(db: &mut postgres::Client, clock: Clock, rows: usize, row_bytes: usize, seed: u64) -> Result<u64, String> {
+pub fn insert_rows(
+    db: &mut postgres::Client,
+    clock: Clock,
+    rows: usize,
+    row_bytes: usize,
+    seed: u64,
+) -> Result<u64, String> {
     let mut state = seed | 1;
     for _ in 0..rows {
         let mut payload = String::with_capacity(row_bytes);
@@ -71,7 +77,13 @@ pub fn insert_rows(db: &mut postgres::Client, clock: Clock, rows: usize, row_byt
 
 /// Polls until the standby has replayed everything the primary has; returns the ms from
 /// `since_us`, or None after `limit`.
-pub fn wait_for_drain(db: &mut postgres::Client, clock: Clock, standby: &str, since_us: u64, limit: Duration) -> Option<u64> {
+pub fn wait_for_drain(
+    db: &mut postgres::Client,
+    clock: Clock,
+    standby: &str,
+    since_us: u64,
+    limit: Duration,
+) -> Option<u64> {
     let started = Instant::now();
     while started.elapsed() < limit {
         if let Ok(LagSample {

@@ -52,16 +52,31 @@ pub fn run_slice(sabotage: Sabotage) -> SliceOutcome {
     let mut report = Report::new("val14", "VAL 14 — HA Replication Lag Baseline", run::run_id());
     match backend::start(sabotage.bundle_name()) {
         Err(backend::Unavailable(reason)) => {
-            let _ = bundle.write("val14-pg-setup.txt", format!("SKIP: no PostgreSQL backend could run: {reason}\n"));
+            let _ = bundle.write(
+                "val14-pg-setup.txt",
+                format!("SKIP: no PostgreSQL backend could run: {reason}\n"),
+            );
             report.skip_reason = Some(reason);
         }
         Ok(pg) => {
             report.backend = pg.kind().to_owned();
-            let scratch = tempfile::Builder::new().prefix("autonomy-val14-").tempdir().expect("a scratch dir");
+            let scratch = tempfile::Builder::new()
+                .prefix("autonomy-val14-")
+                .tempdir()
+                .expect("a scratch dir");
             let mut standby: Option<Box<dyn StandbyPg>> = None;
             let mut cluster: Option<Cluster> = None;
             let phases = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                phases(&bundle, pg.as_ref(), sabotage, scratch.path(), &mut standby, &mut cluster, &mut obs, &mut report)
+                phases(
+                    &bundle,
+                    pg.as_ref(),
+                    sabotage,
+                    scratch.path(),
+                    &mut standby,
+                    &mut cluster,
+                    &mut obs,
+                    &mut report,
+                )
             }));
             if let Some(reason) = crate::common::phase::abort_reason(phases) {
                 let _ = bundle.write("val14-aborted.txt", &reason);
@@ -69,14 +84,23 @@ pub fn run_slice(sabotage: Sabotage) -> SliceOutcome {
             }
             if let Some(mut cluster) = cluster {
                 let _ = cluster.stop();
-                report.node = cluster.urls.lock().unwrap().iter().map(|(id, url)| format!("{id}@{url}")).next();
+                report.node = cluster
+                    .urls
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .map(|(id, url)| format!("{id}@{url}"))
+                    .next();
             }
             drop(standby);
         }
     }
     report.checks = evaluate(&obs, report.skip_reason.as_deref());
     metrics(&obs, &mut report);
-    let _ = bundle.write("val14-observations.json", serde_json::to_string_pretty(&obs).unwrap_or_default());
+    let _ = bundle.write(
+        "val14-observations.json",
+        serde_json::to_string_pretty(&obs).unwrap_or_default(),
+    );
     report.files = run::list_files(&bundle.dir);
     let report = report.tally(all_checks_outcome);
     bundle.write_report(&report).expect("the report can be written");
@@ -101,8 +125,14 @@ fn metrics(obs: &Observations, report: &mut Report) {
     put("heavy_drain_ms", obs.heavy.drain_ms);
     // Microseconds too: local lags are far below a millisecond.
     put("idle_p95_us", obs.idle_p95_ms().map(|ms| (ms * 1000.0).round() as u64));
-    put("light_p95_us", obs.light_p95_ms().map(|ms| (ms * 1000.0).round() as u64));
-    put("heavy_p99_us", obs.heavy_p99_ms().map(|ms| (ms * 1000.0).round() as u64));
+    put(
+        "light_p95_us",
+        obs.light_p95_ms().map(|ms| (ms * 1000.0).round() as u64),
+    );
+    put(
+        "heavy_p99_us",
+        obs.heavy_p99_ms().map(|ms| (ms * 1000.0).round() as u64),
+    );
     if let Some(derived) = obs.derived {
         put("healthy_ms", Some(derived.healthy_ms));
         put("degraded_ms", Some(derived.degraded_ms));
@@ -123,7 +153,10 @@ fn phases<'a>(
 ) -> Result<(), String> {
     let primary_url = pg.url(LAB_DATABASE);
     let mut db = sql::connect(&primary_url);
-    let version: String = db.query_one("SHOW server_version", &[]).map_err(|e| e.to_string())?.get(0);
+    let version: String = db
+        .query_one("SHOW server_version", &[])
+        .map_err(|e| e.to_string())?
+        .get(0);
     report.server_version = Some(version.clone());
 
     // 01: a standby streams from the primary, and a row written there shows up on it.
@@ -141,17 +174,25 @@ fn phases<'a>(
         )
         .map_err(|e| e.to_string())?;
     let streaming = wait_until(Duration::from_secs(10), || {
-        db.query_opt("SELECT state FROM pg_stat_replication WHERE application_name = $1", &[&STANDBY])
-            .ok()
-            .flatten()
-            .map(|row| row.get::<_, String>(0))
-            .filter(|state| state == "streaming")
+        db.query_opt(
+            "SELECT state FROM pg_stat_replication WHERE application_name = $1",
+            &[&STANDBY],
+        )
+        .ok()
+        .flatten()
+        .map(|row| row.get::<_, String>(0))
+        .filter(|state| state == "streaming")
     });
     obs.streaming_state = streaming.map(|(state, _)| state);
     let mut on_standby = sql::connect(&standby.url(LAB_DATABASE));
-    obs.standby_in_recovery = on_standby.query_one("SELECT pg_is_in_recovery()", &[]).ok().map(|r| r.get(0));
-    db.batch_execute(&format!("CREATE TABLE {TABLE} (id bigserial PRIMARY KEY, payload text NOT NULL)"))
-        .map_err(|e| format!("create {TABLE}: {e}"))?;
+    obs.standby_in_recovery = on_standby
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .ok()
+        .map(|r| r.get(0));
+    db.batch_execute(&format!(
+        "CREATE TABLE {TABLE} (id bigserial PRIMARY KEY, payload text NOT NULL)"
+    ))
+    .map_err(|e| format!("create {TABLE}: {e}"))?;
     let written = Instant::now();
     db.execute(&format!("INSERT INTO {TABLE} (payload) VALUES ('marker')"), &[])
         .map_err(|e| format!("insert the marker: {e}"))?;
@@ -180,12 +221,18 @@ fn phases<'a>(
         }
     };
     let mut cluster = Cluster::new(bundle, "val14", node_url, scratch.to_owned(), Duration::from_millis(50));
-    cluster.extra_args.extend(["--replication-poll-interval-ms".into(), REPLICATION_POLL_MS.to_string()]);
+    cluster
+        .extra_args
+        .extend(["--replication-poll-interval-ms".into(), REPLICATION_POLL_MS.to_string()]);
     let cluster = cluster_slot.insert(cluster);
     cluster.start_all(&[NODE])?;
     cluster.wait_for_agreement(Duration::from_secs(15))?;
     let listed = wait_until(Duration::from_secs(5), || {
-        status(cluster).filter(|s| s.replication.iter().any(|r| r.application_name == STANDBY && r.state == "streaming"))
+        status(cluster).filter(|s| {
+            s.replication
+                .iter()
+                .any(|r| r.application_name == STANDBY && r.state == "streaming")
+        })
     });
     let reported = listed.map(|(s, _)| s).or_else(|| status(cluster));
     obs.reported_health = reported.as_ref().and_then(|s| s.replication_health);
@@ -197,7 +244,10 @@ fn phases<'a>(
         .map(|r| r.get(0))
         .collect();
     bundle
-        .write("val14-02-status.json", serde_json::to_string_pretty(&status(cluster)).unwrap_or_default())
+        .write(
+            "val14-02-status.json",
+            serde_json::to_string_pretty(&status(cluster)).unwrap_or_default(),
+        )
         .map_err(|e| e.to_string())?;
 
     // 03: lag at rest.
@@ -210,7 +260,10 @@ fn phases<'a>(
     obs.light = workload(&mut db, &primary_url, cluster.clock, LIGHT, 1)?;
     obs.heavy = workload(&mut db, &primary_url, cluster.clock, HEAVY, 2)?;
     bundle
-        .write("val14-lag-samples.json", serde_json::to_string_pretty(&(&obs.idle, &obs.light, &obs.heavy)).unwrap_or_default())
+        .write(
+            "val14-lag-samples.json",
+            serde_json::to_string_pretty(&(&obs.idle, &obs.light, &obs.heavy)).unwrap_or_default(),
+        )
         .map_err(|e| e.to_string())?;
 
     // 09: the thresholds, DERIVED from what was measured.
@@ -237,7 +290,10 @@ fn phases<'a>(
     standby.heal();
     classify(cluster, obs, "healed", Health::Healthy, Duration::from_secs(15));
     bundle
-        .write("val14-10-classified.json", serde_json::to_string_pretty(&obs.classified).unwrap_or_default())
+        .write(
+            "val14-10-classified.json",
+            serde_json::to_string_pretty(&obs.classified).unwrap_or_default(),
+        )
         .map_err(|e| e.to_string())?;
     Ok(())
 }
@@ -249,7 +305,9 @@ fn status(cluster: &Cluster) -> Option<StatusReport> {
 
 /// Waits (at most `limit`) for the node to report `wanted` and records what it reported.
 fn classify(cluster: &Cluster, obs: &mut Observations, moment: &str, wanted: Health, limit: Duration) {
-    let seen = wait_until(limit, || status(cluster).filter(|s| s.replication_health == Some(wanted)));
+    let seen = wait_until(limit, || {
+        status(cluster).filter(|s| s.replication_health == Some(wanted))
+    });
     let waited_ms = seen.as_ref().map(|(_, waited)| waited.as_millis() as u64);
     let last = seen.map(|(status, _)| status).or_else(|| status(cluster));
     obs.classified.push(Classified {
@@ -274,8 +332,10 @@ fn workload(
     let sampler = Background::spawn(move |stop| {
         lagging::sample_until(&url, clock, STANDBY, Duration::from_millis(1), &sampling, stop)
     });
-    wait_until(Duration::from_secs(5), || ready.load(std::sync::atomic::Ordering::SeqCst).then_some(()))
-        .ok_or("the lag sampler never took a sample")?;
+    wait_until(Duration::from_secs(5), || {
+        ready.load(std::sync::atomic::Ordering::SeqCst).then_some(())
+    })
+    .ok_or("the lag sampler never took a sample")?;
     let last_commit = lagging::insert_rows(db, clock, rows, row_bytes, seed)?;
     let samples = sampler.finish();
     let drain_ms = lagging::wait_for_drain(db, clock, STANDBY, last_commit, Duration::from_secs(10));

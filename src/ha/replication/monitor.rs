@@ -31,7 +31,10 @@ impl ReplicationMonitor {
     }
 
     pub fn view(&self) -> ReplicationView {
-        self.view.lock().expect("the replication view lock is never poisoned").clone()
+        self.view
+            .lock()
+            .expect("the replication view lock is never poisoned")
+            .clone()
     }
 
     fn update(&self, change: impl FnOnce(&mut ReplicationView)) {

@@ -97,7 +97,13 @@ fn connected(name: String, raw: &RawStandby, stalled_ms: f64, thresholds: LagThr
         ),
         Some(_) if stalled_ms > write_lag_ms => {
             let health = thresholds.classify(stalled_ms);
-            (health, format!("stalled {stalled_ms:.1} ms at write position {}", raw.write_lsn.as_deref().unwrap_or("?")))
+            (
+                health,
+                format!(
+                    "stalled {stalled_ms:.1} ms at write position {}",
+                    raw.write_lsn.as_deref().unwrap_or("?")
+                ),
+            )
         }
         Some(_) => {
             let health = thresholds.classify(write_lag_ms);
@@ -224,14 +230,22 @@ mod tests {
             LagThresholds::default(),
         );
         assert_eq!(health, Some(Health::Alert));
-        assert!(standbys[0].reason.contains("write lag 150.0 ms > 100 ms"), "{}", standbys[0].reason);
+        assert!(
+            standbys[0].reason.contains("write lag 150.0 ms > 100 ms"),
+            "{}",
+            standbys[0].reason
+        );
     }
 
     #[test]
     fn a_standby_that_leaves_is_reported_disconnected_under_its_own_name() {
         let mut tracker = Tracker::default();
         let start = Instant::now();
-        tracker.observe(&sample(vec![streaming("s1", "0/3000000", 0, None)]), start, LagThresholds::default());
+        tracker.observe(
+            &sample(vec![streaming("s1", "0/3000000", 0, None)]),
+            start,
+            LagThresholds::default(),
+        );
         // Its slot remains, idle.
         let (standbys, health) = tracker.observe(&sample(vec![idle_slot("s1_slot")]), start, LagThresholds::default());
         assert_eq!(health, Some(Health::Alert));
@@ -243,14 +257,22 @@ mod tests {
         let (standbys, _) = tracker.observe(&sample(vec![]), start, LagThresholds::default());
         assert_eq!(standbys[0].state, "disconnected");
         // And healthy again once it is back.
-        let (_, health) = tracker.observe(&sample(vec![streaming("s1", "0/3000000", 0, None)]), start, LagThresholds::default());
+        let (_, health) = tracker.observe(
+            &sample(vec![streaming("s1", "0/3000000", 0, None)]),
+            start,
+            LagThresholds::default(),
+        );
         assert_eq!(health, Some(Health::Healthy));
     }
 
     #[test]
     fn an_idle_slot_never_used_is_reported_by_its_slot_name() {
         let mut tracker = Tracker::default();
-        let (standbys, health) = tracker.observe(&sample(vec![idle_slot("spare")]), Instant::now(), LagThresholds::default());
+        let (standbys, health) = tracker.observe(
+            &sample(vec![idle_slot("spare")]),
+            Instant::now(),
+            LagThresholds::default(),
+        );
         assert_eq!(health, Some(Health::Alert));
         assert_eq!(standbys[0].application_name, "spare");
     }
@@ -290,7 +312,8 @@ mod tests {
     fn a_hidden_standby_is_an_alert_that_names_the_missing_grant() {
         let mut raw = streaming("s1", "0/3000000", 0, None);
         raw.state = None;
-        let (standbys, health) = Tracker::default().observe(&sample(vec![raw]), Instant::now(), LagThresholds::default());
+        let (standbys, health) =
+            Tracker::default().observe(&sample(vec![raw]), Instant::now(), LagThresholds::default());
         assert_eq!(health, Some(Health::Alert));
         assert!(standbys[0].reason.contains("pg_monitor"));
     }
