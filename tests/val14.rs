@@ -216,6 +216,7 @@ fn val14_sabotage_node_without_monitor_role_fails_02_and_10() {
 #[case::wrong_derivation("VAL14-09", |o: &mut Observations| o.derived.as_mut().unwrap().alert_ms += 1)]
 #[case::stopped_standby_still_healthy("VAL14-10", |o: &mut Observations| o.classified[1].health = Some(Health::Healthy))]
 #[case::cut_never_noticed("VAL14-10", |o: &mut Observations| o.classified[3].waited_ms = None)]
+#[case::cut_noticed_only_when_dropped("VAL14-10", |o: &mut Observations| { let s = o.classified[3].standby.as_mut().unwrap(); s.state = "disconnected".into(); s.reason = "disconnected: nothing streams from slot val14_standby".into(); })]
 fn val14_each_check_fails_when_its_evidence_is_broken(#[case] id: &str, #[case] break_it: fn(&mut Observations)) {
     let outcome = outcome(Sabotage::None);
     if skipped(&outcome, id) {

@@ -104,7 +104,10 @@ fn forward(mut from: TcpStream, mut to: TcpStream, cut: &AtomicBool) {
             break;
         }
     }
-    let _ = to.shutdown(Shutdown::Write);
+    // Across a cut not even the end of a stream gets through; heal closes both sides.
+    if !cut.load(Ordering::SeqCst) {
+        let _ = to.shutdown(Shutdown::Write);
+    }
 }
 
 impl Drop for Relay {

@@ -18,6 +18,9 @@ pub const HEAVY_DRAIN_MS_THRESHOLD: u64 = 5_000;
 pub const MIN_IDLE_SAMPLES: usize = 50;
 /// A workload's percentile means little from fewer samples than this.
 pub const MIN_WORKLOAD_SAMPLES: usize = 10;
+/// A silent cut must be reported before the primary's wal_sender_timeout (2 s in the lab)
+/// would have dropped the standby anyway.
+pub const SILENT_CUT_MS_THRESHOLD: u64 = 2_000;
 /// A row written on the primary must be readable on the standby within this.
 pub const MARKER_VISIBLE_MS_THRESHOLD: u64 = 5_000;
 
@@ -70,14 +73,25 @@ pub fn evaluate(obs: &Observations, skip_reason: Option<&str>) -> Vec<Check> {
                  Some(format!("DERIVED healthy_ms={} degraded_ms={} alert_ms={} (observed_p95_ms={})", derived.healthy_ms, derived.degraded_ms, derived.alert_ms, derived.observed_p95_ms)),
                  format!("recomputed from the samples: {expected:?}; recalibrate against production write_lag before alerting"))
             })),
-        judge.check("VAL14-10", "lag_classified", "the node reports healthy at rest, alert when the standby is stopped (disconnected) or cut off, healthy again after each return",
+        judge.check("VAL14-10", "lag_classified", "the node reports healthy at rest, alert when the standby is stopped (disconnected) or silently cut off (stalled, within 2,000 ms: before the primary drops it), healthy and streaming again after each return",
             (!obs.classified.is_empty()).then(|| {
                 let expected = [("idle", Health::Healthy), ("stopped", Health::Alert), ("restarted", Health::Healthy), ("cut", Health::Alert), ("healed", Health::Healthy)];
                 let wrong: Vec<String> = expected.iter().filter_map(|(moment, health)| {
                     let seen = obs.classified.iter().find(|c| c.moment == *moment);
+                    let standby = seen.and_then(|c| c.standby.as_ref());
                     let ok = seen.is_some_and(|c| c.waited_ms.is_some() && c.health == Some(*health))
-                        && (*moment != "stopped" || seen.and_then(|c| c.standby.as_ref()).is_some_and(|s| s.state == "disconnected"));
-                    (!ok).then(|| format!("{moment}: expected {health}, saw {:?}", seen.map(|c| (c.health, c.standby.as_ref().map(|s| s.state.clone())))))
+                        && match *moment {
+                            "stopped" => standby.is_some_and(|s| s.state == "disconnected"),
+                            // Noticed by the node's own stall timer while the connection still
+                            // looked alive, before the primary's 2 s wal_sender_timeout dropped it.
+                            "cut" => standby.is_some_and(|s| s.state == "streaming" && s.reason.starts_with("stalled"))
+                                && seen.and_then(|c| c.waited_ms).is_some_and(|ms| ms < SILENT_CUT_MS_THRESHOLD),
+                            _ => standby.is_some_and(|s| s.state == "streaming"),
+                        };
+                    (!ok).then(|| format!("{moment}: expected {health}{}, saw health={:?} after {:?} ms, standby {:?}",
+                        match *moment { "stopped" => " (disconnected)", "cut" => " (streaming, stalled, within 2,000 ms)", _ => " (streaming)" },
+                        seen.and_then(|c| c.health), seen.and_then(|c| c.waited_ms),
+                        standby.map(|s| format!("state={} reason={}", s.state, s.reason))))
                 }).collect();
                 (wrong.is_empty(),
                  Some(obs.classified.iter().map(|c| format!("{}:{}@{:?}ms", c.moment, c.health.map_or("none".into(), |h| h.to_string()), c.waited_ms)).collect::<Vec<_>>().join(" ")),

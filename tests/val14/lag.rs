@@ -15,7 +15,7 @@ pub fn sample(db: &mut postgres::Client, clock: Clock, standby: &str) -> Result<
     let row = db
         .query_opt(
             "SELECT coalesce(extract(epoch FROM write_lag) * 1000, 0)::float8,
-                    pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint
+                    pg_wal_lsn_diff(pg_current_wal_flush_lsn(), replay_lsn)::bigint
                FROM pg_stat_replication WHERE application_name = $1",
             &[&standby],
         )
@@ -92,7 +92,8 @@ pub fn wait_for_drain(
             ..
         }) = sample(db, clock, standby)
         {
-            return Some(at_us.saturating_sub(since_us) / 1000);
+            // Rounded up, like every metric of the slice: a bound is never passed by rounding.
+            return Some(at_us.saturating_sub(since_us).div_ceil(1000));
         }
         std::thread::sleep(Duration::from_millis(2));
     }

@@ -31,7 +31,7 @@ pub struct LagSample {
     pub at_us: u64,
     /// write_lag in ms; PostgreSQL's NULL (caught up, no WAL flowing) read as 0.
     pub write_lag_ms: f64,
-    /// pg_current_wal_lsn() - replay_lsn, bytes; None when the standby was not listed.
+    /// pg_current_wal_flush_lsn() - replay_lsn, bytes; None when the standby was not listed.
     pub replay_gap_bytes: Option<i64>,
 }
 

@@ -183,7 +183,13 @@ fn phases<'a>(
         .map(|row| row.get::<_, String>(0))
         .filter(|state| state == "streaming")
     });
-    obs.streaming_state = streaming.map(|(state, _)| state);
+    // The state as observed: the one it reached, else whatever it was when the wait ended.
+    obs.streaming_state = streaming.map(|(state, _)| state).or_else(|| {
+        db.query_opt("SELECT state FROM pg_stat_replication WHERE application_name = $1", &[&STANDBY])
+            .ok()
+            .flatten()
+            .map(|row| row.get(0))
+    });
     let mut on_standby = sql::connect(&standby.url(LAB_DATABASE));
     obs.standby_in_recovery = on_standby
         .query_one("SELECT pg_is_in_recovery()", &[])
@@ -203,9 +209,9 @@ fn phases<'a>(
             .flatten()
             .map(|_| ())
     })
-    .map(|_| written.elapsed().as_millis() as u64);
+    .map(|_| (written.elapsed().as_micros() as u64).div_ceil(1000));
     drop(on_standby);
-    if obs.streaming_state.is_none() {
+    if obs.streaming_state.as_deref() != Some("streaming") {
         return Err(format!("the standby {STANDBY} never streamed"));
     }
 

@@ -106,8 +106,21 @@ pub struct ReplicationView {
     pub health: Option<Health>,
     pub thresholds: Option<LagThresholds>,
     /// The last sampling error, if the latest attempt failed (the standbys are then those of
-    /// the last successful sample, as old as `sampled_at` says).
+    /// the last successful sample, as old as `sampled_at` says, each an alert).
     pub error: Option<String>,
+}
+
+impl ReplicationView {
+    /// A sample failed: the standbys keep their last figures, but nobody can vouch for them
+    /// now, so each is an alert that says why (never a stale `healthy`).
+    pub fn unsampled(&mut self, error: String) {
+        for standby in &mut self.standbys {
+            standby.health = Health::Alert;
+            standby.reason = format!("not sampled: {error}");
+        }
+        self.health = (!self.standbys.is_empty()).then_some(Health::Alert);
+        self.error = Some(error);
+    }
 }
 
 #[cfg(test)]

@@ -78,12 +78,12 @@ pub async fn run_sampler(
             Ok(Err(error)) => {
                 tracing::debug!(%error, "replication sample failed");
                 session = None;
-                monitor.update(|view| view.error = Some(error.to_string()));
+                monitor.update(|view| view.unsampled(error.to_string()));
             }
             Err(_) => {
                 session = None;
                 let error = format!("no replication sample within {} ms", timeout.as_millis());
-                monitor.update(|view| view.error = Some(error));
+                monitor.update(|view| view.unsampled(error));
             }
         }
         tokio::select! {

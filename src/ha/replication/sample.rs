@@ -22,7 +22,8 @@ pub struct RawStandby {
     pub write_lag_ms: Option<f64>,
     pub flush_lag_ms: Option<f64>,
     pub replay_lag_ms: Option<f64>,
-    /// Bytes between the primary's position and the standby's write / replay position.
+    /// Bytes between the primary's flush position and the standby's write / replay position
+    /// (for an idle slot: its restart_lsn).
     pub unwritten_bytes: Option<i64>,
     pub unreplayed_bytes: Option<i64>,
 }
@@ -30,7 +31,7 @@ pub struct RawStandby {
 /// What one sample read.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
-    /// None when the server is itself in recovery (then it has no WAL position of its own).
+    /// The primary's flush LSN; None when the server is itself in recovery.
     pub primary_lsn: Option<String>,
     pub standbys: Vec<RawStandby>,
 }
@@ -40,11 +41,13 @@ pub struct Sample {
 const BASE_BACKUP_APPLICATION: &str = "pg_basebackup";
 
 /// Reads every walsender of a physical standby, and every physical slot nobody streams from.
+/// Positions are measured from the primary's flush LSN: walsenders ship only flushed WAL, so
+/// against the write LSN a caught-up standby would look behind until the WAL writer flushes.
 pub async fn read(client: &Client) -> Result<Sample, DbError> {
     let rows = client
         .query(
             "WITH here AS (
-                 SELECT CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn() END AS lsn
+                 SELECT CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_flush_lsn() END AS lsn
              )
              SELECT r.application_name, s.slot_name, r.state, true, host(r.client_addr),
                     r.sent_lsn::text, r.write_lsn::text, r.flush_lsn::text, r.replay_lsn::text,
@@ -76,7 +79,7 @@ pub async fn read(client: &Client) -> Result<Sample, DbError> {
         Some(row) => row.get(14),
         None => client
             .query_one(
-                "SELECT CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn()::text END",
+                "SELECT CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_flush_lsn()::text END",
                 &[],
             )
             .await

@@ -12,6 +12,8 @@ use super::{
 /// A standby seen connected since the node started.
 #[derive(Debug, Clone)]
 struct Known {
+    /// Its application_name (the key may add the slot or address).
+    name: String,
     slot_name: Option<String>,
     write_lsn: Option<String>,
     /// Since when it has been behind the primary at `write_lsn` (None when caught up).
@@ -43,7 +45,14 @@ impl Tracker {
                 .clone()
                 .filter(|name| !name.is_empty())
                 .unwrap_or_else(|| DEFAULT_APPLICATION_NAME.to_owned());
-            let known = self.known.entry(name.clone()).or_insert(Known {
+            // Two standbys may share a name (both left at `walreceiver`): the slot tells them
+            // apart, else their address; each keeps its own entry and stall timer.
+            let mut key = raw.slot_name.clone().map_or_else(|| name.clone(), |slot| format!("{name}/{slot}"));
+            if report.contains_key(&key) {
+                key = format!("{key}@{}", raw.client_addr.as_deref().unwrap_or("?"));
+            }
+            let known = self.known.entry(key.clone()).or_insert(Known {
+                name: name.clone(),
                 slot_name: None,
                 write_lsn: None,
                 behind_since: None,
@@ -61,24 +70,24 @@ impl Tracker {
             let stalled_ms = known
                 .behind_since
                 .map_or(0.0, |since| now.saturating_duration_since(since).as_secs_f64() * 1000.0);
-            report.insert(name.clone(), connected(name, raw, stalled_ms, thresholds));
+            report.insert(key, connected(name, raw, stalled_ms, thresholds));
         }
         // A slot nobody streams from: the standby that used it (if seen), else the slot itself.
         for raw in sample.standbys.iter().filter(|raw| !raw.connected) {
             let slot = raw.slot_name.clone().unwrap_or_default();
-            let name = self
+            let seen = self
                 .known
                 .iter()
-                .find(|(_, known)| known.slot_name.as_deref() == Some(slot.as_str()))
-                .map_or_else(|| slot.clone(), |(name, _)| name.clone());
+                .find(|(_, known)| known.slot_name.as_deref() == Some(slot.as_str()));
+            let (key, name) = seen.map_or_else(|| (slot.clone(), slot.clone()), |(key, known)| (key.clone(), known.name.clone()));
             report
-                .entry(name.clone())
+                .entry(key)
                 .or_insert_with(|| disconnected(name, Some(slot), raw.unreplayed_bytes));
         }
-        for (name, known) in &mut self.known {
-            if !report.contains_key(name) {
+        for (key, known) in &mut self.known {
+            if !report.contains_key(key) {
                 known.behind_since = None;
-                report.insert(name.clone(), disconnected(name.clone(), known.slot_name.clone(), None));
+                report.insert(key.clone(), disconnected(known.name.clone(), known.slot_name.clone(), None));
             }
         }
         let standbys: Vec<StandbyStatus> = report.into_values().collect();
@@ -95,6 +104,12 @@ fn connected(name: String, raw: &RawStandby, stalled_ms: f64, thresholds: LagThr
             Health::Alert,
             "pg_stat_replication hides this standby from the node's database role; grant it pg_monitor".to_owned(),
         ),
+        // Connected but not streaming yet (startup, catchup, backup): its lag columns are NULL
+        // or about to jump, so it is not healthy whatever they say.
+        Some(state) if state != "streaming" => {
+            let lagging = thresholds.classify(write_lag_ms.max(stalled_ms));
+            (lagging.max(Health::Degraded), format!("state {state}, not streaming yet"))
+        }
         Some(_) if stalled_ms > write_lag_ms => {
             let health = thresholds.classify(stalled_ms);
             (
@@ -316,5 +331,25 @@ mod tests {
             Tracker::default().observe(&sample(vec![raw]), Instant::now(), LagThresholds::default());
         assert_eq!(health, Some(Health::Alert));
         assert!(standbys[0].reason.contains("pg_monitor"));
+    }
+
+    #[test]
+    fn two_standbys_with_the_default_name_are_two_entries() {
+        let mut first = streaming("walreceiver", "0/3000000", 0, None);
+        first.slot_name = Some("a".into());
+        let mut second = streaming("walreceiver", "0/2000000", 4096, None);
+        second.slot_name = Some("b".into());
+        let (standbys, _) = Tracker::default().observe(&sample(vec![first, second]), Instant::now(), LagThresholds::default());
+        assert_eq!(standbys.len(), 2, "{standbys:#?}");
+        assert!(standbys.iter().all(|s| s.application_name == "walreceiver"));
+    }
+
+    #[test]
+    fn a_standby_still_catching_up_is_not_healthy() {
+        let mut raw = streaming("s1", "0/3000000", 0, None);
+        raw.state = Some("catchup".into());
+        let (standbys, health) = Tracker::default().observe(&sample(vec![raw]), Instant::now(), LagThresholds::default());
+        assert_eq!(health, Some(Health::Degraded), "{}", standbys[0].reason);
+        assert!(standbys[0].reason.contains("catchup"));
     }
 }
