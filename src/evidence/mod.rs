@@ -3,6 +3,7 @@
 pub mod lag;
 pub mod render;
 pub mod report;
+pub mod val26;
 pub mod writer;
 
 pub use report::{Check, CheckStatus, Metric, Outcome, Report};

@@ -185,10 +185,13 @@ fn phases<'a>(
     });
     // The state as observed: the one it reached, else whatever it was when the wait ended.
     obs.streaming_state = streaming.map(|(state, _)| state).or_else(|| {
-        db.query_opt("SELECT state FROM pg_stat_replication WHERE application_name = $1", &[&STANDBY])
-            .ok()
-            .flatten()
-            .map(|row| row.get(0))
+        db.query_opt(
+            "SELECT state FROM pg_stat_replication WHERE application_name = $1",
+            &[&STANDBY],
+        )
+        .ok()
+        .flatten()
+        .map(|row| row.get(0))
     });
     let mut on_standby = sql::connect(&standby.url(LAB_DATABASE));
     obs.standby_in_recovery = on_standby

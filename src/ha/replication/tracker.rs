@@ -47,7 +47,10 @@ impl Tracker {
                 .unwrap_or_else(|| DEFAULT_APPLICATION_NAME.to_owned());
             // Two standbys may share a name (both left at `walreceiver`): the slot tells them
             // apart, else their address; each keeps its own entry and stall timer.
-            let mut key = raw.slot_name.clone().map_or_else(|| name.clone(), |slot| format!("{name}/{slot}"));
+            let mut key = raw
+                .slot_name
+                .clone()
+                .map_or_else(|| name.clone(), |slot| format!("{name}/{slot}"));
             if report.contains_key(&key) {
                 key = format!("{key}@{}", raw.client_addr.as_deref().unwrap_or("?"));
             }
@@ -79,7 +82,10 @@ impl Tracker {
                 .known
                 .iter()
                 .find(|(_, known)| known.slot_name.as_deref() == Some(slot.as_str()));
-            let (key, name) = seen.map_or_else(|| (slot.clone(), slot.clone()), |(key, known)| (key.clone(), known.name.clone()));
+            let (key, name) = seen.map_or_else(
+                || (slot.clone(), slot.clone()),
+                |(key, known)| (key.clone(), known.name.clone()),
+            );
             report
                 .entry(key)
                 .or_insert_with(|| disconnected(name, Some(slot), raw.unreplayed_bytes));
@@ -87,7 +93,10 @@ impl Tracker {
         for (key, known) in &mut self.known {
             if !report.contains_key(key) {
                 known.behind_since = None;
-                report.insert(key.clone(), disconnected(known.name.clone(), known.slot_name.clone(), None));
+                report.insert(
+                    key.clone(),
+                    disconnected(known.name.clone(), known.slot_name.clone(), None),
+                );
             }
         }
         let standbys: Vec<StandbyStatus> = report.into_values().collect();
@@ -108,7 +117,10 @@ fn connected(name: String, raw: &RawStandby, stalled_ms: f64, thresholds: LagThr
         // or about to jump, so it is not healthy whatever they say.
         Some(state) if state != "streaming" => {
             let lagging = thresholds.classify(write_lag_ms.max(stalled_ms));
-            (lagging.max(Health::Degraded), format!("state {state}, not streaming yet"))
+            (
+                lagging.max(Health::Degraded),
+                format!("state {state}, not streaming yet"),
+            )
         }
         Some(_) if stalled_ms > write_lag_ms => {
             let health = thresholds.classify(stalled_ms);
@@ -339,7 +351,8 @@ mod tests {
         first.slot_name = Some("a".into());
         let mut second = streaming("walreceiver", "0/2000000", 4096, None);
         second.slot_name = Some("b".into());
-        let (standbys, _) = Tracker::default().observe(&sample(vec![first, second]), Instant::now(), LagThresholds::default());
+        let (standbys, _) =
+            Tracker::default().observe(&sample(vec![first, second]), Instant::now(), LagThresholds::default());
         assert_eq!(standbys.len(), 2, "{standbys:#?}");
         assert!(standbys.iter().all(|s| s.application_name == "walreceiver"));
     }
@@ -348,7 +361,8 @@ mod tests {
     fn a_standby_still_catching_up_is_not_healthy() {
         let mut raw = streaming("s1", "0/3000000", 0, None);
         raw.state = Some("catchup".into());
-        let (standbys, health) = Tracker::default().observe(&sample(vec![raw]), Instant::now(), LagThresholds::default());
+        let (standbys, health) =
+            Tracker::default().observe(&sample(vec![raw]), Instant::now(), LagThresholds::default());
         assert_eq!(health, Some(Health::Degraded), "{}", standbys[0].reason);
         assert!(standbys[0].reason.contains("catchup"));
     }

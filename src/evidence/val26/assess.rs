@@ -1,0 +1,407 @@
+//! The VAL26 check matrix, the evidence window and the readiness levels (seed 004, §4–5).
+
+use serde::Serialize;
+use time::{Duration, OffsetDateTime};
+
+use super::load::SliceEvidence;
+use crate::evidence::{Check, CheckStatus, Metric, Outcome, Report};
+
+/// Seed 004: every report must fall within one 6-hour window.
+pub const EVIDENCE_WINDOW: Duration = Duration::hours(6);
+pub const SIGTERM_FAILOVER_MS_BOUND: u64 = 5_000;
+pub const LOSS_DETECTION_MS_BOUND: u64 = 30_000;
+
+/// The readiness levels; only the first is reachable with VAL13–VAL17.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Readiness {
+    pub design_partner: bool,
+    /// Why not, when it is not.
+    pub design_partner_gaps: Vec<String>,
+    pub ga: bool,
+    pub ga_gaps: Vec<String>,
+    pub public_production: bool,
+    pub public_production_gaps: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Val26 {
+    #[serde(with = "time::serde::rfc3339")]
+    pub generated_at: OffsetDateTime,
+    pub evidence_dir: String,
+    pub slices: Vec<SliceEvidence>,
+    /// The earliest and latest report times found, and whether they fit the window.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub window_start: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub window_end: Option<OffsetDateTime>,
+    pub window_coherent: bool,
+    pub checks: Vec<Check>,
+    pub pass: usize,
+    pub fail: usize,
+    pub readiness: Readiness,
+    /// `HA DESIGN PARTNER READY` or `NOT READY`.
+    pub verdict: String,
+}
+
+/// What GA needs beyond VAL13–VAL17 (seed 004 §4), always missing from this suite's evidence.
+const GA_GAPS: [&str; 3] = [
+    "VAL18 30-day HA soak not run (>= 3 scheduled failovers, all <= 10,000 ms, data continuity 1.000, uptime >= 99.9%)",
+    "streaming-replication promotion failover not validated (standby promoted to primary under a real PostgreSQL HA configuration)",
+    "VAL14 alerting thresholds not recalibrated against production write_lag",
+];
+const PUBLIC_GAPS: [&str; 3] = [
+    "multi-AZ or multi-region topology not validated",
+    "no external security hardening audit of the HA auth surfaces",
+    "production-grade monitoring and alerting not validated",
+];
+
+pub fn assess(evidence_dir: &str, slices: Vec<SliceEvidence>, now: OffsetDateTime) -> Val26 {
+    let times: Vec<OffsetDateTime> = slices
+        .iter()
+        .filter_map(|s| s.report())
+        .map(|r| r.generated_at)
+        .collect();
+    let (window_start, window_end) = (times.iter().min().copied(), times.iter().max().copied());
+    let window_coherent = match (window_start, window_end) {
+        (Some(start), Some(end)) => end - start <= EVIDENCE_WINDOW,
+        _ => false,
+    };
+    let mut checks: Vec<Check> = slices.iter().enumerate().map(|(n, s)| slice_check(n + 1, s)).collect();
+    let report = |slice: &str| slices.iter().find(|s| s.slice == slice).and_then(|s| s.report());
+    checks.push(metric_check(
+        "VAL26-06",
+        "sigterm_failover",
+        "SIGTERM leader failover <= 5,000 ms (VAL13-03)",
+        report("val13"),
+        &["VAL13-03"],
+        Some(("sigterm_failover_ms", SIGTERM_FAILOVER_MS_BOUND)),
+    ));
+    checks.push(metric_check(
+        "VAL26-07",
+        "zero_data_loss",
+        "zero data loss across leader failover (VAL13-04)",
+        report("val13"),
+        &["VAL13-04"],
+        None,
+    ));
+    checks.push(metric_check(
+        "VAL26-08",
+        "restore_correct",
+        "backup restore correctness verified (VAL15-06)",
+        report("val15"),
+        &["VAL15-06"],
+        None,
+    ));
+    checks.push(metric_check(
+        "VAL26-09",
+        "quorum_loss_blocked",
+        "quorum loss detected and writes blocked within 30,000 ms (VAL17-02, -03, -04)",
+        report("val17"),
+        &["VAL17-02", "VAL17-03", "VAL17-04"],
+        Some(("loss_detection_ms", LOSS_DETECTION_MS_BOUND)),
+    ));
+    let failing: Vec<String> = checks
+        .iter()
+        .filter(|c| c.status != CheckStatus::Pass)
+        .map(|c| c.id.clone())
+        .collect();
+    let mut design_partner_gaps: Vec<String> = failing.iter().map(|id| format!("{id} did not pass")).collect();
+    if !window_coherent {
+        design_partner_gaps.push(match (window_start, window_end) {
+            (Some(start), Some(end)) => format!(
+                "the reports span {} h, more than the 6-hour evidence window",
+                (end - start).whole_minutes() as f64 / 60.0
+            ),
+            _ => "no report found: no evidence window".into(),
+        });
+    }
+    let design_partner = design_partner_gaps.is_empty();
+    checks.push(Check {
+        id: "VAL26-10".into(),
+        name: "design_partner_ready".into(),
+        status: if design_partner {
+            CheckStatus::Pass
+        } else {
+            CheckStatus::Fail
+        },
+        value: Some(format!("window_coherent={window_coherent}")),
+        threshold: "VAL26-01..09 all PASS and every report within one 6-hour window".into(),
+        detail: if design_partner {
+            "all criteria hold".into()
+        } else {
+            design_partner_gaps.join("; ")
+        },
+    });
+    let pass = checks.iter().filter(|c| c.status == CheckStatus::Pass).count();
+    let ga_gaps: Vec<String> = GA_GAPS.iter().map(|g| (*g).to_owned()).collect();
+    let mut public_production_gaps = ga_gaps.clone();
+    public_production_gaps.extend(PUBLIC_GAPS.iter().map(|g| (*g).to_owned()));
+    Val26 {
+        generated_at: now,
+        evidence_dir: evidence_dir.to_owned(),
+        slices,
+        window_start,
+        window_end,
+        window_coherent,
+        pass,
+        fail: checks.len() - pass,
+        checks,
+        readiness: Readiness {
+            design_partner,
+            design_partner_gaps,
+            ga: false,
+            ga_gaps,
+            public_production: false,
+            public_production_gaps,
+        },
+        verdict: if design_partner {
+            "HA DESIGN PARTNER READY".into()
+        } else {
+            "NOT READY".into()
+        },
+    }
+}
+
+/// VAL26-01..05: the slice's report was found and every one of its checks passed.
+fn slice_check(number: usize, evidence: &SliceEvidence) -> Check {
+    let (status, value, detail) = match evidence.report() {
+        None => (CheckStatus::Fail, Some("MISSING".to_owned()), missing_reason(evidence)),
+        Some(report) => {
+            let all_pass = report.outcome == Outcome::Pass && report.total > 0 && report.pass == report.total;
+            let failing: Vec<&str> = report
+                .checks
+                .iter()
+                .filter(|c| c.status != CheckStatus::Pass)
+                .map(|c| c.id.as_str())
+                .collect();
+            (
+                if all_pass { CheckStatus::Pass } else { CheckStatus::Fail },
+                Some(format!("{} {}/{} checks", report.outcome, report.pass, report.total)),
+                match (&report.skip_reason, failing.is_empty()) {
+                    (Some(reason), _) => format!("skipped: {reason}"),
+                    (None, true) => format!("{} ({})", evidence.path.display(), report.backend),
+                    (None, false) => format!("not passing: {}", failing.join(", ")),
+                },
+            )
+        }
+    };
+    Check {
+        id: format!("VAL26-{number:02}"),
+        name: format!("{}_report", evidence.slice),
+        status,
+        value,
+        threshold: format!(
+            "{} {} report found and all checks pass",
+            evidence.slice.to_uppercase(),
+            evidence.name
+        ),
+        detail,
+    }
+}
+
+fn missing_reason(evidence: &SliceEvidence) -> String {
+    match &evidence.coverage {
+        super::Coverage::Missing { reason } => format!("MISSING: {reason} ({})", evidence.path.display()),
+        super::Coverage::Found { .. } => String::new(),
+    }
+}
+
+/// VAL26-06..09: named checks of one slice passed, and a metric (if named) within its bound.
+fn metric_check(
+    id: &str,
+    name: &str,
+    threshold: &str,
+    report: Option<&Report>,
+    source_checks: &[&str],
+    metric: Option<(&str, u64)>,
+) -> Check {
+    let (status, value, detail) = match report {
+        None => (CheckStatus::Fail, None, "the source report is MISSING".to_owned()),
+        Some(report) => {
+            let not_passing: Vec<&str> = source_checks
+                .iter()
+                .copied()
+                .filter(|id| report.check(id).is_none_or(|c| c.status != CheckStatus::Pass))
+                .collect();
+            let measured = metric.map(|(name, bound)| (name, bound, report.metrics.get(name)));
+            let metric_ok = match measured {
+                None => true,
+                Some((_, bound, Some(Metric::Value(value)))) => *value <= bound,
+                Some(_) => false,
+            };
+            (
+                if not_passing.is_empty() && metric_ok {
+                    CheckStatus::Pass
+                } else {
+                    CheckStatus::Fail
+                },
+                measured.map(|(name, _, value)| format!("{name}={}", value.map_or("none".into(), ToString::to_string))),
+                if not_passing.is_empty() {
+                    format!("{} passed", source_checks.join(", "))
+                } else {
+                    format!("not passing: {}", not_passing.join(", "))
+                },
+            )
+        }
+    };
+    Check {
+        id: id.into(),
+        name: name.into(),
+        status,
+        value,
+        threshold: threshold.into(),
+        detail,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evidence::{
+        report::all_checks_outcome,
+        val26::{Coverage, SLICES},
+    };
+
+    fn passing(slice: &str, at: OffsetDateTime) -> Report {
+        let mut report = Report::new(slice, "t", "run");
+        report.generated_at = at;
+        report.backend = "process".into();
+        report.checks = (1..=10)
+            .map(|n| Check {
+                id: format!("{}-{n:02}", slice.to_uppercase()),
+                name: "c".into(),
+                status: CheckStatus::Pass,
+                value: None,
+                threshold: String::new(),
+                detail: String::new(),
+            })
+            .collect();
+        report.metrics.insert("sigterm_failover_ms".into(), Metric::Value(60));
+        report.metrics.insert("loss_detection_ms".into(), Metric::Value(25));
+        report.tally(all_checks_outcome)
+    }
+
+    fn bundle(at: OffsetDateTime) -> Vec<SliceEvidence> {
+        SLICES
+            .iter()
+            .map(|(slice, name)| SliceEvidence {
+                slice: (*slice).into(),
+                name: (*name).into(),
+                path: format!("e/{slice}/{slice}-report.json").into(),
+                coverage: Coverage::Found {
+                    report: Box::new(passing(slice, at)),
+                },
+            })
+            .collect()
+    }
+
+    const AT: OffsetDateTime = time::macros::datetime!(2026-11-29 10:00 UTC);
+
+    #[test]
+    fn a_complete_passing_bundle_is_design_partner_ready_and_nothing_more() {
+        let val26 = assess("e", bundle(AT), AT);
+        assert_eq!((val26.pass, val26.fail), (10, 0), "{:#?}", val26.checks);
+        assert_eq!(val26.verdict, "HA DESIGN PARTNER READY");
+        assert!(!val26.readiness.ga && !val26.readiness.public_production);
+        assert!(val26.readiness.ga_gaps.iter().any(|g| g.contains("VAL18")));
+    }
+
+    #[test]
+    fn a_missing_slice_fails_its_check_and_the_verdict_and_is_named() {
+        let mut slices = bundle(AT);
+        slices[1].coverage = Coverage::Missing {
+            reason: "no report file".into(),
+        };
+        let val26 = assess("e", slices, AT);
+        let check = &val26.checks[1];
+        assert_eq!((check.id.as_str(), check.status), ("VAL26-02", CheckStatus::Fail));
+        assert!(check.detail.contains("MISSING: no report file"), "{check:#?}");
+        assert_eq!(val26.verdict, "NOT READY");
+        assert!(val26
+            .readiness
+            .design_partner_gaps
+            .iter()
+            .any(|g| g.contains("VAL26-02")));
+    }
+
+    #[test]
+    fn one_failed_check_in_a_slice_fails_its_row_and_the_dependent_metric_check() {
+        let mut slices = bundle(AT);
+        if let Coverage::Found { report } = &mut slices[0].coverage {
+            report.checks[3].status = CheckStatus::Fail; // VAL13-04
+            **report = report.as_ref().clone().tally(all_checks_outcome);
+        }
+        let val26 = assess("e", slices, AT);
+        let failed: Vec<&str> = val26
+            .checks
+            .iter()
+            .filter(|c| c.status == CheckStatus::Fail)
+            .map(|c| c.id.as_str())
+            .collect();
+        assert_eq!(failed, ["VAL26-01", "VAL26-07", "VAL26-10"]);
+        assert!(val26.checks[0].detail.contains("VAL13-04"));
+    }
+
+    #[test]
+    fn reports_more_than_six_hours_apart_are_not_coherent() {
+        let mut slices = bundle(AT);
+        if let Coverage::Found { report } = &mut slices[4].coverage {
+            report.generated_at = AT + Duration::hours(7);
+        }
+        let val26 = assess("e", slices, AT);
+        assert!(!val26.window_coherent);
+        assert_eq!(val26.checks[9].status, CheckStatus::Fail);
+        assert!(val26.checks[..9].iter().all(|c| c.status == CheckStatus::Pass));
+        assert_eq!(val26.verdict, "NOT READY");
+    }
+
+    #[test]
+    fn a_skipped_slice_does_not_pass() {
+        let mut slices = bundle(AT);
+        let mut skipped = Report::new("val16", "t", "run");
+        skipped.skip_reason = Some("no backend".into());
+        slices[3].coverage = Coverage::Found {
+            report: Box::new(skipped.tally(all_checks_outcome)),
+        };
+        let val26 = assess("e", slices, AT);
+        assert_eq!(val26.checks[3].status, CheckStatus::Fail);
+        assert!(val26.checks[3].detail.contains("skipped: no backend"));
+    }
+
+    #[test]
+    fn a_failover_over_the_bound_fails_06_even_if_the_slice_said_pass() {
+        let mut slices = bundle(AT);
+        if let Coverage::Found { report } = &mut slices[0].coverage {
+            report
+                .metrics
+                .insert("sigterm_failover_ms".into(), Metric::Value(5_001));
+        }
+        let val26 = assess("e", slices, AT);
+        assert_eq!(val26.checks[5].status, CheckStatus::Fail);
+        assert_eq!(val26.checks[5].value.as_deref(), Some("sigterm_failover_ms=5001"));
+    }
+
+    #[test]
+    fn load_reports_absent_and_mismatched_files_as_missing() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let write = |slice: &str, body: String| {
+            std::fs::create_dir_all(dir.path().join(slice)).unwrap();
+            std::fs::write(dir.path().join(slice).join(format!("{slice}-report.json")), body).unwrap();
+        };
+        write("val13", serde_json::to_string(&passing("val13", AT)).unwrap());
+        write("val14", "{\"slice\": \"val14\"}".into());
+        write("val15", serde_json::to_string(&passing("val16", AT)).unwrap());
+        let slices = super::super::load(dir.path());
+        let reasons: Vec<String> = slices
+            .iter()
+            .map(|s| match &s.coverage {
+                Coverage::Found { .. } => "found".into(),
+                Coverage::Missing { reason } => reason.clone(),
+            })
+            .collect();
+        assert_eq!(reasons[0], "found");
+        assert!(reasons[1].starts_with("schema mismatch"), "{reasons:?}");
+        assert!(reasons[2].contains("of slice `val16`"), "{reasons:?}");
+        assert_eq!(reasons[3], "no report file");
+    }
+}
