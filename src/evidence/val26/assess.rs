@@ -382,6 +382,27 @@ mod tests {
     }
 
     #[test]
+    fn the_text_report_names_missing_slices_gaps_and_the_verdict() {
+        let mut slices = bundle(AT);
+        slices[1].coverage = Coverage::Missing {
+            reason: "no report file".into(),
+        };
+        let text = crate::evidence::val26::text::render(&assess("e", slices, AT));
+        assert!(
+            text.contains("VAL14 HA Replication Lag Baseline    MISSING (no report file)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("SIGTERM graceful failover: 60 ms [target <= 5000 ms] PASS"),
+            "{text}"
+        );
+        assert!(text.contains("HA GA READY ✗ (NOT YET)"), "{text}");
+        assert!(text.contains("missing: VAL26-02 did not pass"), "{text}");
+        assert!(text.contains("NOT representative of cloud VM"), "{text}");
+        assert!(text.trim_end().ends_with("Verdict: NOT READY"), "{text}");
+    }
+
+    #[test]
     fn load_reports_absent_and_mismatched_files_as_missing() {
         let dir = tempfile::tempdir().expect("a temp dir");
         let write = |slice: &str, body: String| {

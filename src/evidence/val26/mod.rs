@@ -3,6 +3,7 @@
 
 pub mod assess;
 pub mod load;
+pub mod text;
 
 pub use assess::{assess, Readiness, Val26};
 pub use load::{load, Coverage, SliceEvidence};
