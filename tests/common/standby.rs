@@ -20,20 +20,38 @@ use super::{
     relay::Relay,
 };
 
+/// What every standby has, whatever runs it: its name, its port, and the relay it streams
+/// through.
+pub struct Link {
+    /// The application_name it streams under; also its slot's name.
+    name: String,
+    port: u16,
+    relay: Relay,
+}
+
 /// A running standby.
 pub trait StandbyPg {
-    /// The application_name it streams under; also its slot's name.
-    fn name(&self) -> &str;
-    fn port(&self) -> u16;
+    fn link(&self) -> &Link;
     /// Fast shutdown: its walsender on the primary ends at once.
     fn stop(&mut self) -> Result<(), String>;
     /// Starts it again on the same port and data; returns once it accepts connections.
     fn start(&mut self) -> Result<(), String>;
-    /// Cuts the link to the primary silently (bytes dropped both ways, no FIN, no RST).
-    fn cut(&self);
-    /// Restores the link; the standby reconnects by itself.
-    fn heal(&self);
     fn describe(&self) -> String;
+
+    fn name(&self) -> &str {
+        &self.link().name
+    }
+    fn port(&self) -> u16 {
+        self.link().port
+    }
+    /// Cuts the link to the primary silently (bytes dropped both ways, no FIN, no RST).
+    fn cut(&self) {
+        self.link().relay.cut();
+    }
+    /// Restores the link; the standby reconnects by itself.
+    fn heal(&self) {
+        self.link().relay.heal();
+    }
 
     fn url(&self, database: &str) -> String {
         format!(
@@ -110,24 +128,26 @@ fn base_backup(
     Ok(())
 }
 
+fn scratch_dir(name: &str) -> Result<tempfile::TempDir, String> {
+    tempfile::Builder::new()
+        .prefix(&format!("autonomy-lab-standby-{name}-"))
+        .tempdir()
+        .map_err(|e| format!("cannot create a temp dir: {e}"))
+}
+
 /// A standby server process from the host's binaries.
 pub struct ProcessStandby {
-    name: String,
+    link: Link,
     child: Child,
-    port: u16,
     data_dir: PathBuf,
     bin: PathBuf,
     account: Account,
-    relay: Relay,
     dir: tempfile::TempDir,
 }
 
 impl ProcessStandby {
     pub fn start(bin: &Path, account: Account, primary_port: u16, name: &str) -> Result<Self, String> {
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("autonomy-lab-standby-{name}-"))
-            .tempdir()
-            .map_err(|e| format!("cannot create a temp dir: {e}"))?;
+        let dir = scratch_dir(name)?;
         let log = dir.path().join("postgres.log");
         std::fs::File::create(&log).map_err(|e| e.to_string())?;
         if let Some((uid, gid)) = account {
@@ -141,13 +161,15 @@ impl ProcessStandby {
         let port = backend::free_port();
         let child = backend::spawn_server(bin, account, &data_dir, port, dir.path())?;
         let standby = Self {
-            name: name.to_owned(),
+            link: Link {
+                name: name.to_owned(),
+                port,
+                relay,
+            },
             child,
-            port,
             data_dir,
             bin: bin.to_owned(),
             account,
-            relay,
             dir,
         };
         backend::wait_until_accepting(&standby.url(LAB_DATABASE), Duration::from_secs(30)).map_err(|e| {
@@ -165,11 +187,8 @@ impl ProcessStandby {
 }
 
 impl StandbyPg for ProcessStandby {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn port(&self) -> u16 {
-        self.port
+    fn link(&self) -> &Link {
+        &self.link
     }
     fn stop(&mut self) -> Result<(), String> {
         super::process::stop_child(
@@ -180,7 +199,7 @@ impl StandbyPg for ProcessStandby {
         Ok(())
     }
     fn start(&mut self) -> Result<(), String> {
-        self.child = backend::spawn_server(&self.bin, self.account, &self.data_dir, self.port, self.dir.path())?;
+        self.child = backend::spawn_server(&self.bin, self.account, &self.data_dir, self.port(), self.dir.path())?;
         backend::wait_until_accepting(&self.url(LAB_DATABASE), Duration::from_secs(30)).map_err(|e| {
             format!(
                 "the restarted standby never accepted connections: {e}; log: {}",
@@ -188,19 +207,13 @@ impl StandbyPg for ProcessStandby {
             )
         })
     }
-    fn cut(&self) {
-        self.relay.cut();
-    }
-    fn heal(&self) {
-        self.relay.heal();
-    }
     fn describe(&self) -> String {
         format!(
             "standby {} (process, data dir {}, 127.0.0.1:{}) streaming through a relay at {}",
-            self.name,
+            self.link.name,
             self.data_dir.display(),
-            self.port,
-            self.relay.addr
+            self.link.port,
+            self.link.relay.addr
         )
     }
 }
@@ -218,10 +231,8 @@ impl Drop for ProcessStandby {
 /// A standby container of the lab image, its data directory a base backup taken on the host
 /// and bind-mounted; it reaches the primary through a relay on the docker bridge's gateway.
 pub struct DockerStandby {
-    name: String,
+    link: Link,
     container: Container<GenericImage>,
-    port: u16,
-    relay: Relay,
     _dir: tempfile::TempDir,
 }
 
@@ -230,10 +241,7 @@ impl DockerStandby {
         let bin = backend::host_bin_dir().ok_or("the host has no PostgreSQL binaries for pg_basebackup")?;
         let gateway = container_gateway(primary_container)?;
         let relay = Relay::start(SocketAddr::new(gateway, 0), primary_port)?;
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("autonomy-lab-standby-{name}-"))
-            .tempdir()
-            .map_err(|e| format!("cannot create a temp dir: {e}"))?;
+        let dir = scratch_dir(name)?;
         let data_dir = dir.path().join("data");
         // As ourselves: the image's entrypoint hands the directory to its postgres user.
         base_backup(&bin, None, primary_port, &data_dir, name, relay.addr)?;
@@ -254,10 +262,12 @@ impl DockerStandby {
             .start()
             .map_err(|e| format!("the standby container did not start: {e}"))?;
         let standby = Self {
-            name: name.to_owned(),
+            link: Link {
+                name: name.to_owned(),
+                port,
+                relay,
+            },
             container,
-            port,
-            relay,
             _dir: dir,
         };
         backend::wait_until_accepting(&standby.url(LAB_DATABASE), Duration::from_secs(30))
@@ -278,11 +288,8 @@ fn container_gateway(container: &str) -> Result<IpAddr, String> {
 }
 
 impl StandbyPg for DockerStandby {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn port(&self) -> u16 {
-        self.port
+    fn link(&self) -> &Link {
+        &self.link
     }
     fn stop(&mut self) -> Result<(), String> {
         self.container
@@ -296,19 +303,13 @@ impl StandbyPg for DockerStandby {
         backend::wait_until_accepting(&self.url(LAB_DATABASE), Duration::from_secs(60))
             .map_err(|e| format!("the restarted standby container never accepted connections: {e}"))
     }
-    fn cut(&self) {
-        self.relay.cut();
-    }
-    fn heal(&self) {
-        self.relay.heal();
-    }
     fn describe(&self) -> String {
         format!(
             "standby {} (container {}, 127.0.0.1:{}) streaming through a relay at {}",
-            self.name,
+            self.link.name,
             self.container.id(),
-            self.port,
-            self.relay.addr
+            self.link.port,
+            self.link.relay.addr
         )
     }
 }
