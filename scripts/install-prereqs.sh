@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the lab needs on a fresh Debian machine (PostgreSQL 15 server and client tools,
-# debootstrap for the image, iproute2 and iptables for VAL16's partition) and builds the local
-# PostgreSQL image. Idempotent and quick when everything is already there. Needs root (or sudo)
+# debootstrap for the image, iproute2 and iptables for VAL16's partition, chromium to render the
+# VAL26 HTML report in a real browser) and builds the local PostgreSQL image. Idempotent and quick when everything is already there. Needs root (or sudo)
 # only when something is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +14,8 @@ command -v debootstrap >/dev/null || missing+=(debootstrap)
 # VAL16's partition: a network namespace per partitioned node, cut off with iptables.
 command -v ip >/dev/null || missing+=(iproute2)
 command -v iptables >/dev/null || missing+=(iptables)
+# VAL26's HTML report is rendered headless in a test (tests/val26.rs).
+command -v chromium >/dev/null || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"

@@ -22,6 +22,8 @@ pub enum Exit {
     Integrity = 7,
     /// The operation ran and failed (pg_dump, pg_restore or the database reported an error).
     OperationFailed = 8,
+    /// The evidence assessed does not support the readiness claim (VAL26 verdict NOT READY).
+    NotReady = 9,
 }
 
 impl Exit {

@@ -48,6 +48,28 @@ pub enum Command {
     /// Query the audit store.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Evidence of the validation lab: the VAL26 proof report and its integrity. Offline:
+    /// reads and writes files only.
+    #[command(subcommand)]
+    Lab(LabCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// Assess the VAL13–VAL17 reports of an evidence directory (seed 004): writes
+    /// val26/val26-report.{txt,json,html} into it and prints the text report. Exit 0 when the
+    /// verdict is HA DESIGN PARTNER READY, 9 when NOT READY.
+    Report {
+        /// An evidence run directory (holding val13/ … val17/).
+        #[arg(default_value = "evidence/latest")]
+        evidence_dir: PathBuf,
+    },
+    /// Recompute the SHA-256 of every file val26-report.json lists and name any that changed,
+    /// went missing or was added since. Exit 0 when all match, 7 when not.
+    VerifyEvidence {
+        /// The evidence run directory the report was made from.
+        evidence_dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]

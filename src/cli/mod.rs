@@ -2,6 +2,7 @@
 
 pub mod args;
 pub mod cluster;
+mod lab;
 pub mod render;
 pub mod run;
 

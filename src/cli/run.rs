@@ -8,7 +8,7 @@ use crate::{
     cli::{
         args::*,
         cluster::{ClusterNode, ClusterView},
-        render,
+        lab, render,
     },
     client::{ClientError, NodeClient},
     config::{ConfigError, ServeConfig, ServeInputs},
@@ -32,6 +32,8 @@ pub enum CliError {
     Serve(anyhow::Error),
     #[error(transparent)]
     Audit(#[from] audit::AuditError),
+    #[error(transparent)]
+    Evidence(#[from] crate::evidence::val26::Val26Error),
     /// Some of the work was done: `output` is printed, then the error, then the exit code.
     #[error("{reason}")]
     Incomplete { output: String, reason: String, exit: Exit },
@@ -43,6 +45,7 @@ impl CliError {
             CliError::Client(error) => error.exit(),
             CliError::Config(_) | CliError::Usage(_) => Exit::Usage,
             CliError::Serve(_) | CliError::Audit(_) => Exit::Internal,
+            CliError::Evidence(error) => lab::exit(error),
             CliError::Incomplete { exit, .. } => *exit,
         }
     }
@@ -64,6 +67,7 @@ pub fn run(cli: Cli) -> Result<String, CliError> {
         Command::Ha(HaCommand::Status) => status(&cli.server, cli.token, format),
         Command::Ha(HaCommand::Backup(command)) => backup(one_server(&cli.server)?, cli.token, command, format),
         Command::Ha(HaCommand::LagThresholds { from }) => lag_thresholds(&from, format),
+        Command::Lab(command) => super::lab::run(command, format),
         Command::Rollout(command) => rollout(one_server(&cli.server)?, cli.token, command, format),
         Command::Audit(AuditCommand::Query {
             event_type,

@@ -35,11 +35,12 @@ pub fn times_run(key: &str) -> usize {
 #[track_caller]
 pub fn run_once<T: Serialize + DeserializeOwned>(key: &str, phases: impl FnOnce() -> T) -> T {
     let key = &cache_key(key);
-    // Serialises threads of one process; the file lock below serialises processes.
-    let mut memory = IN_PROCESS.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(json) = memory.get_or_insert_with(HashMap::new).get(key) {
-        return serde_json::from_str(json).expect("the in-memory phase outcome deserialises");
+    if let Some(json) = remembered(key) {
+        return serde_json::from_str(&json).expect("the in-memory phase outcome deserialises");
     }
+    // The file lock serialises threads and processes alike (each call opens the file anew, and
+    // flock locks of separate opens exclude each other). The in-memory map is not held while
+    // the phases run, so phases may themselves call run_once for other keys (VAL26 does).
     let dir = lab_dir();
     let lock_path = dir.join(format!("{key}.lock"));
     let cache_path = dir.join(format!("{key}.json"));
@@ -67,10 +68,21 @@ pub fn run_once<T: Serialize + DeserializeOwned>(key: &str, phases: impl FnOnce(
         }
     };
     FileExt::unlock(&lock).expect("the phase lock can be released");
-    memory
+    IN_PROCESS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
         .get_or_insert_with(HashMap::new)
         .insert(key.to_owned(), json.clone());
     serde_json::from_str(&json).expect("the cached phase outcome deserialises")
+}
+
+fn remembered(key: &str) -> Option<String> {
+    IN_PROCESS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get_or_insert_with(HashMap::new)
+        .get(key)
+        .cloned()
 }
 
 /// Why a slice's phases stopped early, if they did: the error they returned, or the message of

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use autonomy::evidence::Check;
 
-use crate::{
+use super::{
     common::{
         verdict::{Judge, Verdict},
         watch::{dual_leaders, max_leaders_per_round},
@@ -167,7 +167,7 @@ fn epoch_monotonic(obs: &Observations) -> Option<Verdict> {
 
 /// Acknowledged rows missing or changed in a later read.
 fn missing<'a>(
-    acked: impl Iterator<Item = (&'a str, &'a crate::common::writes::Acknowledged)>,
+    acked: impl Iterator<Item = (&'a str, &'a super::common::writes::Acknowledged)>,
     read: &[RowSeen],
 ) -> Vec<String> {
     acked

@@ -11,7 +11,7 @@ use std::{
 use autonomy::{client::NodeClient, evidence::writer::Bundle};
 use nix::sys::signal::Signal;
 
-use crate::{
+use super::{
     common::{
         backend::{PgBackend, LAB_DATABASE},
         node::{Node, NodeSpec},

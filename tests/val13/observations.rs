@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::common::{
+use super::common::{
     watch::StatusSample,
     writes::{Acknowledged, WriteLog},
 };

@@ -15,7 +15,7 @@ use autonomy::{
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 
-use crate::{
+use super::{
     checks::{evaluate, RAPID_CYCLES},
     common::{
         backend::{self, LAB_DATABASE},
@@ -69,7 +69,7 @@ pub fn run_slice(sabotage: Sabotage) -> SliceOutcome {
                 watch: Some(StatusWatch::start(clock, Duration::from_millis(50))),
             };
             let phases = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| lab.phases(&mut obs, &mut report)));
-            if let Some(reason) = crate::common::phase::abort_reason(phases) {
+            if let Some(reason) = super::common::phase::abort_reason(phases) {
                 let _ = bundle.write("val13-aborted.txt", &reason);
                 obs.aborted = Some(reason);
             }
@@ -98,7 +98,7 @@ pub fn run_slice(sabotage: Sabotage) -> SliceOutcome {
     if !cycles.is_empty() {
         report.metrics.insert("rapid_cycle_ms".into(), cycles.into());
     }
-    report.files = crate::common::run::list_files(&bundle.dir);
+    report.files = super::common::run::list_files(&bundle.dir);
     let report = report.tally(all_checks_outcome);
     bundle.write_report(&report).expect("the report can be written");
     SliceOutcome {
@@ -184,7 +184,7 @@ impl Lab<'_> {
                 .map_err(|e| format!("write {name} through the leader: {e}"))?;
             obs.acked_before_sigterm.push((
                 name,
-                crate::common::writes::Acknowledged {
+                super::common::writes::Acknowledged {
                     id: row["id"].as_i64().unwrap_or(-1),
                     epoch: row["epoch"].as_i64().unwrap_or(-1),
                     leader_id: row["leader_id"].as_str().unwrap_or_default().to_owned(),

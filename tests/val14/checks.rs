@@ -5,7 +5,7 @@ use autonomy::{
     ha::replication::Health,
 };
 
-use crate::{
+use super::{
     common::verdict::Judge,
     observations::{ceil_ms, LagSample, Observations, Workload},
     slice::{HEAVY, IDLE_SAMPLES, LIGHT, STANDBY},

@@ -5,7 +5,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{common::watch::Clock, observations::LagSample};
+use super::{common::watch::Clock, observations::LagSample};
 
 /// The table the workloads fill; created by the slice on the primary.
 pub const TABLE: &str = "val14_lag";
@@ -37,7 +37,7 @@ pub fn sample_until(
     ready: &AtomicBool,
     stop: &AtomicBool,
 ) -> Vec<LagSample> {
-    let mut db = crate::common::sql::connect(url);
+    let mut db = super::common::sql::connect(url);
     let mut samples = Vec::new();
     while !stop.load(Ordering::SeqCst) || samples.is_empty() {
         if let Ok(sample) = sample(&mut db, clock, standby) {

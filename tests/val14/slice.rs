@@ -12,7 +12,7 @@ use autonomy::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::{
+use super::{
     checks::evaluate,
     common::{
         backend::{self, PgBackend, LAB_DATABASE, LAB_PG_PASSWORD},
@@ -22,7 +22,7 @@ use crate::{
         standby::StandbyPg,
     },
     lag::{self as lagging, TABLE},
-    observations::{ceil_ms, Classified, Observations, Sabotage, Workload},
+    observations::{ceil_ms, percentile, Classified, Observations, Sabotage, Workload},
 };
 
 pub const STANDBY: &str = "val14_standby";
@@ -78,7 +78,7 @@ pub fn run_slice(sabotage: Sabotage) -> SliceOutcome {
                     &mut report,
                 )
             }));
-            if let Some(reason) = crate::common::phase::abort_reason(phases) {
+            if let Some(reason) = super::common::phase::abort_reason(phases) {
                 let _ = bundle.write("val14-aborted.txt", &reason);
                 obs.aborted = Some(reason);
             }
@@ -133,6 +133,20 @@ fn metrics(obs: &Observations, report: &mut Report) {
         "heavy_p99_us",
         obs.heavy_p99_ms().map(|ms| (ms * 1000.0).round() as u64),
     );
+    // The distribution per workload, for the VAL26 chart: p50, p95, p99 and max in µs.
+    for (workload, samples) in [
+        ("idle", &obs.idle),
+        ("light", &obs.light.samples),
+        ("heavy", &obs.heavy.samples),
+    ] {
+        let lags: Vec<f64> = samples.iter().map(|s| s.write_lag_ms).collect();
+        for (point, p) in [("p50", 50.0), ("p95", 95.0), ("p99", 99.0), ("max", 100.0)] {
+            put(
+                &format!("{workload}_{point}_us"),
+                percentile(&lags, p).map(|ms| (ms * 1000.0).round() as u64),
+            );
+        }
+    }
     if let Some(derived) = obs.derived {
         put("healthy_ms", Some(derived.healthy_ms));
         put("degraded_ms", Some(derived.degraded_ms));
@@ -331,7 +345,7 @@ fn classify(cluster: &Cluster, obs: &mut Observations, moment: &str, wanted: Hea
 fn workload(
     db: &mut postgres::Client,
     primary_url: &str,
-    clock: crate::common::watch::Clock,
+    clock: super::common::watch::Clock,
     (rows, row_bytes): (usize, usize),
     seed: u64,
 ) -> Result<Workload, String> {

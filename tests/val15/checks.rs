@@ -2,7 +2,7 @@
 
 use autonomy::evidence::Check;
 
-use crate::{
+use super::{
     common::{
         cli::CliRun,
         verdict::{Judge, Verdict},

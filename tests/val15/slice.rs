@@ -7,8 +7,8 @@ use autonomy::evidence::{report::val15_outcome, writer::Bundle, Report};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::checks::{evaluate, opt, tf};
-use crate::common::{
+use super::checks::{evaluate, opt, tf};
+use super::common::{
     backend::{self, PgBackend, LAB_DATABASE},
     cli::{Cli, CliRun},
     node::{Node, NodeSpec},
@@ -109,7 +109,7 @@ pub fn run_slice(sabotage: Sabotage) -> SliceOutcome {
             // A panic inside a phase is recorded like any other abort, so the report and the
             // phase cache are still written and the other checks do not re-run the slice.
             let phases = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| lab.phases(&mut obs, &mut report)));
-            let aborted = crate::common::phase::abort_reason(phases);
+            let aborted = super::common::phase::abort_reason(phases);
             if let Some(reason) = aborted {
                 let _ = bundle.write("val15-aborted.txt", &reason);
                 obs.aborted = Some(reason);

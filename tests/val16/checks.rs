@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use autonomy::evidence::Check;
 
-use crate::{
+use super::{
     common::{
         cluster::{agreed, write_gap_us, StoredRow},
         verdict::{Judge, Verdict},

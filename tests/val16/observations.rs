@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::common::{
+use super::common::{
     cluster::{Agreement, SingleWrite, StoredRow},
     watch::StatusSample,
     writes::WriteLog,
@@ -106,7 +106,7 @@ pub struct Observations {
     pub rows: Vec<StoredRow>,
     /// (epoch, holder) of every acquisition, from autonomy_ha.lease_history.
     pub lease_history: Vec<(i64, String)>,
-    pub audit: Vec<crate::common::cluster::AuditSeen>,
+    pub audit: Vec<super::common::cluster::AuditSeen>,
     pub samples: Vec<StatusSample>,
     pub aborted: Option<String>,
 }

@@ -11,7 +11,7 @@ use autonomy::evidence::{report::all_checks_outcome, writer::Bundle, Report};
 use nix::sys::signal::Signal;
 use serde::{Deserialize, Serialize};
 
-use crate::{
+use super::{
     checks::evaluate,
     common::{
         backend::{self, PgBackend, LAB_DATABASE},
@@ -80,7 +80,7 @@ pub fn run_slice(sabotage: Sabotage) -> SliceOutcome {
             let phases = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 phases(&mut cluster, pg.as_ref(), &mut writer, &mut host, &mut obs, &mut report)
             }));
-            if let Some(reason) = crate::common::phase::abort_reason(phases) {
+            if let Some(reason) = super::common::phase::abort_reason(phases) {
                 let _ = bundle.write("val16-aborted.txt", &reason);
                 obs.aborted = Some(reason);
             }
@@ -223,7 +223,7 @@ fn phases(
     if let Some(writer) = writer.take() {
         obs.writes.extend(writer.finish());
     }
-    match crate::common::netns::unavailable() {
+    match super::common::netns::unavailable() {
         Some(reason) if !run::lab_required() => {
             cluster.write("val16-08-partition.txt", format!("SKIP: {reason}\n"))?;
             obs.partition_skipped = Some(reason);

@@ -2,7 +2,7 @@
 
 use autonomy::evidence::Check;
 
-use crate::{
+use super::{
     common::{
         verdict::{Judge, Verdict},
         watch::{dual_leaders, StatusSample},
@@ -79,7 +79,7 @@ pub fn evaluate(obs: &Observations, skip_reason: Option<&str>) -> Vec<Check> {
                 let leaders = settled.views.iter().filter(|v| v.is_leader()).count();
                 let overlaps = dual_leaders(&obs.samples);
                 let newer = obs.epoch_before().is_some_and(|before| settled.epoch > before);
-                (leaders == 1 && crate::common::cluster::agreed(&settled.views) && newer && overlaps.is_empty(),
+                (leaders == 1 && super::common::cluster::agreed(&settled.views) && newer && overlaps.is_empty(),
                  Some(format!("leader={} epoch={}", settled.leader, settled.epoch)),
                  format!("epoch before the loss {:?}; leaders={leaders}; overlapping leaders in the samples={} (val17-06-recovery.txt)",
                          obs.epoch_before(), overlaps.len()))
@@ -112,7 +112,7 @@ fn baseline_healthy(obs: &Observations) -> Option<Verdict> {
         .all(|v| v.db_reachable == Some(true) && v.write_block_active == Some(false));
     let stored = obs.pre_loss_rows.iter().any(|r| r.name == write.name);
     Some((
-        crate::common::cluster::agreed(views) && accepting == 1 && healthy && write.status == 201 && stored,
+        super::common::cluster::agreed(views) && accepting == 1 && healthy && write.status == 201 && stored,
         Some(format!("leader={} epoch={}", baseline.leader, baseline.epoch)),
         format!(
             "accepting={accepting} all reachable and unblocked={healthy}; write {} -> {} stored={stored} (val17-01-baseline.txt)",

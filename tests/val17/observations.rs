@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::common::{
+use super::common::{
     cluster::{Agreement, AuditSeen, SingleWrite, StoredRow},
     watch::StatusSample,
 };

@@ -6,7 +6,7 @@ use std::{path::PathBuf, time::Duration};
 use autonomy::evidence::{report::all_checks_outcome, writer::Bundle, Report};
 use serde::{Deserialize, Serialize};
 
-use crate::{
+use super::{
     checks::evaluate,
     common::{
         backend::{self, PgBackend, LAB_DATABASE},
@@ -63,7 +63,7 @@ pub fn run_slice(sabotage: Sabotage) -> SliceOutcome {
             let phases = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 phases(&mut cluster, pg.as_mut(), &mut obs, &mut report)
             }));
-            if let Some(reason) = crate::common::phase::abort_reason(phases) {
+            if let Some(reason) = super::common::phase::abort_reason(phases) {
                 let _ = bundle.write("val17-aborted.txt", &reason);
                 obs.aborted = Some(reason);
             }
@@ -146,7 +146,7 @@ fn phases(
     // 02: the database goes away; every node must say so.
     obs.outage_started_us = Some(cluster.clock.now_us());
     pg.stop_abruptly()?;
-    let lost = |s: &crate::common::watch::StatusSample| {
+    let lost = |s: &super::common::watch::StatusSample| {
         s.db_reachable == Some(false)
             && s.write_block_active == Some(true)
             && s.can_accept_protected_writes == Some(false)

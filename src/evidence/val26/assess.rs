@@ -3,11 +3,13 @@
 use serde::Serialize;
 use time::{Duration, OffsetDateTime};
 
-use super::load::SliceEvidence;
+use super::{digest::FileDigest, load::SliceEvidence};
 use crate::evidence::{Check, CheckStatus, Metric, Outcome, Report};
 
 /// Seed 004: every report must fall within one 6-hour window.
 pub const EVIDENCE_WINDOW: Duration = Duration::hours(6);
+/// Of `val26-report.json`.
+pub const SCHEMA_VERSION: u32 = 1;
 pub const SIGTERM_FAILOVER_MS_BOUND: u64 = 5_000;
 pub const LOSS_DETECTION_MS_BOUND: u64 = 30_000;
 
@@ -25,6 +27,8 @@ pub struct Readiness {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Val26 {
+    /// Of this JSON layout; bumped when a field changes meaning.
+    pub schema_version: u32,
     #[serde(with = "time::serde::rfc3339")]
     pub generated_at: OffsetDateTime,
     pub evidence_dir: String,
@@ -41,6 +45,8 @@ pub struct Val26 {
     pub readiness: Readiness,
     /// `HA DESIGN PARTNER READY` or `NOT READY`.
     pub verdict: String,
+    /// The SHA-256 of every file of the slice bundles read (`digest.rs`); empty until hashed.
+    pub evidence_files: Vec<FileDigest>,
 }
 
 /// What GA needs beyond VAL13–VAL17 (seed 004 §4), always missing from this suite's evidence.
@@ -137,6 +143,7 @@ pub fn assess(evidence_dir: &str, slices: Vec<SliceEvidence>, now: OffsetDateTim
     let mut public_production_gaps = ga_gaps.clone();
     public_production_gaps.extend(PUBLIC_GAPS.iter().map(|g| (*g).to_owned()));
     Val26 {
+        schema_version: SCHEMA_VERSION,
         generated_at: now,
         evidence_dir: evidence_dir.to_owned(),
         slices,
@@ -159,6 +166,7 @@ pub fn assess(evidence_dir: &str, slices: Vec<SliceEvidence>, now: OffsetDateTim
         } else {
             "NOT READY".into()
         },
+        evidence_files: Vec::new(),
     }
 }
 
@@ -167,16 +175,26 @@ fn slice_check(number: usize, evidence: &SliceEvidence) -> Check {
     let (status, value, detail) = match evidence.report() {
         None => (CheckStatus::Fail, Some("MISSING".to_owned()), missing_reason(evidence)),
         Some(report) => {
-            let all_pass = report.outcome == Outcome::Pass && report.total > 0 && report.pass == report.total;
             let failing: Vec<&str> = report
                 .checks
                 .iter()
                 .filter(|c| c.status != CheckStatus::Pass)
                 .map(|c| c.id.as_str())
                 .collect();
+            // The checks themselves decide, not the slice's own tally: a report whose summary
+            // says PASS over a failed check does not pass.
+            let all_pass = report.outcome == Outcome::Pass
+                && !report.checks.is_empty()
+                && failing.is_empty()
+                && report.pass == report.total;
             (
                 if all_pass { CheckStatus::Pass } else { CheckStatus::Fail },
-                Some(format!("{} {}/{} checks", report.outcome, report.pass, report.total)),
+                Some(format!(
+                    "{} {}/{} checks",
+                    report.outcome,
+                    report.checks.len() - failing.len(),
+                    report.checks.len()
+                )),
                 match (&report.skip_reason, failing.is_empty()) {
                     (Some(reason), _) => format!("skipped: {reason}"),
                     (None, true) => format!("{} ({})", evidence.path.display(), report.backend),

@@ -35,6 +35,9 @@ impl SliceEvidence {
     }
 }
 
+/// The reason given when a slice's report file does not exist.
+pub const NO_REPORT: &str = "no report file";
+
 /// Reads the five reports under `dir`, in slice order.
 pub fn load(dir: &Path) -> Vec<SliceEvidence> {
     SLICES
@@ -60,7 +63,7 @@ pub fn load(dir: &Path) -> Vec<SliceEvidence> {
 fn read(path: &Path, slice: &str) -> Result<Report, String> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err("no report file".into()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(NO_REPORT.into()),
         Err(e) => return Err(format!("cannot read the report: {e}")),
     };
     let report: Report = serde_json::from_str(&text).map_err(|e| format!("schema mismatch: {e}"))?;

@@ -129,8 +129,9 @@ pub fn render(val26: &Val26) -> String {
                 slice.slice.to_uppercase(),
                 slice.name,
                 report.outcome,
-                report.pass,
-                report.total,
+                // Counted from the checks, not the report's own tally.
+                report.checks.iter().filter(|c| c.status == CheckStatus::Pass).count(),
+                report.checks.len(),
                 report
                     .skip_reason
                     .as_ref()

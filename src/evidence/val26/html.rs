@@ -1,0 +1,392 @@
+//! `val26-report.html`: the proof report as one self-contained page (no network): the verdict,
+//! the check matrix coloured by status, the charts, the readiness levels and the evidence hashes.
+
+use std::fmt::Write;
+
+use super::{
+    assess::{Val26, LOSS_DETECTION_MS_BOUND, SIGTERM_FAILOVER_MS_BOUND},
+    load::Coverage,
+    svg::{self, Bar, Distribution, Line},
+};
+use crate::evidence::{CheckStatus, Metric, Report};
+
+const STYLE: &str = include_str!("report.css");
+
+/// The script only filters the matrix; it also records that it ran (`data-rendered`), and any
+/// script error on the page into `#script-errors`, so a headless browser can tell both.
+const SCRIPT: &str = r#"
+window.addEventListener('error', function (event) {
+  var box = document.getElementById('script-errors');
+  box.hidden = false;
+  box.textContent += event.message + '\n';
+});
+(function () {
+  var toggle = document.getElementById('only-failing');
+  var rows = document.querySelectorAll('#check-matrix tbody tr');
+  toggle.addEventListener('change', function () {
+    rows.forEach(function (row) {
+      row.hidden = toggle.checked && row.classList.contains('pass');
+    });
+  });
+  document.getElementById('failing-count').textContent =
+    document.querySelectorAll('#check-matrix tbody tr.fail').length;
+  document.documentElement.dataset.rendered = 'ok';
+})();
+"#;
+
+/// Text made safe for HTML content and attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn rfc3339(at: time::OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+fn status_class(status: CheckStatus) -> &'static str {
+    match status {
+        CheckStatus::Pass => "pass",
+        CheckStatus::Fail => "fail",
+        CheckStatus::Skip => "skip",
+    }
+}
+
+fn value_ms(report: Option<&Report>, metric: &str) -> Option<f64> {
+    match report?.metrics.get(metric)? {
+        Metric::Value(value) => Some(*value as f64),
+        Metric::Series(_) => None,
+    }
+}
+
+pub fn render(val26: &Val26) -> String {
+    let report = |slice: &str| val26.slices.iter().find(|s| s.slice == slice).and_then(|s| s.report());
+    let mut out = String::new();
+    let ready = val26.readiness.design_partner;
+    let _ = write!(
+        out,
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>VAL26 — HA Proof Report</title><style>{STYLE}</style></head><body>"#
+    );
+    let _ = write!(
+        out,
+        r#"<header><h1>VAL26 — HA Proof Report</h1><p id="verdict" class="verdict {}" data-verdict="{}">Verdict: {}</p><p class="meta">Generated {} from <code>{}</code>. Checks: <b>{} PASS</b>, <b>{} FAIL</b>.</p>"#,
+        if ready { "pass" } else { "fail" },
+        escape(&val26.verdict),
+        escape(&val26.verdict),
+        rfc3339(val26.generated_at),
+        escape(&val26.evidence_dir),
+        val26.pass,
+        val26.fail
+    );
+    topology(&mut out, val26);
+    out.push_str("</header><pre id=\"script-errors\" hidden></pre>");
+
+    coverage(&mut out, val26);
+    matrix(&mut out, val26);
+
+    out.push_str("<section id=\"failover\"><h2>Failover (VAL13)</h2>");
+    let val13 = report("val13");
+    let mut failovers = vec![
+        Bar {
+            label: "SIGTERM graceful".into(),
+            value_ms: value_ms(val13, "sigterm_failover_ms"),
+            bound_ms: Some(SIGTERM_FAILOVER_MS_BOUND as f64),
+        },
+        Bar {
+            label: "SIGKILL unplanned".into(),
+            value_ms: value_ms(val13, "sigkill_failover_ms"),
+            bound_ms: Some(5_000.0),
+        },
+    ];
+    if let Some(Metric::Series(cycles)) = val13.and_then(|r| r.metrics.get("rapid_cycle_ms")) {
+        failovers.extend(cycles.iter().enumerate().map(|(n, ms)| Bar {
+            label: format!("rapid cycle {}", n + 1),
+            value_ms: Some(*ms as f64),
+            bound_ms: Some(5_000.0),
+        }));
+    }
+    out.push_str(&svg::bars(
+        "chart-failover",
+        "failover times against the 5 s bound",
+        &failovers,
+    ));
+    out.push_str("<p class=\"note\">From the leader's signal to a follower reporting itself leader, status polled every 50 ms. Bars are red past their bound.</p></section>");
+
+    lag(&mut out, report("val14"));
+
+    out.push_str("<section id=\"backup\"><h2>Backup and restore (VAL15)</h2>");
+    let val15 = report("val15");
+    out.push_str(&svg::bars(
+        "chart-backup",
+        "backup and restore durations against their bounds",
+        &[
+            Bar {
+                label: "backup".into(),
+                value_ms: value_ms(val15, "backup_ms"),
+                bound_ms: Some(30_000.0),
+            },
+            Bar {
+                label: "restore".into(),
+                value_ms: value_ms(val15, "restore_ms"),
+                bound_ms: Some(60_000.0),
+            },
+        ],
+    ));
+    out.push_str("</section>");
+
+    out.push_str("<section id=\"quorum\"><h2>Quorum loss and split brain (VAL17, VAL16)</h2>");
+    let (val16, val17) = (report("val16"), report("val17"));
+    out.push_str(&svg::bars(
+        "chart-quorum",
+        "quorum loss detection and recovery, split-brain detection",
+        &[
+            Bar {
+                label: "quorum loss detected".into(),
+                value_ms: value_ms(val17, "loss_detection_ms"),
+                bound_ms: Some(LOSS_DETECTION_MS_BOUND as f64),
+            },
+            Bar {
+                label: "quorum recovered".into(),
+                value_ms: value_ms(val17, "recovery_ms"),
+                bound_ms: Some(30_000.0),
+            },
+            Bar {
+                label: "split brain detected".into(),
+                value_ms: value_ms(val16, "detection_ms"),
+                bound_ms: None,
+            },
+            Bar {
+                label: "one leader again".into(),
+                value_ms: value_ms(val16, "recovery_ms"),
+                bound_ms: None,
+            },
+            Bar {
+                label: "partition takeover".into(),
+                value_ms: value_ms(val16, "partition_takeover_ms"),
+                bound_ms: None,
+            },
+        ],
+    ));
+    out.push_str(
+        "<p class=\"note\">VAL16's times have no seed bound; its checks judge them (see the matrix).</p></section>",
+    );
+
+    readiness(&mut out, val26);
+    files(&mut out, val26);
+    let _ = writeln!(out, "<script>{SCRIPT}</script></body></html>");
+    out
+}
+
+fn topology(out: &mut String, val26: &Val26) {
+    let mut backends: Vec<&str> = val26
+        .slices
+        .iter()
+        .filter_map(|s| s.report())
+        .map(|r| r.backend.as_str())
+        .collect();
+    backends.sort();
+    backends.dedup();
+    let server = val26
+        .slices
+        .iter()
+        .filter_map(|s| s.report())
+        .find_map(|r| r.server_version.clone())
+        .unwrap_or_else(|| "(version unknown)".into());
+    let _ = write!(
+        out,
+        r#"<p class="meta">Topology: two or three autonomy nodes on one machine; PostgreSQL {} on the <b>{}</b> backend (VAL14 adds a streaming standby). Evidence window: {} ({} .. {}).</p><p class="caveat">All timings come from controlled local runs on one machine. They are NOT representative of cloud VM or multi-region deployments.</p>"#,
+        escape(&server),
+        escape(&if backends.is_empty() {
+            "(none)".to_owned()
+        } else {
+            backends.join(" + ")
+        }),
+        if val26.window_coherent {
+            "one coherent window of at most 6 h"
+        } else {
+            "NOT within one 6-hour window"
+        },
+        val26.window_start.map_or("-".into(), rfc3339),
+        val26.window_end.map_or("-".into(), rfc3339)
+    );
+}
+
+fn coverage(out: &mut String, val26: &Val26) {
+    out.push_str("<section id=\"coverage\"><h2>Scenario coverage</h2><table id=\"coverage-table\"><thead><tr><th>Slice</th><th>Name</th><th>Outcome</th><th>Checks</th><th>Backend</th></tr></thead><tbody>");
+    for slice in &val26.slices {
+        let (class, outcome, checks, backend) = match &slice.coverage {
+            Coverage::Found { report } => (
+                if report.outcome == crate::evidence::Outcome::Pass {
+                    "pass"
+                } else {
+                    "fail"
+                },
+                report.outcome.to_string(),
+                format!(
+                    "{}/{}",
+                    report.checks.iter().filter(|c| c.status == CheckStatus::Pass).count(),
+                    report.checks.len()
+                ),
+                report.backend.clone(),
+            ),
+            Coverage::Missing { reason } => ("fail", format!("MISSING: {reason}"), "-".into(), "-".into()),
+        };
+        let _ = write!(
+            out,
+            r#"<tr class="{class}" data-slice="{}"><td>{}</td><td>{}</td><td class="status">{}</td><td>{checks}</td><td>{}</td></tr>"#,
+            slice.slice,
+            slice.slice.to_uppercase(),
+            escape(&slice.name),
+            escape(&outcome),
+            escape(&backend)
+        );
+    }
+    out.push_str("</tbody></table></section>");
+}
+
+fn matrix(out: &mut String, val26: &Val26) {
+    let _ = write!(
+        out,
+        r#"<section id="matrix"><h2>10-check matrix</h2><label><input type="checkbox" id="only-failing"> show only the <span id="failing-count">?</span> failing checks</label><table id="check-matrix"><thead><tr><th>ID</th><th>Status</th><th>Criterion</th><th>Value</th><th>Detail</th></tr></thead><tbody>"#
+    );
+    for check in &val26.checks {
+        let class = status_class(check.status);
+        let _ = write!(
+            out,
+            r#"<tr class="{class}" data-check="{}"><td>{}</td><td class="status">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
+            escape(&check.id),
+            escape(&check.id),
+            check.status,
+            escape(&check.threshold),
+            escape(check.value.as_deref().unwrap_or("-")),
+            escape(&check.detail)
+        );
+    }
+    out.push_str("</tbody></table></section>");
+}
+
+/// Per workload: p50, p95, p99 and max of write_lag (from the `_us` metrics, ms when only
+/// those exist), with the derived thresholds drawn across.
+fn lag(out: &mut String, val14: Option<&Report>) {
+    out.push_str("<section id=\"lag\"><h2>Replication lag (VAL14)</h2>");
+    let workload = |name: &str, label: &str| Distribution {
+        label: label.into(),
+        points: ["p50", "p95", "p99", "max"]
+            .iter()
+            .filter_map(|point| {
+                value_ms(val14, &format!("{name}_{point}_us"))
+                    .map(|us| us / 1000.0)
+                    .or_else(|| value_ms(val14, &format!("{name}_{point}_ms")))
+                    .map(|ms| ((*point).to_owned(), ms))
+            })
+            .collect(),
+    };
+    let rows = [
+        workload("idle", "idle"),
+        workload("light", "light (100 × 500 B)"),
+        workload("heavy", "heavy (500 × 2,000 B)"),
+    ];
+    let lines: Vec<Line> = [
+        ("healthy_ms", "healthy ≤", "healthy"),
+        ("degraded_ms", "degraded ≤", "degraded"),
+        ("alert_ms", "alert", "alert"),
+    ]
+    .iter()
+    .filter_map(|(metric, label, class)| {
+        value_ms(val14, metric).map(|ms| Line {
+            label: format!("{label} {}", svg::duration_label(ms)),
+            at_ms: ms,
+            class,
+        })
+    })
+    .collect();
+    out.push_str(&svg::distribution(
+        "chart-lag",
+        "write_lag distribution per workload with the derived thresholds",
+        &rows,
+        &lines,
+    ));
+    out.push_str(&svg::bars(
+        "chart-drain",
+        "standby catch-up after each workload",
+        &[
+            Bar {
+                label: "light drain".into(),
+                value_ms: value_ms(val14, "light_drain_ms"),
+                bound_ms: Some(2_000.0),
+            },
+            Bar {
+                label: "heavy drain".into(),
+                value_ms: value_ms(val14, "heavy_drain_ms"),
+                bound_ms: Some(5_000.0),
+            },
+        ],
+    ));
+    out.push_str("<p class=\"note\">The thresholds are DERIVED from these lab values (healthy = max(p95 × 3 + 1, 10 ms), degraded = max(healthy × 10, 100 ms), alert = max(healthy × 50, 500 ms)), not workplan targets: recalibrate them against production write_lag before alerting on them.</p></section>");
+}
+
+fn readiness(out: &mut String, val26: &Val26) {
+    let readiness = &val26.readiness;
+    out.push_str("<section id=\"readiness\"><h2>Readiness</h2>");
+    for (id, name, ready, gaps) in [
+        (
+            "level-design-partner",
+            "HA Design Partner Ready",
+            readiness.design_partner,
+            &readiness.design_partner_gaps,
+        ),
+        ("level-ga", "HA GA Ready", readiness.ga, &readiness.ga_gaps),
+        (
+            "level-public",
+            "HA Public Production Claim",
+            readiness.public_production,
+            &readiness.public_production_gaps,
+        ),
+    ] {
+        let _ = write!(
+            out,
+            r#"<div id="{id}" class="level {}"><h3>{name}: {}</h3>"#,
+            if ready { "pass" } else { "fail" },
+            if ready { "✓ READY" } else { "✗ NOT YET" }
+        );
+        if !gaps.is_empty() {
+            out.push_str("<ul>");
+            for gap in gaps.iter() {
+                let _ = write!(out, "<li>missing: {}</li>", escape(gap));
+            }
+            out.push_str("</ul>");
+        }
+        out.push_str("</div>");
+    }
+    out.push_str("</section>");
+}
+
+fn files(out: &mut String, val26: &Val26) {
+    let _ = write!(
+        out,
+        r#"<section id="evidence"><h2>Evidence files</h2><p class="note">SHA-256 of the {} files VAL26 read; <code>autonomy lab verify-evidence {}</code> recomputes them and names any that changed.</p><details><summary>the list</summary><table id="evidence-files"><thead><tr><th>File</th><th>Bytes</th><th>SHA-256</th></tr></thead><tbody>"#,
+        val26.evidence_files.len(),
+        escape(&val26.evidence_dir)
+    );
+    for file in &val26.evidence_files {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+            escape(&file.path),
+            file.bytes,
+            file.sha256
+        );
+    }
+    out.push_str("</tbody></table></details></section>");
+}

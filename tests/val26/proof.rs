@@ -1,0 +1,143 @@
+//! The proof run: every VAL13–VAL17 slice this run has not run yet, through the shared phase
+//! cache, with a progress line per slice; then the real `autonomy lab report` on the bundle.
+
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use autonomy::evidence::{Outcome, Report};
+use serde::{Deserialize, Serialize};
+
+use crate::common::{cli::Cli, phase::run_once, run};
+
+/// One slice as the proof run found it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SliceRun {
+    pub slice: String,
+    pub outcome: Outcome,
+    pub checks: String,
+    /// Seconds this process spent on it: the whole slice when it ran here, else the wait for
+    /// the process that ran it.
+    pub seconds: f64,
+    /// False when another test process of this run had already run it.
+    pub ran_here: bool,
+}
+
+/// The proof run's outcome, cached for every check test of the run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Proof {
+    /// `evidence/<run-id>`: the bundle VAL26 read.
+    pub evidence_dir: PathBuf,
+    pub slices: Vec<SliceRun>,
+    /// True when no backend could run and the slices recorded a SKIP.
+    pub skipped: Option<String>,
+    /// `autonomy lab report <evidence_dir>`, as run.
+    pub report_run: crate::common::cli::CliRun,
+}
+
+impl Proof {
+    pub fn val26_dir(&self) -> PathBuf {
+        self.evidence_dir.join("val26")
+    }
+
+    /// `val26-report.json` as written by the CLI.
+    pub fn json(&self) -> serde_json::Value {
+        let path = self.val26_dir().join("val26-report.json");
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "{} could not be read ({e}); the CLI run:\n{}",
+                path.display(),
+                self.report_run
+            )
+        });
+        serde_json::from_str(&text).expect("val26-report.json is JSON")
+    }
+}
+
+/// A slice of the proof: its name and how to get its report from the phase cache (running it
+/// if this run has not).
+pub struct Slice {
+    pub slice: &'static str,
+    pub name: &'static str,
+    pub run: fn() -> (Report, PathBuf),
+}
+
+/// Runs (or reads) every slice, printing a line per slice, then the VAL26 report.
+pub fn proof(slices: &[Slice]) -> Proof {
+    run_once("val26", || {
+        let evidence_dir = run::evidence_root().join(run::run_id());
+        let backend = std::env::var("AUTONOMY_LAB_BACKEND").unwrap_or_else(|_| "auto".into());
+        eprintln!(
+            "VAL26 proof run: run id {}, backend {backend}, evidence {}",
+            run::run_id(),
+            evidence_dir.display()
+        );
+        let mut runs = Vec::new();
+        let mut skipped = None;
+        for (n, slice) in slices.iter().enumerate() {
+            eprintln!(
+                "[{}/{}] {} {} ...",
+                n + 1,
+                slices.len(),
+                slice.slice.to_uppercase(),
+                slice.name
+            );
+            let times_before = crate::common::phase::times_run(slice.slice);
+            let started = Instant::now();
+            let (report, _) = (slice.run)();
+            let seconds = started.elapsed().as_secs_f64();
+            let ran_here = crate::common::phase::times_run(slice.slice) > times_before;
+            if report.outcome == Outcome::Skip {
+                skipped = report.skip_reason.clone();
+            }
+            eprintln!(
+                "      {} {}/{} checks in {seconds:.1} s{}",
+                report.outcome,
+                report.pass,
+                report.total,
+                if ran_here {
+                    ""
+                } else {
+                    " (run by another test process of this run)"
+                }
+            );
+            runs.push(SliceRun {
+                slice: slice.slice.into(),
+                outcome: report.outcome,
+                checks: format!("{}/{}", report.pass, report.total),
+                seconds,
+                ran_here,
+            });
+        }
+        let dir = evidence_dir.display().to_string();
+        let report_run = Cli::for_server("http://127.0.0.1:9")
+            .with_token(None)
+            .run(&["lab", "report", &dir]);
+        assert!(
+            report_run.elapsed_ms < Duration::from_secs(60).as_millis() as u64,
+            "the report took {} ms",
+            report_run.elapsed_ms
+        );
+        let timings: String = runs
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {} {} {:.1}s ran_here={}\n",
+                    r.slice, r.outcome, r.checks, r.seconds, r.ran_here
+                )
+            })
+            .collect();
+        let _ = std::fs::create_dir_all(evidence_dir.join("val26"));
+        let _ = autonomy::evidence::writer::write_atomically(
+            &evidence_dir.join("val26").join("val26-proof-run.txt"),
+            format!("{timings}report {} ms\n", report_run.elapsed_ms).as_bytes(),
+        );
+        Proof {
+            evidence_dir,
+            slices: runs,
+            skipped,
+            report_run,
+        }
+    })
+}

@@ -1,0 +1,19 @@
+//! VAL13's phases (tests/val13/), as a module of the VAL26 test binary.
+#![allow(dead_code, unused_imports)]
+
+use crate::common;
+#[path = "../val13/checks.rs"]
+mod checks;
+#[path = "../val13/lab.rs"]
+mod lab;
+#[path = "../val13/observations.rs"]
+mod observations;
+#[path = "../val13/slice.rs"]
+mod slice;
+
+/// The slice's report and bundle for this run, running its phases if no test has yet.
+pub fn run() -> (autonomy::evidence::Report, std::path::PathBuf) {
+    use observations::Sabotage::None;
+    let outcome = common::phase::run_once(None.bundle_name(), || slice::run_slice(None));
+    (outcome.report, outcome.evidence_dir)
+}

@@ -1,0 +1,19 @@
+//! VAL14's phases (tests/val14/), as a module of the VAL26 test binary.
+#![allow(dead_code, unused_imports)]
+
+use crate::common;
+#[path = "../val14/checks.rs"]
+mod checks;
+#[path = "../val14/lag.rs"]
+mod lag;
+#[path = "../val14/observations.rs"]
+mod observations;
+#[path = "../val14/slice.rs"]
+mod slice;
+
+/// The slice's report and bundle for this run, running its phases if no test has yet.
+pub fn run() -> (autonomy::evidence::Report, std::path::PathBuf) {
+    use observations::Sabotage::None;
+    let outcome = common::phase::run_once(None.bundle_name(), || slice::run_slice(None));
+    (outcome.report, outcome.evidence_dir)
+}
