@@ -131,3 +131,66 @@ fn lag_thresholds_refuses_a_report_without_lag_metrics(#[case] slice: &str, #[ca
         .code(2)
         .stderr(predicate::str::contains(says));
 }
+
+/// `lab report` on a path that is not an evidence run directory: exit 2, what to pass, and
+/// nothing written (no `val26/` appears in the directory).
+#[rstest]
+#[case::absent("does-not-exist", "does not exist or is not a directory")]
+#[case::empty("", "no VAL13–VAL17 report under")]
+fn lab_report_refuses_a_directory_without_evidence(#[case] child: &str, #[case] says: &str) {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let target = dir.path().join(child);
+    autonomy()
+        .args(["lab", "report"])
+        .arg(&target)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(says).and(predicate::str::contains("evidence/latest")));
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        0,
+        "nothing may be written"
+    );
+}
+
+/// The sample bundle with one slice missing: the report is written, NOT READY exits 9, and
+/// the missing slice is named on stdout and stderr.
+#[test]
+fn lab_report_on_a_bundle_with_a_missing_slice_exits_9() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/val26/complete");
+    for slice in ["val13", "val15", "val16", "val17"] {
+        std::fs::create_dir_all(dir.path().join(slice)).unwrap();
+        let name = format!("{slice}/{slice}-report.json");
+        std::fs::copy(fixture.join(&name), dir.path().join(&name)).unwrap();
+    }
+    autonomy()
+        .args(["lab", "report"])
+        .arg(dir.path())
+        .assert()
+        .code(9)
+        .stdout(predicate::str::contains(
+            "VAL14 HA Replication Lag Baseline    MISSING (no report file)",
+        ))
+        .stderr(predicate::str::contains("verdict NOT READY: VAL26-02 did not pass"));
+    for file in ["val26-report.txt", "val26-report.json", "val26-report.html"] {
+        assert!(dir.path().join("val26").join(file).is_file(), "{file} was not written");
+    }
+    autonomy()
+        .args(["lab", "verify-evidence"])
+        .arg(dir.path())
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("verified: all 4 files"));
+}
+
+#[test]
+fn verify_evidence_without_a_val26_report_exits_2_and_says_what_to_run() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    autonomy()
+        .args(["lab", "verify-evidence"])
+        .arg(dir.path())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no VAL26 report at").and(predicate::str::contains("autonomy lab report")));
+}
