@@ -49,6 +49,34 @@ pub struct Val26 {
     pub evidence_files: Vec<FileDigest>,
 }
 
+impl Val26 {
+    /// The report of `slice`, when it was found.
+    pub fn report(&self, slice: &str) -> Option<&Report> {
+        self.slices.iter().find(|s| s.slice == slice).and_then(|s| s.report())
+    }
+
+    /// The backends the found reports ran on, sorted, each once.
+    pub fn backends(&self) -> Vec<&str> {
+        let mut backends: Vec<&str> = self
+            .slices
+            .iter()
+            .filter_map(|s| s.report())
+            .map(|r| r.backend.as_str())
+            .collect();
+        backends.sort();
+        backends.dedup();
+        backends
+    }
+
+    /// The PostgreSQL version the first report that names one ran against.
+    pub fn server_version(&self) -> Option<&str> {
+        self.slices
+            .iter()
+            .filter_map(|s| s.report())
+            .find_map(|r| r.server_version.as_deref())
+    }
+}
+
 /// What GA needs beyond VAL13–VAL17 (seed 004 §4), always missing from this suite's evidence.
 const GA_GAPS: [&str; 3] = [
     "VAL18 30-day HA soak not run (>= 3 scheduled failovers, all <= 10,000 ms, data continuity 1.000, uptime >= 99.9%)",

@@ -71,7 +71,7 @@ fn value_ms(report: Option<&Report>, metric: &str) -> Option<f64> {
 }
 
 pub fn render(val26: &Val26) -> String {
-    let report = |slice: &str| val26.slices.iter().find(|s| s.slice == slice).and_then(|s| s.report());
+    let report = |slice: &str| val26.report(slice);
     let mut out = String::new();
     let ready = val26.readiness.design_partner;
     let _ = write!(
@@ -189,24 +189,12 @@ pub fn render(val26: &Val26) -> String {
 }
 
 fn topology(out: &mut String, val26: &Val26) {
-    let mut backends: Vec<&str> = val26
-        .slices
-        .iter()
-        .filter_map(|s| s.report())
-        .map(|r| r.backend.as_str())
-        .collect();
-    backends.sort();
-    backends.dedup();
-    let server = val26
-        .slices
-        .iter()
-        .filter_map(|s| s.report())
-        .find_map(|r| r.server_version.clone())
-        .unwrap_or_else(|| "(version unknown)".into());
+    let backends = val26.backends();
+    let server = val26.server_version().unwrap_or("(version unknown)");
     let _ = write!(
         out,
         r#"<p class="meta">Topology: two or three autonomy nodes on one machine; PostgreSQL {} on the <b>{}</b> backend (VAL14 adds a streaming standby). Evidence window: {} ({} .. {}).</p><p class="caveat">All timings come from controlled local runs on one machine. They are NOT representative of cloud VM or multi-region deployments.</p>"#,
-        escape(&server),
+        escape(server),
         escape(&if backends.is_empty() {
             "(none)".to_owned()
         } else {

@@ -53,23 +53,9 @@ fn check_mark(report: &Report, id: &str) -> &'static str {
 
 pub fn render(val26: &Val26) -> String {
     let mut out = String::new();
-    let report = |slice: &str| val26.slices.iter().find(|s| s.slice == slice).and_then(|s| s.report());
-    let backends: Vec<String> = {
-        let mut all: Vec<String> = val26
-            .slices
-            .iter()
-            .filter_map(|s| s.report())
-            .map(|r| r.backend.clone())
-            .collect();
-        all.sort();
-        all.dedup();
-        all
-    };
-    let server = val26
-        .slices
-        .iter()
-        .filter_map(|s| s.report())
-        .find_map(|r| r.server_version.clone());
+    let report = |slice: &str| val26.report(slice);
+    let backends = val26.backends();
+    let server = val26.server_version();
     let _ = writeln!(out, "VAL26 — HA Proof Report");
     let _ = writeln!(out, "Generated: {}", rfc3339(val26.generated_at));
     let _ = writeln!(out, "Evidence dir: {}", val26.evidence_dir);
@@ -81,7 +67,7 @@ pub fn render(val26: &Val26) -> String {
     let _ = writeln!(
         out,
         "  Database: PostgreSQL {} on the {} backend (single primary; VAL14 adds a streaming standby)",
-        server.as_deref().unwrap_or("(version unknown)"),
+        server.unwrap_or("(version unknown)"),
         if backends.is_empty() {
             "(none)".into()
         } else {
