@@ -427,6 +427,61 @@ mod tests {
         assert_eq!(val26.checks[5].value.as_deref(), Some("sigterm_failover_ms=5001"));
     }
 
+    /// Each of the ten checks turns FAIL when the one thing it guards is broken, and the
+    /// summary (10) with it; nothing else fails unless it depends on the same fact.
+    #[rstest::rstest]
+    #[case::val13_check(0, Break::Check("VAL13-01"), &["VAL26-01", "VAL26-10"])]
+    #[case::val14_check(1, Break::Check("VAL14-01"), &["VAL26-02", "VAL26-10"])]
+    #[case::val15_check(2, Break::Check("VAL15-01"), &["VAL26-03", "VAL26-10"])]
+    #[case::val16_check(3, Break::Check("VAL16-01"), &["VAL26-04", "VAL26-10"])]
+    #[case::val17_check(4, Break::Check("VAL17-01"), &["VAL26-05", "VAL26-10"])]
+    #[case::sigterm_over_bound(0, Break::Metric("sigterm_failover_ms", 5_001), &["VAL26-06", "VAL26-10"])]
+    #[case::data_lost(0, Break::Check("VAL13-04"), &["VAL26-01", "VAL26-07", "VAL26-10"])]
+    #[case::restore_wrong(2, Break::Check("VAL15-06"), &["VAL26-03", "VAL26-08", "VAL26-10"])]
+    #[case::writes_not_blocked(4, Break::Check("VAL17-04"), &["VAL26-05", "VAL26-09", "VAL26-10"])]
+    #[case::loss_detected_late(4, Break::Metric("loss_detection_ms", 30_001), &["VAL26-09", "VAL26-10"])]
+    #[case::sigterm_not_measured(0, Break::NoMetric("sigterm_failover_ms"), &["VAL26-06", "VAL26-10"])]
+    #[case::late_report(4, Break::Late, &["VAL26-10"])]
+    fn each_check_fails_when_what_it_guards_is_broken(
+        #[case] slice: usize,
+        #[case] fault: Break,
+        #[case] failing: &[&str],
+    ) {
+        let mut slices = bundle(AT);
+        if let Coverage::Found { report } = &mut slices[slice].coverage {
+            match fault {
+                Break::Check(id) => {
+                    report.checks.iter_mut().find(|c| c.id == id).unwrap().status = CheckStatus::Fail;
+                    **report = report.as_ref().clone().tally(all_checks_outcome);
+                }
+                Break::Metric(name, value) => {
+                    report.metrics.insert(name.into(), Metric::Value(value));
+                }
+                Break::NoMetric(name) => {
+                    report.metrics.remove(name);
+                }
+                Break::Late => report.generated_at = AT + Duration::hours(6) + Duration::seconds(1),
+            }
+        }
+        let val26 = assess("e", slices, AT);
+        let failed: Vec<&str> = val26
+            .checks
+            .iter()
+            .filter(|c| c.status == CheckStatus::Fail)
+            .map(|c| c.id.as_str())
+            .collect();
+        assert_eq!(failed, failing, "{:#?}", val26.checks);
+        assert_eq!(val26.verdict, "NOT READY");
+    }
+
+    #[derive(Debug)]
+    enum Break {
+        Check(&'static str),
+        Metric(&'static str, u64),
+        NoMetric(&'static str),
+        Late,
+    }
+
     #[test]
     fn the_text_report_names_missing_slices_gaps_and_the_verdict() {
         let mut slices = bundle(AT);
