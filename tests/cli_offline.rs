@@ -181,7 +181,7 @@ fn lab_report_on_a_bundle_with_a_missing_slice_exits_9() {
         .arg(dir.path())
         .assert()
         .code(0)
-        .stdout(predicate::str::contains("verified: all 4 files"));
+        .stdout(predicate::str::contains("verified: all 6 files")); // 4 slice reports, the .txt and .html
 }
 
 #[test]
@@ -193,4 +193,47 @@ fn verify_evidence_without_a_val26_report_exits_2_and_says_what_to_run() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("no VAL26 report at").and(predicate::str::contains("autonomy lab report")));
+}
+
+/// Regenerating over evidence that changed since the report is refused (exit 7, nothing
+/// written) unless `--force`: `lab report` cannot launder an edited bundle.
+#[test]
+fn lab_report_will_not_replace_a_report_whose_evidence_changed() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/val26/complete");
+    for slice in ["val13", "val14", "val15", "val16", "val17"] {
+        std::fs::create_dir_all(dir.path().join(slice)).unwrap();
+        let name = format!("{slice}/{slice}-report.json");
+        std::fs::copy(fixture.join(&name), dir.path().join(&name)).unwrap();
+    }
+    let report = || {
+        let mut command = autonomy();
+        command.args(["lab", "report"]).arg(dir.path());
+        command
+    };
+    report()
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("Verdict: HA DESIGN PARTNER READY"));
+    report().assert().code(0);
+    let json = dir.path().join("val26/val26-report.json");
+    let recorded = std::fs::read(&json).unwrap();
+    std::fs::write(dir.path().join("val17/notes.txt"), "added later").unwrap();
+    report()
+        .assert()
+        .code(7)
+        .stderr(predicate::str::contains("added: val17/notes.txt").and(predicate::str::contains("--force")));
+    assert_eq!(std::fs::read(&json).unwrap(), recorded, "the refused run wrote nothing");
+    autonomy()
+        .args(["lab", "verify-evidence"])
+        .arg(dir.path())
+        .assert()
+        .code(7)
+        .stdout(predicate::str::contains("added: val17/notes.txt"));
+    report().arg("--force").assert().code(0);
+    autonomy()
+        .args(["lab", "verify-evidence"])
+        .arg(dir.path())
+        .assert()
+        .code(0);
 }

@@ -196,6 +196,26 @@ fn val26_verdict() {
     }
 }
 
+/// The proof run's own gate, run only by `cargo proof` (`--include-ignored`), last: whatever
+/// this machine could run, `cargo proof` fails unless the verdict is HA DESIGN PARTNER READY.
+/// (The checks above SKIP when no backend can run, like every slice's; the proof may not.)
+#[test]
+#[ignore = "the proof run's gate: run by `cargo proof`"]
+fn val26_verdict_is_ready() {
+    let proof = proof();
+    assert_eq!(
+        proof.report_run.exit_code,
+        Some(0),
+        "the verdict is not HA DESIGN PARTNER READY{}:\n{}",
+        proof
+            .skipped
+            .as_ref()
+            .map(|reason| format!(" (no slice could run: {reason})"))
+            .unwrap_or_default(),
+        proof.report_run.stderr.trim_end()
+    );
+}
+
 /// A copy of the run's five slice bundles, to break without touching the real one.
 fn copy_of_bundle(proof: &Proof) -> tempfile::TempDir {
     let copy = tempfile::tempdir().expect("a temp dir");

@@ -63,9 +63,14 @@ pub enum LabCommand {
         /// An evidence run directory (holding val13/ … val17/).
         #[arg(default_value = "evidence/latest")]
         evidence_dir: PathBuf,
+        /// Replace an existing VAL26 report even though its evidence changed since (without
+        /// it, that is refused with exit 7, so regenerating never launders changed evidence).
+        #[arg(long)]
+        force: bool,
     },
-    /// Recompute the SHA-256 of every file val26-report.json lists and name any that changed,
-    /// went missing or was added since. Exit 0 when all match, 7 when not.
+    /// Recompute the SHA-256 of every file val26-report.json lists (the five slice bundles, the
+    /// text and HTML reports) and the verdict from the slice reports; name anything that
+    /// changed, went missing or was added since. Exit 0 when all match, 7 when not.
     VerifyEvidence {
         /// The evidence run directory the report was made from.
         evidence_dir: PathBuf,

@@ -14,31 +14,33 @@ use crate::{
 
 pub fn run(command: LabCommand, format: OutputFormat) -> Result<String, CliError> {
     match command {
-        LabCommand::Report { evidence_dir } => report(&evidence_dir, format),
+        LabCommand::Report { evidence_dir, force } => report(&evidence_dir, force, format),
         LabCommand::VerifyEvidence { evidence_dir } => verify(&evidence_dir, format),
     }
 }
 
-/// A wrong path or a missing VAL26 report is bad input; an I/O failure is not.
+/// A wrong path or a missing VAL26 report is bad input; a report or evidence that no longer
+/// match is an integrity failure; an I/O failure is neither.
 pub fn exit(error: &Val26Error) -> Exit {
     match error {
         Val26Error::NotADirectory(_)
         | Val26Error::NoReports(_)
-        | Val26Error::NoVal26Report { .. }
-        | Val26Error::NotAVal26Report { .. } => Exit::Usage,
-        Val26Error::Digest(_) | Val26Error::Write { .. } => Exit::Internal,
+        | Val26Error::UnsafeOutput(_)
+        | Val26Error::NoVal26Report { .. } => Exit::Usage,
+        Val26Error::NotAVal26Report { .. } | Val26Error::EvidenceChanged { .. } => Exit::Integrity,
+        Val26Error::Write { .. } => Exit::Internal,
     }
 }
 
-fn report(dir: &Path, format: OutputFormat) -> Result<String, CliError> {
-    let val26 = val26::generate(dir, time::OffsetDateTime::now_utc())?;
-    let html = val26::write(dir, &val26)?;
+fn report(dir: &Path, force: bool, format: OutputFormat) -> Result<String, CliError> {
+    let mut val26 = val26::generate(dir, time::OffsetDateTime::now_utc())?;
+    let html = val26::write(dir, &mut val26, force)?;
     let output = match format {
         OutputFormat::Json => serde_json::to_string_pretty(&val26).expect("a VAL26 report always serialises"),
         OutputFormat::Text => format!(
             "{}\nReports: {} (txt, json, html)\nHTML report: {}",
             val26::text::render(&val26).trim_end(),
-            val26::output_dir(dir).display(),
+            html.parent().unwrap_or(dir).display(),
             html.display()
         ),
     };
@@ -57,7 +59,7 @@ fn report(dir: &Path, format: OutputFormat) -> Result<String, CliError> {
 }
 
 fn verify(dir: &Path, format: OutputFormat) -> Result<String, CliError> {
-    let (checked, mismatches) = val26::verify(dir)?;
+    let (checked, mismatches) = val26::verify(dir, time::OffsetDateTime::now_utc())?;
     let output = match format {
         OutputFormat::Json => serde_json::to_string_pretty(&serde_json::json!({
             "evidence_dir": dir.display().to_string(),
@@ -67,7 +69,7 @@ fn verify(dir: &Path, format: OutputFormat) -> Result<String, CliError> {
         .expect("a verification always serialises"),
         OutputFormat::Text if mismatches.is_empty() => {
             format!(
-                "verified: all {checked} files under {} match val26-report.json",
+                "verified: all {checked} files under {} match val26-report.json, and so does its verdict",
                 dir.display()
             )
         }

@@ -49,11 +49,18 @@ impl Bundle {
     }
 }
 
+/// Writes `body` to `path` through `<path>.partial`, fsync and rename. The partial name is
+/// removed first and then created exclusively, so a link planted under that name is replaced,
+/// never followed.
 pub fn write_atomically(path: &Path, body: &[u8]) -> std::io::Result<()> {
     let mut partial = path.as_os_str().to_owned();
     partial.push(".partial");
     let partial = PathBuf::from(partial);
-    let mut file = fs::File::create(&partial)?;
+    match fs::remove_file(&partial) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut file = fs::OpenOptions::new().write(true).create_new(true).open(&partial)?;
     file.write_all(body)?;
     file.sync_all()?;
     fs::rename(&partial, path)

@@ -34,9 +34,18 @@ pub fn times_run(key: &str) -> usize {
 /// Returns the cached outcome of `key` for this run, running `phases` if no process has yet.
 #[track_caller]
 pub fn run_once<T: Serialize + DeserializeOwned>(key: &str, phases: impl FnOnce() -> T) -> T {
+    run_once_here(key, phases).0
+}
+
+/// `run_once`, also saying whether this call ran the phases (rather than finding them run).
+#[track_caller]
+pub fn run_once_here<T: Serialize + DeserializeOwned>(key: &str, phases: impl FnOnce() -> T) -> (T, bool) {
     let key = &cache_key(key);
     if let Some(json) = remembered(key) {
-        return serde_json::from_str(&json).expect("the in-memory phase outcome deserialises");
+        return (
+            serde_json::from_str(&json).expect("the in-memory phase outcome deserialises"),
+            false,
+        );
     }
     // The file lock serialises threads and processes alike (each call opens the file anew, and
     // flock locks of separate opens exclude each other). The in-memory map is not held while
@@ -51,9 +60,11 @@ pub fn run_once<T: Serialize + DeserializeOwned>(key: &str, phases: impl FnOnce(
         .open(&lock_path)
         .expect("the phase lock file can be opened");
     lock.lock_exclusive().expect("the phase lock can be taken");
+    let mut ran_here = false;
     let json = match fs::read_to_string(&cache_path) {
         Ok(json) => json,
         Err(_) => {
+            ran_here = true;
             let mut runs = OpenOptions::new()
                 .create(true)
                 .append(true)
@@ -73,7 +84,10 @@ pub fn run_once<T: Serialize + DeserializeOwned>(key: &str, phases: impl FnOnce(
         .unwrap_or_else(|p| p.into_inner())
         .get_or_insert_with(HashMap::new)
         .insert(key.to_owned(), json.clone());
-    serde_json::from_str(&json).expect("the cached phase outcome deserialises")
+    (
+        serde_json::from_str(&json).expect("the cached phase outcome deserialises"),
+        ran_here,
+    )
 }
 
 fn remembered(key: &str) -> Option<String> {

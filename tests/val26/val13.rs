@@ -11,9 +11,9 @@ mod observations;
 #[path = "../val13/slice.rs"]
 mod slice;
 
-/// The slice's report and bundle for this run, running its phases if no test has yet.
-pub fn run() -> (autonomy::evidence::Report, std::path::PathBuf) {
+/// The slice's report for this run, and whether this call ran its phases (no test had yet).
+pub fn run() -> (autonomy::evidence::Report, bool) {
     use observations::Sabotage::None;
-    let outcome = common::phase::run_once(None.bundle_name(), || slice::run_slice(None));
-    (outcome.report, outcome.evidence_dir)
+    let (outcome, ran_here) = common::phase::run_once_here(None.bundle_name(), || slice::run_slice(None));
+    (outcome.report, ran_here)
 }

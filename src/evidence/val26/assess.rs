@@ -47,6 +47,8 @@ pub struct Val26 {
     pub verdict: String,
     /// The SHA-256 of every file of the slice bundles read (`digest.rs`); empty until hashed.
     pub evidence_files: Vec<FileDigest>,
+    /// The SHA-256 of `val26-report.txt` and `.html` as written beside this JSON.
+    pub report_files: Vec<FileDigest>,
 }
 
 impl Val26 {
@@ -66,6 +68,34 @@ impl Val26 {
         backends.sort();
         backends.dedup();
         backends
+    }
+
+    /// A slice's row in the coverage table: its outcome as VAL26 judged it (VAL26-01..05),
+    /// with the checks counted from the report's checks, not its own tally.
+    pub fn coverage_line(&self, slice: &str) -> String {
+        let Some(index) = self.slices.iter().position(|s| s.slice == slice) else {
+            return "MISSING".into();
+        };
+        let evidence = &self.slices[index];
+        let Some(report) = evidence.report() else {
+            return match &evidence.coverage {
+                super::Coverage::Missing { reason } => format!("MISSING ({reason})"),
+                super::Coverage::Found { .. } => unreachable!("a found slice has a report"),
+            };
+        };
+        let judged_pass = self.checks.get(index).is_some_and(|c| c.status == CheckStatus::Pass);
+        let passing = report.checks.iter().filter(|c| c.status == CheckStatus::Pass).count();
+        let outcome = match (judged_pass, report.outcome) {
+            (true, outcome) => outcome.to_string(),
+            (false, Outcome::Pass) => "FAIL (its report says PASS)".to_owned(),
+            (false, outcome) => outcome.to_string(),
+        };
+        let skipped = report
+            .skip_reason
+            .as_ref()
+            .map(|r| format!(" skipped: {r}"))
+            .unwrap_or_default();
+        format!("{outcome} ({passing}/{} checks){skipped}", report.checks.len())
     }
 
     /// The PostgreSQL version the first report that names one ran against.
@@ -142,10 +172,15 @@ pub fn assess(evidence_dir: &str, slices: Vec<SliceEvidence>, now: OffsetDateTim
     let mut design_partner_gaps: Vec<String> = failing.iter().map(|id| format!("{id} did not pass")).collect();
     if !window_coherent {
         design_partner_gaps.push(match (window_start, window_end) {
-            (Some(start), Some(end)) => format!(
-                "the reports span {} h, more than the 6-hour evidence window",
-                (end - start).whole_minutes() as f64 / 60.0
-            ),
+            (Some(start), Some(end)) => {
+                let seconds = (end - start).whole_seconds();
+                format!(
+                    "the reports span {} h {:02} min {:02} s, more than the 6-hour evidence window",
+                    seconds / 3600,
+                    seconds % 3600 / 60,
+                    seconds % 60
+                )
+            }
             _ => "no report found: no evidence window".into(),
         });
     }
@@ -195,6 +230,7 @@ pub fn assess(evidence_dir: &str, slices: Vec<SliceEvidence>, now: OffsetDateTim
             "NOT READY".into()
         },
         evidence_files: Vec::new(),
+        report_files: Vec::new(),
     }
 }
 
@@ -209,10 +245,16 @@ fn slice_check(number: usize, evidence: &SliceEvidence) -> Check {
                 .filter(|c| c.status != CheckStatus::Pass)
                 .map(|c| c.id.as_str())
                 .collect();
+            // Every one of the slice's ten checks must be there: a report with one removed
+            // (and its tally lowered to match) is not a passing slice.
+            let absent: Vec<String> = (1..=10)
+                .map(|n| format!("{}-{n:02}", evidence.slice.to_uppercase()))
+                .filter(|id| report.check(id).is_none())
+                .collect();
             // The checks themselves decide, not the slice's own tally: a report whose summary
             // says PASS over a failed check does not pass.
             let all_pass = report.outcome == Outcome::Pass
-                && !report.checks.is_empty()
+                && absent.is_empty()
                 && failing.is_empty()
                 && report.pass == report.total;
             (
@@ -223,10 +265,15 @@ fn slice_check(number: usize, evidence: &SliceEvidence) -> Check {
                     report.checks.len() - failing.len(),
                     report.checks.len()
                 )),
-                match (&report.skip_reason, failing.is_empty()) {
-                    (Some(reason), _) => format!("skipped: {reason}"),
-                    (None, true) => format!("{} ({})", evidence.path.display(), report.backend),
-                    (None, false) => format!("not passing: {}", failing.join(", ")),
+                match (&report.skip_reason, failing.is_empty(), absent.is_empty()) {
+                    (Some(reason), _, _) => format!("skipped: {reason}"),
+                    (None, false, _) => format!("not passing: {}", failing.join(", ")),
+                    (None, true, false) => format!("checks absent from the report: {}", absent.join(", ")),
+                    (None, true, true) if !all_pass => format!(
+                        "the report's own outcome is {} ({}/{} by its tally)",
+                        report.outcome, report.pass, report.total
+                    ),
+                    (None, true, true) => format!("{} ({})", evidence.path.display(), report.backend),
                 },
             )
         }
@@ -442,6 +489,8 @@ mod tests {
     #[case::loss_detected_late(4, Break::Metric("loss_detection_ms", 30_001), &["VAL26-09", "VAL26-10"])]
     #[case::sigterm_not_measured(0, Break::NoMetric("sigterm_failover_ms"), &["VAL26-06", "VAL26-10"])]
     #[case::late_report(4, Break::Late, &["VAL26-10"])]
+    #[case::failed_under_a_passing_tally(2, Break::CheckUntallied("VAL15-03"), &["VAL26-03", "VAL26-10"])]
+    #[case::check_removed(1, Break::Removed("VAL14-05"), &["VAL26-02", "VAL26-10"])]
     fn each_check_fails_when_what_it_guards_is_broken(
         #[case] slice: usize,
         #[case] fault: Break,
@@ -461,6 +510,13 @@ mod tests {
                     report.metrics.remove(name);
                 }
                 Break::Late => report.generated_at = AT + Duration::hours(6) + Duration::seconds(1),
+                Break::CheckUntallied(id) => {
+                    report.checks.iter_mut().find(|c| c.id == id).unwrap().status = CheckStatus::Fail;
+                }
+                Break::Removed(id) => {
+                    report.checks.retain(|c| c.id != id);
+                    **report = report.as_ref().clone().tally(all_checks_outcome);
+                }
             }
         }
         let val26 = assess("e", slices, AT);
@@ -480,6 +536,10 @@ mod tests {
         Metric(&'static str, u64),
         NoMetric(&'static str),
         Late,
+        /// A check edited to FAIL while the report's tally still says PASS 10/10.
+        CheckUntallied(&'static str),
+        /// A check taken out, the tally redone over the nine left.
+        Removed(&'static str),
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! match: a reviewer can tell whether the evidence behind a verdict was touched afterwards.
 
 use std::{
-    collections::BTreeMap,
+    collections::BTreeSet,
     fs::File,
     io::Read,
     path::{Path, PathBuf},
@@ -10,7 +10,6 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use thiserror::Error;
 
 use super::SLICES;
 
@@ -21,13 +20,6 @@ pub struct FileDigest {
     pub path: String,
     pub sha256: String,
     pub bytes: u64,
-}
-
-#[derive(Debug, Error)]
-#[error("cannot hash {}: {source}", path.display())]
-pub struct DigestError {
-    pub path: PathBuf,
-    pub source: std::io::Error,
 }
 
 /// How a file differs from what the report recorded.
@@ -44,6 +36,9 @@ pub enum Mismatch {
     Missing { path: String },
     /// It is in a slice bundle but was not there when the report was made.
     Added { path: String },
+    /// The slice reports, assessed now, give another verdict or other check results than
+    /// the report recorded.
+    Verdict { recorded: String, now: String },
 }
 
 impl std::fmt::Display for Mismatch {
@@ -59,56 +54,82 @@ impl std::fmt::Display for Mismatch {
             ),
             Mismatch::Missing { path } => write!(f, "missing: {path}"),
             Mismatch::Added { path } => write!(f, "added: {path} (not in the report's list)"),
+            Mismatch::Verdict { recorded, now } => write!(f, "verdict: recorded {recorded}; assessed now {now}"),
         }
     }
 }
 
-/// Every file under the five slice directories of `dir`, hashed, sorted by path. The VAL26
-/// directory itself is not part of the evidence it assesses; a temporary `.partial` file of an
-/// interrupted write is not evidence either. Symbolic links are followed.
-pub fn digest_bundle(dir: &Path) -> Result<Vec<FileDigest>, DigestError> {
-    let mut digests = Vec::new();
-    for path in bundle_files(dir) {
-        let absolute = dir.join(&path);
-        let (sha256, bytes) = sha256_file(&absolute).map_err(|source| DigestError {
-            path: absolute.clone(),
-            source,
-        })?;
-        digests.push(FileDigest { path, sha256, bytes });
-    }
-    Ok(digests)
+/// Every regular file under the five slice directories of `dir`, hashed, sorted by path. The
+/// VAL26 directory itself is not part of the evidence it assesses, nor is a `.partial` file of
+/// an interrupted write. A slice directory may be a link (the sample bundles share slices so);
+/// below it nothing is followed: links, pipes and devices are not evidence, and following them
+/// could hash the whole disk or hang. A file that cannot be read is recorded as such rather
+/// than aborting the report.
+pub fn digest_bundle(dir: &Path) -> Vec<FileDigest> {
+    bundle_files(dir).iter().map(|path| digest_file(dir, path)).collect()
 }
 
-/// Compares `recorded` with the files under `dir` now; empty when nothing changed.
+/// One file, hashed (or recorded as unreadable).
+pub fn digest_file(dir: &Path, path: &str) -> FileDigest {
+    match sha256_file(&dir.join(path)) {
+        Ok((sha256, bytes)) => FileDigest {
+            path: path.to_owned(),
+            sha256,
+            bytes,
+        },
+        Err(e) => FileDigest {
+            path: path.to_owned(),
+            sha256: format!("unreadable: {e}"),
+            bytes: 0,
+        },
+    }
+}
+
+/// Compares `recorded` with the slice bundles under `dir` now: changed, missing, and added
+/// files; empty when nothing changed.
 pub fn verify(dir: &Path, recorded: &[FileDigest]) -> Vec<Mismatch> {
-    let mut present: BTreeMap<String, ()> = bundle_files(dir).into_iter().map(|p| (p, ())).collect();
-    let mut mismatches = Vec::new();
-    for file in recorded {
-        if present.remove(&file.path).is_none() {
-            mismatches.push(Mismatch::Missing {
-                path: file.path.clone(),
-            });
-            continue;
-        }
-        let found = sha256_file(&dir.join(&file.path))
-            .map(|(sha, _)| sha)
-            .unwrap_or_else(|e| format!("unreadable ({e})"));
-        if found != file.sha256 {
-            mismatches.push(Mismatch::Changed {
-                path: file.path.clone(),
-                recorded_sha256: file.sha256.clone(),
-                found_sha256: found,
-            });
-        }
-    }
-    mismatches.extend(present.into_keys().map(|path| Mismatch::Added { path }));
+    let listed: BTreeSet<&str> = recorded.iter().map(|f| f.path.as_str()).collect();
+    let mut mismatches = verify_listed(dir, recorded);
+    mismatches.extend(
+        bundle_files(dir)
+            .into_iter()
+            .filter(|path| !listed.contains(path.as_str()))
+            .map(|path| Mismatch::Added { path }),
+    );
     mismatches
 }
 
-/// Relative paths of the files of the five slice bundles, sorted.
+/// Compares each recorded file with what is at its path now: changed or missing.
+pub fn verify_listed(dir: &Path, recorded: &[FileDigest]) -> Vec<Mismatch> {
+    recorded
+        .iter()
+        .filter_map(|file| {
+            let path = dir.join(&file.path);
+            // Only the last component must not be a link (a linked slice directory above it is
+            // fine): a file replaced by a link, a pipe or a device is not the file that was
+            // hashed, and reading one could hang.
+            if !std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
+                return Some(Mismatch::Missing {
+                    path: file.path.clone(),
+                });
+            }
+            let found = digest_file(dir, &file.path).sha256;
+            (found != file.sha256).then(|| Mismatch::Changed {
+                path: file.path.clone(),
+                recorded_sha256: file.sha256.clone(),
+                found_sha256: found,
+            })
+        })
+        .collect()
+}
+
+/// Relative paths of the regular files of the five slice bundles, sorted.
 fn bundle_files(dir: &Path) -> Vec<String> {
     let mut files = Vec::new();
     for (slice, _) in SLICES {
+        if !dir.join(slice).is_dir() {
+            continue;
+        }
         let mut stack = vec![PathBuf::from(slice)];
         while let Some(relative) = stack.pop() {
             let Ok(entries) = std::fs::read_dir(dir.join(&relative)) else {
@@ -116,12 +137,12 @@ fn bundle_files(dir: &Path) -> Vec<String> {
             };
             for entry in entries.flatten() {
                 let child = relative.join(entry.file_name());
-                // metadata() follows links: a linked directory is walked, a linked file hashed.
-                match std::fs::metadata(dir.join(&child)) {
-                    Ok(meta) if meta.is_dir() => stack.push(child),
-                    Ok(_) if child.extension().is_some_and(|e| e == "partial") => {}
-                    Ok(_) => files.push(child.to_string_lossy().into_owned()),
-                    Err(_) => {}
+                match entry.file_type() {
+                    Ok(kind) if kind.is_dir() => stack.push(child),
+                    Ok(kind) if kind.is_file() && child.extension().is_none_or(|e| e != "partial") => {
+                        files.push(child.to_string_lossy().into_owned())
+                    }
+                    _ => {}
                 }
             }
         }
@@ -170,7 +191,7 @@ mod tests {
     #[test]
     fn only_the_slice_bundles_are_hashed() {
         let dir = bundle();
-        let digests = digest_bundle(dir.path()).unwrap();
+        let digests = digest_bundle(dir.path());
         let paths: Vec<&str> = digests.iter().map(|d| d.path.as_str()).collect();
         assert_eq!(
             paths,
@@ -188,9 +209,30 @@ mod tests {
     }
 
     #[test]
+    fn links_and_special_files_inside_a_bundle_are_not_followed() {
+        let dir = bundle();
+        std::os::unix::fs::symlink("/", dir.path().join("val13/root")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", dir.path().join("val13/zeros")).unwrap();
+        let status = std::process::Command::new("mkfifo")
+            .arg(dir.path().join("val17/pipe"))
+            .status()
+            .expect("mkfifo runs");
+        assert!(status.success());
+        let paths: Vec<String> = digest_bundle(dir.path()).into_iter().map(|d| d.path).collect();
+        assert_eq!(
+            paths,
+            [
+                "val13/nodes/a.log",
+                "val13/val13-report.json",
+                "val17/val17-report.json"
+            ]
+        );
+    }
+
+    #[test]
     fn a_changed_missing_or_added_file_is_named() {
         let dir = bundle();
-        let digests = digest_bundle(dir.path()).unwrap();
+        let digests = digest_bundle(dir.path());
         std::fs::write(dir.path().join("val13/val13-report.json"), "{\"edited\":1}").unwrap();
         std::fs::remove_file(dir.path().join("val13/nodes/a.log")).unwrap();
         std::fs::write(dir.path().join("val17/extra.txt"), "new").unwrap();

@@ -5,7 +5,6 @@ use std::fmt::Write;
 
 use super::{
     assess::{Val26, LOSS_DETECTION_MS_BOUND, SIGTERM_FAILOVER_MS_BOUND},
-    load::Coverage,
     svg::{self, Bar, Distribution, Line},
 };
 use crate::evidence::{CheckStatus, Metric, Report};
@@ -211,33 +210,22 @@ fn topology(out: &mut String, val26: &Val26) {
 }
 
 fn coverage(out: &mut String, val26: &Val26) {
-    out.push_str("<section id=\"coverage\"><h2>Scenario coverage</h2><table id=\"coverage-table\"><thead><tr><th>Slice</th><th>Name</th><th>Outcome</th><th>Checks</th><th>Backend</th></tr></thead><tbody>");
-    for slice in &val26.slices {
-        let (class, outcome, checks, backend) = match &slice.coverage {
-            Coverage::Found { report } => (
-                if report.outcome == crate::evidence::Outcome::Pass {
-                    "pass"
-                } else {
-                    "fail"
-                },
-                report.outcome.to_string(),
-                format!(
-                    "{}/{}",
-                    report.checks.iter().filter(|c| c.status == CheckStatus::Pass).count(),
-                    report.checks.len()
-                ),
-                report.backend.clone(),
-            ),
-            Coverage::Missing { reason } => ("fail", format!("MISSING: {reason}"), "-".into(), "-".into()),
-        };
+    out.push_str("<section id=\"coverage\"><h2>Scenario coverage</h2><table id=\"coverage-table\"><thead><tr><th>Slice</th><th>Name</th><th>Outcome (checks passing)</th><th>Backend</th></tr></thead><tbody>");
+    for (index, slice) in val26.slices.iter().enumerate() {
+        // Coloured by VAL26's judgement of the slice (VAL26-01..05), not the slice's own.
+        let class = val26
+            .checks
+            .get(index)
+            .map_or("fail", |check| status_class(check.status));
+        let backend = slice.report().map_or("-", |r| r.backend.as_str());
         let _ = write!(
             out,
-            r#"<tr class="{class}" data-slice="{}"><td>{}</td><td>{}</td><td class="status">{}</td><td>{checks}</td><td>{}</td></tr>"#,
+            r#"<tr class="{class}" data-slice="{}"><td>{}</td><td>{}</td><td class="status">{}</td><td>{}</td></tr>"#,
             slice.slice,
             slice.slice.to_uppercase(),
             escape(&slice.name),
-            escape(&outcome),
-            escape(&backend)
+            escape(&val26.coverage_line(&slice.slice)),
+            escape(backend)
         );
     }
     out.push_str("</tbody></table></section>");

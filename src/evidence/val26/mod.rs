@@ -32,31 +32,40 @@ pub enum Val26Error {
     NotADirectory(PathBuf),
     #[error("no VAL13–VAL17 report under {}: expected files like {}/val13/val13-report.json; pass an evidence run directory (evidence/<run-id> or evidence/latest), nothing was written", .0.display(), .0.display())]
     NoReports(PathBuf),
-    #[error(transparent)]
-    Digest(#[from] digest::DigestError),
+    #[error("{} is a link or not a directory; VAL26 writes only into a real val26/ directory of the evidence directory, nothing was written", .0.display())]
+    UnsafeOutput(PathBuf),
     #[error("cannot write {}: {source}", path.display())]
     Write { path: PathBuf, source: std::io::Error },
     #[error("no VAL26 report at {}; run `autonomy lab report {}` first", path.display(), dir.display())]
     NoVal26Report { path: PathBuf, dir: PathBuf },
-    #[error("{} is not a VAL26 report ({reason}); regenerate it with `autonomy lab report`", path.display())]
+    #[error("{} is not a VAL26 report ({reason}): it was damaged or replaced; regenerate it with `autonomy lab report --force` only if the evidence is known to be intact", path.display())]
     NotAVal26Report { path: PathBuf, reason: String },
+    #[error("the existing VAL26 report of {} no longer matches its evidence ({} difference(s): {}); nothing was written. Run `autonomy lab verify-evidence {}` to see them, or pass --force to replace the report", dir.display(), mismatches.len(), mismatches.first().map(ToString::to_string).unwrap_or_default(), dir.display())]
+    EvidenceChanged { dir: PathBuf, mismatches: Vec<Mismatch> },
 }
 
-/// Reads the bundle under `dir`, assesses it and hashes every file it read. Refuses a
-/// directory holding no slice report at all: that is a wrong path, not missing evidence.
-pub fn generate(dir: &Path, now: time::OffsetDateTime) -> Result<Val26, Val26Error> {
-    if !dir.is_dir() {
-        return Err(Val26Error::NotADirectory(dir.to_owned()));
+/// The evidence directory, resolved once so every step reads the same run even if a link
+/// such as `evidence/latest` moves meanwhile.
+fn resolve(dir: &Path) -> Result<PathBuf, Val26Error> {
+    match dir.canonicalize() {
+        Ok(resolved) if resolved.is_dir() => Ok(resolved),
+        _ => Err(Val26Error::NotADirectory(dir.to_owned())),
     }
-    let slices = load(dir);
+}
+
+/// Reads the bundle under `dir`, assesses it and hashes every file of it. Refuses a directory
+/// holding no slice report at all: that is a wrong path, not missing evidence.
+pub fn generate(dir: &Path, now: time::OffsetDateTime) -> Result<Val26, Val26Error> {
+    let dir = resolve(dir)?;
+    let slices = load(&dir);
     let nothing_there = slices
         .iter()
         .all(|s| matches!(&s.coverage, Coverage::Missing { reason } if reason == load::NO_REPORT));
     if nothing_there {
-        return Err(Val26Error::NoReports(dir.to_owned()));
+        return Err(Val26Error::NoReports(dir));
     }
     let mut val26 = assess(&dir.display().to_string(), slices, now);
-    val26.evidence_files = digest::digest_bundle(dir)?;
+    val26.evidence_files = digest::digest_bundle(&dir);
     Ok(val26)
 }
 
@@ -65,51 +74,95 @@ pub fn output_dir(dir: &Path) -> PathBuf {
     dir.join("val26")
 }
 
-/// Writes `val26-report.{txt,json,html}` into `<dir>/val26/`, each atomically; returns the
-/// HTML's path.
-pub fn write(dir: &Path, val26: &Val26) -> Result<PathBuf, Val26Error> {
-    let out = output_dir(dir);
-    std::fs::create_dir_all(&out).map_err(|source| Val26Error::Write {
-        path: out.clone(),
-        source,
-    })?;
-    let json = serde_json::to_vec_pretty(val26).expect("a VAL26 report always serialises");
-    let html_path = out.join("val26-report.html");
-    for (path, body) in [
-        (out.join("val26-report.txt"), text::render(val26).into_bytes()),
-        (out.join("val26-report.json"), json),
-        (html_path.clone(), html::render(val26).into_bytes()),
-    ] {
-        crate::evidence::writer::write_atomically(&path, &body).map_err(|source| Val26Error::Write { path, source })?;
+const TEXT: &str = "val26-report.txt";
+const HTML: &str = "val26-report.html";
+const JSON: &str = "val26-report.json";
+
+/// Writes `val26-report.{txt,html,json}` into `<dir>/val26/`, each atomically, the JSON last
+/// with the hashes of the other two; returns the HTML's path. An existing report is replaced
+/// only when its evidence still matches it, or with `force`: regenerating must not launder
+/// evidence that changed since the report was made.
+pub fn write(dir: &Path, val26: &mut Val26, force: bool) -> Result<PathBuf, Val26Error> {
+    let dir = resolve(dir)?;
+    let out = output_dir(&dir);
+    match std::fs::symlink_metadata(&out) {
+        Ok(meta) if !meta.is_dir() => return Err(Val26Error::UnsafeOutput(out)),
+        Ok(_) if !force && out.join(JSON).exists() => {
+            let (_, mismatches) = verify(&dir, val26.generated_at)?;
+            if !mismatches.is_empty() {
+                return Err(Val26Error::EvidenceChanged { dir, mismatches });
+            }
+        }
+        Ok(_) => {}
+        Err(_) => std::fs::create_dir(&out).map_err(|source| Val26Error::Write {
+            path: out.clone(),
+            source,
+        })?,
     }
-    Ok(html_path)
+    let put = |name: &str, body: &[u8]| {
+        let path = out.join(name);
+        crate::evidence::writer::write_atomically(&path, body).map_err(|source| Val26Error::Write { path, source })
+    };
+    put(TEXT, text::render(val26).as_bytes())?;
+    put(HTML, html::render(val26).as_bytes())?;
+    val26.report_files = [TEXT, HTML]
+        .iter()
+        .map(|name| digest::digest_file(&dir, &format!("val26/{name}")))
+        .collect();
+    put(
+        JSON,
+        &serde_json::to_vec_pretty(val26).expect("a VAL26 report always serialises"),
+    )?;
+    Ok(out.join(HTML))
 }
 
-/// The part of `val26-report.json` that `verify` needs.
+/// The parts of `val26-report.json` that `verify` checks.
 #[derive(Deserialize)]
 struct Recorded {
     evidence_files: Vec<FileDigest>,
+    report_files: Vec<FileDigest>,
+    verdict: String,
+    checks: Vec<crate::evidence::Check>,
 }
 
-/// Recomputes the hashes `<dir>/val26/val26-report.json` recorded; returns how many files
-/// were checked and every mismatch.
-pub fn verify(dir: &Path) -> Result<(usize, Vec<Mismatch>), Val26Error> {
-    if !dir.is_dir() {
-        return Err(Val26Error::NotADirectory(dir.to_owned()));
-    }
-    let path = output_dir(dir).join("val26-report.json");
+/// Checks `<dir>/val26/val26-report.json` against the directory: every evidence file and the
+/// text and HTML reports against their recorded SHA-256, and the verdict and check statuses
+/// against a fresh assessment of the slice reports (so an edited verdict is found too).
+/// Returns how many files were checked and every difference.
+pub fn verify(dir: &Path, now: time::OffsetDateTime) -> Result<(usize, Vec<Mismatch>), Val26Error> {
+    let dir = resolve(dir)?;
+    let path = output_dir(&dir).join(JSON);
     let text = std::fs::read_to_string(&path).map_err(|_| Val26Error::NoVal26Report {
         path: path.clone(),
-        dir: dir.to_owned(),
+        dir: dir.clone(),
     })?;
     let recorded: Recorded = serde_json::from_str(&text).map_err(|e| Val26Error::NotAVal26Report {
         path: path.clone(),
         reason: e.to_string(),
     })?;
-    Ok((
-        recorded.evidence_files.len(),
-        digest::verify(dir, &recorded.evidence_files),
-    ))
+    if recorded.evidence_files.is_empty() {
+        return Err(Val26Error::NotAVal26Report {
+            path,
+            reason: "it lists no evidence files".into(),
+        });
+    }
+    let mut mismatches = digest::verify(&dir, &recorded.evidence_files);
+    mismatches.extend(digest::verify_listed(&dir, &recorded.report_files));
+    let now_assessed = assess(&dir.display().to_string(), load(&dir), now);
+    let statuses = |checks: &[crate::evidence::Check]| -> Vec<String> {
+        checks.iter().map(|c| format!("{} {}", c.id, c.status)).collect()
+    };
+    if now_assessed.verdict != recorded.verdict || statuses(&now_assessed.checks) != statuses(&recorded.checks) {
+        mismatches.push(Mismatch::Verdict {
+            recorded: format!("{} ({})", recorded.verdict, statuses(&recorded.checks).join(", ")),
+            now: format!(
+                "{} ({})",
+                now_assessed.verdict,
+                statuses(&now_assessed.checks).join(", ")
+            ),
+        });
+    }
+    Ok((recorded.evidence_files.len() + recorded.report_files.len(), mismatches))
 }
 
 #[cfg(test)]
@@ -237,12 +290,81 @@ mod tests {
             let name = format!("{slice}-report.json");
             std::fs::copy(fixture("complete").join(slice).join(&name), to.join(&name)).unwrap();
         }
-        let val26 = generate(dir.path(), time::OffsetDateTime::now_utc()).unwrap();
-        let html = write(dir.path(), &val26).unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        let mut val26 = generate(dir.path(), now).unwrap();
+        let html = write(dir.path(), &mut val26, false).unwrap();
         assert!(html.ends_with("val26/val26-report.html"));
-        assert_eq!(verify(dir.path()).unwrap(), (5, vec![]));
+        assert_eq!(verify(dir.path(), now).unwrap(), (7, vec![]));
+        // Regenerating over intact evidence is allowed.
+        write(dir.path(), &mut generate(dir.path(), now).unwrap(), false).unwrap();
         std::fs::write(dir.path().join("val15/val15-report.json"), "{}").unwrap();
-        let (_, mismatches) = verify(dir.path()).unwrap();
-        assert!(matches!(&mismatches[..], [Mismatch::Changed { path, .. }] if path == "val15/val15-report.json"));
+        let (_, mismatches) = verify(dir.path(), now).unwrap();
+        assert!(
+            matches!(&mismatches[0], Mismatch::Changed { path, .. } if path == "val15/val15-report.json"),
+            "{mismatches:?}"
+        );
+        // The val15 report no longer parses: the verdict a fresh assessment gives differs.
+        assert!(matches!(&mismatches[1], Mismatch::Verdict { .. }), "{mismatches:?}");
+        // Regenerating over changed evidence is refused unless forced.
+        let refused = write(dir.path(), &mut generate(dir.path(), now).unwrap(), false).unwrap_err();
+        assert!(matches!(refused, Val26Error::EvidenceChanged { .. }), "{refused}");
+        write(dir.path(), &mut generate(dir.path(), now).unwrap(), true).unwrap();
+        assert_eq!(verify(dir.path(), now).unwrap().1, vec![]);
+    }
+
+    #[test]
+    fn an_edited_html_report_or_verdict_is_found() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        for (slice, _) in SLICES {
+            let to = dir.path().join(slice);
+            std::fs::create_dir_all(&to).unwrap();
+            let name = format!("{slice}-report.json");
+            std::fs::copy(fixture("failed-check").join(slice).join(&name), to.join(&name)).unwrap();
+        }
+        let now = time::OffsetDateTime::now_utc();
+        write(dir.path(), &mut generate(dir.path(), now).unwrap(), false).unwrap();
+        let html = dir.path().join("val26/val26-report.html");
+        let page = std::fs::read_to_string(&html).unwrap();
+        std::fs::write(
+            &html,
+            page.replace("Verdict: NOT READY", "Verdict: HA DESIGN PARTNER READY"),
+        )
+        .unwrap();
+        let json = dir.path().join("val26/val26-report.json");
+        let record = std::fs::read_to_string(&json).unwrap();
+        std::fs::write(
+            &json,
+            record.replace("\"verdict\": \"NOT READY\"", "\"verdict\": \"HA DESIGN PARTNER READY\""),
+        )
+        .unwrap();
+        let found: Vec<String> = verify(dir.path(), now)
+            .unwrap()
+            .1
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found[0].starts_with("changed: val26/val26-report.html"), "{found:?}");
+        assert!(
+            found[1].starts_with("verdict: recorded HA DESIGN PARTNER READY"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn a_linked_output_directory_is_refused() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let elsewhere = tempfile::tempdir().expect("a temp dir");
+        std::fs::create_dir_all(dir.path().join("val13")).unwrap();
+        std::fs::copy(
+            fixture("complete").join("val13/val13-report.json"),
+            dir.path().join("val13/val13-report.json"),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), dir.path().join("val26")).unwrap();
+        let now = time::OffsetDateTime::now_utc();
+        let error = write(dir.path(), &mut generate(dir.path(), now).unwrap(), false).unwrap_err();
+        assert!(matches!(error, Val26Error::UnsafeOutput(_)), "{error}");
+        assert_eq!(std::fs::read_dir(elsewhere.path()).unwrap().count(), 0);
     }
 }
