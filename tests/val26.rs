@@ -294,6 +294,11 @@ fn mutated_bundle_with_one_check_edited_to_fail_is_not_ready_and_names_it() {
     let run = lab(&["lab", "report", &copy.path().display().to_string()]);
     assert_eq!(run.exit_code, Some(9), "NOT READY exits 9:\n{run}");
     // The slice's own tally still says PASS 10/10: VAL26 reads the checks, not the summary.
+    assert!(
+        run.stdout
+            .contains("VAL15 Backup/Restore Validation      FAIL (its report says PASS) (9/10 checks)"),
+        "{run}"
+    );
     assert!(run.stdout.contains("VAL26-03 FAIL"), "{run}");
     assert!(run.stdout.contains("not passing: VAL15-06"), "{run}");
     assert!(run.stdout.contains("VAL26-08 FAIL"), "{run}");
