@@ -42,6 +42,8 @@ pub enum BackupError {
         #[source]
         source: std::io::Error,
     },
+    #[error("the restore proof could not be computed: {0}")]
+    Proof(String),
     #[error("cannot start {tool}: {source}; is PostgreSQL's client installed (or --pg-bin-dir set)?")]
     Spawn {
         tool: &'static str,

@@ -5,6 +5,7 @@ pub mod error;
 pub mod inventory;
 pub mod manifest;
 pub mod pgtools;
+pub mod proof;
 pub mod repository;
 pub mod restore;
 pub mod service;

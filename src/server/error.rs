@@ -69,7 +69,7 @@ impl From<BackupError> for ApiError {
             BackupError::Fenced(_) => (StatusCode::CONFLICT, "fenced"),
             BackupError::ChecksumMismatch { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "checksum_mismatch"),
             BackupError::ArchiveMissing(_) => (StatusCode::UNPROCESSABLE_ENTITY, "archive_missing"),
-            BackupError::Tool { .. } | BackupError::Spawn { .. } => {
+            BackupError::Tool { .. } | BackupError::Spawn { .. } | BackupError::Proof(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "operation_failed")
             }
             BackupError::Db(_) => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),

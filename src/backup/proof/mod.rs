@@ -1,0 +1,8 @@
+//! The restore proof (issue 7): what a backup's database held, computed in the dump's own
+//! snapshot, so a restore can be checked against it. So far: per-table row counts and
+//! order-independent content hashes.
+
+pub mod content;
+pub mod tables;
+
+pub use content::{ContentHash, TableContent};
