@@ -162,6 +162,12 @@ impl SharedClient {
         }
     }
 
+    /// A session of its own on the same database, for work that must hold a transaction open
+    /// without blocking this shared one (a backup's baseline snapshot).
+    pub async fn open_another(&self, purpose: &str) -> Result<Client, DbError> {
+        connect(&self.database_url, &self.node_id, purpose).await
+    }
+
     /// The session, reconnecting first if it was lost.
     pub async fn get(&self) -> Result<tokio::sync::MappedMutexGuard<'_, Client>, DbError> {
         let mut slot = self.client.lock().await;

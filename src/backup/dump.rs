@@ -24,13 +24,20 @@ pub struct DumpOutcome {
 }
 
 /// `pg_dump -Fc` of the application database without `excluded_schema`, into `partial`,
-/// fsynced. Blocking: call it from a blocking thread.
-pub fn dump_to_partial(tools: &PgTools, excluded_schema: &str, partial: &Path) -> Result<DumpOutcome, BackupError> {
+/// fsynced; in `snapshot` (an exported snapshot id) when given, so it dumps exactly what the
+/// baseline read. Blocking: call it from a blocking thread.
+pub fn dump_to_partial(
+    tools: &PgTools,
+    excluded_schema: &str,
+    partial: &Path,
+    snapshot: Option<&str>,
+) -> Result<DumpOutcome, BackupError> {
     let started = Instant::now();
     let mut child = tools
         .command("pg_dump")
         .args(["--format=custom", "--blobs", "--no-password"])
         .arg(format!("--exclude-schema={excluded_schema}"))
+        .args(snapshot.map(|id| format!("--snapshot={id}")))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -68,6 +68,10 @@ pub struct Manifest {
     pub epoch: i64,
     pub excluded_schemas: Vec<String>,
     pub storage: Storage,
+    /// What the database held in the dump's snapshot (manifest_version 2); absent in older
+    /// manifests, whose restores then report no proof.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<crate::backup::proof::Baseline>,
 }
 
 /// One row of `autonomy ha backup list`, from the inventory table.
@@ -117,4 +121,8 @@ pub struct RestoreReport {
     pub checksum: String,
     pub restore_ms: u64,
     pub terminated_sessions: i64,
+    /// The restored database compared with the backup's baseline; None for a backup made
+    /// without one.
+    #[serde(default)]
+    pub proof: Option<crate::backup::proof::ProofReport>,
 }

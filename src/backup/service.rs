@@ -13,6 +13,7 @@ use crate::{
         dump, inventory,
         manifest::{RestoreReport, Storage},
         pgtools::PgTools,
+        proof::{self, Baseline, ProofReport},
         repository::LocalRepository,
         restore, BackupError, BackupRecord, BackupStatus, Manifest,
     },
@@ -131,18 +132,20 @@ impl BackupService {
             version
         };
 
-        let partial = self.repo.partial_archive_path(&backup_id)?;
-        let tools = self.tools.clone();
-        let dumped = tokio::task::spawn_blocking(move || dump::dump_to_partial(&tools, db::SCHEMA, &partial))
-            .await
-            .expect("the dump thread does not panic");
-        let outcome = match dumped {
-            Ok(outcome) => outcome,
-            Err(error) => return Err(self.record_failure(&backup_id, error).await),
+        let excluded_schemas = vec![db::SCHEMA.to_owned()];
+        let (dumped, baseline) = self.dump_with_baseline(&backup_id, &excluded_schemas).await;
+        let (outcome, baseline) = match (dumped, baseline) {
+            (Ok(outcome), Ok(baseline)) => (outcome, baseline),
+            (Err(error), _) | (_, Err(error)) => {
+                if let Ok(partial) = self.repo.partial_archive_path(&backup_id) {
+                    let _ = std::fs::remove_file(partial);
+                }
+                return Err(self.record_failure(&backup_id, error).await);
+            }
         };
 
         let manifest = Manifest {
-            manifest_version: 1,
+            manifest_version: 2,
             backup_id: backup_id.clone(),
             created_at,
             completed_at: OffsetDateTime::now_utc(),
@@ -154,8 +157,9 @@ impl BackupService {
             status: BackupStatus::Completed,
             node_id: self.state.node_id.clone(),
             epoch,
-            excluded_schemas: vec![db::SCHEMA.to_owned()],
+            excluded_schemas,
             storage: Storage::default(),
+            baseline: Some(baseline),
         };
         let repo = self.repo.clone();
         let published = manifest.clone();
@@ -192,6 +196,50 @@ impl BackupService {
         );
         tracing::info!(backup_id = %manifest.backup_id, size_bytes = manifest.size_bytes, duration_ms = manifest.duration_ms, "backup created");
         Ok(BackupRecord::from(&manifest))
+    }
+
+    /// pg_dump in an exported snapshot while the baseline reads every table in that same
+    /// snapshot, side by side: the archive and its baseline describe the same moment. The
+    /// snapshot's transaction stays open until pg_dump has finished (it imports it at start).
+    async fn dump_with_baseline(
+        &self,
+        backup_id: &str,
+        excluded_schemas: &[String],
+    ) -> (Result<dump::DumpOutcome, BackupError>, Result<Baseline, BackupError>) {
+        let client = match self.db.open_another("baseline").await {
+            Ok(client) => client,
+            Err(error) => return (Err(error.into()), Err(BackupError::Proof("no session".into()))),
+        };
+        let snapshot = match proof::tables::begin_snapshot(&client).await {
+            Ok(snapshot) => snapshot,
+            Err(error) => return (Err(error), Err(BackupError::Proof("no snapshot".into()))),
+        };
+        let partial = match self.repo.partial_archive_path(backup_id) {
+            Ok(partial) => partial,
+            Err(error) => return (Err(error), Err(BackupError::Proof("no archive path".into()))),
+        };
+        let tools = self.tools.clone();
+        let dump =
+            tokio::task::spawn_blocking(move || dump::dump_to_partial(&tools, db::SCHEMA, &partial, Some(&snapshot)));
+        let baseline = proof::baseline::take(&client, excluded_schemas).await;
+        let dumped = dump.await.expect("the dump thread does not panic");
+        (dumped, baseline)
+    }
+
+    /// The restored database against the backup's baseline, in a snapshot of its own.
+    async fn prove_restore(&self, manifest: &Manifest) -> Option<ProofReport> {
+        let expected = manifest.baseline.as_ref()?;
+        let started = std::time::Instant::now();
+        let found = async {
+            let client = self.db.open_another("proof").await?;
+            proof::tables::begin_snapshot(&client).await?;
+            proof::baseline::take(&client, &manifest.excluded_schemas).await
+        }
+        .await;
+        Some(match found {
+            Ok(found) => ProofReport::of(expected, &found, started.elapsed().as_millis() as u64),
+            Err(error) => ProofReport::not_run(error.to_string()),
+        })
     }
 
     async fn record_failure(&self, backup_id: &str, error: BackupError) -> BackupError {
@@ -262,6 +310,7 @@ impl BackupService {
             return Err(error);
         }
         let restore_ms = started.elapsed().as_millis() as u64;
+        let proof = self.prove_restore(&manifest).await;
         self.audit_quietly(
             "ha.backup.restored",
             serde_json::json!({
@@ -270,6 +319,8 @@ impl BackupService {
                 "restore_ms": restore_ms,
                 "terminated_sessions": terminated_sessions,
                 "epoch": epoch,
+                "proof": proof.as_ref().map(|p| p.outcome.clone()),
+                "differences": proof.as_ref().map_or(0, |p| p.differences.len()),
             }),
         );
         tracing::info!(backup_id, restore_ms, terminated_sessions, "backup restored");
@@ -279,6 +330,7 @@ impl BackupService {
             checksum: manifest.sha256,
             restore_ms,
             terminated_sessions,
+            proof,
         })
     }
 

@@ -43,10 +43,34 @@ pub fn backups(records: &[BackupRecord], format: OutputFormat) -> String {
 pub fn restore(report: &RestoreReport, format: OutputFormat) -> String {
     match format {
         OutputFormat::Json => json(report),
-        OutputFormat::Text => format!(
-            "backup_id={} status={} checksum={} restore_ms={} terminated_sessions={}",
-            report.backup_id, report.status, report.checksum, report.restore_ms, report.terminated_sessions
-        ),
+        OutputFormat::Text => {
+            let mut line = format!(
+                "backup_id={} status={} checksum={} restore_ms={} terminated_sessions={}",
+                report.backup_id, report.status, report.checksum, report.restore_ms, report.terminated_sessions
+            );
+            match &report.proof {
+                None => line.push_str(" proof=none (the backup has no baseline)"),
+                Some(proof) => {
+                    line.push_str(&format!(
+                        " proof={} tables_checked={} differences={} proof_ms={}",
+                        proof.outcome,
+                        proof.tables_checked,
+                        proof.differences.len(),
+                        proof.proof_ms
+                    ));
+                    if let Some(error) = &proof.error {
+                        line.push_str(&format!("\nproof error: {error}"));
+                    }
+                    for difference in &proof.differences {
+                        line.push_str(&format!(
+                            "\ndifference {}: expected {}, found {}",
+                            difference.object, difference.expected, difference.found
+                        ));
+                    }
+                }
+            }
+            line
+        }
     }
 }
 

@@ -2,7 +2,9 @@
 //! snapshot, so a restore can be checked against it. So far: per-table row counts and
 //! order-independent content hashes.
 
+pub mod baseline;
 pub mod content;
 pub mod tables;
 
+pub use baseline::{Baseline, Difference, ProofReport};
 pub use content::{ContentHash, TableContent};
