@@ -146,3 +146,112 @@ fn the_baseline_sees_its_snapshot_only() {
     assert_eq!(before.rows, 10);
     assert_eq!(after, before, "a row committed after the snapshot was counted");
 }
+
+const OBJECTS: &str = "
+    CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+    CREATE DOMAIN positive AS int CHECK (VALUE > 0);
+    CREATE TABLE parents (id serial PRIMARY KEY, name text UNIQUE, m mood DEFAULT 'ok', p positive);
+    CREATE TABLE children (id int PRIMARY KEY CHECK (id > 0), parent_id int REFERENCES parents (id),
+                           note text DEFAULT 'none');
+    CREATE INDEX children_note ON children (note) WHERE note <> '';
+    CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS
+        $$ BEGIN NEW.note := coalesce(NEW.note, 'x'); RETURN NEW; END $$;
+    CREATE TRIGGER children_touch BEFORE INSERT ON children FOR EACH ROW EXECUTE FUNCTION touch();
+    CREATE VIEW parent_names AS SELECT name FROM parents;
+    CREATE MATERIALIZED VIEW parent_count AS SELECT count(*) FROM parents;
+    ALTER TABLE children ENABLE ROW LEVEL SECURITY;
+    CREATE POLICY children_all ON children USING (true);
+    INSERT INTO parents (name, p) VALUES ('a', 1), ('b', 2);
+    SELECT lo_from_bytea(424242, 'large object body');
+";
+
+/// The whole baseline (tables and objects) in a fresh snapshot.
+fn baseline(url: &str) -> autonomy::backup::proof::Baseline {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        let client = autonomy::db::connect(url, "proof-test", "baseline")
+            .await
+            .expect("a session");
+        tables::begin_snapshot(&client).await.expect("a snapshot");
+        autonomy::backup::proof::baseline::take(&client, &[])
+            .await
+            .expect("the baseline can be taken")
+    })
+}
+
+/// Each change a restore could get wrong is named, alone, by the object it touched.
+#[test]
+fn each_object_change_is_named() {
+    let Some(lab) = Lab::start_or_skip("proof-objects") else {
+        return;
+    };
+    let url = lab.url();
+    let mut db = sql::connect(&url);
+    db.batch_execute(OBJECTS).expect("the objects are created");
+    let mut before = baseline(&url);
+    for kind in [
+        "schema public",
+        "enum public.mood",
+        "domain public.positive",
+        "constraint public.positive.positive_check",
+        "column public.children.note",
+        "index public.children_note",
+        "trigger public.children.children_touch",
+        "function public.touch()",
+        "view public.parent_names",
+        "materialized view public.parent_count",
+        "sequence public.parents_id_seq",
+        "policy public.children.children_all",
+        "large object 424242",
+    ] {
+        assert!(
+            before.objects.contains_key(kind),
+            "no `{kind}` in {:#?}",
+            before.objects
+        );
+    }
+    for (change, named) in [
+        ("DROP INDEX children_note", "index public.children_note"),
+        (
+            "ALTER TABLE children DISABLE TRIGGER children_touch",
+            "trigger public.children.children_touch",
+        ),
+        (
+            "CREATE OR REPLACE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN NEW.note := 'changed'; RETURN NEW; END $$",
+            "function public.touch()",
+        ),
+        (
+            "SELECT setval('parents_id_seq', 1000)",
+            "sequence public.parents_id_seq",
+        ),
+        (
+            "ALTER TABLE children DROP CONSTRAINT children_id_check",
+            "constraint public.children.children_id_check",
+        ),
+        (
+            "ALTER TABLE children ALTER COLUMN note SET DEFAULT 'other'",
+            "column public.children.note",
+        ),
+        ("SELECT lo_put(424242, 0, 'L')", "large object 424242"),
+        ("ALTER TYPE mood ADD VALUE 'ecstatic'", "enum public.mood"),
+        (
+            "DROP POLICY children_all ON children",
+            "policy public.children.children_all",
+        ),
+        (
+            "CREATE OR REPLACE VIEW parent_names AS SELECT name FROM parents WHERE name <> ''",
+            "view public.parent_names",
+        ),
+    ] {
+        db.batch_execute(change).unwrap_or_else(|e| panic!("{change}: {e}"));
+        let after = baseline(&url);
+        let differences = autonomy::backup::proof::baseline::compare(&before, &after);
+        let objects: Vec<&str> = differences.iter().map(|d| d.object.as_str()).collect();
+        assert_eq!(objects, [named], "after `{change}`: {differences:#?}");
+        before = after;
+    }
+}

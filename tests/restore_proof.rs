@@ -57,7 +57,7 @@ fn a_restore_reports_its_proof_and_names_a_table_that_differs() {
     assert!(
         mismatched
             .stdout
-            .contains("difference table public.val15_small: expected rows="),
+            .contains("difference table public.val15_small: expected `rows="),
         "{mismatched}"
     );
     assert!(!mismatched.stdout.contains("public.val15_medium:"), "{mismatched}");

@@ -52,9 +52,10 @@ pub fn restore(report: &RestoreReport, format: OutputFormat) -> String {
                 None => line.push_str(" proof=none (the backup has no baseline)"),
                 Some(proof) => {
                     line.push_str(&format!(
-                        " proof={} tables_checked={} differences={} proof_ms={}",
+                        " proof={} tables_checked={} objects_checked={} differences={} proof_ms={}",
                         proof.outcome,
                         proof.tables_checked,
+                        proof.objects_checked,
                         proof.differences.len(),
                         proof.proof_ms
                     ));
@@ -63,7 +64,7 @@ pub fn restore(report: &RestoreReport, format: OutputFormat) -> String {
                     }
                     for difference in &proof.differences {
                         line.push_str(&format!(
-                            "\ndifference {}: expected {}, found {}",
+                            "\ndifference {}: expected `{}`, found `{}`",
                             difference.object, difference.expected, difference.found
                         ));
                     }

@@ -13,6 +13,10 @@ use crate::backup::BackupError;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Baseline {
     pub tables: BTreeMap<String, TableContent>,
+    /// Every schema object by name (`index public.accounts_pkey`), with its definition or a
+    /// hash of it (`objects.rs`).
+    #[serde(default)]
+    pub objects: BTreeMap<String, String>,
     /// How long computing it took.
     pub taken_ms: u64,
 }
@@ -21,8 +25,10 @@ pub struct Baseline {
 pub async fn take(client: &Client, excluded_schemas: &[String]) -> Result<Baseline, BackupError> {
     let started = std::time::Instant::now();
     let tables = tables::all_table_contents(client, excluded_schemas).await?;
+    let objects = super::objects::inventory(client, excluded_schemas).await?;
     Ok(Baseline {
         tables,
+        objects,
         taken_ms: started.elapsed().as_millis() as u64,
     })
 }
@@ -42,6 +48,8 @@ pub struct ProofReport {
     /// `proven` (no difference), `differences`, or `not_run` (with `error`).
     pub outcome: String,
     pub tables_checked: usize,
+    #[serde(default)]
+    pub objects_checked: usize,
     pub differences: Vec<Difference>,
     pub error: Option<String>,
     pub proof_ms: u64,
@@ -78,6 +86,26 @@ pub fn compare(expected: &Baseline, found: &Baseline) -> Vec<Difference> {
             });
         }
     }
+    let absent = String::from("absent");
+    for (object, want) in &expected.objects {
+        let got = found.objects.get(object).unwrap_or(&absent);
+        if got != want {
+            differences.push(Difference {
+                object: object.clone(),
+                expected: want.clone(),
+                found: got.clone(),
+            });
+        }
+    }
+    for (object, got) in &found.objects {
+        if !expected.objects.contains_key(object) {
+            differences.push(Difference {
+                object: object.clone(),
+                expected: absent.clone(),
+                found: got.clone(),
+            });
+        }
+    }
     differences
 }
 
@@ -92,6 +120,7 @@ impl ProofReport {
             }
             .into(),
             tables_checked: expected.tables.len(),
+            objects_checked: expected.objects.len(),
             differences,
             error: None,
             proof_ms,
@@ -102,6 +131,7 @@ impl ProofReport {
         Self {
             outcome: "not_run".into(),
             tables_checked: 0,
+            objects_checked: 0,
             differences: Vec::new(),
             error: Some(error),
             proof_ms: 0,
@@ -127,6 +157,7 @@ mod tests {
                     )
                 })
                 .collect(),
+            objects: BTreeMap::new(),
             taken_ms: 0,
         }
     }

@@ -1,9 +1,10 @@
 //! The restore proof (issue 7): what a backup's database held, computed in the dump's own
 //! snapshot, so a restore can be checked against it. So far: per-table row counts and
-//! order-independent content hashes.
+//! order-independent content hashes, and the object inventory.
 
 pub mod baseline;
 pub mod content;
+pub mod objects;
 pub mod tables;
 
 pub use baseline::{Baseline, Difference, ProofReport};
