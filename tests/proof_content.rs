@@ -32,9 +32,10 @@ const SCHEMA: &str = "
     INSERT INTO private_ops.notes VALUES (1);
 ";
 
-/// Every table's content, read by a session of its own in a fresh snapshot, after `prepare`
-/// (statements run on that session first, to show its settings do not matter).
-fn contents(url: &str, prepare: &str) -> BTreeMap<String, TableContent> {
+/// The whole baseline (tables and objects), read by a session of its own in a fresh snapshot
+/// after `prepare` (statements run on that session first, to show its settings do not
+/// matter), without the schema `private_ops`.
+fn baseline_after(url: &str, prepare: &str) -> autonomy::backup::proof::Baseline {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -48,10 +49,19 @@ fn contents(url: &str, prepare: &str) -> BTreeMap<String, TableContent> {
         }
         let snapshot = tables::begin_snapshot(&client).await.expect("a snapshot");
         assert!(!snapshot.is_empty());
-        tables::all_table_contents(&client, &["private_ops".to_owned()])
+        autonomy::backup::proof::baseline::take(&client, &["private_ops".to_owned()])
             .await
-            .expect("every table can be read")
+            .expect("the baseline can be taken")
     })
+}
+
+/// Every table's content (see `baseline_after`).
+fn contents(url: &str, prepare: &str) -> BTreeMap<String, TableContent> {
+    baseline_after(url, prepare).tables
+}
+
+fn baseline(url: &str) -> autonomy::backup::proof::Baseline {
+    baseline_after(url, "")
 }
 
 #[test]
@@ -164,23 +174,6 @@ const OBJECTS: &str = "
     INSERT INTO parents (name, p) VALUES ('a', 1), ('b', 2);
     SELECT lo_from_bytea(424242, 'large object body');
 ";
-
-/// The whole baseline (tables and objects) in a fresh snapshot.
-fn baseline(url: &str) -> autonomy::backup::proof::Baseline {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    runtime.block_on(async {
-        let client = autonomy::db::connect(url, "proof-test", "baseline")
-            .await
-            .expect("a session");
-        tables::begin_snapshot(&client).await.expect("a snapshot");
-        autonomy::backup::proof::baseline::take(&client, &[])
-            .await
-            .expect("the baseline can be taken")
-    })
-}
 
 /// Each change a restore could get wrong is named, alone, by the object it touched.
 #[test]

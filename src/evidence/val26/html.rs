@@ -6,6 +6,7 @@ use std::fmt::Write;
 use super::{
     assess::{Val26, LOSS_DETECTION_MS_BOUND, SIGTERM_FAILOVER_MS_BOUND},
     svg::{self, Bar, Distribution, Line},
+    text::rfc3339,
 };
 use crate::evidence::{CheckStatus, Metric, Report};
 
@@ -47,11 +48,6 @@ pub fn escape(text: &str) -> String {
         }
     }
     out
-}
-
-fn rfc3339(at: time::OffsetDateTime) -> String {
-    at.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }
 
 fn status_class(status: CheckStatus) -> &'static str {

@@ -5,7 +5,8 @@ use std::fmt::Write;
 use super::assess::Val26;
 use crate::evidence::{CheckStatus, Metric, Report};
 
-fn rfc3339(at: time::OffsetDateTime) -> String {
+/// A report time as RFC 3339 (the text and HTML reports print times alike).
+pub(super) fn rfc3339(at: time::OffsetDateTime) -> String {
     at.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
 }
