@@ -161,6 +161,33 @@ fn val15_restore_returns_exactly_the_backed_up_database() {
     assert_eq!(before.digest, after.digest);
 }
 
+/// The restore reports its proof (issue 7): every table and object of the backup's baseline,
+/// read again after the restore, matches; the transcript in the bundle shows it.
+#[test]
+fn val15_restore_reports_its_proof() {
+    let outcome = outcome(Sabotage::None);
+    if skipped(&outcome, "val15_restore_reports_its_proof") {
+        return;
+    }
+    let path = outcome.evidence_dir.join("val15-06-restore.txt");
+    let transcript = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let field = |key: &str| {
+        transcript
+            .split_whitespace()
+            .find_map(|word| word.strip_prefix(&format!("{key}=")).map(str::to_owned))
+    };
+    assert_eq!(field("proof").as_deref(), Some("proven"), "{transcript}");
+    assert_eq!(field("differences").as_deref(), Some("0"), "{transcript}");
+    assert!(
+        field("tables_checked").is_some_and(|n| n.parse::<u32>().is_ok_and(|n| n >= 2)),
+        "{transcript}"
+    );
+    assert!(
+        field("objects_checked").is_some_and(|n| n.parse::<u32>().is_ok_and(|n| n >= 10)),
+        "{transcript}"
+    );
+}
+
 /// A restore that "succeeds" to the wrong data fails VAL15-06, and the slice is FAIL.
 #[test]
 fn val15_sabotage_wrong_restore_fails_06() {

@@ -121,8 +121,39 @@ const QUERIES: [(&str, &str); 12] = [
 const LARGE_OBJECTS: &str =
     "SELECT format('large object %s', m.oid), 'md5=' || md5(lo_get(m.oid)) FROM pg_largeobject_metadata m";
 
+/// Each foreign key (not the copies PostgreSQL makes on partitions) with its tables and
+/// columns quoted, in key order, for the orphan count.
+const FOREIGN_KEYS: &str = "SELECT format('orphans %I.%I.%I', n.nspname, c.relname, con.conname),
+        format('%I.%I', n.nspname, c.relname), format('%I.%I', pn.nspname, p.relname),
+        ARRAY(SELECT quote_ident(a.attname) FROM unnest(con.conkey) WITH ORDINALITY k(attnum, ord)
+              JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum ORDER BY k.ord),
+        ARRAY(SELECT quote_ident(a.attname) FROM unnest(con.confkey) WITH ORDINALITY k(attnum, ord)
+              JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.attnum ORDER BY k.ord)
+   FROM pg_constraint con
+   JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+   JOIN pg_class p ON p.oid = con.confrelid JOIN pg_namespace pn ON pn.oid = p.relnamespace
+  WHERE con.contype = 'f' AND con.conparentid = 0 AND {SYSTEM}";
+
+/// Rows of `child` whose key (all columns set: MATCH SIMPLE exempts a key with a NULL) names no
+/// row of `parent`. Zero while the key is enforced; a key added NOT VALID, or rows loaded with
+/// triggers off, can leave some, and a restore must bring back the same number.
+fn orphan_query(child: &str, parent: &str, child_columns: &[String], parent_columns: &[String]) -> String {
+    let set: Vec<String> = child_columns.iter().map(|c| format!("c.{c} IS NOT NULL")).collect();
+    let matches: Vec<String> = child_columns
+        .iter()
+        .zip(parent_columns)
+        .map(|(c, p)| format!("p.{p} = c.{c}"))
+        .collect();
+    format!(
+        "SELECT count(*) FROM {child} c WHERE {} AND NOT EXISTS (SELECT 1 FROM {parent} p WHERE {})",
+        set.join(" AND "),
+        matches.join(" AND ")
+    )
+}
+
 /// Every object outside the system schemas and `excluded_schemas`, by name, with its
-/// description; read on `client` in whatever snapshot it holds.
+/// description, and each foreign key's orphan count; read on `client` in whatever snapshot it
+/// holds.
 pub async fn inventory(client: &Client, excluded_schemas: &[String]) -> Result<BTreeMap<String, String>, BackupError> {
     let mut objects = BTreeMap::new();
     for (kind, query) in QUERIES {
@@ -138,6 +169,24 @@ pub async fn inventory(client: &Client, excluded_schemas: &[String]) -> Result<B
             objects.insert(row.get(0), description.unwrap_or_default());
         }
     }
+    let keys = client
+        .query(&FOREIGN_KEYS.replace("{SYSTEM}", SYSTEM), &[&excluded_schemas])
+        .await
+        .map_err(DbError::query("listing the foreign keys of the inventory"))?;
+    for key in keys {
+        let query = orphan_query(
+            key.get(1),
+            key.get(2),
+            &key.get::<_, Vec<String>>(3),
+            &key.get::<_, Vec<String>>(4),
+        );
+        let orphans: i64 = client
+            .query_one(&query, &[])
+            .await
+            .map_err(DbError::query("counting a foreign key's orphans"))?
+            .get(0);
+        objects.insert(key.get(0), format!("count={orphans}"));
+    }
     let rows = client
         .query(LARGE_OBJECTS, &[])
         .await
@@ -146,4 +195,24 @@ pub async fn inventory(client: &Client, excluded_schemas: &[String]) -> Result<B
         objects.insert(row.get(0), row.get(1));
     }
     Ok(objects)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_orphan_query_skips_keys_with_a_null_and_matches_every_column() {
+        let query = orphan_query(
+            "public.lines",
+            "public.orders",
+            &["order_id".into(), "\"Shop\"".into()],
+            &["id".into(), "shop".into()],
+        );
+        assert_eq!(
+            query,
+            "SELECT count(*) FROM public.lines c WHERE c.order_id IS NOT NULL AND c.\"Shop\" IS NOT NULL \
+             AND NOT EXISTS (SELECT 1 FROM public.orders p WHERE p.id = c.order_id AND p.shop = c.\"Shop\")"
+        );
+    }
 }
