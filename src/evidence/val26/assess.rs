@@ -52,6 +52,33 @@ pub struct Val26 {
 }
 
 impl Val26 {
+    /// The ids of the checks that did not pass, in matrix order.
+    pub fn failing_checks(&self) -> Vec<&str> {
+        self.checks
+            .iter()
+            .filter(|c| c.status != CheckStatus::Pass)
+            .map(|c| c.id.as_str())
+            .collect()
+    }
+
+    /// Whether the reports fall within one evidence window, and its bounds, for the reports.
+    pub fn window_summary(&self, coherent: &str) -> String {
+        let at = |t: Option<OffsetDateTime>| {
+            t.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+                .unwrap_or_else(|| "-".into())
+        };
+        format!(
+            "{} ({} .. {})",
+            if self.window_coherent {
+                coherent
+            } else {
+                "NOT within one 6-hour window"
+            },
+            at(self.window_start),
+            at(self.window_end)
+        )
+    }
+
     /// The report of `slice`, when it was found.
     pub fn report(&self, slice: &str) -> Option<&Report> {
         self.slices.iter().find(|s| s.slice == slice).and_then(|s| s.report())
@@ -425,12 +452,7 @@ mod tests {
             **report = report.as_ref().clone().tally(all_checks_outcome);
         }
         let val26 = assess("e", slices, AT);
-        let failed: Vec<&str> = val26
-            .checks
-            .iter()
-            .filter(|c| c.status == CheckStatus::Fail)
-            .map(|c| c.id.as_str())
-            .collect();
+        let failed = val26.failing_checks();
         assert_eq!(failed, ["VAL26-01", "VAL26-07", "VAL26-10"]);
         assert!(val26.checks[0].detail.contains("VAL13-04"));
     }
@@ -520,12 +542,7 @@ mod tests {
             }
         }
         let val26 = assess("e", slices, AT);
-        let failed: Vec<&str> = val26
-            .checks
-            .iter()
-            .filter(|c| c.status == CheckStatus::Fail)
-            .map(|c| c.id.as_str())
-            .collect();
+        let failed = val26.failing_checks();
         assert_eq!(failed, failing, "{:#?}", val26.checks);
         assert_eq!(val26.verdict, "NOT READY");
     }

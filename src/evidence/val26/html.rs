@@ -188,20 +188,14 @@ fn topology(out: &mut String, val26: &Val26) {
     let server = val26.server_version().unwrap_or("(version unknown)");
     let _ = write!(
         out,
-        r#"<p class="meta">Topology: two or three autonomy nodes on one machine; PostgreSQL {} on the <b>{}</b> backend (VAL14 adds a streaming standby). Evidence window: {} ({} .. {}).</p><p class="caveat">All timings come from controlled local runs on one machine. They are NOT representative of cloud VM or multi-region deployments.</p>"#,
+        r#"<p class="meta">Topology: two or three autonomy nodes on one machine; PostgreSQL {} on the <b>{}</b> backend (VAL14 adds a streaming standby). Evidence window: {}.</p><p class="caveat">All timings come from controlled local runs on one machine. They are NOT representative of cloud VM or multi-region deployments.</p>"#,
         escape(server),
         escape(&if backends.is_empty() {
             "(none)".to_owned()
         } else {
             backends.join(" + ")
         }),
-        if val26.window_coherent {
-            "one coherent window of at most 6 h"
-        } else {
-            "NOT within one 6-hour window"
-        },
-        val26.window_start.map_or("-".into(), rfc3339),
-        val26.window_end.map_or("-".into(), rfc3339)
+        val26.window_summary("one coherent window of at most 6 h")
     );
 }
 

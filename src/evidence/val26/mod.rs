@@ -168,7 +168,6 @@ pub fn verify(dir: &Path, now: time::OffsetDateTime) -> Result<(usize, Vec<Misma
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::evidence::CheckStatus;
 
     fn fixture(bundle: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -178,15 +177,6 @@ mod tests {
 
     fn generated(bundle: &str) -> Val26 {
         generate(&fixture(bundle), time::OffsetDateTime::now_utc()).expect("the sample bundle can be assessed")
-    }
-
-    fn failing(val26: &Val26) -> Vec<&str> {
-        val26
-            .checks
-            .iter()
-            .filter(|c| c.status != CheckStatus::Pass)
-            .map(|c| c.id.as_str())
-            .collect()
     }
 
     fn detail<'a>(val26: &'a Val26, id: &str) -> &'a str {
@@ -201,7 +191,7 @@ mod tests {
     #[test]
     fn the_complete_sample_is_design_partner_ready_with_every_file_hashed() {
         let val26 = generated("complete");
-        assert_eq!(failing(&val26), Vec::<&str>::new(), "{:#?}", val26.checks);
+        assert_eq!(val26.failing_checks(), Vec::<&str>::new(), "{:#?}", val26.checks);
         assert_eq!(val26.verdict, "HA DESIGN PARTNER READY");
         assert_eq!(val26.evidence_files.len(), 5);
         assert!(val26.evidence_files.iter().all(|f| f.sha256.len() == 64));
@@ -213,7 +203,7 @@ mod tests {
     #[test]
     fn a_missing_slice_is_missing_and_not_ready() {
         let val26 = generated("one-missing");
-        assert_eq!(failing(&val26), ["VAL26-02", "VAL26-10"]);
+        assert_eq!(val26.failing_checks(), ["VAL26-02", "VAL26-10"]);
         assert!(detail(&val26, "VAL26-02").starts_with("MISSING: no report file"));
         assert_eq!(val26.verdict, "NOT READY");
         assert_eq!(val26.evidence_files.len(), 4);
@@ -222,7 +212,7 @@ mod tests {
     #[test]
     fn a_schema_mismatch_is_missing_with_the_mismatch_named() {
         let val26 = generated("schema-mismatch");
-        assert_eq!(failing(&val26), ["VAL26-04", "VAL26-10"]);
+        assert_eq!(val26.failing_checks(), ["VAL26-04", "VAL26-10"]);
         assert!(
             detail(&val26, "VAL26-04").contains("schema mismatch: missing field `checks`"),
             "{}",
@@ -238,7 +228,7 @@ mod tests {
     #[test]
     fn a_failed_check_fails_its_slice_and_what_depends_on_it() {
         let val26 = generated("failed-check");
-        assert_eq!(failing(&val26), ["VAL26-01", "VAL26-07", "VAL26-10"]);
+        assert_eq!(val26.failing_checks(), ["VAL26-01", "VAL26-07", "VAL26-10"]);
         assert_eq!(detail(&val26, "VAL26-01"), "not passing: VAL13-04");
         assert_eq!(detail(&val26, "VAL26-07"), "not passing: VAL13-04");
         let html = html::render(&val26);
@@ -249,7 +239,7 @@ mod tests {
     #[test]
     fn reports_outside_the_window_fail_only_the_summary() {
         let val26 = generated("outside-window");
-        assert_eq!(failing(&val26), ["VAL26-10"]);
+        assert_eq!(val26.failing_checks(), ["VAL26-10"]);
         assert!(!val26.window_coherent);
         assert!(
             val26.readiness.design_partner_gaps[0].contains("more than the 6-hour evidence window"),
@@ -261,7 +251,7 @@ mod tests {
     #[test]
     fn a_skipped_slice_is_not_a_pass() {
         let val26 = generated("skipped-slice");
-        assert_eq!(failing(&val26), ["VAL26-03", "VAL26-08", "VAL26-10"]);
+        assert_eq!(val26.failing_checks(), ["VAL26-03", "VAL26-08", "VAL26-10"]);
         assert!(detail(&val26, "VAL26-03").starts_with("skipped: no PostgreSQL backend"));
         let text = text::render(&val26);
         assert!(text.contains("Backup duration: not measured"), "{text}");

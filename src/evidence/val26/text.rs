@@ -106,14 +106,8 @@ pub fn render(val26: &Val26) -> String {
     );
     let _ = writeln!(
         out,
-        "  Evidence: {} ({} .. {})",
-        if val26.window_coherent {
-            "single coherent evidence window (<= 6 h)"
-        } else {
-            "NOT within one 6-hour window"
-        },
-        val26.window_start.map_or("-".into(), rfc3339),
-        val26.window_end.map_or("-".into(), rfc3339)
+        "  Evidence: {}",
+        val26.window_summary("single coherent evidence window (<= 6 h)")
     );
     let _ = writeln!(
         out,
