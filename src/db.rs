@@ -60,7 +60,23 @@ pub async fn connect_with_events(
     node_id: &str,
     purpose: &str,
 ) -> Result<(Client, mpsc::UnboundedReceiver<String>), DbError> {
-    let mut config: tokio_postgres::Config = database_url.parse().map_err(DbError::Connect)?;
+    let config: tokio_postgres::Config = database_url.parse().map_err(DbError::Connect)?;
+    connect_config_with_events(config, node_id, purpose).await
+}
+
+/// [`connect`] from a parsed configuration (another database on the same server, a drill's
+/// target).
+pub async fn connect_config(config: tokio_postgres::Config, node_id: &str, purpose: &str) -> Result<Client, DbError> {
+    connect_config_with_events(config, node_id, purpose)
+        .await
+        .map(|(client, _events)| client)
+}
+
+async fn connect_config_with_events(
+    mut config: tokio_postgres::Config,
+    node_id: &str,
+    purpose: &str,
+) -> Result<(Client, mpsc::UnboundedReceiver<String>), DbError> {
     config.application_name(format!("{APPLICATION_NAME_PREFIX}{node_id}:{purpose}"));
     config.connect_timeout(std::time::Duration::from_secs(5));
     // A peer that vanished without closing (a cut network) is noticed in ~25 s, not hours.
@@ -127,6 +143,9 @@ const SCHEMA_SQL: &str = "
         epoch          bigint NOT NULL,
         error          text
     );
+    -- The last restore drill (`ha backup verify`) of each backup and what it found.
+    ALTER TABLE autonomy_ha.backup_inventory ADD COLUMN IF NOT EXISTS last_verified_at timestamptz;
+    ALTER TABLE autonomy_ha.backup_inventory ADD COLUMN IF NOT EXISTS last_verify_outcome text;
 ";
 
 /// Creates or repairs the `autonomy_ha` schema. Safe when several nodes start at once: it
@@ -166,6 +185,18 @@ impl SharedClient {
     /// without blocking this shared one (a backup's baseline snapshot).
     pub async fn open_another(&self, purpose: &str) -> Result<Client, DbError> {
         connect(&self.database_url, &self.node_id, purpose).await
+    }
+
+    /// The node's connection settings with another database named: a drill's scratch
+    /// database lives beside the application's on the same server.
+    pub fn config_for_database(&self, database: &str) -> Result<tokio_postgres::Config, DbError> {
+        let mut config: tokio_postgres::Config = self.database_url.parse().map_err(DbError::Connect)?;
+        config.dbname(database);
+        Ok(config)
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.node_id
     }
 
     /// The session, reconnecting first if it was lost.

@@ -27,6 +27,11 @@ pub enum Exit {
 }
 
 impl Exit {
+    /// `ha backup verify` speaks seed 002's three codes, for schedulers that tell a bad backup
+    /// from a drill that did not run: 0 proven, 1 differences found, 2 could not run.
+    pub const DIFFERENCES_FOUND: Exit = Exit::Internal;
+    pub const DRILL_NOT_RUN: Exit = Exit::Usage;
+
     pub fn code(self) -> u8 {
         self as u8
     }

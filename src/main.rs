@@ -20,7 +20,7 @@ fn main() -> ExitCode {
             Exit::Ok.into()
         }
         Err(error) => {
-            if let Some(output) = error.output() {
+            if let Some(output) = error.output().filter(|output| !output.is_empty()) {
                 println!("{output}");
             }
             eprintln!("error: {error}");

@@ -1,15 +1,16 @@
 //! A restore ends with its proof (issue 7): the restored database compared, table by table,
 //! with the baseline the backup recorded in its manifest from the dump's own snapshot.
 //!
-//! The proven case is the ordinary restore; the failing case edits one table's recorded hash
-//! in the manifest (what the restore must reproduce), and the proof must name that table.
+//! The proven case is the ordinary restore. The manifest that carries the baseline is sealed by
+//! its own checksum: one table's recorded hash edited in it makes the restore refuse the backup
+//! before touching the database. (The proof naming what differs is shown by tests/val19.rs.)
 
 mod common;
 
 use common::{cli::Cli, lab::Lab, node::Node, sql};
 
 #[test]
-fn a_restore_reports_its_proof_and_names_a_table_that_differs() {
+fn a_restore_reports_its_proof_and_refuses_an_edited_manifest() {
     let Some(lab) = Lab::start_or_skip("restore-proof") else {
         return;
     };
@@ -25,7 +26,8 @@ fn a_restore_reports_its_proof_and_names_a_table_that_differs() {
     let manifest_path = lab.scratch.path().join("backups").join(format!("{id}.json"));
     let mut manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&manifest_path).expect("the manifest")).expect("JSON");
-    assert_eq!(manifest["manifest_version"], 2);
+    assert_eq!(manifest["manifest_version"], 3);
+    assert_eq!(manifest["manifest_sha256"].as_str().map(str::len), Some(64), "{manifest:#}");
     let tables = manifest["baseline"]["tables"]
         .as_object()
         .expect("the manifest records a baseline per table")
@@ -45,20 +47,22 @@ fn a_restore_reports_its_proof_and_names_a_table_that_differs() {
     assert_eq!(restored.field("tables_checked").as_deref(), Some("2"), "{restored}");
     assert_eq!(restored.field("differences").as_deref(), Some("0"), "{restored}");
 
-    // The record says val15_small held something else: the restore cannot match it.
+    // The record says val15_small held something else: the seal no longer matches, and the
+    // restore refuses before touching the database. (The restore ended our session.)
+    let mut db = sql::connect(&lab.url());
+    db.batch_execute("UPDATE val15_small SET payload = 'after the proven restore' WHERE id = 1")
+        .expect("a change the refused restore must leave alone");
     manifest["baseline"]["tables"]["public.val15_small"]["hash"] = serde_json::json!("0".repeat(64));
     std::fs::write(&manifest_path, serde_json::to_vec_pretty(&manifest).unwrap()).expect("the manifest is edited");
-    let mismatched = Cli::for_server(&maint.url).run(&["ha", "backup", "restore", &id, "--confirm"]);
-    assert_eq!(
-        mismatched.field("proof").as_deref(),
-        Some("differences"),
-        "{mismatched}"
-    );
+    let refused = Cli::for_server(&maint.url).run(&["ha", "backup", "restore", &id, "--confirm"]);
+    assert_eq!(refused.exit_code, Some(7), "{refused}");
     assert!(
-        mismatched
-            .stdout
-            .contains("difference table public.val15_small: expected `rows="),
-        "{mismatched}"
+        refused.stderr.contains("cannot be trusted") && refused.stderr.contains("manifest_sha256"),
+        "{refused}"
     );
-    assert!(!mismatched.stdout.contains("public.val15_medium:"), "{mismatched}");
+    let kept: String = db
+        .query_one("SELECT payload FROM val15_small WHERE id = 1", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(kept, "after the proven restore", "the refused restore touched the database");
 }

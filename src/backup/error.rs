@@ -8,6 +8,8 @@ use crate::{db::DbError, ident::InvalidIdent};
 pub enum BackupError {
     #[error(transparent)]
     InvalidId(#[from] InvalidIdent),
+    #[error("{0}")]
+    InvalidRequest(String),
     #[error("no backup `{0}` in the repository; `autonomy ha backup list` shows the ids")]
     NotFound(String),
     #[error("this node is not the leader (leader: {leader}); send the request to the leader")]
@@ -23,6 +25,11 @@ pub enum BackupError {
         backup_id: String,
         expected: String,
         actual: String,
+    },
+    #[error("the manifest of backup `{backup_id}` cannot be trusted: {reason}; the database was not touched. Restore another backup")]
+    ManifestUntrusted {
+        backup_id: String,
+        reason: crate::backup::manifest::ManifestError,
     },
     #[error("the archive of backup `{0}` is missing from the repository; the database was not touched")]
     ArchiveMissing(String),

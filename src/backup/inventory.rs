@@ -70,6 +70,24 @@ pub async fn mark_failed(client: &impl GenericClient, backup_id: &str, error: &s
     Ok(())
 }
 
+/// Records the outcome of a restore drill of `backup_id`.
+pub async fn record_verification(
+    client: &impl GenericClient,
+    backup_id: &str,
+    verified_at: OffsetDateTime,
+    outcome: &str,
+) -> Result<(), DbError> {
+    client
+        .execute(
+            "UPDATE autonomy_ha.backup_inventory SET last_verified_at = $2, last_verify_outcome = $3
+              WHERE backup_id = $1",
+            &[&backup_id, &verified_at, &outcome],
+        )
+        .await
+        .map_err(DbError::query("record a verification"))?;
+    Ok(())
+}
+
 /// Adds every manifest the table lacks; returns how many rows were added.
 pub async fn rebuild_from_manifests(client: &impl GenericClient, manifests: &[Manifest]) -> Result<u64, DbError> {
     let known: Vec<String> = client
@@ -94,7 +112,8 @@ pub async fn list(client: &impl GenericClient) -> Result<Vec<BackupRecord>, DbEr
     let rows = client
         .query(
             "SELECT backup_id, status, created_at, completed_at, database, server_version,
-                    size_bytes, sha256, duration_ms, node_id, epoch, error
+                    size_bytes, sha256, duration_ms, node_id, epoch, error,
+                    last_verified_at, last_verify_outcome
                FROM autonomy_ha.backup_inventory ORDER BY created_at, backup_id",
             &[],
         )
@@ -118,5 +137,7 @@ fn record_from_row(row: &Row) -> BackupRecord {
         node_id: row.get(9),
         epoch: row.get(10),
         error: row.get(11),
+        last_verified_at: row.get(12),
+        last_verify_outcome: row.get(13),
     }
 }

@@ -72,6 +72,65 @@ pub struct Manifest {
     /// manifests, whose restores then report no proof.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline: Option<crate::backup::proof::Baseline>,
+    /// SHA-256 of this manifest without this field (manifest_version 3 on, see [`seal`]): an
+    /// edited baseline, size or archive checksum is caught before the manifest is trusted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_sha256: Option<String>,
+}
+
+/// The version new manifests are written with; from 3 on they carry `manifest_sha256`.
+pub const MANIFEST_VERSION: u32 = 3;
+
+/// Why a manifest file cannot be trusted.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ManifestError {
+    #[error("the manifest is not valid JSON of a manifest: {0}")]
+    Malformed(String),
+    #[error("the manifest (version {0}) has no manifest_sha256; it was edited or truncated")]
+    Unsealed(u32),
+    #[error("the manifest was changed after it was written (its manifest_sha256 says {expected}, its content hashes to {actual})")]
+    Tampered { expected: String, actual: String },
+}
+
+/// SHA-256 of the manifest document without its `manifest_sha256` field, serialised compactly
+/// with its keys in sorted order (serde_json's map is ordered): independent of how the file
+/// was indented, and of fields later versions add with defaults.
+pub fn checksum_of(document: &serde_json::Value) -> String {
+    let mut document = document.clone();
+    if let Some(fields) = document.as_object_mut() {
+        fields.remove("manifest_sha256");
+    }
+    let canonical = serde_json::to_vec(&document).expect("a JSON value always serialises");
+    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&canonical))
+}
+
+/// The manifest's file body, sealed with its checksum.
+pub fn seal(manifest: &Manifest) -> Vec<u8> {
+    let mut document = serde_json::to_value(manifest).expect("a manifest always serialises");
+    let checksum = checksum_of(&document);
+    document["manifest_sha256"] = serde_json::Value::String(checksum);
+    serde_json::to_vec_pretty(&document).expect("a JSON value always serialises")
+}
+
+/// Reads a manifest file's body, checking its seal. Versions before 3 had none and are read
+/// as they are.
+pub fn open(body: &[u8]) -> Result<Manifest, ManifestError> {
+    let document: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| ManifestError::Malformed(e.to_string()))?;
+    let manifest: Manifest =
+        serde_json::from_value(document.clone()).map_err(|e| ManifestError::Malformed(e.to_string()))?;
+    if manifest.manifest_version < 3 {
+        return Ok(manifest);
+    }
+    let expected = manifest
+        .manifest_sha256
+        .clone()
+        .ok_or(ManifestError::Unsealed(manifest.manifest_version))?;
+    let actual = checksum_of(&document);
+    if expected != actual {
+        return Err(ManifestError::Tampered { expected, actual });
+    }
+    Ok(manifest)
 }
 
 /// One row of `autonomy ha backup list`, from the inventory table.
@@ -92,6 +151,11 @@ pub struct BackupRecord {
     pub node_id: String,
     pub epoch: i64,
     pub error: Option<String>,
+    /// When `ha backup verify` last ran a drill of this backup, and what it found.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub last_verified_at: Option<OffsetDateTime>,
+    #[serde(default)]
+    pub last_verify_outcome: Option<String>,
 }
 
 impl From<&Manifest> for BackupRecord {
@@ -109,6 +173,8 @@ impl From<&Manifest> for BackupRecord {
             node_id: m.node_id.clone(),
             epoch: m.epoch,
             error: None,
+            last_verified_at: None,
+            last_verify_outcome: None,
         }
     }
 }
@@ -125,4 +191,58 @@ pub struct RestoreReport {
     /// without one.
     #[serde(default)]
     pub proof: Option<crate::backup::proof::ProofReport>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest() -> Manifest {
+        Manifest {
+            manifest_version: MANIFEST_VERSION,
+            backup_id: "bk-1".into(),
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            completed_at: OffsetDateTime::UNIX_EPOCH,
+            database: "app".into(),
+            server_version: "15".into(),
+            size_bytes: 10,
+            sha256: "ab".repeat(32),
+            duration_ms: 5,
+            status: BackupStatus::Completed,
+            node_id: "n1".into(),
+            epoch: 3,
+            excluded_schemas: vec!["autonomy_ha".into()],
+            storage: Storage::default(),
+            baseline: None,
+            manifest_sha256: None,
+        }
+    }
+
+    #[test]
+    fn a_sealed_manifest_opens_whatever_its_indentation() {
+        let body = seal(&manifest());
+        let opened = open(&body).expect("sealed");
+        assert_eq!(opened.backup_id, "bk-1");
+        assert_eq!(opened.manifest_sha256.as_deref().map(str::len), Some(64));
+        let compact = serde_json::to_vec(&serde_json::from_slice::<serde_json::Value>(&body).unwrap()).unwrap();
+        assert_eq!(open(&compact).expect("same content"), opened);
+    }
+
+    #[test]
+    fn an_edited_field_breaks_the_seal() {
+        let mut document: serde_json::Value = serde_json::from_slice(&seal(&manifest())).unwrap();
+        document["size_bytes"] = serde_json::json!(11);
+        let error = open(&serde_json::to_vec(&document).unwrap()).unwrap_err();
+        assert!(matches!(error, ManifestError::Tampered { .. }), "{error}");
+    }
+
+    #[test]
+    fn a_removed_seal_is_refused_from_version_3_and_absent_before() {
+        let mut document: serde_json::Value = serde_json::from_slice(&seal(&manifest())).unwrap();
+        document.as_object_mut().unwrap().remove("manifest_sha256");
+        let body = serde_json::to_vec(&document).unwrap();
+        assert_eq!(open(&body).unwrap_err(), ManifestError::Unsealed(3));
+        document["manifest_version"] = serde_json::json!(2);
+        assert!(open(&serde_json::to_vec(&document).unwrap()).is_ok());
+    }
 }

@@ -1,5 +1,6 @@
 //! Backups: the repository of archives and manifests, pg_dump and restore runners, the inventory.
 
+pub mod drill;
 pub mod dump;
 pub mod error;
 pub mod inventory;

@@ -22,24 +22,42 @@ impl PgTools {
     /// Builds from a URL that [`crate::config::ServeConfig`] already validated.
     pub fn new(database_url: &str, bin_dir: Option<PathBuf>) -> Result<Self, tokio_postgres::Error> {
         let config: tokio_postgres::Config = database_url.parse()?;
+        let unconnected = Self {
+            bin_dir,
+            host: None,
+            port: None,
+            user: None,
+            password: None,
+            database: String::new(),
+        };
+        Ok(unconnected.for_config(&config))
+    }
+
+    /// The same tools pointed at another database or server: `config` as parsed from a URL.
+    pub fn for_config(&self, config: &tokio_postgres::Config) -> Self {
         let host = config.get_hosts().first().map(|host| match host {
             Host::Tcp(name) => name.clone(),
             Host::Unix(path) => path.display().to_string(),
         });
         let user = config.get_user().map(str::to_owned);
-        let database = config
-            .get_dbname()
-            .map(str::to_owned)
-            .or_else(|| user.clone())
-            .unwrap_or_else(|| "postgres".to_owned());
-        Ok(Self {
-            bin_dir,
+        Self {
+            bin_dir: self.bin_dir.clone(),
             host,
             port: config.get_ports().first().copied(),
+            database: config
+                .get_dbname()
+                .map(str::to_owned)
+                .or_else(|| user.clone())
+                .unwrap_or_else(|| "postgres".to_owned()),
             user,
             password: config.get_password().map(<[u8]>::to_vec),
-            database,
-        })
+        }
+    }
+
+    /// `dbname='…'` naming this database as a libpq connection string, for tools whose
+    /// `--dbname` must be given; the rest of the connection comes from the environment.
+    pub fn dbname_conninfo(&self) -> String {
+        format!("dbname='{}'", self.database.replace('\\', "\\\\").replace('\'', "\\'"))
     }
 
     /// A command for `tool` with the connection in its environment (libpq reads PG* variables).

@@ -52,7 +52,7 @@ impl LocalRepository {
         let partial = self.partial_archive_path(&manifest.backup_id)?;
         let archive = self.archive_path(&manifest.backup_id)?;
         fs::rename(&partial, &archive).map_err(BackupError::io(&archive))?;
-        let body = serde_json::to_vec_pretty(manifest).expect("a manifest always serialises");
+        let body = crate::backup::manifest::seal(manifest);
         write_atomically(&self.manifest_path(&manifest.backup_id)?, &body)?;
         sync_dir(&self.dir)
     }
@@ -67,9 +67,9 @@ impl LocalRepository {
             }
             Err(e) => return Err(BackupError::io(&path)(e)),
         };
-        serde_json::from_slice(&body).map_err(|e| BackupError::Io {
-            path,
-            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        crate::backup::manifest::open(&body).map_err(|reason| BackupError::ManifestUntrusted {
+            backup_id: backup_id.to_owned(),
+            reason,
         })
     }
 
@@ -95,6 +95,22 @@ impl LocalRepository {
         }
         manifests.sort_by_key(|m| m.created_at);
         Ok(manifests)
+    }
+
+    /// The newest backup by id (ids sort by time) with a manifest file, trusted or not: a
+    /// drill of `latest` must not pass over a damaged newest backup to an older sound one.
+    pub fn latest_backup_id(&self) -> Result<Option<String>, BackupError> {
+        let mut newest: Option<String> = None;
+        for entry in fs::read_dir(&self.dir).map_err(BackupError::io(&self.dir))? {
+            let name = entry.map_err(BackupError::io(&self.dir))?.file_name();
+            let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
+                continue;
+            };
+            if ident::validate("backup id", id).is_ok() && newest.as_deref().is_none_or(|n| id > n) {
+                newest = Some(id.to_owned());
+            }
+        }
+        Ok(newest)
     }
 
     /// SHA-256 of the stored archive, read in 1 MiB chunks.

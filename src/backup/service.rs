@@ -29,7 +29,7 @@ pub struct BackupService {
     pub db: Arc<SharedClient>,
     pub audit: Arc<AuditLog>,
     /// One backup or restore at a time on a node; a second request is refused, not queued.
-    operation: tokio::sync::Mutex<()>,
+    pub(crate) operation: tokio::sync::Mutex<()>,
     /// True while a restore replaces the data: protected writes are refused meanwhile, since
     /// the restore would discard them after they were acknowledged.
     restoring: AtomicBool,
@@ -75,7 +75,7 @@ impl BackupService {
         self.restoring.load(Ordering::SeqCst)
     }
 
-    fn leader_epoch(&self) -> Result<i64, BackupError> {
+    pub(crate) fn leader_epoch(&self) -> Result<i64, BackupError> {
         self.state.leader_epoch().ok_or_else(|| BackupError::NotLeader {
             leader: self.state.leader_hint().0.unwrap_or_else(|| "unknown".into()),
         })
@@ -145,7 +145,7 @@ impl BackupService {
         };
 
         let manifest = Manifest {
-            manifest_version: 2,
+            manifest_version: crate::backup::manifest::MANIFEST_VERSION,
             backup_id: backup_id.clone(),
             created_at,
             completed_at: OffsetDateTime::now_utc(),
@@ -160,6 +160,7 @@ impl BackupService {
             excluded_schemas,
             storage: Storage::default(),
             baseline: Some(baseline),
+            manifest_sha256: None,
         };
         let repo = self.repo.clone();
         let published = manifest.clone();
@@ -334,7 +335,7 @@ impl BackupService {
         })
     }
 
-    fn audit_quietly(&self, event_type: &str, details: serde_json::Value) {
+    pub(crate) fn audit_quietly(&self, event_type: &str, details: serde_json::Value) {
         if let Err(error) = self.audit.record(event_type, details) {
             tracing::error!(%error, event_type, "could not write an audit event");
         }

@@ -186,6 +186,29 @@ pub enum BackupCommand {
         #[arg(long)]
         confirm: bool,
     },
+    /// Prove a backup restores: a drill into a scratch database (never the live one), its
+    /// content and objects compared with the backup's baseline, amcheck on every btree index,
+    /// each phase timed. Exit 0 proven, 1 differences found, 2 the drill could not run.
+    Verify {
+        /// The backup id (from `ha backup list`).
+        #[arg(required_unless_present = "latest", conflicts_with = "latest")]
+        backup_id: Option<String>,
+        /// Verify the newest backup in the repository.
+        #[arg(long)]
+        latest: bool,
+        /// Restore into this empty database instead of a scratch database created on the
+        /// node's server (postgresql://user:password@host:port/database; the password is never
+        /// printed or logged).
+        #[arg(long, env = "AUTONOMY_VERIFY_TARGET_URL", hide_env_values = true)]
+        target_url: Option<String>,
+        /// Leave the restored database in place (its name is printed) instead of removing it.
+        #[arg(long)]
+        keep: bool,
+        /// Restore nothing: prove the database at --target-url, which already holds this
+        /// backup's restore (one kept by --keep, or restored by other means).
+        #[arg(long, requires = "target_url")]
+        proof_only: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

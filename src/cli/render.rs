@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use crate::{
     audit::AuditEvent,
-    backup::{manifest::RestoreReport, BackupRecord},
+    backup::{drill::VerifyReport, manifest::RestoreReport, proof::Difference, BackupRecord},
     cli::{args::OutputFormat, cluster::ClusterView},
     evidence::{lag::DerivedThresholds, Outcome, Report},
     ha::{rollouts::Rollout, StatusReport},
@@ -62,16 +62,44 @@ pub fn restore(report: &RestoreReport, format: OutputFormat) -> String {
                     if let Some(error) = &proof.error {
                         line.push_str(&format!("\nproof error: {error}"));
                     }
-                    for difference in &proof.differences {
-                        line.push_str(&format!(
-                            "\ndifference {}: expected `{}`, found `{}`",
-                            difference.object, difference.expected, difference.found
-                        ));
-                    }
+                    push_differences(&mut line, &proof.differences);
                 }
             }
             line
         }
+    }
+}
+
+/// The drill's proof report: a summary line, a line per phase, a line per difference.
+pub fn verify(report: &VerifyReport, format: OutputFormat) -> String {
+    if format == OutputFormat::Json {
+        return json(report);
+    }
+    let mut text = format!(
+        "backup_id={} outcome={} rto_ms={} tables_checked={} objects_checked={} indexes_checked={} differences={} target={} kept={}",
+        report.backup_id,
+        report.outcome.as_str(),
+        report.rto_ms,
+        report.tables_checked,
+        report.objects_checked,
+        report.indexes_checked,
+        report.differences.len(),
+        report.target,
+        report.kept
+    );
+    for phase in &report.phases {
+        text.push_str(&format!("\nphase {} ms={}", phase.name, phase.ms));
+    }
+    push_differences(&mut text, &report.differences);
+    text
+}
+
+fn push_differences(text: &mut String, differences: &[Difference]) {
+    for difference in differences {
+        text.push_str(&format!(
+            "\ndifference {}: expected `{}`, found `{}`",
+            difference.object, difference.expected, difference.found
+        ));
     }
 }
 

@@ -4,7 +4,11 @@ use thiserror::Error;
 
 use crate::{
     audit::{self, AuditQuery},
-    backup::{manifest::RestoreReport, BackupRecord},
+    backup::{
+        drill::{DrillOutcome, VerifyReport},
+        manifest::RestoreReport,
+        BackupRecord,
+    },
     cli::{
         args::*,
         cluster::{ClusterNode, ClusterView},
@@ -226,6 +230,64 @@ fn backup(
             )?;
             Ok(render::restore(&report, format))
         }
+        BackupCommand::Verify {
+            backup_id,
+            latest: _,
+            target_url,
+            keep,
+            proof_only,
+        } => verify(server, token, backup_id, target_url, keep, proof_only, format),
+    }
+}
+
+/// Runs a drill and maps its outcome to seed 002's exit codes; anything that stops the drill
+/// from running, bad input included, is 2.
+fn verify(
+    server: &str,
+    token: Option<String>,
+    backup_id: Option<String>,
+    target_url: Option<String>,
+    keep: bool,
+    proof_only: bool,
+    format: OutputFormat,
+) -> Result<String, CliError> {
+    let not_run = |reason: String| CliError::Incomplete {
+        output: String::new(),
+        reason,
+        exit: Exit::DRILL_NOT_RUN,
+    };
+    let which = backup_id.unwrap_or_else(|| "latest".to_owned());
+    if which != "latest" {
+        ident::validate("backup id", &which).map_err(|e| not_run(e.to_string()))?;
+    }
+    let report: VerifyReport = client(server, token)
+        .map_err(|e| not_run(e.to_string()))?
+        .post(
+            &format!("/v1/ha/backups/{which}/verify"),
+            &serde_json::json!({ "target_url": target_url, "keep": keep, "proof_only": proof_only }),
+        )
+        .map_err(|e| not_run(e.to_string()))?;
+    let output = render::verify(&report, format);
+    match report.outcome {
+        DrillOutcome::Proven => Ok(output),
+        DrillOutcome::Differences => Err(CliError::Incomplete {
+            output,
+            reason: format!(
+                "backup `{}` does not restore to what it recorded: {} difference(s), listed above",
+                report.backup_id,
+                report.differences.len()
+            ),
+            exit: Exit::DIFFERENCES_FOUND,
+        }),
+        DrillOutcome::NotRun => Err(CliError::Incomplete {
+            output,
+            reason: format!(
+                "the drill of backup `{}` could not run: {}",
+                report.backup_id,
+                report.error.as_deref().unwrap_or("no reason given")
+            ),
+            exit: Exit::DRILL_NOT_RUN,
+        }),
     }
 }
 

@@ -61,6 +61,7 @@ impl From<BackupError> for ApiError {
     fn from(error: BackupError) -> Self {
         let (status, code) = match &error {
             BackupError::InvalidId(_) => (StatusCode::BAD_REQUEST, "invalid_id"),
+            BackupError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
             BackupError::NotConfirmed => (StatusCode::BAD_REQUEST, "not_confirmed"),
             BackupError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             BackupError::NotLeader { .. } => (StatusCode::CONFLICT, "not_leader"),
@@ -68,6 +69,7 @@ impl From<BackupError> for ApiError {
             BackupError::Busy => (StatusCode::CONFLICT, "busy"),
             BackupError::Fenced(_) => (StatusCode::CONFLICT, "fenced"),
             BackupError::ChecksumMismatch { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "checksum_mismatch"),
+            BackupError::ManifestUntrusted { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "manifest_untrusted"),
             BackupError::ArchiveMissing(_) => (StatusCode::UNPROCESSABLE_ENTITY, "archive_missing"),
             BackupError::Tool { .. } | BackupError::Spawn { .. } | BackupError::Proof(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "operation_failed")

@@ -11,7 +11,11 @@ use serde::Deserialize;
 
 use crate::{
     audit::{self, AuditEvent, AuditQuery},
-    backup::{manifest::RestoreReport, BackupRecord, BackupService},
+    backup::{
+        drill::{VerifyReport, VerifyRequest},
+        manifest::RestoreReport,
+        BackupRecord, BackupService,
+    },
     db::SharedClient,
     ha::{replication::ReplicationMonitor, NodeState, StatusReport},
     server::error::ApiError,
@@ -103,6 +107,29 @@ pub async fn restore_backup(
     };
     let backups = app.backups.clone();
     let report = run_to_completion(async move { backups.restore(&backup_id, request.confirm).await }).await?;
+    Ok(Json(report))
+}
+
+/// Runs a restore drill of a backup (`latest` for the newest). The drill's own outcome,
+/// `not_run` included, is the 200 answer; an error means it did not start.
+pub async fn verify_backup(
+    State(app): State<AppState>,
+    Path(backup_id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<VerifyReport>, ApiError> {
+    let request: VerifyRequest = if body.is_empty() {
+        VerifyRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_body",
+                format!("the verify body is not {{\"target_url\": …, \"keep\": bool, \"proof_only\": bool}}: {e}"),
+            )
+        })?
+    };
+    let backups = app.backups.clone();
+    let report = run_to_completion(async move { backups.verify(&backup_id, request).await }).await?;
     Ok(Json(report))
 }
 

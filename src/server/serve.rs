@@ -37,6 +37,7 @@ pub fn router(app: AppState, token: ApiToken) -> Router {
         )
         .route("/v1/ha/backups/{backup_id}", get(handlers::get_backup))
         .route("/v1/ha/backups/{backup_id}/restore", post(handlers::restore_backup))
+        .route("/v1/ha/backups/{backup_id}/verify", post(handlers::verify_backup))
         .route("/v1/rollouts", get(rollouts::list).post(rollouts::create))
         .route("/v1/audit/events", get(handlers::audit_events))
         .route_layer(middleware::from_fn_with_state(token, require_token));

@@ -1,0 +1,110 @@
+//! What a restore drill (`ha backup verify`) reports: its outcome, each phase's time, and
+//! every difference it found.
+
+use serde::{Deserialize, Serialize};
+
+use crate::backup::proof::Difference;
+
+/// `proven`: restored, identical to the baseline, every btree index sound. `differences`:
+/// the backup or its restore does not hold what the baseline says (each one named).
+/// `not_run`: the drill could not finish, so it proves nothing (`error` says why).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DrillOutcome {
+    Proven,
+    Differences,
+    NotRun,
+}
+
+impl DrillOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DrillOutcome::Proven => "proven",
+            DrillOutcome::Differences => "differences",
+            DrillOutcome::NotRun => "not_run",
+        }
+    }
+}
+
+/// One timed step of the drill: seed 001's RTO breakdown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Phase {
+    /// archive_check, create_database, pre_data, data, post_data, proof, amcheck, cleanup
+    pub name: String,
+    pub ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VerifyReport {
+    pub backup_id: String,
+    pub outcome: DrillOutcome,
+    /// Where the drill restored: the scratch database's name and server, without credentials.
+    pub target: String,
+    pub database: String,
+    /// True when the restored database was left in place (`--keep`, or a `--proof-only` target).
+    pub kept: bool,
+    pub phases: Vec<Phase>,
+    /// Archive check to proven restore: what a real restore of this backup takes (the RTO).
+    pub rto_ms: u64,
+    pub tables_checked: usize,
+    pub objects_checked: usize,
+    pub indexes_checked: usize,
+    pub differences: Vec<Difference>,
+    pub error: Option<String>,
+}
+
+impl VerifyReport {
+    pub fn new(backup_id: &str, target: String, database: String) -> Self {
+        Self {
+            backup_id: backup_id.to_owned(),
+            outcome: DrillOutcome::NotRun,
+            target,
+            database,
+            kept: false,
+            phases: Vec::new(),
+            rto_ms: 0,
+            tables_checked: 0,
+            objects_checked: 0,
+            indexes_checked: 0,
+            differences: Vec::new(),
+            error: None,
+        }
+    }
+
+    /// Ends the drill as not run, keeping the first reason.
+    pub fn fail(&mut self, error: impl std::fmt::Display) {
+        self.outcome = DrillOutcome::NotRun;
+        self.error.get_or_insert_with(|| error.to_string());
+    }
+
+    /// The outcome once every step ran: proven unless something differs.
+    pub fn conclude(&mut self) {
+        if self.error.is_none() {
+            self.outcome = if self.differences.is_empty() {
+                DrillOutcome::Proven
+            } else {
+                DrillOutcome::Differences
+            };
+        }
+    }
+}
+
+/// Times `step` and records it as a phase.
+pub struct PhaseClock {
+    started: std::time::Instant,
+}
+
+impl PhaseClock {
+    pub fn start() -> Self {
+        Self {
+            started: std::time::Instant::now(),
+        }
+    }
+
+    pub fn stop(self, report: &mut VerifyReport, name: &str) {
+        report.phases.push(Phase {
+            name: name.to_owned(),
+            ms: self.started.elapsed().as_millis() as u64,
+        });
+    }
+}

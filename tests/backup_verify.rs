@@ -1,0 +1,121 @@
+//! `autonomy ha backup verify` (issue 7): a restore drill of a backup of the fidelity fixture
+//! into a scratch database is proven (exit 0) and leaves nothing behind; tampering with the
+//! data in the drill's target is found and named (exit 1); a drill that cannot run says why
+//! (exit 2) and changes nothing.
+
+mod common;
+
+use common::{cli::Cli, lab::Lab, node::Node, sql};
+
+/// The scratch databases drills left on the lab server.
+fn leftover_drill_databases(db: &mut postgres::Client) -> Vec<String> {
+    db.query(
+        "SELECT datname FROM pg_database WHERE datname LIKE 'autonomy\\_verify\\_%' ORDER BY 1",
+        &[],
+    )
+    .expect("pg_database")
+    .iter()
+    .map(|row| row.get(0))
+    .collect()
+}
+
+#[test]
+fn a_drill_is_proven_then_names_tampered_data_and_cleans_up() {
+    let Some(lab) = Lab::start_or_skip("backup-verify") else {
+        return;
+    };
+    let mut db = sql::connect(&lab.url());
+    db.batch_execute(include_str!("../fixtures/val19.sql")).expect("the fixture loads");
+    let node = Node::start_leader(lab.node_spec("verify-n1", false)).unwrap_or_else(|e| panic!("{e}"));
+    let cli = Cli::for_server(&node.url);
+    let created = cli.run(&["ha", "backup", "create"]);
+    assert!(created.success(), "{created}");
+    let id = created.field("backup_id").expect("a backup id");
+
+    let proven = cli.run(&["ha", "backup", "verify", &id]);
+    eprintln!("{proven}");
+    assert_eq!(proven.exit_code, Some(0), "{proven}");
+    assert_eq!(proven.field("outcome").as_deref(), Some("proven"), "{proven}");
+    assert_eq!(proven.field("kept").as_deref(), Some("false"), "{proven}");
+    for phase in ["archive_check", "create_database", "pre_data", "data", "post_data", "proof", "amcheck", "cleanup"] {
+        assert!(proven.stdout.contains(&format!("\nphase {phase} ms=")), "no phase {phase}: {proven}");
+    }
+    let counted = |key: &str| proven.field(key).and_then(|n| n.parse::<u32>().ok()).unwrap_or(0);
+    assert!(counted("tables_checked") >= 10, "{proven}");
+    assert!(counted("indexes_checked") >= 10, "{proven}");
+    assert!(!proven.stdout.contains(common::backend::LAB_PG_PASSWORD), "{proven}");
+    assert_eq!(leftover_drill_databases(&mut db), Vec::<String>::new(), "the scratch database was not dropped");
+
+    let kept = cli.run(&["--output", "json", "ha", "backup", "verify", "--latest", "--keep"]);
+    assert_eq!(kept.exit_code, Some(0), "{kept}");
+    let report: serde_json::Value = serde_json::from_str(&kept.stdout).expect("a JSON report");
+    assert_eq!((report["backup_id"].as_str(), report["kept"].as_bool()), (Some(id.as_str()), Some(true)));
+    let scratch = report["database"].as_str().expect("the kept database's name").to_owned();
+    assert_eq!(leftover_drill_databases(&mut db), [scratch.clone()]);
+
+    // Tamper with the data in the drill's target: the proof names the table, exit 1.
+    let scratch_url = lab.pg.url(&scratch);
+    sql::connect(&scratch_url)
+        .batch_execute("UPDATE customers SET display_name = display_name || '!' WHERE id = 1")
+        .expect("tampered");
+    let tampered = cli.run(&["ha", "backup", "verify", &id, "--target-url", &scratch_url, "--proof-only"]);
+    assert_eq!(tampered.exit_code, Some(1), "{tampered}");
+    assert_eq!(tampered.field("outcome").as_deref(), Some("differences"), "{tampered}");
+    assert!(
+        tampered.stdout.contains("\ndifference table public.customers: expected `rows="),
+        "{tampered}"
+    );
+    assert_eq!(tampered.field("differences").as_deref(), Some("1"), "{tampered}");
+    assert!(tampered.stderr.contains("1 difference(s)"), "{tampered}");
+    assert!(!tampered.stdout.contains(common::backend::LAB_PG_PASSWORD), "{tampered}");
+    assert_eq!(leftover_drill_databases(&mut db), [scratch.clone()], "a --proof-only target is never dropped");
+
+    // A target that is not empty is refused, exit 2, and left as it was.
+    let refused = cli.run(&["ha", "backup", "verify", &id, "--target-url", &scratch_url]);
+    assert_eq!(refused.exit_code, Some(2), "{refused}");
+    assert!(refused.stderr.contains("is not empty"), "{refused}");
+    let live = cli.run(&["ha", "backup", "verify", &id, "--target-url", &lab.url()]);
+    assert_eq!(live.exit_code, Some(2), "{live}");
+    assert!(live.stderr.contains("autonomy_ha"), "{live}");
+    let count: i64 = sql::connect(&scratch_url)
+        .query_one("SELECT count(*) FROM customers", &[])
+        .unwrap()
+        .get(0);
+    assert!(count > 0, "the refused target was changed");
+
+    // An empty target of the operator's is restored into, proven, and emptied again.
+    db.batch_execute("CREATE DATABASE verify_target TEMPLATE template0").unwrap();
+    let target_url = lab.pg.url("verify_target");
+    let given = cli.run(&["ha", "backup", "verify", &id, "--target-url", &target_url]);
+    assert_eq!(given.exit_code, Some(0), "{given}");
+    let tables: i64 = sql::connect(&target_url)
+        .query_one("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(tables, 0, "the given target was not emptied again");
+
+    // Bad input: exit 2, nothing run.
+    for (args, says) in [
+        (vec!["ha", "backup", "verify"], "<BACKUP_ID>"),
+        (vec!["ha", "backup", "verify", "bk-nope"], "no backup `bk-nope`"),
+        (vec!["ha", "backup", "verify", "bad id!"], "backup id"),
+        (vec!["ha", "backup", "verify", &id, "--proof-only"], "--target-url"),
+        (vec!["ha", "backup", "verify", &id, "--target-url", "not a url=x y"], "--target-url"),
+    ] {
+        let run = cli.run(&args);
+        assert_eq!(run.exit_code, Some(2), "{run}");
+        assert!(run.stderr.contains(says), "expected `{says}`: {run}");
+    }
+
+    // The inventory and the audit record the drills.
+    let listed = cli.run(&["--output", "json", "ha", "backup", "list"]);
+    let records: Vec<serde_json::Value> = serde_json::from_str(&listed.stdout).expect("JSON list");
+    let record = records.iter().find(|r| r["backup_id"] == id.as_str()).expect("listed");
+    assert!(record["last_verified_at"].is_string(), "{record}");
+    assert_eq!(record["last_verify_outcome"], "proven", "{record}");
+    let audit = std::fs::read_to_string(lab.audit_dir().join("verify-n1.jsonl")).unwrap_or_default();
+    assert!(audit.matches("ha.backup.verified").count() >= 4, "{audit}");
+    assert!(!audit.contains(common::backend::LAB_PG_PASSWORD), "the audit holds a password");
+    drop(node);
+    db.batch_execute(&format!("DROP DATABASE \"{scratch}\" WITH (FORCE)")).unwrap();
+}

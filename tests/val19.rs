@@ -1,0 +1,140 @@
+//! VAL19 — restore fidelity (issue 7): one test per check, phases run once per run.
+//!
+//! `cargo test --test val19` runs the slice on the fidelity fixture (fixtures/val19.sql):
+//! backup, change, restore and proof; restore drills into scratch databases; and the mutation
+//! suite, each change made to a copy of a drill's restored database and named by the verifier.
+//! The `judging_*` tests break one fact per check and show the check then fails.
+
+#[path = "val19/checks.rs"]
+mod checks;
+mod common;
+#[path = "val19/slice.rs"]
+mod slice;
+
+use autonomy::evidence::{CheckStatus, Outcome};
+use common::phase::run_once;
+use rstest::rstest;
+use slice::{run_slice, Observations, SliceOutcome, BUNDLE};
+
+fn outcome() -> SliceOutcome {
+    run_once(BUNDLE, run_slice)
+}
+
+#[track_caller]
+fn assert_check_passes(id: &str) {
+    let outcome = outcome();
+    common::verdict::assert_check_passes(
+        &outcome.report,
+        &outcome.evidence_dir,
+        outcome.observations.aborted.as_deref(),
+        id,
+    );
+}
+
+#[test]
+fn val19_01_fixture_backed_up_with_sealed_baseline() {
+    assert_check_passes("VAL19-01");
+}
+
+#[test]
+fn val19_02_restore_proven() {
+    assert_check_passes("VAL19-02");
+}
+
+#[test]
+fn val19_03_drill_proven_and_removed() {
+    assert_check_passes("VAL19-03");
+}
+
+#[test]
+fn val19_04_drill_timed_and_recorded() {
+    assert_check_passes("VAL19-04");
+}
+
+#[test]
+fn val19_05_data_changes_named() {
+    assert_check_passes("VAL19-05");
+}
+
+#[test]
+fn val19_06_schema_changes_named() {
+    assert_check_passes("VAL19-06");
+}
+
+#[test]
+fn val19_07_sequence_and_large_object_named() {
+    assert_check_passes("VAL19-07");
+}
+
+#[test]
+fn val19_08_physical_reorder_not_reported() {
+    assert_check_passes("VAL19-08");
+}
+
+#[test]
+fn val19_09_damaged_backup_named() {
+    assert_check_passes("VAL19-09");
+}
+
+#[test]
+fn val19_10_live_database_never_touched() {
+    assert_check_passes("VAL19-10");
+}
+
+/// The whole report: 10/10 PASS with the drill's RTO, and the phases ran once.
+#[test]
+fn val19_report_is_pass() {
+    let outcome = outcome();
+    if common::verdict::skipped(&outcome.report, &outcome.evidence_dir, "val19_report_is_pass") {
+        return;
+    }
+    let report = &outcome.report;
+    assert_eq!((report.pass, report.total, report.outcome), (10, 10, Outcome::Pass), "{report:#?}");
+    assert!(report.metrics.contains_key("drill_rto_ms"), "{:?}", report.metrics);
+    assert_eq!(common::phase::times_run(BUNDLE), 1, "the phases must run once per run");
+}
+
+/// One fact broken per check, on a copy of the real run's observations: the check fails.
+#[rstest]
+#[case::fixture_without_large_objects("VAL19-01", |o: &mut Observations| o.fixture.as_mut().unwrap().large_objects = 0)]
+#[case::unsealed_manifest("VAL19-01", |o: &mut Observations| { o.manifest.as_mut().unwrap()["manifest_sha256"] = serde_json::Value::Null; })]
+#[case::restore_with_differences("VAL19-02", |o: &mut Observations| o.restore.as_mut().unwrap().stdout = o.restore.as_ref().unwrap().stdout.replace("proof=proven", "proof=differences"))]
+#[case::scratch_left_behind("VAL19-03", |o: &mut Observations| o.leftover_after_drill = Some(vec!["autonomy_verify_x".into()]))]
+#[case::no_amcheck("VAL19-03", |o: &mut Observations| { let run = o.drill.as_mut().unwrap(); run.stdout = run.stdout.replace(&format!("indexes_checked={}", run.field("indexes_checked").unwrap()), "indexes_checked=0"); })]
+#[case::phase_untimed("VAL19-04", |o: &mut Observations| { let run = o.drill.as_mut().unwrap(); run.stdout = run.stdout.replace("\nphase amcheck ", "\n"); })]
+#[case::no_audit("VAL19-04", |o: &mut Observations| o.audit_verified = Some(0))]
+#[case::row_change_missed("VAL19-05", |o: &mut Observations| miss(o, "row_changed"))]
+#[case::duplicate_missed("VAL19-05", |o: &mut Observations| miss(o, "row_duplicated_without_pk"))]
+#[case::trigger_disable_missed("VAL19-06", |o: &mut Observations| miss(o, "trigger_disabled"))]
+#[case::default_change_missed("VAL19-06", |o: &mut Observations| miss(o, "column_default_changed"))]
+#[case::large_object_missed("VAL19-07", |o: &mut Observations| miss(o, "large_object_altered"))]
+#[case::extra_object_named("VAL19-07", |o: &mut Observations| { let run = &mut o.mutations.iter_mut().find(|m| m.name == "sequence_reset").unwrap().run; run.stdout.push_str("\ndifference table public.orders: expected `a`, found `b`"); })]
+#[case::reorder_reported("VAL19-08", |o: &mut Observations| { let run = &mut o.reorders[0].run; run.exit_code = Some(1); })]
+#[case::damaged_archive_missed("VAL19-09", |o: &mut Observations| { o.damaged[0].run.exit_code = Some(0); })]
+#[case::live_target_accepted("VAL19-10", |o: &mut Observations| { o.live_target.as_mut().unwrap().exit_code = Some(0); })]
+#[case::live_changed("VAL19-10", |o: &mut Observations| { o.live_after_drills.as_mut().unwrap().tables.insert("public.extra".into(), "x".into()); })]
+fn judging_a_broken_fact_fails_its_check(#[case] id: &str, #[case] breaks: fn(&mut Observations)) {
+    let outcome = outcome();
+    if common::verdict::skipped(&outcome.report, &outcome.evidence_dir, "judging_a_broken_fact_fails_its_check") {
+        return;
+    }
+    let mut observations = outcome.observations.clone();
+    assert_eq!(status_of(&observations, id), CheckStatus::Pass, "{id} passes before the break");
+    breaks(&mut observations);
+    assert_eq!(status_of(&observations, id), CheckStatus::Fail, "{id} should fail once broken");
+}
+
+/// As if the verifier had not seen `mutation`: exit 0, nothing named.
+fn miss(observations: &mut Observations, mutation: &str) {
+    let run = &mut observations.mutations.iter_mut().find(|m| m.name == mutation).unwrap().run;
+    run.exit_code = Some(0);
+    run.stdout = run.stdout.lines().filter(|l| !l.starts_with("difference ")).collect::<Vec<_>>().join("\n");
+}
+
+fn status_of(observations: &Observations, id: &str) -> CheckStatus {
+    checks::evaluate(observations, None)
+        .into_iter()
+        .find(|check| check.id == id)
+        .map(|check| check.status)
+        .expect("the check exists")
+}
