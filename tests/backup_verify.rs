@@ -70,6 +70,27 @@ fn a_drill_is_proven_then_names_tampered_data_and_cleans_up() {
     assert!(!tampered.stdout.contains(common::backend::LAB_PG_PASSWORD), "{tampered}");
     assert_eq!(leftover_drill_databases(&mut db), [scratch.clone()], "a --proof-only target is never dropped");
 
+    // An index that disagrees with its table is found by amcheck: an expression index over
+    // an IMMUTABLE function whose body then changes, in a copy of the kept database.
+    db.batch_execute(&format!("CREATE DATABASE verify_amcheck TEMPLATE \"{scratch}\"")).unwrap();
+    let amcheck_url = lab.pg.url("verify_amcheck");
+    sql::connect(&amcheck_url)
+        .batch_execute(
+            "CREATE FUNCTION shifty(t text) RETURNS text LANGUAGE sql IMMUTABLE AS $$ SELECT t $$;
+             CREATE INDEX customers_shifty ON customers (shifty(display_name));
+             CREATE OR REPLACE FUNCTION shifty(t text) RETURNS text LANGUAGE sql IMMUTABLE AS $$ SELECT t || 'x' $$;",
+        )
+        .expect("an index made inconsistent");
+    let corrupt = cli.run(&["ha", "backup", "verify", &id, "--target-url", &amcheck_url, "--proof-only"]);
+    assert_eq!(corrupt.exit_code, Some(1), "{corrupt}");
+    assert!(
+        corrupt.stdout.contains(
+            "\ndifference index public.customers_shifty: expected `amcheck: consistent with its table`, found `amcheck: heap tuple"
+        ),
+        "{corrupt}"
+    );
+    db.batch_execute("DROP DATABASE verify_amcheck WITH (FORCE)").unwrap();
+
     // A target that is not empty is refused, exit 2, and left as it was.
     let refused = cli.run(&["ha", "backup", "verify", &id, "--target-url", &scratch_url]);
     assert_eq!(refused.exit_code, Some(2), "{refused}");
@@ -106,6 +127,20 @@ fn a_drill_is_proven_then_names_tampered_data_and_cleans_up() {
         assert_eq!(run.exit_code, Some(2), "{run}");
         assert!(run.stderr.contains(says), "expected `{says}`: {run}");
     }
+
+    // A drill that fails mid-way (the archive names a role the server no longer has) is
+    // `not_run`, exit 2, with the reason, and its scratch database is gone all the same.
+    db.batch_execute("CREATE ROLE verify_owner; CREATE TABLE owned_elsewhere (x int); ALTER TABLE owned_elsewhere OWNER TO verify_owner")
+        .unwrap();
+    let second = cli.run(&["ha", "backup", "create"]);
+    assert!(second.success(), "{second}");
+    db.batch_execute("DROP TABLE owned_elsewhere; DROP ROLE verify_owner").unwrap();
+    let failed = cli.run(&["ha", "backup", "verify", "--latest"]);
+    assert_eq!(failed.exit_code, Some(2), "{failed}");
+    assert_eq!(failed.field("outcome").as_deref(), Some("not_run"), "{failed}");
+    assert!(failed.stdout.contains("\nphase cleanup ms="), "{failed}");
+    assert!(failed.stderr.contains("could not run") && failed.stderr.contains("verify_owner"), "{failed}");
+    assert_eq!(leftover_drill_databases(&mut db), [scratch.clone()], "the failed drill left its database");
 
     // The inventory and the audit record the drills.
     let listed = cli.run(&["--output", "json", "ha", "backup", "list"]);
