@@ -66,3 +66,39 @@ fn a_restore_reports_its_proof_and_refuses_an_edited_manifest() {
         .get(0);
     assert_eq!(kept, "after the proven restore", "the refused restore touched the database");
 }
+
+/// Sequences are not transactional: a sequence advancing throughout the backup is read by
+/// pg_dump at one moment and would be read by the baseline at another. The baseline takes the
+/// position the archive holds, so the restore of a busy database is still proven.
+#[test]
+fn a_sequence_advancing_during_the_backup_is_still_proven() {
+    let Some(lab) = Lab::start_or_skip("restore-proof-busy") else {
+        return;
+    };
+    let mut db = sql::connect(&lab.url());
+    db.batch_execute(include_str!("../fixtures/val19.sql")).expect("the fixture loads");
+    let node = Node::start_leader(lab.node_spec("proof-busy", true)).unwrap_or_else(|e| panic!("{e}"));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let advancing = {
+        let (stop, url) = (stop.clone(), lab.url());
+        std::thread::spawn(move || {
+            let mut client = sql::connect(&url);
+            let mut calls = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                client.batch_execute("SELECT nextval('invoice_number_seq')").expect("nextval");
+                calls += 1;
+            }
+            calls
+        })
+    };
+    let cli = Cli::for_server(&node.url);
+    let created = cli.run(&["ha", "backup", "create"]);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let calls = advancing.join().expect("the advancing thread");
+    assert!(created.success(), "{created}");
+    assert!(calls > 10, "the sequence advanced only {calls} times");
+    let id = created.field("backup_id").expect("a backup id");
+    let restored = cli.run(&["ha", "backup", "restore", &id, "--confirm"]);
+    assert!(restored.success(), "{restored}");
+    assert_eq!(restored.field("proof").as_deref(), Some("proven"), "{restored}");
+}

@@ -135,7 +135,18 @@ impl BackupService {
         let excluded_schemas = vec![db::SCHEMA.to_owned()];
         let (dumped, baseline) = self.dump_with_baseline(&backup_id, &excluded_schemas).await;
         let (outcome, baseline) = match (dumped, baseline) {
-            (Ok(outcome), Ok(baseline)) => (outcome, baseline),
+            (Ok(outcome), Ok(mut baseline)) => match self.archived_sequence_positions(&backup_id).await {
+                Ok(positions) => {
+                    proof::sequences::apply(&mut baseline, &positions);
+                    (outcome, baseline)
+                }
+                Err(error) => {
+                    if let Ok(partial) = self.repo.partial_archive_path(&backup_id) {
+                        let _ = std::fs::remove_file(partial);
+                    }
+                    return Err(self.record_failure(&backup_id, error).await);
+                }
+            },
             (Err(error), _) | (_, Err(error)) => {
                 if let Ok(partial) = self.repo.partial_archive_path(&backup_id) {
                     let _ = std::fs::remove_file(partial);
@@ -225,6 +236,18 @@ impl BackupService {
         let baseline = proof::baseline::take(&client, excluded_schemas).await;
         let dumped = dump.await.expect("the dump thread does not panic");
         (dumped, baseline)
+    }
+
+    /// Where the finished (still partial) archive positions each sequence.
+    async fn archived_sequence_positions(
+        &self,
+        backup_id: &str,
+    ) -> Result<std::collections::BTreeMap<String, String>, BackupError> {
+        let partial = self.repo.partial_archive_path(backup_id)?;
+        let tools = self.tools.clone();
+        tokio::task::spawn_blocking(move || proof::sequences::archived_positions(&tools, &partial))
+            .await
+            .expect("reading the archive does not panic")
     }
 
     /// The restored database against the backup's baseline, in a snapshot of its own.

@@ -5,6 +5,7 @@
 pub mod baseline;
 pub mod content;
 pub mod objects;
+pub mod sequences;
 pub mod tables;
 
 pub use baseline::{Baseline, Difference, ProofReport};
