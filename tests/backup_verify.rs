@@ -1,7 +1,7 @@
 //! `autonomy ha backup verify` (issue 7): a restore drill of a backup of the fidelity fixture
 //! into a scratch database is proven (exit 0) and leaves nothing behind; tampering with the
-//! data in the drill's target is found and named (exit 1); a drill that cannot run says why
-//! (exit 2) and changes nothing.
+//! data in the drill's target is found and named (exit 1), as is an index amcheck finds
+//! inconsistent; a drill that cannot run says why (exit 2) and changes nothing.
 
 mod common;
 
@@ -40,6 +40,7 @@ fn a_drill_is_proven_then_names_tampered_data_and_cleans_up() {
     for phase in ["archive_check", "create_database", "pre_data", "data", "post_data", "proof", "amcheck", "cleanup"] {
         assert!(proven.stdout.contains(&format!("\nphase {phase} ms=")), "no phase {phase}: {proven}");
     }
+    assert_eq!(proven.field("manifest_sealed").as_deref(), Some("true"), "{proven}");
     let counted = |key: &str| proven.field(key).and_then(|n| n.parse::<u32>().ok()).unwrap_or(0);
     assert!(counted("tables_checked") >= 10, "{proven}");
     assert!(counted("indexes_checked") >= 10, "{proven}");
@@ -91,29 +92,26 @@ fn a_drill_is_proven_then_names_tampered_data_and_cleans_up() {
     );
     db.batch_execute("DROP DATABASE verify_amcheck WITH (FORCE)").unwrap();
 
-    // A target that is not empty is refused, exit 2, and left as it was.
-    let refused = cli.run(&["ha", "backup", "verify", &id, "--target-url", &scratch_url]);
-    assert_eq!(refused.exit_code, Some(2), "{refused}");
-    assert!(refused.stderr.contains("is not empty"), "{refused}");
-    let live = cli.run(&["ha", "backup", "verify", &id, "--target-url", &lab.url()]);
-    assert_eq!(live.exit_code, Some(2), "{live}");
-    assert!(live.stderr.contains("autonomy_ha"), "{live}");
-    let count: i64 = sql::connect(&scratch_url)
-        .query_one("SELECT count(*) FROM customers", &[])
-        .unwrap()
-        .get(0);
-    assert!(count > 0, "the refused target was changed");
+    // The live database (it holds autonomy_ha) and templates are never a drill's target.
+    for (url, says) in [(lab.url(), "autonomy_ha"), (lab.pg.url("template1"), "template")] {
+        let refused = cli.run(&["ha", "backup", "verify", &id, "--target-url", &url, "--proof-only"]);
+        assert_eq!(refused.exit_code, Some(2), "{refused}");
+        assert!(refused.stderr.contains(says), "expected `{says}`: {refused}");
+    }
 
-    // An empty target of the operator's is restored into, proven, and emptied again.
-    db.batch_execute("CREATE DATABASE verify_target TEMPLATE template0").unwrap();
-    let target_url = lab.pg.url("verify_target");
-    let given = cli.run(&["ha", "backup", "verify", &id, "--target-url", &target_url]);
-    assert_eq!(given.exit_code, Some(0), "{given}");
-    let tables: i64 = sql::connect(&target_url)
-        .query_one("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'", &[])
-        .unwrap()
-        .get(0);
-    assert_eq!(tables, 0, "the given target was not emptied again");
+    // Another server for the scratch database (here the lab's, by its `postgres` database);
+    // a scratch database an earlier drill abandoned there (its node died) is dropped first.
+    db.batch_execute("CREATE DATABASE autonomy_verify_abandoned_0 TEMPLATE template0").unwrap();
+    db.batch_execute("COMMENT ON DATABASE autonomy_verify_abandoned_0 IS 'autonomy drill in progress'")
+        .unwrap();
+    let elsewhere = cli.run(&["ha", "backup", "verify", &id, "--target-url", &lab.pg.url("postgres")]);
+    assert_eq!(elsewhere.exit_code, Some(0), "{elsewhere}");
+    assert!(elsewhere.field("target").is_some_and(|t| t.contains("/autonomy_verify_")), "{elsewhere}");
+    assert!(
+        elsewhere.stdout.contains("dropped scratch databases earlier drills abandoned: autonomy_verify_abandoned_0"),
+        "{elsewhere}"
+    );
+    assert_eq!(leftover_drill_databases(&mut db), [scratch.clone()], "the kept database must survive the sweep");
 
     // Bad input: exit 2, nothing run.
     for (args, says) in [
@@ -122,6 +120,7 @@ fn a_drill_is_proven_then_names_tampered_data_and_cleans_up() {
         (vec!["ha", "backup", "verify", "bad id!"], "backup id"),
         (vec!["ha", "backup", "verify", &id, "--proof-only"], "--target-url"),
         (vec!["ha", "backup", "verify", &id, "--target-url", "not a url=x y"], "--target-url"),
+        (vec!["ha", "backup", "verify", &id, "--target-url", "postgresql://u@a,b/db"], "several hosts"),
     ] {
         let run = cli.run(&args);
         assert_eq!(run.exit_code, Some(2), "{run}");
@@ -150,6 +149,7 @@ fn a_drill_is_proven_then_names_tampered_data_and_cleans_up() {
     assert_eq!(record["last_verify_outcome"], "proven", "{record}");
     let audit = std::fs::read_to_string(lab.audit_dir().join("verify-n1.jsonl")).unwrap_or_default();
     assert!(audit.matches("ha.backup.verified").count() >= 4, "{audit}");
+    assert!(!audit.contains("bk-nope"), "a drill of an unknown backup never started: {audit}");
     assert!(!audit.contains(common::backend::LAB_PG_PASSWORD), "the audit holds a password");
     drop(node);
     db.batch_execute(&format!("DROP DATABASE \"{scratch}\" WITH (FORCE)")).unwrap();

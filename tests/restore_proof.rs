@@ -3,7 +3,8 @@
 //!
 //! The proven case is the ordinary restore. The manifest that carries the baseline is sealed by
 //! its own checksum: one table's recorded hash edited in it makes the restore refuse the backup
-//! before touching the database. (The proof naming what differs is shown by tests/val19.rs.)
+//! before touching the database; re-sealed after the edit, the restore runs and its proof names
+//! that table.
 
 mod common;
 
@@ -65,6 +66,20 @@ fn a_restore_reports_its_proof_and_refuses_an_edited_manifest() {
         .unwrap()
         .get(0);
     assert_eq!(kept, "after the proven restore", "the refused restore touched the database");
+
+    // The seal is a checksum, not a signature: whoever can write the repository can re-seal an
+    // edited manifest. The restore then runs, and its proof names the table whose recorded
+    // content it cannot reproduce.
+    let edited: autonomy::backup::Manifest = serde_json::from_value(manifest).expect("still a manifest");
+    std::fs::write(&manifest_path, autonomy::backup::manifest::seal(&edited)).expect("re-sealed");
+    let resealed = Cli::for_server(&maint.url).run(&["ha", "backup", "restore", &id, "--confirm"]);
+    assert!(resealed.success(), "{resealed}");
+    assert_eq!(resealed.field("proof").as_deref(), Some("differences"), "{resealed}");
+    assert!(
+        resealed.stdout.contains("\ndifference table public.val15_small: expected `rows="),
+        "{resealed}"
+    );
+    assert!(!resealed.stdout.contains("public.val15_medium:"), "{resealed}");
 }
 
 /// Sequences are not transactional: a sequence advancing throughout the backup is read by

@@ -88,6 +88,8 @@ pub enum ManifestError {
     Malformed(String),
     #[error("the manifest (version {0}) has no manifest_sha256; it was edited or truncated")]
     Unsealed(u32),
+    #[error("the manifest describes another backup, `{0}`")]
+    OtherBackup(String),
     #[error("the manifest was changed after it was written (its manifest_sha256 says {expected}, its content hashes to {actual})")]
     Tampered { expected: String, actual: String },
 }

@@ -69,7 +69,11 @@ impl PgTools {
         let mut command = Command::new(program);
         for var in [
             "PGHOST",
+            "PGHOSTADDR",
             "PGPORT",
+            "PGPASSFILE",
+            "PGSERVICEFILE",
+            "PGSSLMODE",
             "PGUSER",
             "PGPASSWORD",
             "PGDATABASE",

@@ -57,6 +57,11 @@ impl LocalRepository {
         sync_dir(&self.dir)
     }
 
+    /// True when `backup_id` has a manifest file, sound or not.
+    pub fn has_manifest(&self, backup_id: &str) -> Result<bool, BackupError> {
+        Ok(self.manifest_path(backup_id)?.is_file())
+    }
+
     /// The manifest of `backup_id`, or NotFound.
     pub fn manifest(&self, backup_id: &str) -> Result<Manifest, BackupError> {
         let path = self.manifest_path(backup_id)?;
@@ -67,10 +72,18 @@ impl LocalRepository {
             }
             Err(e) => return Err(BackupError::io(&path)(e)),
         };
-        crate::backup::manifest::open(&body).map_err(|reason| BackupError::ManifestUntrusted {
-            backup_id: backup_id.to_owned(),
-            reason,
-        })
+        crate::backup::manifest::open(&body)
+            .and_then(|manifest| {
+                if manifest.backup_id == backup_id {
+                    Ok(manifest)
+                } else {
+                    Err(crate::backup::manifest::ManifestError::OtherBackup(manifest.backup_id))
+                }
+            })
+            .map_err(|reason| BackupError::ManifestUntrusted {
+                backup_id: backup_id.to_owned(),
+                reason,
+            })
     }
 
     /// Every manifest in the repository, oldest first. Unreadable ones are skipped with a warning.

@@ -196,16 +196,18 @@ pub enum BackupCommand {
         /// Verify the newest backup in the repository.
         #[arg(long)]
         latest: bool,
-        /// Restore into this empty database instead of a scratch database created on the
-        /// node's server (postgresql://user:password@host:port/database; the password is never
-        /// printed or logged).
+        /// Create the scratch database on this server instead of the node's
+        /// (postgresql://user:password@host:port/database: the database is only connected to;
+        /// the password is never printed or logged). Prefer the environment variable: a
+        /// command line is visible to other users in `ps`.
         #[arg(long, env = "AUTONOMY_VERIFY_TARGET_URL", hide_env_values = true)]
         target_url: Option<String>,
         /// Leave the restored database in place (its name is printed) instead of removing it.
         #[arg(long)]
         keep: bool,
-        /// Restore nothing: prove the database at --target-url, which already holds this
-        /// backup's restore (one kept by --keep, or restored by other means).
+        /// Restore nothing: prove the database --target-url names, which already holds this
+        /// backup's restore (one kept by --keep, or restored by other means). Never the
+        /// database a node runs on.
         #[arg(long, requires = "target_url")]
         proof_only: bool,
     },

@@ -76,21 +76,28 @@ pub fn verify(report: &VerifyReport, format: OutputFormat) -> String {
         return json(report);
     }
     let mut text = format!(
-        "backup_id={} outcome={} rto_ms={} tables_checked={} objects_checked={} indexes_checked={} differences={} target={} kept={}",
+        "backup_id={} outcome={} rto_ms={} tables_checked={} objects_checked={} indexes_checked={} differences={} target={} kept={} manifest_sealed={}",
         report.backup_id,
         report.outcome.as_str(),
-        report.rto_ms,
+        opt(&report.rto_ms),
         report.tables_checked,
         report.objects_checked,
         report.indexes_checked,
         report.differences.len(),
         report.target,
-        report.kept
+        report.kept,
+        report.manifest_sealed
     );
     for phase in &report.phases {
         text.push_str(&format!("\nphase {} ms={}", phase.name, phase.ms));
     }
     push_differences(&mut text, &report.differences);
+    if !report.abandoned_dropped.is_empty() {
+        text.push_str(&format!(
+            "\ndropped scratch databases earlier drills abandoned: {}",
+            report.abandoned_dropped.join(", ")
+        ));
+    }
     text
 }
 

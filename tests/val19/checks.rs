@@ -92,7 +92,7 @@ pub fn evaluate(obs: &Observations, skip_reason: Option<&str>) -> Vec<Check> {
                      run.exit_code, run.field("outcome"), number(run, "indexes_checked")))
             })),
         check("VAL19-04", "drill_timed_and_recorded",
-            &format!("every phase timed, rto_ms <= {DRILL_RTO_MS_THRESHOLD}; inventory last_verified_at and outcome set; audit ha.backup.verified"),
+            &format!("every phase timed, rto_ms <= {DRILL_RTO_MS_THRESHOLD}; inventory last_verified_at set and last_verify_outcome equal to the drill's; audit ha.backup.verified"),
             obs.drill.as_ref().zip(obs.listed.as_ref()).zip(obs.audit_verified).map(|((run, listed), audited)| {
                 let missing: Vec<&str> = DRILL_PHASES.iter().copied()
                     .filter(|phase| !run.stdout.contains(&format!("\nphase {phase} ms=")))
@@ -101,7 +101,8 @@ pub fn evaluate(obs: &Observations, skip_reason: Option<&str>) -> Vec<Check> {
                 let records: Vec<serde_json::Value> = serde_json::from_str(&listed.stdout).unwrap_or_default();
                 let recorded = records.iter().any(|r| {
                     Some(r["backup_id"].as_str().unwrap_or_default()) == obs.backup_id.as_deref()
-                        && r["last_verified_at"].is_string() && r["last_verify_outcome"].is_string()
+                        && r["last_verified_at"].is_string()
+                        && r["last_verify_outcome"].as_str() == run.field("outcome").as_deref()
                 });
                 (missing.is_empty() && rto > 0 && rto <= DRILL_RTO_MS_THRESHOLD && recorded && audited >= 1,
                  Some(format!("rto_ms={rto}")),
@@ -118,7 +119,7 @@ pub fn evaluate(obs: &Observations, skip_reason: Option<&str>) -> Vec<Check> {
             suite(&obs.reorders, &["cluster", "vacuum_full"], "val19-reorder-*.txt")),
         check("VAL19-09", "damaged_backup_named", "an archive byte flipped, a manifest baseline edited: each exits 1 naming the file",
             suite(&obs.damaged, &["archive_byte_flipped", "manifest_baseline_edited"], "val19-09-*.txt")),
-        check("VAL19-10", "live_database_never_touched", "verify into the live database exits 2 naming autonomy_ha; the live database is unchanged by every drill; no scratch database left",
+        check("VAL19-10", "live_database_never_touched", "verify --proof-only of the live database exits 2 naming autonomy_ha; the live database is unchanged by every drill; no scratch database left",
             obs.live_target.as_ref().zip(obs.live_before_drills.as_ref()).zip(obs.live_after_drills.as_ref()).zip(obs.leftover_at_end.as_ref())
                 .map(|(((run, before), after), left)| {
                     let refused = run.exit_code == Some(2) && run.stderr.contains("autonomy_ha");

@@ -28,7 +28,16 @@ pub async fn check_indexes(client: &Client, excluded_schemas: &[String]) -> Resu
                 "CREATE EXTENSION amcheck (the node's role must be allowed to create it: a superuser, with postgresql-contrib installed)",
             ))?;
     }
-    let checked = check_each(client, excluded_schemas).await;
+    let schema: String = client
+        .query_one(
+            "SELECT quote_ident(n.nspname) FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+              WHERE e.extname = 'amcheck'",
+            &[],
+        )
+        .await
+        .map_err(DbError::query("find amcheck's schema"))?
+        .get(0);
+    let checked = check_each(client, &schema, excluded_schemas).await;
     if !had_extension {
         client
             .batch_execute("DROP EXTENSION amcheck")
@@ -38,7 +47,10 @@ pub async fn check_indexes(client: &Client, excluded_schemas: &[String]) -> Resu
     checked
 }
 
-async fn check_each(client: &Client, excluded_schemas: &[String]) -> Result<IndexCheck, DbError> {
+/// Only amcheck's findings are differences (SQLSTATE XX001 data corrupted, XX002 index
+/// corrupted); any other error (a lost connection, a timeout, a missing privilege) means the
+/// check did not run, and is returned as such.
+async fn check_each(client: &Client, schema: &str, excluded_schemas: &[String]) -> Result<IndexCheck, DbError> {
     let indexes = client
         .query(
             "SELECT format('index %I.%I', n.nspname, c.relname), c.oid
@@ -58,19 +70,24 @@ async fn check_each(client: &Client, excluded_schemas: &[String]) -> Result<Inde
     for index in &indexes {
         let name: String = index.get(0);
         let oid: u32 = index.get(1);
-        if let Err(error) = client
-            .query_one("SELECT bt_index_check($1::oid::regclass, true)", &[&oid])
-            .await
-        {
-            let found = error
-                .as_db_error()
-                .map_or_else(|| error.to_string(), |db| db.message().to_owned());
-            differences.push(Difference {
-                object: name,
-                expected: "amcheck: consistent with its table".into(),
-                found: format!("amcheck: {found}"),
-            });
+        let checked = client
+            .query_one(&format!("SELECT {schema}.bt_index_check($1::oid::regclass, true)"), &[&oid])
+            .await;
+        let Err(error) = checked else { continue };
+        let corruption = error.code().is_some_and(|code| {
+            *code == tokio_postgres::error::SqlState::DATA_CORRUPTED || *code == tokio_postgres::error::SqlState::INDEX_CORRUPTED
+        });
+        if !corruption {
+            return Err(DbError::query("amcheck bt_index_check")(error));
         }
+        let found = error
+            .as_db_error()
+            .map_or_else(|| error.to_string(), |db| db.message().to_owned());
+        differences.push(Difference {
+            object: name,
+            expected: "amcheck: consistent with its table".into(),
+            found: format!("amcheck: {found}"),
+        });
     }
     Ok(IndexCheck {
         indexes_checked: indexes.len(),

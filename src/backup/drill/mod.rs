@@ -8,8 +8,6 @@ pub mod report;
 pub mod sections;
 pub mod target;
 
-use std::time::Instant;
-
 use serde::Deserialize;
 use time::OffsetDateTime;
 
@@ -31,7 +29,8 @@ use crate::{
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyRequest {
-    /// Restore into this (empty) database instead of a scratch one on the node's server.
+    /// Create the scratch database on this server (the URL's database is only connected to)
+    /// instead of the node's; with `proof_only`, the database to prove.
     #[serde(default)]
     pub target_url: Option<String>,
     /// Leave the restored database in place for inspection.
@@ -42,9 +41,13 @@ pub struct VerifyRequest {
     pub proof_only: bool,
 }
 
+/// The phases whose sum is the restore's time to recovery (the proof and amcheck come after
+/// the data is back).
+const RECOVERY_PHASES: [&str; 5] = ["archive_check", "create_database", "pre_data", "data", "post_data"];
+
 impl BackupService {
     /// Runs a drill of `which` (a backup id, or `latest`). Errors mean the drill did not
-    /// start (bad request, not leader, busy, unknown backup); once started, every outcome,
+    /// start (bad request, unknown backup, not leader, busy); once started, every outcome,
     /// `not_run` included, is a report.
     pub async fn verify(&self, which: &str, request: VerifyRequest) -> Result<VerifyReport, BackupError> {
         let backup_id = if which == "latest" {
@@ -57,12 +60,13 @@ impl BackupService {
             ident::validate("backup id", which)?;
             which.to_owned()
         };
+        if !self.repo.has_manifest(&backup_id)? {
+            return Err(BackupError::NotFound(backup_id));
+        }
         let target = self.drill_target(&backup_id, &request)?;
         self.leader_epoch()?;
         let _running = self.operation.try_lock().map_err(|_| BackupError::Busy)?;
-        let started = Instant::now();
         let mut report = VerifyReport::new(&backup_id, target.described.clone(), target.database.clone());
-        report.kept = request.keep || target.kind == TargetKind::Existing;
 
         let clock = PhaseClock::start();
         let checked = self.check_archive(&backup_id).await;
@@ -70,26 +74,33 @@ impl BackupService {
         match checked {
             Err(error) => report.fail(error),
             Ok(Err(difference)) => report.differences.push(difference),
-            Ok(Ok(manifest)) => match &manifest.baseline {
-                None => report.fail(format!(
-                    "backup `{backup_id}` has no baseline (manifest version {}): there is nothing to prove it \
-                     against. Take a new backup",
-                    manifest.manifest_version
-                )),
-                Some(baseline) => {
-                    let restored = self.restore_and_prove(&manifest, baseline, &target, &mut report).await;
-                    report.rto_ms = started.elapsed().as_millis() as u64;
-                    if !report.kept || restored == Restored::Nothing {
-                        self.clean_up(&target, restored, &mut report).await;
+            Ok(Ok(manifest)) => {
+                report.manifest_sealed = manifest.manifest_sha256.is_some();
+                match &manifest.baseline {
+                    None => report.fail(format!(
+                        "backup `{backup_id}` has no baseline (manifest version {}): there is nothing to prove it \
+                         against. Take a new backup",
+                        manifest.manifest_version
+                    )),
+                    Some(baseline) => {
+                        let restored = self.restore_and_prove(&manifest, baseline, &target, &mut report).await;
+                        self.clean_up(&target, restored, request.keep, &mut report).await;
                     }
                 }
-            },
+            }
         }
-        if report.rto_ms == 0 {
-            report.rto_ms = started.elapsed().as_millis() as u64;
+        if target.kind == TargetKind::Scratch {
+            report.rto_ms = Some(
+                report
+                    .phases
+                    .iter()
+                    .filter(|phase| RECOVERY_PHASES.contains(&phase.name.as_str()))
+                    .map(|phase| phase.ms)
+                    .sum(),
+            );
         }
         report.conclude();
-        self.record_verification(&report).await;
+        self.record_verification(&report, target.kind).await;
         Ok(report)
     }
 
@@ -100,26 +111,28 @@ impl BackupService {
             .target_url
             .as_deref()
             .map(|url| {
-                url.parse::<tokio_postgres::Config>().map_err(|e| {
+                let config = url.parse::<tokio_postgres::Config>().map_err(|e| {
                     BackupError::InvalidRequest(format!(
                         "--target-url is not a PostgreSQL URL ({e}); use postgresql://user@host:port/database"
                     ))
-                })
+                })?;
+                match target::unsupported_target(&config) {
+                    Some(reason) => Err(BackupError::InvalidRequest(reason.into())),
+                    None => Ok(config),
+                }
             })
             .transpose()?;
+        let scratch = target::scratch_name(backup_id);
         match (given, request.proof_only) {
             (None, true) => Err(BackupError::InvalidRequest(
                 "--proof-only needs --target-url: the database that already holds the restore to prove".into(),
             )),
-            (Some(config), _) if config.get_dbname().is_none() => Err(BackupError::InvalidRequest(
+            (Some(config), true) if config.get_dbname().is_none() => Err(BackupError::InvalidRequest(
                 "--target-url names no database; add /<database> to the URL".into(),
             )),
-            (Some(config), true) => Ok(Target::new(TargetKind::Existing, config)),
-            (Some(config), false) => Ok(Target::new(TargetKind::Given, config)),
-            (None, false) => Ok(Target::new(
-                TargetKind::Scratch,
-                self.db.config_for_database(&target::scratch_name(backup_id))?,
-            )),
+            (Some(config), true) => Ok(Target::existing(config)),
+            (Some(server), false) => Ok(Target::scratch(server, scratch)),
+            (None, false) => Ok(Target::scratch(self.db.config_for_database(&self.tools.database)?, scratch)),
         }
     }
 
@@ -165,31 +178,14 @@ impl BackupService {
         report: &mut VerifyReport,
     ) -> Restored {
         let node_id = self.db.node_id().to_owned();
-        let clock = PhaseClock::start();
-        let prepared = match target.kind {
-            TargetKind::Scratch => match self.db.open_another("verify").await {
-                Ok(live) => target::create_scratch(&live, &target.database).await.map_err(|e| e.to_string()),
-                Err(error) => Err(error.to_string()),
-            },
-            TargetKind::Given => match db::connect_config(target.config.clone(), &node_id, "verify").await {
-                Ok(client) => match target::refuse_unless_empty(&client).await {
-                    Ok(None) => Ok(()),
-                    Ok(Some(refusal)) => Err(refusal),
-                    Err(error) => Err(error.to_string()),
-                },
-                Err(error) => Err(format!("cannot reach the target {}: {error}", target.described)),
-            },
-            TargetKind::Existing => Ok(()),
-        };
-        if target.kind != TargetKind::Existing {
+        if target.kind == TargetKind::Scratch {
+            let clock = PhaseClock::start();
+            let created = self.create_scratch(target, report).await;
             clock.stop(report, "create_database");
-        }
-        if let Err(error) = prepared {
-            report.fail(error);
-            return Restored::Nothing;
-        }
-
-        if target.kind != TargetKind::Existing {
+            if let Err(error) = created {
+                report.fail(error);
+                return Restored::Nothing;
+            }
             let archive = match self.repo.archive_path(&manifest.backup_id) {
                 Ok(archive) => archive,
                 Err(error) => {
@@ -216,10 +212,23 @@ impl BackupService {
         let client = match db::connect_config(target.config.clone(), &node_id, "verify").await {
             Ok(client) => client,
             Err(error) => {
-                report.fail(format!("cannot reach the restored database {}: {error}", target.described));
+                report.fail(format!("cannot reach the database {}: {error}", target.described));
                 return Restored::Created;
             }
         };
+        if target.kind == TargetKind::Existing {
+            match target::refuse_managed(&client).await {
+                Ok(None) => {}
+                Ok(Some(refusal)) => {
+                    report.fail(refusal);
+                    return Restored::Nothing;
+                }
+                Err(error) => {
+                    report.fail(error);
+                    return Restored::Nothing;
+                }
+            }
+        }
         let found = async {
             proof::tables::begin_snapshot(&client).await?;
             let found = proof::baseline::take(&client, &manifest.excluded_schemas).await?;
@@ -253,31 +262,52 @@ impl BackupService {
         Restored::Created
     }
 
-    /// Drops the scratch database, or empties a given target: whatever the drill created.
-    async fn clean_up(&self, target: &Target, restored: Restored, report: &mut VerifyReport) {
+    /// Drops what earlier drills abandoned on the drill's server, then creates this drill's
+    /// scratch database like the application's.
+    async fn create_scratch(&self, target: &Target, report: &mut VerifyReport) -> Result<(), String> {
+        let node_id = self.db.node_id().to_owned();
+        let server = db::connect_config(target.maintenance.clone(), &node_id, "verify")
+            .await
+            .map_err(|e| format!("cannot reach the drill's server {}: {e}", target::describe(&target.maintenance)))?;
+        match target::drop_abandoned(&server).await {
+            Ok(dropped) if !dropped.is_empty() => {
+                tracing::warn!(?dropped, "dropped scratch databases that earlier drills abandoned");
+                report.abandoned_dropped = dropped;
+            }
+            Ok(_) => {}
+            Err(error) => return Err(error.to_string()),
+        }
+        let live = self.db.open_another("verify").await.map_err(|e| e.to_string())?;
+        target::create_scratch(&server, &target.database, &live)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Drops the scratch database (or marks it kept): whatever the drill created.
+    async fn clean_up(&self, target: &Target, restored: Restored, keep: bool, report: &mut VerifyReport) {
         if restored == Restored::Nothing || target.kind == TargetKind::Existing {
+            report.kept = target.kind == TargetKind::Existing && restored == Restored::Created;
             return;
         }
         let clock = PhaseClock::start();
-        let cleaned = match target.kind {
-            TargetKind::Scratch => match self.db.open_another("verify").await {
-                Ok(live) => target::drop_scratch(&live, &target.database).await,
-                Err(error) => Err(error),
-            },
-            TargetKind::Given => match db::connect_config(target.config.clone(), self.db.node_id(), "verify").await {
-                Ok(client) => target::empty_target(&client).await,
-                Err(error) => Err(error),
-            },
-            TargetKind::Existing => Ok(()),
-        };
+        let cleaned = async {
+            let server = db::connect_config(target.maintenance.clone(), self.db.node_id(), "verify").await?;
+            if keep {
+                target::mark_kept(&server, &target.database).await
+            } else {
+                target::drop_scratch(&server, &target.database).await
+            }
+        }
+        .await;
         clock.stop(report, "cleanup");
         match cleaned {
-            Ok(()) => report.kept = false,
+            Ok(()) => report.kept = keep,
             Err(error) => {
                 report.kept = true;
                 report.fail(format!(
-                    "the drill ran but its database {} could not be removed ({error}); drop it by hand",
-                    target.described
+                    "the drill ran but its database {} could not be {} ({error}); the next drill drops it, or drop it by hand",
+                    target.described,
+                    if keep { "marked kept" } else { "removed" }
                 ));
             }
         }
@@ -285,8 +315,10 @@ impl BackupService {
 
     /// The inventory's last_verified_at and the audit event; failures here are logged, the
     /// report stands.
-    async fn record_verification(&self, report: &VerifyReport) {
+    async fn record_verification(&self, report: &VerifyReport, kind: TargetKind) {
+        // A --proof-only run proves another database, not this backup's restore.
         match self.db.get().await {
+            Ok(_) if kind == TargetKind::Existing => {}
             Ok(client) => {
                 if let Err(error) = inventory::record_verification(
                     &*client,
@@ -309,6 +341,8 @@ impl BackupService {
                 "target": report.target,
                 "kept": report.kept,
                 "rto_ms": report.rto_ms,
+                "proof_only": kind == TargetKind::Existing,
+                "manifest_sealed": report.manifest_sealed,
                 "phases": report.phases,
                 "tables_checked": report.tables_checked,
                 "objects_checked": report.objects_checked,
@@ -317,15 +351,15 @@ impl BackupService {
                 "error": report.error,
             }),
         );
-        tracing::info!(backup_id = %report.backup_id, outcome = report.outcome.as_str(), rto_ms = report.rto_ms, "backup verified");
+        tracing::info!(backup_id = %report.backup_id, outcome = report.outcome.as_str(), rto_ms = ?report.rto_ms, "backup verified");
     }
 }
 
 /// How far a drill got with its target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Restored {
-    /// Nothing was created (preparing the target failed, or it was refused).
+    /// Nothing was created, or the target was refused.
     Nothing,
-    /// The scratch database exists, or the given target may hold restored objects.
+    /// The scratch database exists (or the existing target was read).
     Created,
 }

@@ -34,23 +34,32 @@ pub struct Phase {
     pub ms: u64,
 }
 
+/// The proof report of one drill (text and JSON).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VerifyReport {
     pub backup_id: String,
     pub outcome: DrillOutcome,
-    /// Where the drill restored: the scratch database's name and server, without credentials.
+    /// Where the drill restored: `postgresql://user@host:port/database`, no credentials.
     pub target: String,
+    /// The database restored into (the scratch database's name, or the proven one's).
     pub database: String,
-    /// True when the restored database was left in place (`--keep`, or a `--proof-only` target).
+    /// True when that database exists after the drill (`--keep`, or a `--proof-only` target).
     pub kept: bool,
+    /// False for a manifest from before the seal (version 2): its baseline was trusted as read.
+    pub manifest_sealed: bool,
     pub phases: Vec<Phase>,
-    /// Archive check to proven restore: what a real restore of this backup takes (the RTO).
-    pub rto_ms: u64,
+    /// Archive check through post-data: what restoring this backup takes (seed 001's RTO,
+    /// without the proof and amcheck that follow). None when nothing was restored.
+    pub rto_ms: Option<u64>,
     pub tables_checked: usize,
     pub objects_checked: usize,
     pub indexes_checked: usize,
     pub differences: Vec<Difference>,
+    /// Why the drill did not run to its end (outcome `not_run`).
     pub error: Option<String>,
+    /// Scratch databases earlier drills abandoned (their node died), dropped by this one.
+    #[serde(default)]
+    pub abandoned_dropped: Vec<String>,
 }
 
 impl VerifyReport {
@@ -61,13 +70,15 @@ impl VerifyReport {
             target,
             database,
             kept: false,
+            manifest_sealed: false,
             phases: Vec::new(),
-            rto_ms: 0,
+            rto_ms: None,
             tables_checked: 0,
             objects_checked: 0,
             indexes_checked: 0,
             differences: Vec::new(),
             error: None,
+            abandoned_dropped: Vec::new(),
         }
     }
 
@@ -89,7 +100,7 @@ impl VerifyReport {
     }
 }
 
-/// Times `step` and records it as a phase.
+/// Times one phase of the drill, from `start` to `stop`.
 pub struct PhaseClock {
     started: std::time::Instant,
 }
