@@ -52,7 +52,7 @@ fn a_drill_is_proven_then_names_tampered_data_and_cleans_up() {
     let report: serde_json::Value = serde_json::from_str(&kept.stdout).expect("a JSON report");
     assert_eq!((report["backup_id"].as_str(), report["kept"].as_bool()), (Some(id.as_str()), Some(true)));
     let scratch = report["database"].as_str().expect("the kept database's name").to_owned();
-    assert_eq!(leftover_drill_databases(&mut db), [scratch.clone()]);
+    assert_eq!(leftover_drill_databases(&mut db), vec![scratch.clone()]);
 
     // Tamper with the data in the drill's target: the proof names the table, exit 1.
     let scratch_url = lab.pg.url(&scratch);
@@ -69,7 +69,7 @@ fn a_drill_is_proven_then_names_tampered_data_and_cleans_up() {
     assert_eq!(tampered.field("differences").as_deref(), Some("1"), "{tampered}");
     assert!(tampered.stderr.contains("1 difference(s)"), "{tampered}");
     assert!(!tampered.stdout.contains(common::backend::LAB_PG_PASSWORD), "{tampered}");
-    assert_eq!(leftover_drill_databases(&mut db), [scratch.clone()], "a --proof-only target is never dropped");
+    assert_eq!(leftover_drill_databases(&mut db), vec![scratch.clone()], "a --proof-only target is never dropped");
 
     // An index that disagrees with its table is found by amcheck: an expression index over
     // an IMMUTABLE function whose body then changes, in a copy of the kept database.
@@ -111,7 +111,7 @@ fn a_drill_is_proven_then_names_tampered_data_and_cleans_up() {
         elsewhere.stdout.contains("dropped scratch databases earlier drills abandoned: autonomy_verify_abandoned_0"),
         "{elsewhere}"
     );
-    assert_eq!(leftover_drill_databases(&mut db), [scratch.clone()], "the kept database must survive the sweep");
+    assert_eq!(leftover_drill_databases(&mut db), vec![scratch.clone()], "the kept database must survive the sweep");
 
     // Bad input: exit 2, nothing run.
     for (args, says) in [
@@ -139,7 +139,7 @@ fn a_drill_is_proven_then_names_tampered_data_and_cleans_up() {
     assert_eq!(failed.field("outcome").as_deref(), Some("not_run"), "{failed}");
     assert!(failed.stdout.contains("\nphase cleanup ms="), "{failed}");
     assert!(failed.stderr.contains("could not run") && failed.stderr.contains("verify_owner"), "{failed}");
-    assert_eq!(leftover_drill_databases(&mut db), [scratch.clone()], "the failed drill left its database");
+    assert_eq!(leftover_drill_databases(&mut db), vec![scratch.clone()], "the failed drill left its database");
 
     // The inventory and the audit record the drills.
     let listed = cli.run(&["--output", "json", "ha", "backup", "list"]);
