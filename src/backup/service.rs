@@ -231,11 +231,33 @@ impl BackupService {
             Err(error) => return (Err(error), Err(BackupError::Proof("no archive path".into()))),
         };
         let tools = self.tools.clone();
+        let exported = snapshot.clone();
         let dump =
-            tokio::task::spawn_blocking(move || dump::dump_to_partial(&tools, db::SCHEMA, &partial, Some(&snapshot)));
-        let baseline = proof::baseline::take(&client, excluded_schemas).await;
+            tokio::task::spawn_blocking(move || dump::dump_to_partial(&tools, db::SCHEMA, &partial, Some(&exported)));
+        let baseline = proof::baseline::take_parallel(
+            &client,
+            &snapshot,
+            excluded_schemas,
+            proof::baseline::default_readers(),
+            self.reader_sessions(),
+        )
+        .await;
         let dumped = dump.await.expect("the dump thread does not panic");
         (dumped, baseline)
+    }
+
+    /// Opens the extra sessions a parallel baseline reads tables with.
+    fn reader_sessions(
+        &self,
+    ) -> impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<tokio_postgres::Client, DbError>> + Send>>
+           + Send
+           + Sync
+           + 'static {
+        let db = self.db.clone();
+        move || {
+            let db = db.clone();
+            Box::pin(async move { db.open_another("baseline-reader").await })
+        }
     }
 
     /// Where the finished (still partial) archive positions each sequence.
@@ -256,8 +278,15 @@ impl BackupService {
         let started = std::time::Instant::now();
         let found = async {
             let client = self.db.open_another("proof").await?;
-            proof::tables::begin_snapshot(&client).await?;
-            proof::baseline::take(&client, &manifest.excluded_schemas).await
+            let snapshot = proof::tables::begin_snapshot(&client).await?;
+            proof::baseline::take_parallel(
+                &client,
+                &snapshot,
+                &manifest.excluded_schemas,
+                proof::baseline::default_readers(),
+                self.reader_sessions(),
+            )
+            .await
         }
         .await;
         Some(match found {

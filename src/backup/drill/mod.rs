@@ -230,8 +230,20 @@ impl BackupService {
             }
         }
         let found = async {
-            proof::tables::begin_snapshot(&client).await?;
-            let found = proof::baseline::take(&client, &manifest.excluded_schemas).await?;
+            let snapshot = proof::tables::begin_snapshot(&client).await?;
+            let (config, node_id) = (target.config.clone(), node_id.clone());
+            let open = move || {
+                let (config, node_id) = (config.clone(), node_id.clone());
+                async move { db::connect_config(config, &node_id, "verify-reader").await }
+            };
+            let found = proof::baseline::take_parallel(
+                &client,
+                &snapshot,
+                &manifest.excluded_schemas,
+                proof::baseline::default_readers(),
+                open,
+            )
+            .await?;
             client.batch_execute("COMMIT").await.map_err(DbError::query("end the proof's snapshot"))?;
             Ok::<_, BackupError>(found)
         }

@@ -33,6 +33,38 @@ pub async fn take(client: &Client, excluded_schemas: &[String]) -> Result<Baseli
     })
 }
 
+/// How many sessions read tables at once: the machine's cores, two to four. Two overlap the
+/// server's COPY output with the hashing even on two cores (docs/PERFORMANCE.md); beyond four
+/// the biggest table, read whole by one session, sets the pace anyway.
+pub fn default_readers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4))
+}
+
+/// [`take`], with the tables read by `readers` sessions that `open` opens and that join the
+/// snapshot `client` exported (`snapshot`, from `tables::begin_snapshot`). The result is the
+/// same as `take`'s: each table is read whole by one session and its hash is a sum.
+pub async fn take_parallel<Open, Opening, OpenError>(
+    client: &Client,
+    snapshot: &str,
+    excluded_schemas: &[String],
+    readers: usize,
+    open: Open,
+) -> Result<Baseline, BackupError>
+where
+    Open: Fn() -> Opening + Send + Sync + 'static,
+    Opening: std::future::Future<Output = Result<Client, OpenError>>,
+    BackupError: From<OpenError>,
+{
+    let started = std::time::Instant::now();
+    let tables = tables::all_table_contents_parallel(client, snapshot, excluded_schemas, readers, open).await?;
+    let objects = super::objects::inventory(client, excluded_schemas).await?;
+    Ok(Baseline {
+        tables,
+        objects,
+        taken_ms: started.elapsed().as_millis() as u64,
+    })
+}
+
 /// One object that differs: what the baseline expected and what was found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Difference {

@@ -51,7 +51,7 @@ impl ContentHash {
 
     /// Feeds a chunk of COPY text output; every complete line is a row.
     pub fn feed(&mut self, mut chunk: &[u8]) {
-        while let Some(end) = chunk.iter().position(|b| *b == b'\n') {
+        while let Some(end) = find_newline(chunk) {
             if self.pending.is_empty() {
                 self.add_row(&chunk[..end]);
             } else {
@@ -71,6 +71,27 @@ impl ContentHash {
         let hash: String = self.sum.iter().rev().map(|limb| format!("{limb:016x}")).collect();
         Ok(TableContent { rows: self.rows, hash })
     }
+}
+
+/// The index of the first newline in `bytes`, eight bytes at a time: a byte-at-a-time scan of
+/// pgbench-sized rows (~100 bytes) took a quarter of the CPU the hash spent on each row.
+fn find_newline(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+    const NEWLINES: u64 = ONES * b'\n' as u64;
+    let mut words = bytes.chunks_exact(8);
+    let mut offset = 0;
+    for word in &mut words {
+        // Zero bytes where `word` has a newline; the lowest flagged byte is the first zero (a
+        // borrow can only flag bytes above it, which come later in little-endian order).
+        let xored = u64::from_le_bytes(word.try_into().expect("8-byte chunk")) ^ NEWLINES;
+        let zeros = xored.wrapping_sub(ONES) & !xored & HIGH_BITS;
+        if zeros != 0 {
+            return Some(offset + zeros.trailing_zeros() as usize / 8);
+        }
+        offset += 8;
+    }
+    words.remainder().iter().position(|b| *b == b'\n').map(|at| offset + at)
 }
 
 #[cfg(test)]
@@ -115,6 +136,34 @@ mod tests {
             hash.feed(&text[split..]);
             assert_eq!(hash.finish().unwrap(), whole, "split at {split}");
         }
+    }
+
+    #[test]
+    fn the_hash_is_the_sum_of_the_rows_sha256() {
+        // Recorded baselines hold this value; computed independently (Python's hashlib).
+        assert_eq!(
+            content(&["1\ta", "2\tb", "3\t\\N"]).hash,
+            "3e88409d160f27f09b47092f0f920b3a9daac4fceea628f106f77e143c3d81e2"
+        );
+    }
+
+    #[test]
+    fn find_newline_agrees_with_a_byte_scan() {
+        // Every length across a few words, a newline at every place (or none), neighbours that
+        // differ from a newline by one bit or a borrow (0x0b, 0x09, 0x8a, 0x00, 0xff).
+        for len in 0..40 {
+            for at in 0..=len {
+                for neighbour in [b'a', 0x0b, 0x09, 0x8a, 0x00, 0xff] {
+                    let mut bytes = vec![neighbour; len];
+                    if at < len {
+                        bytes[at] = b'\n';
+                    }
+                    let expected = bytes.iter().position(|b| *b == b'\n');
+                    assert_eq!(find_newline(&bytes), expected, "{bytes:?}");
+                }
+            }
+        }
+        assert_eq!(find_newline(b"first\nsecond\n"), Some(5));
     }
 
     #[test]
