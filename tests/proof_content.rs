@@ -134,21 +134,31 @@ fn parallel_readers_give_the_same_baseline() {
     let Some(lab) = Lab::start_or_skip("proof-parallel") else {
         return;
     };
-    sql::connect(&lab.url()).batch_execute(SCHEMA).expect("the schema loads");
+    sql::connect(&lab.url())
+        .batch_execute(SCHEMA)
+        .expect("the schema loads");
     let alone = baseline(&lab.url());
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
     for readers in [1, 3] {
         let url = lab.url();
         let parallel = runtime.block_on(async {
-            let client = autonomy::db::connect(&url, "proof-test", "baseline").await.expect("a session");
+            let client = autonomy::db::connect(&url, "proof-test", "baseline")
+                .await
+                .expect("a session");
             let snapshot = tables::begin_snapshot(&client).await.expect("a snapshot");
             let open = move || {
                 let url = url.clone();
                 async move { autonomy::db::connect(&url, "proof-test", "reader").await }
             };
-            autonomy::backup::proof::baseline::take_parallel(&client, &snapshot, &["private_ops".to_owned()], readers, open)
-                .await
-                .expect("the parallel baseline")
+            autonomy::backup::proof::baseline::take_parallel(
+                &client,
+                &snapshot,
+                &["private_ops".to_owned()],
+                readers,
+                open,
+            )
+            .await
+            .expect("the parallel baseline")
         });
         assert_eq!(parallel.tables, alone.tables, "{readers} readers");
         assert_eq!(parallel.objects, alone.objects, "{readers} readers");

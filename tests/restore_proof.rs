@@ -28,7 +28,11 @@ fn a_restore_reports_its_proof_and_refuses_an_edited_manifest() {
     let mut manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&manifest_path).expect("the manifest")).expect("JSON");
     assert_eq!(manifest["manifest_version"], 3);
-    assert_eq!(manifest["manifest_sha256"].as_str().map(str::len), Some(64), "{manifest:#}");
+    assert_eq!(
+        manifest["manifest_sha256"].as_str().map(str::len),
+        Some(64),
+        "{manifest:#}"
+    );
     let tables = manifest["baseline"]["tables"]
         .as_object()
         .expect("the manifest records a baseline per table")
@@ -65,7 +69,10 @@ fn a_restore_reports_its_proof_and_refuses_an_edited_manifest() {
         .query_one("SELECT payload FROM val15_small WHERE id = 1", &[])
         .unwrap()
         .get(0);
-    assert_eq!(kept, "after the proven restore", "the refused restore touched the database");
+    assert_eq!(
+        kept, "after the proven restore",
+        "the refused restore touched the database"
+    );
 
     // The seal is a checksum, not a signature: whoever can write the repository can re-seal an
     // edited manifest. The restore then runs, and its proof names the table whose recorded
@@ -76,7 +83,9 @@ fn a_restore_reports_its_proof_and_refuses_an_edited_manifest() {
     assert!(resealed.success(), "{resealed}");
     assert_eq!(resealed.field("proof").as_deref(), Some("differences"), "{resealed}");
     assert!(
-        resealed.stdout.contains("\ndifference table public.val15_small: expected `rows="),
+        resealed
+            .stdout
+            .contains("\ndifference table public.val15_small: expected `rows="),
         "{resealed}"
     );
     assert!(!resealed.stdout.contains("public.val15_medium:"), "{resealed}");
@@ -91,7 +100,8 @@ fn a_sequence_advancing_during_the_backup_is_still_proven() {
         return;
     };
     let mut db = sql::connect(&lab.url());
-    db.batch_execute(include_str!("../fixtures/val19.sql")).expect("the fixture loads");
+    db.batch_execute(include_str!("../fixtures/val19.sql"))
+        .expect("the fixture loads");
     let node = Node::start_leader(lab.node_spec("proof-busy", true)).unwrap_or_else(|e| panic!("{e}"));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let advancing = {
@@ -100,7 +110,9 @@ fn a_sequence_advancing_during_the_backup_is_still_proven() {
             let mut client = sql::connect(&url);
             let mut calls = 0u64;
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                client.batch_execute("SELECT nextval('invoice_number_seq')").expect("nextval");
+                client
+                    .batch_execute("SELECT nextval('invoice_number_seq')")
+                    .expect("nextval");
                 calls += 1;
             }
             calls

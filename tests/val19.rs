@@ -89,7 +89,11 @@ fn val19_report_is_pass() {
         return;
     }
     let report = &outcome.report;
-    assert_eq!((report.pass, report.total, report.outcome), (10, 10, Outcome::Pass), "{report:#?}");
+    assert_eq!(
+        (report.pass, report.total, report.outcome),
+        (10, 10, Outcome::Pass),
+        "{report:#?}"
+    );
     assert!(report.metrics.contains_key("drill_rto_ms"), "{:?}", report.metrics);
     assert_eq!(common::phase::times_run(BUNDLE), 1, "the phases must run once per run");
 }
@@ -115,20 +119,42 @@ fn val19_report_is_pass() {
 #[case::live_changed("VAL19-10", |o: &mut Observations| { o.live_after_drills.as_mut().unwrap().tables.insert("public.extra".into(), "x".into()); })]
 fn judging_a_broken_fact_fails_its_check(#[case] id: &str, #[case] breaks: fn(&mut Observations)) {
     let outcome = outcome();
-    if common::verdict::skipped(&outcome.report, &outcome.evidence_dir, "judging_a_broken_fact_fails_its_check") {
+    if common::verdict::skipped(
+        &outcome.report,
+        &outcome.evidence_dir,
+        "judging_a_broken_fact_fails_its_check",
+    ) {
         return;
     }
     let mut observations = outcome.observations.clone();
-    assert_eq!(status_of(&observations, id), CheckStatus::Pass, "{id} passes before the break");
+    assert_eq!(
+        status_of(&observations, id),
+        CheckStatus::Pass,
+        "{id} passes before the break"
+    );
     breaks(&mut observations);
-    assert_eq!(status_of(&observations, id), CheckStatus::Fail, "{id} should fail once broken");
+    assert_eq!(
+        status_of(&observations, id),
+        CheckStatus::Fail,
+        "{id} should fail once broken"
+    );
 }
 
 /// As if the verifier had not seen `mutation`: exit 0, nothing named.
 fn miss(observations: &mut Observations, mutation: &str) {
-    let run = &mut observations.mutations.iter_mut().find(|m| m.name == mutation).unwrap().run;
+    let run = &mut observations
+        .mutations
+        .iter_mut()
+        .find(|m| m.name == mutation)
+        .unwrap()
+        .run;
     run.exit_code = Some(0);
-    run.stdout = run.stdout.lines().filter(|l| !l.starts_with("difference ")).collect::<Vec<_>>().join("\n");
+    run.stdout = run
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with("difference "))
+        .collect::<Vec<_>>()
+        .join("\n");
 }
 
 fn status_of(observations: &Observations, id: &str) -> CheckStatus {

@@ -70,7 +70,11 @@ pub(crate) fn copy_psql(tools: &PgTools, tables: &[String]) {
 
 /// The baseline as a backup takes it: a fresh session and its snapshot, then every table and
 /// the object inventory, the tables read as `readers` says.
-pub(crate) async fn baseline(url: &str, excluded: &[String], readers: Readers) -> BTreeMap<String, proof::TableContent> {
+pub(crate) async fn baseline(
+    url: &str,
+    excluded: &[String],
+    readers: Readers,
+) -> BTreeMap<String, proof::TableContent> {
     let client = connect(url, "baseline").await;
     let snapshot = tables::begin_snapshot(&client).await.expect("the snapshot opens");
     take(url, &client, &snapshot, excluded, readers).await

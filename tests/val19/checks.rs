@@ -29,9 +29,7 @@ pub fn named_objects(run: &CliRun) -> Vec<String> {
 fn judged(mutation: &MutationRun) -> (bool, String) {
     let named = named_objects(&mutation.run);
     let ok = match &mutation.names {
-        Some(object) => {
-            mutation.run.exit_code == Some(1) && named.len() == 1 && named[0].starts_with(object.as_str())
-        }
+        Some(object) => mutation.run.exit_code == Some(1) && named.len() == 1 && named[0].starts_with(object.as_str()),
         None => mutation.run.exit_code == Some(0) && mutation.run.field("outcome").as_deref() == Some("proven"),
     };
     let line = format!(
@@ -62,7 +60,8 @@ fn suite(runs: &[MutationRun], names: &[&str], evidence: &str) -> Option<Verdict
 /// The ten checks, each from the observations alone.
 pub fn evaluate(obs: &Observations, skip_reason: Option<&str>) -> Vec<Check> {
     let judge = Judge::new(skip_reason, obs.aborted.as_deref());
-    let check = |id: &str, name: &str, threshold: &str, verdict: Option<Verdict>| judge.check(id, name, threshold, verdict);
+    let check =
+        |id: &str, name: &str, threshold: &str, verdict: Option<Verdict>| judge.check(id, name, threshold, verdict);
     vec![
         check("VAL19-01", "fixture_backed_up_with_sealed_baseline",
             ">= 10 tables, 2 large objects, a duplicated row without a PK; backup exits 0; manifest v3 sealed; baseline >= 10 tables and >= 100 objects",

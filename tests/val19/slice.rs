@@ -56,8 +56,16 @@ pub const MUTATIONS: [Mutation; 11] = [
 
 /// Physical reorganisations that change no content: the verifier must report nothing.
 pub const REORDERS: [Mutation; 2] = [
-    Mutation { name: "cluster", sql: "CLUSTER customers USING customers_pkey; CLUSTER orders USING orders_pkey", names: None },
-    Mutation { name: "vacuum_full", sql: "VACUUM FULL event_log", names: None },
+    Mutation {
+        name: "cluster",
+        sql: "CLUSTER customers USING customers_pkey; CLUSTER orders USING orders_pkey",
+        names: None,
+    },
+    Mutation {
+        name: "vacuum_full",
+        sql: "VACUUM FULL event_log",
+        names: None,
+    },
 ];
 
 /// One drill of a changed database: what was changed and what `verify` answered.
@@ -115,12 +123,18 @@ pub fn run_slice() -> SliceOutcome {
     let mut report = Report::new("val19", "VAL 19 — Restore Fidelity", run::run_id());
     match backend::start(BUNDLE) {
         Err(backend::Unavailable(reason)) => {
-            let _ = bundle.write("val19-pg-setup.txt", format!("SKIP: no PostgreSQL backend could run: {reason}\n"));
+            let _ = bundle.write(
+                "val19-pg-setup.txt",
+                format!("SKIP: no PostgreSQL backend could run: {reason}\n"),
+            );
             report.skip_reason = Some(reason);
         }
         Ok(pg) => {
             report.backend = pg.kind().to_owned();
-            let scratch = tempfile::Builder::new().prefix("autonomy-val19-").tempdir().expect("a scratch dir");
+            let scratch = tempfile::Builder::new()
+                .prefix("autonomy-val19-")
+                .tempdir()
+                .expect("a scratch dir");
             let mut lab = Lab {
                 pg: pg.as_ref(),
                 bundle: &bundle,
@@ -138,7 +152,12 @@ pub fn run_slice() -> SliceOutcome {
         }
     }
     report.checks = evaluate(&obs, report.skip_reason.as_deref());
-    if let Some(rto) = obs.drill.as_ref().and_then(|run| run.field("rto_ms")).and_then(|v| v.parse::<u64>().ok()) {
+    if let Some(rto) = obs
+        .drill
+        .as_ref()
+        .and_then(|run| run.field("rto_ms"))
+        .and_then(|v| v.parse::<u64>().ok())
+    {
         report.metrics.insert("drill_rto_ms".into(), rto.into());
     }
     report.files = run::list_files(&bundle.dir);
@@ -162,14 +181,20 @@ struct Lab<'a> {
 /// The drills' scratch databases present on the server.
 fn drill_databases(admin: &mut postgres::Client) -> Result<Vec<String>, String> {
     admin
-        .query("SELECT datname FROM pg_database WHERE datname LIKE 'autonomy\\_verify\\_%' ORDER BY 1", &[])
+        .query(
+            "SELECT datname FROM pg_database WHERE datname LIKE 'autonomy\\_verify\\_%' ORDER BY 1",
+            &[],
+        )
         .map(|rows| rows.iter().map(|row| row.get(0)).collect())
         .map_err(|e| format!("list the drill databases: {e}"))
 }
 
 impl Lab<'_> {
     fn write(&self, name: &str, body: impl AsRef<[u8]>) -> Result<(), String> {
-        self.bundle.write(name, body).map(|_| ()).map_err(|e| format!("write evidence {name}: {e}"))
+        self.bundle
+            .write(name, body)
+            .map(|_| ())
+            .map_err(|e| format!("write evidence {name}: {e}"))
     }
 
     fn record(&self, name: &str, run: &CliRun) -> Result<(), String> {
@@ -219,7 +244,9 @@ impl Lab<'_> {
         let cli = Cli::for_server(&node.url);
         let backup = cli.run(&["ha", "backup", "create"]);
         self.record("val19-01-backup-create.txt", &backup)?;
-        let backup_id = backup.field("backup_id").ok_or_else(|| format!("backup create gave no id: {backup}"))?;
+        let backup_id = backup
+            .field("backup_id")
+            .ok_or_else(|| format!("backup create gave no id: {backup}"))?;
         obs.backup = Some(backup);
         obs.backup_id = Some(backup_id.clone());
         let manifest_path = self.scratch.join("backups").join(format!("{backup_id}.json"));
@@ -269,7 +296,15 @@ impl Lab<'_> {
                 sql::connect(&copy_url)
                     .batch_execute(mutation.sql)
                     .map_err(|e| format!("apply {}: {e}", mutation.name))?;
-                let run = cli.run(&["ha", "backup", "verify", &backup_id, "--target-url", &copy_url, "--proof-only"]);
+                let run = cli.run(&[
+                    "ha",
+                    "backup",
+                    "verify",
+                    &backup_id,
+                    "--target-url",
+                    &copy_url,
+                    "--proof-only",
+                ]);
                 self.record(&format!("val19-{set}-{}.txt", mutation.name), &run)?;
                 admin
                     .batch_execute(&format!("DROP DATABASE \"{copy}\" WITH (FORCE)"))
@@ -320,7 +355,15 @@ impl Lab<'_> {
         });
 
         // 7. The live database is never a drill's target, and the drills left it alone.
-        let live_target = cli.run(&["ha", "backup", "verify", &backup_id, "--target-url", &live_url, "--proof-only"]);
+        let live_target = cli.run(&[
+            "ha",
+            "backup",
+            "verify",
+            &backup_id,
+            "--target-url",
+            &live_url,
+            "--proof-only",
+        ]);
         self.record("val19-10-verify-live-target.txt", &live_target)?;
         obs.live_target = Some(live_target);
         obs.live_after_drills = Some(sql::fingerprint(&mut live));

@@ -71,11 +71,15 @@ async fn check_each(client: &Client, schema: &str, excluded_schemas: &[String]) 
         let name: String = index.get(0);
         let oid: u32 = index.get(1);
         let checked = client
-            .query_one(&format!("SELECT {schema}.bt_index_check($1::oid::regclass, true)"), &[&oid])
+            .query_one(
+                &format!("SELECT {schema}.bt_index_check($1::oid::regclass, true)"),
+                &[&oid],
+            )
             .await;
         let Err(error) = checked else { continue };
         let corruption = error.code().is_some_and(|code| {
-            *code == tokio_postgres::error::SqlState::DATA_CORRUPTED || *code == tokio_postgres::error::SqlState::INDEX_CORRUPTED
+            *code == tokio_postgres::error::SqlState::DATA_CORRUPTED
+                || *code == tokio_postgres::error::SqlState::INDEX_CORRUPTED
         });
         if !corruption {
             return Err(DbError::query("amcheck bt_index_check")(error));

@@ -11,8 +11,8 @@ pub mod target;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-pub use report::{DrillOutcome, Phase, VerifyReport};
 use report::PhaseClock;
+pub use report::{DrillOutcome, Phase, VerifyReport};
 use target::{Target, TargetKind};
 
 use crate::{
@@ -132,7 +132,10 @@ impl BackupService {
             )),
             (Some(config), true) => Ok(Target::existing(config)),
             (Some(server), false) => Ok(Target::scratch(server, scratch)),
-            (None, false) => Ok(Target::scratch(self.db.config_for_database(&self.tools.database)?, scratch)),
+            (None, false) => Ok(Target::scratch(
+                self.db.config_for_database(&self.tools.database)?,
+                scratch,
+            )),
         }
     }
 
@@ -197,9 +200,10 @@ impl BackupService {
             for (section, phase) in sections::SECTIONS {
                 let clock = PhaseClock::start();
                 let (tools, archive) = (tools.clone(), archive.clone());
-                let restored = tokio::task::spawn_blocking(move || sections::restore_section(&tools, &archive, section))
-                    .await
-                    .expect("the restore thread does not panic");
+                let restored =
+                    tokio::task::spawn_blocking(move || sections::restore_section(&tools, &archive, section))
+                        .await
+                        .expect("the restore thread does not panic");
                 clock.stop(report, phase);
                 if let Err(error) = restored {
                     report.fail(error);
@@ -244,7 +248,10 @@ impl BackupService {
                 open,
             )
             .await?;
-            client.batch_execute("COMMIT").await.map_err(DbError::query("end the proof's snapshot"))?;
+            client
+                .batch_execute("COMMIT")
+                .await
+                .map_err(DbError::query("end the proof's snapshot"))?;
             Ok::<_, BackupError>(found)
         }
         .await;
@@ -280,7 +287,12 @@ impl BackupService {
         let node_id = self.db.node_id().to_owned();
         let server = db::connect_config(target.maintenance.clone(), &node_id, "verify")
             .await
-            .map_err(|e| format!("cannot reach the drill's server {}: {e}", target::describe(&target.maintenance)))?;
+            .map_err(|e| {
+                format!(
+                    "cannot reach the drill's server {}: {e}",
+                    target::describe(&target.maintenance)
+                )
+            })?;
         match target::drop_abandoned(&server).await {
             Ok(dropped) if !dropped.is_empty() => {
                 tracing::warn!(?dropped, "dropped scratch databases that earlier drills abandoned");

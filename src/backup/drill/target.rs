@@ -88,7 +88,13 @@ pub fn unsupported_target(config: &Config) -> Option<&'static str> {
 pub fn scratch_name(backup_id: &str) -> String {
     let id: String = backup_id
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
         .take(36)
         .collect();
     format!("{SCRATCH_PREFIX}{id}_{}", hex::encode(rand::random::<[u8; 3]>()))
@@ -171,7 +177,10 @@ pub async fn drop_abandoned(server: &Client) -> Result<Vec<String>, DbError> {
         .map_err(DbError::query("look for abandoned drill databases"))?;
     let names: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
     for name in &names {
-        if name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
+        if name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
             drop_scratch(server, name).await?;
         }
     }
@@ -197,7 +206,9 @@ pub async fn refuse_managed(client: &Client) -> Result<Option<String>, DbError> 
              and a drill never uses one as its target; nothing was changed"
         ))
     } else if template {
-        Some(format!("the database `{name}` is a template; a drill never uses one as its target"))
+        Some(format!(
+            "the database `{name}` is a template; a drill never uses one as its target"
+        ))
     } else {
         None
     })
@@ -210,9 +221,14 @@ mod tests {
     #[test]
     fn a_scratch_name_is_a_plain_identifier_within_63_bytes() {
         let name = scratch_name("bk-20261129T232703Z-abcdef");
-        assert!(name.starts_with("autonomy_verify_bk_20261129t232703z_abcdef_"), "{name}");
+        assert!(
+            name.starts_with("autonomy_verify_bk_20261129t232703z_abcdef_"),
+            "{name}"
+        );
         assert!(name.len() <= 63, "{name}");
-        assert!(name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'));
+        assert!(name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'));
         assert_ne!(name, scratch_name("bk-20261129T232703Z-abcdef"));
     }
 

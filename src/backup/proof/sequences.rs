@@ -92,7 +92,11 @@ pub fn parse_setvals(script: &str) -> BTreeMap<String, String> {
             .map(str::trim)
             .collect();
         if let [value, called] = arguments[..] {
-            let position = if called == "true" { value.to_owned() } else { "unset".to_owned() };
+            let position = if called == "true" {
+                value.to_owned()
+            } else {
+                "unset".to_owned()
+            };
             positions.insert(name, position);
         }
     }
@@ -150,7 +154,13 @@ mod tests {
             )]),
             taken_ms: 0,
         };
-        apply(&mut baseline, &BTreeMap::from([("public.s".to_owned(), "9".to_owned())]));
-        assert_eq!(baseline.objects["sequence public.s"], "last_value=9 increment=1 min=1 max=9 cycle=false");
+        apply(
+            &mut baseline,
+            &BTreeMap::from([("public.s".to_owned(), "9".to_owned())]),
+        );
+        assert_eq!(
+            baseline.objects["sequence public.s"],
+            "last_value=9 increment=1 min=1 max=9 cycle=false"
+        );
     }
 }
