@@ -100,6 +100,25 @@ impl PgTools {
     }
 }
 
+/// Runs a pg_restore-style `command` to its end without input and returns its stdout; a
+/// failure is reported as `tool` with the tail of its stderr.
+pub fn run_to_end(mut command: Command, tool: &'static str) -> Result<Vec<u8>, crate::backup::BackupError> {
+    let output = command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .map_err(|source| crate::backup::BackupError::Spawn { tool, source })?;
+    if !output.status.success() {
+        return Err(crate::backup::BackupError::Tool {
+            tool,
+            status: output.status.to_string(),
+            stderr: stderr_tail(&output.stderr, 2000),
+        });
+    }
+    Ok(output.stdout)
+}
+
 /// The last `limit` bytes of a tool's stderr, for error messages (tools never print passwords).
 pub fn stderr_tail(stderr: &[u8], limit: usize) -> String {
     let start = stderr.len().saturating_sub(limit);

@@ -1,10 +1,10 @@
 //! Replays an archive into a scratch database one pg_restore section at a time (pre-data,
 //! data, post-data), so each is timed on its own: seed 001's schema / data / index phases.
 
-use std::{path::Path, process::Stdio};
+use std::path::Path;
 
 use crate::backup::{
-    pgtools::{stderr_tail, PgTools},
+    pgtools::{run_to_end, PgTools},
     BackupError,
 };
 
@@ -13,26 +13,16 @@ pub const SECTIONS: [(&str, &str); 3] = [("pre-data", "pre_data"), ("data", "dat
 
 /// Restores one section of `archive` into the database `tools` names. Blocking.
 pub fn restore_section(tools: &PgTools, archive: &Path, section: &str) -> Result<(), BackupError> {
-    let output = tools
-        .command("pg_restore")
+    let mut command = tools.command("pg_restore");
+    command
         .args(["--exit-on-error", "--no-password"])
         .arg(format!("--section={section}"))
         .arg(format!("--dbname={}", tools.dbname_conninfo()))
-        .arg(archive)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()
-        .map_err(|source| BackupError::Spawn {
-            tool: "pg_restore",
-            source,
-        })?;
-    if output.status.success() {
-        return Ok(());
-    }
-    Err(BackupError::Tool {
-        tool: "pg_restore",
-        status: output.status.to_string(),
-        stderr: format!("section {section}: {}", stderr_tail(&output.stderr, 2000)),
-    })
+        .arg(archive);
+    let tool = match section {
+        "pre-data" => "pg_restore --section=pre-data",
+        "data" => "pg_restore --section=data",
+        _ => "pg_restore --section=post-data",
+    };
+    run_to_end(command, tool).map(|_| ())
 }

@@ -3,10 +3,10 @@
 //! busy database the two reads differ. The baseline therefore takes each sequence's position
 //! from the archive's own `SEQUENCE SET` entries, which are exactly what a restore sets.
 
-use std::{collections::BTreeMap, path::Path, process::Stdio};
+use std::{collections::BTreeMap, path::Path};
 
 use crate::backup::{
-    pgtools::{stderr_tail, PgTools},
+    pgtools::{run_to_end, PgTools},
     BackupError,
 };
 
@@ -38,26 +38,10 @@ pub fn archived_positions(tools: &PgTools, archive: &Path) -> Result<BTreeMap<St
 }
 
 fn run_pg_restore(tools: &PgTools, args: &[String], archive: &Path) -> Result<String, BackupError> {
-    let output = tools
-        .command("pg_restore")
-        .args(args)
-        .arg(archive)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .map_err(|source| BackupError::Spawn {
-            tool: "pg_restore",
-            source,
-        })?;
-    if !output.status.success() {
-        return Err(BackupError::Tool {
-            tool: "pg_restore (reading the archive's sequence positions)",
-            status: output.status.to_string(),
-            stderr: stderr_tail(&output.stderr, 2000),
-        });
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    let mut command = tools.command("pg_restore");
+    command.args(args).arg(archive);
+    let stdout = run_to_end(command, "pg_restore (reading the archive's sequence positions)")?;
+    Ok(String::from_utf8_lossy(&stdout).into_owned())
 }
 
 /// `SELECT pg_catalog.setval('public."Odd ""seq"""', 1042, true);` lines to positions.
