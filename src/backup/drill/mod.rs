@@ -301,7 +301,7 @@ impl BackupService {
             Ok(_) => {}
             Err(error) => return Err(error.to_string()),
         }
-        let live = self.db.open_another("verify").await.map_err(|e| e.to_string())?;
+        let live = self.db.get().await.map_err(|e| e.to_string())?;
         target::create_scratch(&server, &target.database, &live)
             .await
             .map_err(|e| e.to_string())
