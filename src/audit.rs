@@ -3,6 +3,7 @@
 use std::{
     fs::{self, File, OpenOptions},
     io::{BufRead, BufReader, Write},
+    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
     path::{Path, PathBuf},
     sync::Mutex,
 };
@@ -37,40 +38,90 @@ pub enum AuditError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the audit file {path} has a malformed line {line}: {source}")]
-    Malformed {
-        path: PathBuf,
-        line: usize,
-        #[source]
-        source: serde_json::Error,
-    },
+    #[error("the audit file {path} has a malformed line {line}: {reason}")]
+    Malformed { path: PathBuf, line: usize, reason: String },
+    #[error("there is no audit store at {0}: the directory does not exist; pass the --audit-dir the nodes write to (their `--audit-dir`)")]
+    NoStore(PathBuf),
+}
+
+/// Whether this node's audit store took its last write, for the status report: a node whose
+/// audit cannot be written refuses destructive operations, and says so.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditHealth {
+    /// False from a failed write until a write succeeds again.
+    pub writable: bool,
+    /// The last write failure (None once a later write succeeded).
+    #[serde(default)]
+    pub last_error: Option<String>,
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub failed_at: Option<OffsetDateTime>,
+}
+
+impl Default for AuditHealth {
+    /// Writable: nothing has failed.
+    fn default() -> Self {
+        Self {
+            writable: true,
+            last_error: None,
+            failed_at: None,
+        }
+    }
 }
 
 /// A node's writer. Appends are serialised so lines never interleave.
 pub struct AuditLog {
     node_id: String,
+    dir: PathBuf,
     path: PathBuf,
     file: Mutex<File>,
+    /// The last write's failure, until a write succeeds.
+    failure: Mutex<Option<(OffsetDateTime, String)>>,
 }
 
 impl AuditLog {
+    /// Opens (creating, 0700 and 0600: events name the database's backups and restores)
+    /// `<dir>/<node_id>.jsonl`. The directory's parent must exist: a mistyped path is an error,
+    /// not a new tree.
     pub fn open(dir: &Path, node_id: &str) -> Result<Self, AuditError> {
         let path = dir.join(format!("{node_id}.jsonl"));
         let write_err = |source| AuditError::Write {
             path: path.clone(),
             source,
         };
-        fs::create_dir_all(dir).map_err(write_err)?;
+        if !dir.is_dir() {
+            fs::DirBuilder::new().mode(0o700).create(dir).map_err(write_err)?;
+        }
         let file = OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(&path)
             .map_err(write_err)?;
         Ok(Self {
             node_id: node_id.to_owned(),
+            dir: dir.to_owned(),
             path,
             file: Mutex::new(file),
+            failure: Mutex::new(None),
         })
+    }
+
+    /// The store's directory (every node's file).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Whether the last write succeeded, and if not, why.
+    pub fn health(&self) -> AuditHealth {
+        let failure = self.failure.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match &*failure {
+            None => AuditHealth::default(),
+            Some((at, error)) => AuditHealth {
+                writable: false,
+                last_error: Some(error.clone()),
+                failed_at: Some(*at),
+            },
+        }
     }
 
     /// Appends one event and fsyncs it before returning: a reported event is on disk.
@@ -85,13 +136,22 @@ impl AuditLog {
         let mut line = serde_json::to_vec(&event).expect("an audit event always serialises");
         line.push(b'\n');
         let file = self.file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let write_err = |source| AuditError::Write {
-            path: self.path.clone(),
-            source,
-        };
-        (&*file).write_all(&line).map_err(write_err)?;
-        file.sync_data().map_err(write_err)?;
-        Ok(event)
+        let written = (&*file).write_all(&line).and_then(|()| file.sync_data());
+        let mut failure = self.failure.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match written {
+            Ok(()) => {
+                *failure = None;
+                Ok(event)
+            }
+            Err(source) => {
+                let error = AuditError::Write {
+                    path: self.path.clone(),
+                    source,
+                };
+                *failure = Some((event.time, error.to_string()));
+                Err(error)
+            }
+        }
     }
 }
 
@@ -106,7 +166,9 @@ pub struct AuditQuery {
     pub since: Option<OffsetDateTime>,
 }
 
-/// Reads every node's file under `dir`, oldest event first. A missing directory has no events.
+/// Reads every node's file under `dir`, oldest event first. A missing directory is an error
+/// (a mistyped path must not read as "nothing happened"); a damaged line is skipped with a
+/// warning naming its file and line, so one torn or corrupted line never hides the rest.
 pub fn query(dir: &Path, query: &AuditQuery) -> Result<Vec<AuditEvent>, AuditError> {
     let read_err = |source| AuditError::Read {
         path: dir.to_owned(),
@@ -114,7 +176,7 @@ pub fn query(dir: &Path, query: &AuditQuery) -> Result<Vec<AuditEvent>, AuditErr
     };
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Err(AuditError::NoStore(dir.to_owned())),
         Err(error) => return Err(read_err(error)),
     };
     let mut events = Vec::new();
@@ -127,24 +189,28 @@ pub fn query(dir: &Path, query: &AuditQuery) -> Result<Vec<AuditEvent>, AuditErr
             path: path.clone(),
             source,
         })?;
-        for (index, line) in BufReader::new(file).lines().enumerate() {
+        for (index, line) in BufReader::new(file).split(b'\n').enumerate() {
             let line = line.map_err(|source| AuditError::Read {
                 path: path.clone(),
                 source,
             })?;
-            if line.trim().is_empty() {
+            if line.trim_ascii().is_empty() {
                 continue;
             }
-            // A crash mid-append can leave one torn line; it must not hide every other event.
-            let event: AuditEvent = match serde_json::from_str(&line) {
+            // A crash mid-append can leave one torn line (cut inside a UTF-8 sequence, even);
+            // it must not hide every other event.
+            let parsed = std::str::from_utf8(&line)
+                .map_err(|e| format!("not UTF-8 ({e})"))
+                .and_then(|text| serde_json::from_str::<AuditEvent>(text).map_err(|e| e.to_string()));
+            let event = match parsed {
                 Ok(event) => event,
-                Err(source) => {
+                Err(reason) => {
                     let error = AuditError::Malformed {
                         path: path.clone(),
                         line: index + 1,
-                        source,
+                        reason,
                     };
-                    tracing::warn!(%error, "skipping a malformed audit line");
+                    tracing::warn!(%error, "skipping a damaged audit line");
                     continue;
                 }
             };
@@ -191,9 +257,43 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_directory_has_no_events() {
+    fn a_missing_directory_is_an_error_not_an_empty_store() {
         let dir = tempfile::tempdir().expect("a temp dir");
-        let none = query(&dir.path().join("absent"), &AuditQuery::default()).expect("query");
-        assert!(none.is_empty());
+        let error = query(&dir.path().join("absent"), &AuditQuery::default()).unwrap_err();
+        assert!(matches!(error, AuditError::NoStore(_)), "{error}");
+    }
+
+    #[test]
+    fn a_damaged_line_is_skipped_and_the_rest_still_read() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let log = AuditLog::open(dir.path(), "node-a").expect("open");
+        log.record("ha.backup.created", serde_json::json!({})).expect("write");
+        let mut file = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join("node-a.jsonl"))
+            .unwrap();
+        file.write_all(b"{\"id\": \"ev-\xe2\x82\n{not json\n").unwrap();
+        log.record("ha.backup.restored", serde_json::json!({})).expect("write");
+        let events = query(dir.path(), &AuditQuery::default()).expect("damage is skipped");
+        assert_eq!(events.len(), 2);
+    }
+
+    #[test]
+    fn new_files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let store = dir.path().join("audit");
+        AuditLog::open(&store, "node-a").expect("open");
+        let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&store), 0o700);
+        assert_eq!(mode(&store.join("node-a.jsonl")), 0o600);
+    }
+
+    #[test]
+    fn a_store_whose_parent_is_missing_is_not_created() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let typo = dir.path().join("no-such-parent").join("audit");
+        assert!(AuditLog::open(&typo, "node-a").is_err());
+        assert!(!dir.path().join("no-such-parent").exists());
     }
 }

@@ -21,6 +21,12 @@ pub enum ClientError {
         leader_id: Option<String>,
         leader_address: Option<String>,
     },
+    #[error("no answer from the autonomy node at {url} within {} s (waiting for {waiting_for}); it may be frozen or overloaded. An operation it had started (a backup, a restore) still runs to its end there: `autonomy ha backup list` shows how it ended. Raise --timeout to wait longer", after.as_secs_f64())]
+    TimedOut {
+        url: String,
+        after: Duration,
+        waiting_for: String,
+    },
     #[error("the node at {url} answered {status} with a body that is not the expected JSON: {reason}")]
     Decode { url: String, status: u16, reason: String },
 }
@@ -28,7 +34,7 @@ pub enum ClientError {
 impl ClientError {
     pub fn exit(&self) -> Exit {
         match self {
-            ClientError::Unreachable { .. } => Exit::Unreachable,
+            ClientError::Unreachable { .. } | ClientError::TimedOut { .. } => Exit::Unreachable,
             ClientError::Decode { .. } => Exit::Internal,
             ClientError::Api { status, code, .. } => match (status, code.as_str()) {
                 (400, _) => Exit::Usage,
@@ -36,6 +42,7 @@ impl ClientError {
                 (404, _) => Exit::NotFound,
                 (409, _) | (503, "not_leader" | "fenced" | "restore_in_progress" | "quorum_lost") => Exit::Refused,
                 (422, _) => Exit::Integrity,
+                (500, "audit_io") => Exit::AuditIo,
                 _ => Exit::OperationFailed,
             },
         }
@@ -46,16 +53,17 @@ pub struct NodeClient {
     base: String,
     token: Option<String>,
     agent: Agent,
+    timeout: Option<Duration>,
 }
 
 impl NodeClient {
+    /// A client without an answer deadline (only connecting is bounded); the CLI always sets one.
     pub fn new(server: &str, token: Option<String>) -> Self {
-        // Backups and restores of large databases take long; only connecting is bounded.
         Self::with_timeout(server, token, None)
     }
 
-    /// A client whose every request, answer included, must finish within `timeout` (for
-    /// polling, where a hung node must not stall the poller).
+    /// A client whose every request, answer included, must finish within `timeout`: a frozen
+    /// node must not hold its caller forever.
     pub fn with_timeout(server: &str, token: Option<String>, timeout: Option<Duration>) -> Self {
         let agent: Agent = Agent::config_builder()
             .timeout_connect(Some(Duration::from_secs(5).min(timeout.unwrap_or(Duration::MAX))))
@@ -67,6 +75,7 @@ impl NodeClient {
             base: server.trim_end_matches('/').to_owned(),
             token,
             agent,
+            timeout,
         }
     }
 
@@ -76,7 +85,7 @@ impl NodeClient {
         if let Some(token) = &self.token {
             request = request.header("Authorization", &format!("Bearer {token}"));
         }
-        self.decode(&url, request.call())
+        self.decode(&url, &format!("GET {path}"), request.call())
     }
 
     pub fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
@@ -85,29 +94,40 @@ impl NodeClient {
         if let Some(token) = &self.token {
             request = request.header("Authorization", &format!("Bearer {token}"));
         }
-        self.decode(&url, request.send_json(body))
+        self.decode(&url, &format!("POST {path}"), request.send_json(body))
+    }
+
+    /// The error of a request that got no (whole) answer.
+    fn no_answer(&self, url: &str, waiting_for: &str, error: ureq::Error) -> ClientError {
+        let url = redact_userinfo(url);
+        match (error, self.timeout) {
+            (ureq::Error::Timeout(_), Some(after)) => ClientError::TimedOut {
+                url,
+                after,
+                waiting_for: waiting_for.to_owned(),
+            },
+            (error, _) => ClientError::Unreachable {
+                url,
+                reason: error.to_string(),
+            },
+        }
     }
 
     fn decode<T: DeserializeOwned>(
         &self,
         url: &str,
+        waiting_for: &str,
         result: Result<ureq::http::Response<ureq::Body>, ureq::Error>,
     ) -> Result<T, ClientError> {
-        let mut response = result.map_err(|e| ClientError::Unreachable {
-            url: url.to_owned(),
-            reason: e.to_string(),
-        })?;
+        let mut response = result.map_err(|e| self.no_answer(url, waiting_for, e))?;
         let status = response.status().as_u16();
         let body = response
             .body_mut()
             .read_to_string()
-            .map_err(|e| ClientError::Unreachable {
-                url: url.to_owned(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| self.no_answer(url, waiting_for, e))?;
         if (200..300).contains(&status) {
             return serde_json::from_str(&body).map_err(|e| ClientError::Decode {
-                url: url.to_owned(),
+                url: redact_userinfo(url),
                 status,
                 reason: e.to_string(),
             });
@@ -128,5 +148,37 @@ impl NodeClient {
                 leader_address: None,
             }),
         }
+    }
+}
+
+/// `url` with any `user:password@` replaced by `***@`: a URL in a message is never a leak.
+pub fn redact_userinfo(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|at| at + 3) else {
+        return url.to_owned();
+    };
+    let authority_end = url[scheme_end..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |at| scheme_end + at);
+    match url[scheme_end..authority_end].rfind('@') {
+        Some(at) => format!("{}***{}", &url[..scheme_end], &url[scheme_end + at..]),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn userinfo_never_reaches_a_message() {
+        assert_eq!(
+            redact_userinfo("http://admin:s3cret@127.0.0.1:7432/v1/ha/status"),
+            "http://***@127.0.0.1:7432/v1/ha/status"
+        );
+        assert_eq!(
+            redact_userinfo("http://127.0.0.1:7432/x@y"),
+            "http://127.0.0.1:7432/x@y"
+        );
+        assert_eq!(redact_userinfo("not a url"), "not a url");
     }
 }

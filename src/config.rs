@@ -68,6 +68,16 @@ pub enum ConfigError {
     MissingToken,
     #[error("the API token is {0} characters long; use at least 16 (for example `openssl rand -hex 24`)")]
     ShortToken(usize),
+    #[error("the API token has {0} at character {1}; use visible ASCII only, without spaces (for example `openssl rand -hex 24`)")]
+    TokenCharacters(&'static str, usize),
+    #[error("{flag} {path}: its parent directory {parent} does not exist; create it first (the node creates only the last component, so a mistyped path is not made into a new tree)")]
+    MissingParent {
+        flag: &'static str,
+        path: PathBuf,
+        parent: PathBuf,
+    },
+    #[error("{flag} {path} exists and is not a directory")]
+    NotADirectory { flag: &'static str, path: PathBuf },
     #[error(
         "--listen {0} is not a loopback address; pass --allow-remote if the node must be reachable from other hosts"
     )]
@@ -118,11 +128,26 @@ impl ServeConfig {
             .api_token
             .filter(|t| !t.is_empty())
             .ok_or(ConfigError::MissingToken)?;
+        if let Some((at, c)) = api_token.chars().enumerate().find(|(_, c)| !c.is_ascii_graphic()) {
+            let kind = if c.is_whitespace() {
+                "a space"
+            } else if c.is_control() {
+                "a control character"
+            } else {
+                "a non-ASCII character"
+            };
+            return Err(ConfigError::TokenCharacters(kind, at + 1));
+        }
         if api_token.len() < 16 {
             return Err(ConfigError::ShortToken(api_token.len()));
         }
         if !inputs.listen.ip().is_loopback() && !inputs.allow_remote {
             return Err(ConfigError::RemoteListen(inputs.listen));
+        }
+        if inputs.database_url.trim().is_empty() {
+            return Err(ConfigError::DatabaseUrl(
+                "it is empty; use e.g. postgresql://user@host:5432/app".into(),
+            ));
         }
         inputs
             .database_url
@@ -181,4 +206,33 @@ impl ServeConfig {
             replication_poll_interval: Duration::from_millis(replication_poll),
         })
     }
+}
+
+/// The node's directories: each must exist, or be creatable as one new last component.
+pub fn check_directories(config: &ServeConfig) -> Result<(), ConfigError> {
+    for (flag, path) in [("--backup-dir", &config.backup_dir), ("--audit-dir", &config.audit_dir)] {
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.is_dir() => continue,
+            Ok(_) => {
+                return Err(ConfigError::NotADirectory {
+                    flag,
+                    path: path.clone(),
+                })
+            }
+            Err(_) => {}
+        }
+        let parent = match path.parent() {
+            Some(parent) if parent.as_os_str().is_empty() => std::path::Path::new("."),
+            Some(parent) => parent,
+            None => continue,
+        };
+        if !parent.is_dir() {
+            return Err(ConfigError::MissingParent {
+                flag,
+                path: path.clone(),
+                parent: parent.to_owned(),
+            });
+        }
+    }
+    Ok(())
 }

@@ -146,6 +146,15 @@ const SCHEMA_SQL: &str = "
     -- The last restore drill (`ha backup verify`) of each backup and what it found.
     ALTER TABLE autonomy_ha.backup_inventory ADD COLUMN IF NOT EXISTS last_verified_at timestamptz;
     ALTER TABLE autonomy_ha.backup_inventory ADD COLUMN IF NOT EXISTS last_verify_outcome text;
+    -- The manifest format the backup was written with: a manifest file claiming an older one
+    -- than its row is a downgrade, refused by restore.
+    ALTER TABLE autonomy_ha.backup_inventory ADD COLUMN IF NOT EXISTS manifest_version integer;
+    -- The last restore of each backup, set inside the restore's own transaction (so it exists
+    -- exactly when the restore committed), then given the proof's outcome.
+    ALTER TABLE autonomy_ha.backup_inventory ADD COLUMN IF NOT EXISTS last_restored_at timestamptz;
+    ALTER TABLE autonomy_ha.backup_inventory ADD COLUMN IF NOT EXISTS last_restore_outcome text;
+    ALTER TABLE autonomy_ha.backup_inventory ADD COLUMN IF NOT EXISTS last_restore_id text;
+    ALTER TABLE autonomy_ha.backup_inventory ADD COLUMN IF NOT EXISTS last_restore_node text;
 ";
 
 /// Creates or repairs the `autonomy_ha` schema. Safe when several nodes start at once: it

@@ -24,6 +24,12 @@ pub enum Exit {
     OperationFailed = 8,
     /// The evidence assessed does not support the readiness claim (VAL26 verdict NOT READY).
     NotReady = 9,
+    /// A restore committed, but its proof found differences or could not run: the database
+    /// is not shown to be what was backed up.
+    RestoreUnproven = 10,
+    /// The node's audit store failed (`audit_io`): a write failed and the operation was refused
+    /// (or, if it had already committed, the message says so), or the store could not be read.
+    AuditIo = 11,
 }
 
 impl Exit {

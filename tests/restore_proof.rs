@@ -76,11 +76,18 @@ fn a_restore_reports_its_proof_and_refuses_an_edited_manifest() {
 
     // The seal is a checksum, not a signature: whoever can write the repository can re-seal an
     // edited manifest. The restore then runs, and its proof names the table whose recorded
-    // content it cannot reproduce.
+    // content it cannot reproduce: a restore that does not reproduce its baseline is not a
+    // success (exit 10, status restored_with_differences).
     let edited: autonomy::backup::Manifest = serde_json::from_value(manifest).expect("still a manifest");
     std::fs::write(&manifest_path, autonomy::backup::manifest::seal(&edited)).expect("re-sealed");
     let resealed = Cli::for_server(&maint.url).run(&["ha", "backup", "restore", &id, "--confirm"]);
-    assert!(resealed.success(), "{resealed}");
+    assert_eq!(resealed.exit_code, Some(10), "{resealed}");
+    assert_eq!(
+        resealed.field("status").as_deref(),
+        Some("restored_with_differences"),
+        "{resealed}"
+    );
+    assert!(resealed.stderr.contains("COMMITTED"), "{resealed}");
     assert_eq!(resealed.field("proof").as_deref(), Some("differences"), "{resealed}");
     assert!(
         resealed

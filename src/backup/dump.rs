@@ -1,7 +1,6 @@
 //! Runs pg_dump and streams its archive to a partial file, hashing it on the way (no second read).
 
 use std::{
-    fs::File,
     io::{Read, Write},
     path::Path,
     process::Stdio,
@@ -63,13 +62,15 @@ pub fn dump_to_partial(
         source,
     })?;
     let stderr = stderr_reader.join().unwrap_or_default();
+    // A write error is the cause: pg_dump then dies of the closed pipe (SIGPIPE), which is
+    // only its symptom.
     let (size_bytes, sha256) = match (streamed, status.success()) {
         (Ok(result), true) => result,
-        (Err(error), true) => {
+        (Err(error), _) => {
             let _ = std::fs::remove_file(partial);
             return Err(error);
         }
-        (_, false) => {
+        (Ok(_), false) => {
             let _ = std::fs::remove_file(partial);
             return Err(BackupError::Tool {
                 tool: "pg_dump",
@@ -87,7 +88,7 @@ pub fn dump_to_partial(
 
 /// Copies `source` into a new file at `partial`, hashing every byte, then fsyncs it.
 fn stream_and_hash(source: &mut impl Read, partial: &Path) -> Result<(u64, String), BackupError> {
-    let mut file = File::create(partial).map_err(BackupError::io(partial))?;
+    let mut file = crate::backup::repository::create_private(partial)?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 20];
     let mut size = 0u64;

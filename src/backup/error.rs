@@ -49,6 +49,18 @@ pub enum BackupError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{} is {kind}, not a regular file: something other than a backup sits in the repository; nothing was read or touched. Remove it, or restore another backup", path.display())]
+    NotRegularFile {
+        path: std::path::PathBuf,
+        kind: &'static str,
+    },
+    #[error("{what}: {source}. The audit store must be writable (check the node's --audit-dir: disk space, permissions, immutable flags)")]
+    Audit {
+        /// What was or was not done, for the operator.
+        what: String,
+        #[source]
+        source: crate::audit::AuditError,
+    },
     #[error("the restore proof could not be computed: {0}")]
     Proof(String),
     #[error("cannot start {tool}: {source}; is PostgreSQL's client installed (or --pg-bin-dir set)?")]

@@ -34,12 +34,13 @@ pub async fn upsert_completed(client: &impl GenericClient, m: &Manifest) -> Resu
         .execute(
             "INSERT INTO autonomy_ha.backup_inventory
                  (backup_id, status, created_at, completed_at, database, server_version,
-                  size_bytes, sha256, duration_ms, node_id, epoch, error)
-             VALUES ($1, 'completed', $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL)
+                  size_bytes, sha256, duration_ms, node_id, epoch, error, manifest_version)
+             VALUES ($1, 'completed', $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11)
              ON CONFLICT (backup_id) DO UPDATE SET
                  status = 'completed', completed_at = EXCLUDED.completed_at,
                  server_version = EXCLUDED.server_version, size_bytes = EXCLUDED.size_bytes,
-                 sha256 = EXCLUDED.sha256, duration_ms = EXCLUDED.duration_ms, error = NULL",
+                 sha256 = EXCLUDED.sha256, duration_ms = EXCLUDED.duration_ms, error = NULL,
+                 manifest_version = EXCLUDED.manifest_version",
             &[
                 &m.backup_id,
                 &m.created_at,
@@ -51,10 +52,88 @@ pub async fn upsert_completed(client: &impl GenericClient, m: &Manifest) -> Resu
                 &(m.duration_ms as i64),
                 &m.node_id,
                 &m.epoch,
+                &(m.manifest_version as i32),
             ],
         )
         .await
         .map_err(DbError::query("record a completed backup"))
+}
+
+/// Marks `running` rows no live operation owns as failed (interrupted) and returns their ids:
+/// this node's own but `live` (it has no other operation running), and any whose leader's
+/// epoch is over (its inventory write would be fenced; a manifest it still publishes is
+/// indexed as completed again by the next rebuild).
+pub async fn fail_interrupted(
+    client: &impl GenericClient,
+    node_id: &str,
+    live: Option<&str>,
+) -> Result<Vec<String>, DbError> {
+    let rows = client
+        .query(
+            "UPDATE autonomy_ha.backup_inventory
+                SET status = 'failed', completed_at = coalesce(completed_at, now()),
+                    error = 'interrupted: the node running it stopped or lost its database before the backup finished'
+              WHERE status = 'running'
+                AND ((node_id = $1 AND backup_id IS DISTINCT FROM $2)
+                     OR epoch < (SELECT epoch FROM autonomy_ha.leader_lease))
+          RETURNING backup_id",
+            &[&node_id, &live],
+        )
+        .await
+        .map_err(DbError::query("mark interrupted backups failed"))?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
+/// The ids of backups still `running` (some live operation may own them).
+pub async fn running(client: &impl GenericClient) -> Result<Vec<String>, DbError> {
+    let rows = client
+        .query(
+            "SELECT backup_id FROM autonomy_ha.backup_inventory WHERE status = 'running'",
+            &[],
+        )
+        .await
+        .map_err(DbError::query("read the running backups"))?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
+/// Gives a committed restore its proof's outcome (its row was marked inside the restore's
+/// transaction).
+pub async fn record_restore_outcome(
+    client: &impl GenericClient,
+    backup_id: &str,
+    restore_id: &str,
+    outcome: &str,
+) -> Result<(), DbError> {
+    client
+        .execute(
+            "UPDATE autonomy_ha.backup_inventory SET last_restore_outcome = $3
+              WHERE backup_id = $1 AND last_restore_id = $2",
+            &[&backup_id, &restore_id, &outcome],
+        )
+        .await
+        .map_err(DbError::query("record a restore's outcome"))?;
+    Ok(())
+}
+
+/// The backup whose last restore is `restore_id`, if that restore committed.
+pub async fn committed_restore(client: &impl GenericClient, restore_id: &str) -> Result<Option<String>, DbError> {
+    let row = client
+        .query_opt(
+            "SELECT backup_id FROM autonomy_ha.backup_inventory WHERE last_restore_id = $1",
+            &[&restore_id],
+        )
+        .await
+        .map_err(DbError::query("look up a restore"))?;
+    Ok(row.map(|row| row.get(0)))
+}
+
+/// One inventory row.
+pub async fn get(client: &impl GenericClient, backup_id: &str) -> Result<Option<BackupRecord>, DbError> {
+    let row = client
+        .query_opt(&format!("{SELECT_RECORD} WHERE backup_id = $1"), &[&backup_id])
+        .await
+        .map_err(DbError::query("read an inventory row"))?;
+    Ok(row.as_ref().map(record_from_row))
 }
 
 /// Marks a backup failed, keeping the reason for `backup list`.
@@ -107,16 +186,16 @@ pub async fn rebuild_from_manifests(client: &impl GenericClient, manifests: &[Ma
     Ok(added)
 }
 
+const SELECT_RECORD: &str = "SELECT backup_id, status, created_at, completed_at, database, server_version,
+                size_bytes, sha256, duration_ms, node_id, epoch, error,
+                last_verified_at, last_verify_outcome, manifest_version,
+                last_restored_at, last_restore_outcome
+           FROM autonomy_ha.backup_inventory";
+
 /// Every inventory row, oldest first.
 pub async fn list(client: &impl GenericClient) -> Result<Vec<BackupRecord>, DbError> {
     let rows = client
-        .query(
-            "SELECT backup_id, status, created_at, completed_at, database, server_version,
-                    size_bytes, sha256, duration_ms, node_id, epoch, error,
-                    last_verified_at, last_verify_outcome
-               FROM autonomy_ha.backup_inventory ORDER BY created_at, backup_id",
-            &[],
-        )
+        .query(&format!("{SELECT_RECORD} ORDER BY created_at, backup_id"), &[])
         .await
         .map_err(DbError::query("list the inventory"))?;
     Ok(rows.iter().map(record_from_row).collect())
@@ -139,5 +218,9 @@ fn record_from_row(row: &Row) -> BackupRecord {
         error: row.get(11),
         last_verified_at: row.get(12),
         last_verify_outcome: row.get(13),
+        manifest_version: row.get::<_, Option<i32>>(14).map(|v| v as u32),
+        last_restored_at: row.get(15),
+        last_restore_outcome: row.get(16),
+        files: None,
     }
 }

@@ -92,6 +92,62 @@ pub enum ManifestError {
     OtherBackup(String),
     #[error("the manifest was changed after it was written (its manifest_sha256 says {expected}, its content hashes to {actual})")]
     Tampered { expected: String, actual: String },
+    #[error("the manifest is version {found}, older than the sealed format {current} this node writes, so nothing proves it unchanged; if the backup really predates sealed manifests, restore it with --allow-unsealed-manifest")]
+    Unsealable { found: u32, current: u32 },
+    #[error("the manifest's {field} is `{manifest}` but the inventory recorded `{inventory}` when the backup was made: the manifest was replaced or downgraded")]
+    DisagreesWithInventory {
+        field: &'static str,
+        manifest: String,
+        inventory: String,
+    },
+}
+
+/// Whether a manifest (its seal already checked by [`open`]) may be restored: it must agree
+/// with the inventory's record of the backup on format, size and archive checksum, and an
+/// unsealed one (older than [`MANIFEST_VERSION`]) needs the operator's explicit consent.
+/// Without a record, the manifest alone decides.
+pub fn trust_for_restore(
+    manifest: &Manifest,
+    recorded: Option<&BackupRecord>,
+    allow_unsealed: bool,
+) -> Result<(), ManifestError> {
+    if let Some(recorded) = recorded {
+        let disagree = |field, manifest: String, inventory: String| ManifestError::DisagreesWithInventory {
+            field,
+            manifest,
+            inventory,
+        };
+        if let Some(version) = recorded.manifest_version {
+            if version != manifest.manifest_version {
+                return Err(disagree(
+                    "manifest_version",
+                    manifest.manifest_version.to_string(),
+                    version.to_string(),
+                ));
+            }
+        }
+        if let Some(sha256) = &recorded.checksum {
+            if *sha256 != manifest.sha256 {
+                return Err(disagree("sha256", manifest.sha256.clone(), sha256.clone()));
+            }
+        }
+        if let Some(size) = recorded.size_bytes {
+            if size != manifest.size_bytes {
+                return Err(disagree(
+                    "size_bytes",
+                    manifest.size_bytes.to_string(),
+                    size.to_string(),
+                ));
+            }
+        }
+    }
+    if manifest.manifest_version < MANIFEST_VERSION && !allow_unsealed {
+        return Err(ManifestError::Unsealable {
+            found: manifest.manifest_version,
+            current: MANIFEST_VERSION,
+        });
+    }
+    Ok(())
 }
 
 /// SHA-256 of the manifest document without its `manifest_sha256` field, serialised compactly
@@ -158,6 +214,20 @@ pub struct BackupRecord {
     pub last_verified_at: Option<OffsetDateTime>,
     #[serde(default)]
     pub last_verify_outcome: Option<String>,
+    /// The manifest format it was written with (None for rows indexed before it was recorded).
+    #[serde(default)]
+    pub manifest_version: Option<u32>,
+    /// When it was last restored (committed), and what that restore's proof found:
+    /// proven, differences, not_run, no_baseline; `committed_unproven` while (or if) the proof
+    /// never finished, `interrupted_after_commit` once a restarted node found it so.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub last_restored_at: Option<OffsetDateTime>,
+    #[serde(default)]
+    pub last_restore_outcome: Option<String>,
+    /// Whether a completed backup's archive and manifest are in the repository (a stat each,
+    /// when listed by the leader's repository); None when not looked at.
+    #[serde(default)]
+    pub files: Option<crate::backup::repository::FileState>,
 }
 
 impl From<&Manifest> for BackupRecord {
@@ -177,6 +247,45 @@ impl From<&Manifest> for BackupRecord {
             error: None,
             last_verified_at: None,
             last_verify_outcome: None,
+            manifest_version: Some(m.manifest_version),
+            last_restored_at: None,
+            last_restore_outcome: None,
+            files: None,
+        }
+    }
+}
+
+/// The body of `POST /v1/ha/backups/{id}/restore`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreRequest {
+    /// Must be true: the server checks the gate too, so a client that skips it is still refused.
+    #[serde(default)]
+    pub confirm: bool,
+    /// Accept a manifest older than the sealed format (version 1 or 2), which nothing proves
+    /// unchanged. It must still agree with the inventory's record.
+    #[serde(default)]
+    pub allow_unsealed_manifest: bool,
+}
+
+/// How a committed restore ended: whether the database now matches the backup's baseline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestoreStatus {
+    /// Committed and proven identical to the baseline (or the backup has none to prove).
+    Restored,
+    /// Committed, but the proof names differences: the database is not what was backed up.
+    RestoredWithDifferences,
+    /// Committed, but the proof could not run: nothing shows the database is what was backed up.
+    RestoredUnproven,
+}
+
+impl RestoreStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RestoreStatus::Restored => "restored",
+            RestoreStatus::RestoredWithDifferences => "restored_with_differences",
+            RestoreStatus::RestoredUnproven => "restored_unproven",
         }
     }
 }
@@ -185,7 +294,10 @@ impl From<&Manifest> for BackupRecord {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RestoreReport {
     pub backup_id: String,
-    pub status: String,
+    /// Names this restore in the audit (`ha.backup.restore_started` …) and the inventory.
+    #[serde(default)]
+    pub restore_id: String,
+    pub status: RestoreStatus,
     pub checksum: String,
     pub restore_ms: u64,
     pub terminated_sessions: i64,
@@ -236,6 +348,69 @@ mod tests {
         document["size_bytes"] = serde_json::json!(11);
         let error = open(&serde_json::to_vec(&document).unwrap()).unwrap_err();
         assert!(matches!(error, ManifestError::Tampered { .. }), "{error}");
+    }
+
+    fn record_of(m: &Manifest) -> BackupRecord {
+        BackupRecord::from(m)
+    }
+
+    #[test]
+    fn a_downgraded_manifest_is_refused_with_or_without_the_flag() {
+        let original = manifest();
+        let recorded = record_of(&original);
+        let mut downgraded = original.clone();
+        downgraded.manifest_version = 2;
+        downgraded.sha256 = "cd".repeat(32);
+        downgraded.size_bytes = 99;
+        for allow in [false, true] {
+            let error = trust_for_restore(&downgraded, Some(&recorded), allow).unwrap_err();
+            assert!(
+                matches!(
+                    error,
+                    ManifestError::DisagreesWithInventory {
+                        field: "manifest_version",
+                        ..
+                    }
+                ),
+                "{error}"
+            );
+        }
+        // Same version, but another backup's archive figures.
+        let mut swapped = original.clone();
+        swapped.sha256 = "cd".repeat(32);
+        let error = trust_for_restore(&swapped, Some(&recorded), true).unwrap_err();
+        assert!(
+            matches!(error, ManifestError::DisagreesWithInventory { field: "sha256", .. }),
+            "{error}"
+        );
+        let mut resized = original.clone();
+        resized.size_bytes = 11;
+        let error = trust_for_restore(&resized, Some(&recorded), true).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                ManifestError::DisagreesWithInventory {
+                    field: "size_bytes",
+                    ..
+                }
+            ),
+            "{error}"
+        );
+        assert_eq!(trust_for_restore(&original, Some(&recorded), false), Ok(()));
+    }
+
+    #[test]
+    fn an_unsealed_manifest_needs_the_flag() {
+        let mut old = manifest();
+        old.manifest_version = 2;
+        let mut recorded = record_of(&old);
+        recorded.manifest_version = None; // indexed before versions were recorded
+        assert_eq!(
+            trust_for_restore(&old, Some(&recorded), false),
+            Err(ManifestError::Unsealable { found: 2, current: 3 })
+        );
+        assert_eq!(trust_for_restore(&old, Some(&recorded), true), Ok(()));
+        assert_eq!(trust_for_restore(&old, None, true), Ok(()));
     }
 
     #[test]

@@ -1,11 +1,14 @@
 //! The local-directory backup repository: archives, their manifests, atomic publication.
 //!
 //! Layout: `<dir>/<id>.dump` (pg_dump custom format), `<dir>/<id>.json` (the manifest).
-//! A `.partial` file is never a backup: it becomes one only by rename after fsync.
+//! A `.partial` file is never a backup: it becomes one only by rename after fsync. Files are
+//! created 0600 and the directory 0700: they hold the database's data. What is read back is
+//! opened without following links or blocking, and only a regular file is accepted.
 
 use std::{
-    fs::{self, File},
-    io::{Read, Write},
+    fs::{self, File, OpenOptions},
+    io::{Read, Seek, Write},
+    os::unix::fs::{DirBuilderExt, FileTypeExt, OpenOptionsExt},
     path::{Path, PathBuf},
 };
 
@@ -16,13 +19,50 @@ use crate::{
     ident,
 };
 
+/// A manifest larger than this is not one of ours (a baseline of 100,000 tables is ~30 MB).
+const MANIFEST_LIMIT: u64 = 256 << 20;
+
+/// Suffixes of the files a backup in progress writes; left behind, they are stale.
+const PARTIAL_SUFFIXES: [&str; 3] = [".dump.partial", ".json.partial", ".dump.partial.sequences"];
+
 pub struct LocalRepository {
     dir: PathBuf,
 }
 
+/// Whether a completed backup's files are where its record says (a stat, not a rehash).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileState {
+    Present,
+    ArchiveMissing,
+    ManifestMissing,
+    BothMissing,
+    /// Something other than a regular file sits where the archive or manifest should be.
+    NotRegular,
+}
+
+impl FileState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileState::Present => "present",
+            FileState::ArchiveMissing => "archive_missing",
+            FileState::ManifestMissing => "manifest_missing",
+            FileState::BothMissing => "archive_and_manifest_missing",
+            FileState::NotRegular => "not_a_regular_file",
+        }
+    }
+}
+
 impl LocalRepository {
+    /// Opens the repository, creating its directory (0700) when only the last component is
+    /// missing: a mistyped parent is an error, not a new tree.
     pub fn open(dir: &Path) -> Result<Self, BackupError> {
-        fs::create_dir_all(dir).map_err(BackupError::io(dir))?;
+        if !dir.is_dir() {
+            fs::DirBuilder::new()
+                .mode(0o700)
+                .create(dir)
+                .map_err(BackupError::io(dir))?;
+        }
         Ok(Self { dir: dir.to_owned() })
     }
 
@@ -46,32 +86,61 @@ impl LocalRepository {
         Ok(self.dir.join(format!("{backup_id}.json")))
     }
 
-    /// Moves a finished, fsynced partial archive into place, then writes its manifest.
-    /// The manifest goes last: its presence means the archive is complete.
+    /// Makes a finished, fsynced partial archive a backup. The manifest is written (fsynced)
+    /// beside it first, then the archive renamed into place, then the manifest: a failure
+    /// anywhere leaves no archive that looks complete, and the manifest's presence still
+    /// means the archive is complete.
     pub fn publish(&self, manifest: &Manifest) -> Result<(), BackupError> {
         let partial = self.partial_archive_path(&manifest.backup_id)?;
         let archive = self.archive_path(&manifest.backup_id)?;
-        fs::rename(&partial, &archive).map_err(BackupError::io(&archive))?;
+        let manifest_path = self.manifest_path(&manifest.backup_id)?;
+        let manifest_partial = partial_of(&manifest_path);
         let body = crate::backup::manifest::seal(manifest);
-        write_atomically(&self.manifest_path(&manifest.backup_id)?, &body)?;
+        if let Err(error) = write_private(&manifest_partial, &body) {
+            let _ = fs::remove_file(&manifest_partial);
+            return Err(error);
+        }
+        if let Err(error) = fs::rename(&partial, &archive).map_err(BackupError::io(&archive)) {
+            let _ = fs::remove_file(&manifest_partial);
+            return Err(error);
+        }
+        if let Err(error) = fs::rename(&manifest_partial, &manifest_path).map_err(BackupError::io(&manifest_path)) {
+            // Put the archive back out of sight: the caller removes the partial.
+            let _ = fs::rename(&archive, &partial);
+            let _ = fs::remove_file(&manifest_partial);
+            return Err(error);
+        }
         sync_dir(&self.dir)
     }
 
-    /// True when `backup_id` has a manifest file, sound or not.
+    /// True when `backup_id` has a manifest entry, sound or not.
     pub fn has_manifest(&self, backup_id: &str) -> Result<bool, BackupError> {
-        Ok(self.manifest_path(backup_id)?.is_file())
+        Ok(fs::symlink_metadata(self.manifest_path(backup_id)?).is_ok())
     }
 
     /// The manifest of `backup_id`, or NotFound.
     pub fn manifest(&self, backup_id: &str) -> Result<Manifest, BackupError> {
         let path = self.manifest_path(backup_id)?;
-        let body = match fs::read(&path) {
-            Ok(body) => body,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        let file = match open_regular(&path) {
+            Ok(file) => file,
+            Err(BackupError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 return Err(BackupError::NotFound(backup_id.to_owned()))
             }
-            Err(e) => return Err(BackupError::io(&path)(e)),
+            Err(error) => return Err(error),
         };
+        let mut body = Vec::new();
+        file.take(MANIFEST_LIMIT + 1)
+            .read_to_end(&mut body)
+            .map_err(BackupError::io(&path))?;
+        if body.len() as u64 > MANIFEST_LIMIT {
+            return Err(BackupError::ManifestUntrusted {
+                backup_id: backup_id.to_owned(),
+                reason: crate::backup::manifest::ManifestError::Malformed(format!(
+                    "the file is larger than {} MiB",
+                    MANIFEST_LIMIT >> 20
+                )),
+            });
+        }
         crate::backup::manifest::open(&body)
             .and_then(|manifest| {
                 if manifest.backup_id == backup_id {
@@ -89,20 +158,9 @@ impl LocalRepository {
     /// Every manifest in the repository, oldest first. Unreadable ones are skipped with a warning.
     pub fn manifests(&self) -> Result<Vec<Manifest>, BackupError> {
         let mut manifests = Vec::new();
-        for entry in fs::read_dir(&self.dir).map_err(BackupError::io(&self.dir))? {
-            let path = entry.map_err(BackupError::io(&self.dir))?.path();
-            let Some(id) = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".json"))
-            else {
-                continue;
-            };
-            match self.manifest(id) {
-                Ok(manifest) if manifest.backup_id == id => manifests.push(manifest),
-                Ok(manifest) => {
-                    tracing::warn!(file = id, inner = %manifest.backup_id, "skipping a manifest whose backup_id differs from its file name")
-                }
+        for id in self.entries_with_suffix(".json")? {
+            match self.manifest(&id) {
+                Ok(manifest) => manifests.push(manifest),
                 Err(error) => tracing::warn!(%error, "skipping an unreadable manifest"),
             }
         }
@@ -110,57 +168,219 @@ impl LocalRepository {
         Ok(manifests)
     }
 
+    /// The ids of the directory's entries named `<valid id><suffix>`.
+    fn entries_with_suffix(&self, suffix: &str) -> Result<Vec<String>, BackupError> {
+        let mut ids = Vec::new();
+        for entry in fs::read_dir(&self.dir).map_err(BackupError::io(&self.dir))? {
+            let name = entry.map_err(BackupError::io(&self.dir))?.file_name();
+            if let Some(id) = name.to_str().and_then(|n| n.strip_suffix(suffix)) {
+                if ident::validate("backup id", id).is_ok() {
+                    ids.push(id.to_owned());
+                }
+            }
+        }
+        Ok(ids)
+    }
+
     /// The newest backup by id (ids sort by time) with a manifest file, trusted or not: a
     /// drill of `latest` must not pass over a damaged newest backup to an older sound one.
     pub fn latest_backup_id(&self) -> Result<Option<String>, BackupError> {
-        let mut newest: Option<String> = None;
-        for entry in fs::read_dir(&self.dir).map_err(BackupError::io(&self.dir))? {
-            let name = entry.map_err(BackupError::io(&self.dir))?.file_name();
-            let Some(id) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
-                continue;
-            };
-            if ident::validate("backup id", id).is_ok() && newest.as_deref().is_none_or(|n| id > n) {
-                newest = Some(id.to_owned());
+        Ok(self.entries_with_suffix(".json")?.into_iter().max())
+    }
+
+    /// Opens the stored archive for reading: a regular file, not followed through a link.
+    pub fn open_archive(&self, backup_id: &str) -> Result<File, BackupError> {
+        match open_regular(&self.archive_path(backup_id)?) {
+            Err(BackupError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                Err(BackupError::ArchiveMissing(backup_id.to_owned()))
             }
+            other => other,
         }
-        Ok(newest)
     }
 
     /// SHA-256 of the stored archive, read in 1 MiB chunks.
     pub fn archive_sha256(&self, backup_id: &str) -> Result<String, BackupError> {
-        let path = self.archive_path(backup_id)?;
-        let mut file = match File::open(&path) {
-            Ok(file) => file,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(BackupError::ArchiveMissing(backup_id.to_owned()))
+        let mut file = self.open_archive(backup_id)?;
+        hash_from_start(&mut file, &self.archive_path(backup_id)?)
+    }
+
+    /// Where a completed backup's files stand, by one `lstat` each.
+    pub fn file_state(&self, backup_id: &str) -> Result<FileState, BackupError> {
+        let kind = |path: PathBuf| fs::symlink_metadata(path).ok().map(|m| m.file_type().is_file());
+        Ok(
+            match (
+                kind(self.archive_path(backup_id)?),
+                kind(self.manifest_path(backup_id)?),
+            ) {
+                (Some(true), Some(true)) => FileState::Present,
+                (Some(false), _) | (_, Some(false)) => FileState::NotRegular,
+                (None, Some(true)) => FileState::ArchiveMissing,
+                (Some(true), None) => FileState::ManifestMissing,
+                (None, None) => FileState::BothMissing,
+            },
+        )
+    }
+
+    /// Removes the partial files of backups `is_live` does not claim; returns their names.
+    pub fn remove_stale_partials(&self, is_live: impl Fn(&str) -> bool) -> Result<Vec<String>, BackupError> {
+        let mut removed = Vec::new();
+        for suffix in PARTIAL_SUFFIXES {
+            for id in self.entries_with_suffix(suffix)? {
+                if is_live(&id) {
+                    continue;
+                }
+                let path = self.dir.join(format!("{id}{suffix}"));
+                match fs::remove_file(&path) {
+                    Ok(()) => removed.push(format!("{id}{suffix}")),
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(error) => return Err(BackupError::io(&path)(error)),
+                }
             }
-            Err(e) => return Err(BackupError::io(&path)(e)),
-        };
-        let mut hasher = Sha256::new();
-        let mut buffer = vec![0u8; 1 << 20];
-        loop {
-            let n = file.read(&mut buffer).map_err(BackupError::io(&path))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buffer[..n]);
         }
-        Ok(hex::encode(hasher.finalize()))
+        Ok(removed)
     }
 }
 
-/// Writes `body` to `path` through a fsynced temporary file and a rename.
-pub fn write_atomically(path: &Path, body: &[u8]) -> Result<(), BackupError> {
+/// SHA-256 of `file` from its first byte, leaving it positioned at the start again.
+pub fn hash_from_start(file: &mut File, path: &Path) -> Result<String, BackupError> {
+    file.rewind().map_err(BackupError::io(path))?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = match file.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(BackupError::io(path)(e)),
+        };
+        hasher.update(&buffer[..n]);
+    }
+    file.rewind().map_err(BackupError::io(path))?;
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Opens `path` for reading only if it is a regular file: a link is not followed, and a FIFO
+/// or device is refused at once instead of blocking in `open` (O_NONBLOCK, which a regular
+/// file ignores).
+pub fn open_regular(path: &Path) -> Result<File, BackupError> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|source| {
+            if source.raw_os_error() == Some(libc::ELOOP) {
+                BackupError::NotRegularFile {
+                    path: path.to_owned(),
+                    kind: "a symbolic link",
+                }
+            } else {
+                BackupError::io(path)(source)
+            }
+        })?;
+    let file_type = file.metadata().map_err(BackupError::io(path))?.file_type();
+    let kind = if file_type.is_file() {
+        return Ok(file);
+    } else if file_type.is_dir() {
+        "a directory"
+    } else if file_type.is_fifo() {
+        "a FIFO"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else if file_type.is_block_device() || file_type.is_char_device() {
+        "a device"
+    } else {
+        "not a regular file"
+    };
+    Err(BackupError::NotRegularFile {
+        path: path.to_owned(),
+        kind,
+    })
+}
+
+/// Creates `path` (0600, replacing a file by that name) for a backup's data.
+pub fn create_private(path: &Path) -> Result<File, BackupError> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(BackupError::io(path))
+}
+
+/// Writes `body` to `path` (0600) and fsyncs it.
+fn write_private(path: &Path, body: &[u8]) -> Result<(), BackupError> {
+    let mut file = create_private(path)?;
+    file.write_all(body).map_err(BackupError::io(path))?;
+    file.sync_all().map_err(BackupError::io(path))
+}
+
+fn partial_of(path: &Path) -> PathBuf {
     let mut partial = path.as_os_str().to_owned();
     partial.push(".partial");
-    let partial = PathBuf::from(partial);
-    let mut file = File::create(&partial).map_err(BackupError::io(&partial))?;
-    file.write_all(body).map_err(BackupError::io(&partial))?;
-    file.sync_all().map_err(BackupError::io(&partial))?;
+    PathBuf::from(partial)
+}
+
+/// Writes `body` to `path` through a fsynced temporary file (0600) and a rename.
+pub fn write_atomically(path: &Path, body: &[u8]) -> Result<(), BackupError> {
+    let partial = partial_of(path);
+    write_private(&partial, body)?;
     fs::rename(&partial, path).map_err(BackupError::io(path))
 }
 
 /// Makes renames in `dir` durable.
 pub fn sync_dir(dir: &Path) -> Result<(), BackupError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(BackupError::io(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn a_fifo_link_or_directory_is_refused_at_once() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let fifo = dir.path().join("fifo");
+        nix_mkfifo(&fifo);
+        let target = dir.path().join("target");
+        fs::write(&target, b"data").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        for (path, kind) in [
+            (&fifo, "a FIFO"),
+            (&link, "a symbolic link"),
+            (&dir.path().to_owned(), "a directory"),
+        ] {
+            match open_regular(path) {
+                Err(BackupError::NotRegularFile { kind: found, .. }) => assert_eq!(found, kind),
+                other => panic!("{} must be refused as {kind}, got {other:?}", path.display()),
+            }
+        }
+        assert!(open_regular(&target).is_ok());
+    }
+
+    fn nix_mkfifo(path: &Path) {
+        let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0, "mkfifo");
+    }
+
+    #[test]
+    fn the_directory_and_written_files_are_private() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let repo = LocalRepository::open(&dir.path().join("backups")).expect("open");
+        write_atomically(&repo.dir().join("x.json"), b"{}").unwrap();
+        let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(repo.dir()), 0o700);
+        assert_eq!(mode(&repo.dir().join("x.json")), 0o600);
+    }
+
+    #[test]
+    fn a_directory_whose_parent_is_missing_is_not_created() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let typo = dir.path().join("no-such-parent").join("backups");
+        assert!(LocalRepository::open(&typo).is_err());
+        assert!(!dir.path().join("no-such-parent").exists());
+    }
 }

@@ -11,7 +11,6 @@
 
 use std::{
     io::{Read, Write},
-    path::Path,
     process::Stdio,
     time::Instant,
 };
@@ -59,8 +58,12 @@ $autonomy_restore$;
 
 /// Runs last, just before the COMMIT: the lease must still name this node and epoch, and the
 /// share lock makes any takeover wait for the COMMIT. A node that lost the lease during a long
-/// restore (paused, cut off, shut down) rolls the whole restore back.
-fn fence_before_commit_sql(node_id: &str, epoch: i64) -> String {
+/// restore (paused, cut off, shut down) rolls the whole restore back. In the same transaction
+/// the backup's inventory row records this restore as committed, so after a crash at any
+/// point the row says whether the restore committed. Every value is a validated identifier
+/// (A-Z a-z 0-9 . _ -) or a number, so none can break out of its quotes.
+fn fence_before_commit_sql(node_id: &str, epoch: i64, mark: &RestoreMark) -> String {
+    let RestoreMark { backup_id, restore_id } = mark;
     format!(
         r#"
 DO $autonomy_fence$
@@ -71,6 +74,13 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION 'node {node_id} lost the leader lease (epoch {epoch}) during the restore; rolled back';
     END IF;
+    UPDATE autonomy_ha.backup_inventory
+       SET last_restored_at = clock_timestamp(), last_restore_outcome = 'committed_unproven',
+           last_restore_id = '{restore_id}', last_restore_node = '{node_id}'
+     WHERE backup_id = '{backup_id}';
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'backup {backup_id} has no inventory row to record its restore in; rolled back';
+    END IF;
 END
 $autonomy_fence$;
 COMMIT;
@@ -78,19 +88,35 @@ COMMIT;
     )
 }
 
+/// Which restore this is, recorded in the inventory by the restore's own transaction.
+#[derive(Debug, Clone)]
+pub struct RestoreMark {
+    pub backup_id: String,
+    pub restore_id: String,
+}
+
 /// How many trailing bytes of the archive's script are held back: its COMMIT and what follows.
 const HELD_BACK: usize = 4096;
 
-/// Replays `archive` all or nothing. Blocking: call it from a blocking thread.
-/// Returns the elapsed milliseconds.
-pub fn replay_archive(tools: &PgTools, archive: &Path, node_id: &str, epoch: i64) -> Result<u64, BackupError> {
+/// Replays `archive` (the very file whose checksum was verified, read from its start) all or
+/// nothing. Blocking: call it from a blocking thread. Returns the elapsed milliseconds.
+pub fn replay_archive(
+    tools: &PgTools,
+    archive: std::fs::File,
+    node_id: &str,
+    epoch: i64,
+    mark: &RestoreMark,
+) -> Result<u64, BackupError> {
     crate::ident::validate("node id", node_id)?;
+    crate::ident::validate("backup id", &mark.backup_id)?;
+    crate::ident::validate("restore id", &mark.restore_id)?;
     let started = Instant::now();
+    // pg_restore reads the archive from its stdin: the file already opened and hashed, so
+    // nothing swapped in at the path afterwards can be restored instead.
     let mut restore = tools
         .command("pg_restore")
         .args(["--single-transaction", "--exit-on-error", "--file=-"])
-        .arg(archive)
-        .stdin(Stdio::null())
+        .stdin(Stdio::from(archive))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -158,7 +184,7 @@ pub fn replay_archive(tools: &PgTools, archive: &Path, node_id: &str, epoch: i64
         let finish = format!(
             "{}{}{}",
             &text[..=at],
-            fence_before_commit_sql(node_id, epoch),
+            fence_before_commit_sql(node_id, epoch, mark),
             &text[at + "\nCOMMIT;\n".len()..]
         );
         let _ = to_psql.write_all(finish.as_bytes());

@@ -27,6 +27,11 @@ pub struct Cli {
     /// Output format.
     #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Text)]
     pub output: OutputFormat,
+    /// Seconds to wait for the node's answer before giving up with exit 3
+    /// [default: 5 for `ha status`, 3600 for `ha backup create|restore|verify`, 30 otherwise].
+    /// An operation the node had started still runs to its end there.
+    #[arg(long, global = true, env = "AUTONOMY_TIMEOUT_SECS", value_parser = clap::value_parser!(u64).range(1..=604_800))]
+    pub timeout: Option<u64>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -111,7 +116,10 @@ pub enum HaCommand {
     },
 }
 
+// Numbers are parsed with hyphens allowed, so `--lease-ttl-ms -5` is refused as a bad value
+// of that flag, not as an unknown argument.
 #[derive(Debug, Args)]
+#[command(allow_negative_numbers = true)]
 pub struct ServeArgs {
     /// This node's id (letters, digits, `.`, `_`, `-`); unique among the nodes.
     #[arg(long, env = "AUTONOMY_NODE_ID")]
@@ -185,6 +193,11 @@ pub enum BackupCommand {
         /// Confirm that the database's current contents are to be replaced.
         #[arg(long)]
         confirm: bool,
+        /// Accept a manifest older than the sealed format (version 1 or 2, written before
+        /// manifests were sealed): nothing proves such a manifest unchanged. It must still
+        /// agree with the inventory's record of the backup.
+        #[arg(long)]
+        allow_unsealed_manifest: bool,
     },
     /// Prove a backup restores: a drill into a scratch database (never the live one), its
     /// content and objects compared with the backup's baseline, amcheck on every btree index,

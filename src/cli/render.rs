@@ -32,11 +32,30 @@ pub fn backup(record: &BackupRecord, format: OutputFormat) -> String {
     }
 }
 
+/// One line per backup: the record's figures, then whether its files are in the repository
+/// (`files=archive_missing`, … for a completed backup that can no longer be restored) and its
+/// last restore.
 pub fn backups(records: &[BackupRecord], format: OutputFormat) -> String {
     match format {
         OutputFormat::Json => json(&records),
         OutputFormat::Text if records.is_empty() => "no backups".to_owned(),
-        OutputFormat::Text => records.iter().map(|r| backup(r, format)).collect::<Vec<_>>().join("\n"),
+        OutputFormat::Text => records
+            .iter()
+            .map(|r| {
+                let mut line = backup(r, format);
+                if let Some(files) = r.files {
+                    line.push_str(&format!(" files={}", files.as_str()));
+                }
+                if let Some(outcome) = &r.last_restore_outcome {
+                    line.push_str(&format!(" last_restore={outcome}"));
+                }
+                if let Some(error) = &r.error {
+                    line.push_str(&format!(" error={error:?}"));
+                }
+                line
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
     }
 }
 
@@ -45,8 +64,13 @@ pub fn restore(report: &RestoreReport, format: OutputFormat) -> String {
         OutputFormat::Json => json(report),
         OutputFormat::Text => {
             let mut line = format!(
-                "backup_id={} status={} checksum={} restore_ms={} terminated_sessions={}",
-                report.backup_id, report.status, report.checksum, report.restore_ms, report.terminated_sessions
+                "backup_id={} status={} checksum={} restore_ms={} terminated_sessions={} restore_id={}",
+                report.backup_id,
+                report.status.as_str(),
+                report.checksum,
+                report.restore_ms,
+                report.terminated_sessions,
+                report.restore_id
             );
             match &report.proof {
                 None => line.push_str(" proof=none (the backup has no baseline)"),
@@ -145,6 +169,21 @@ fn status_line(report: &StatusReport) -> String {
             detected.store_epoch,
             opt(&detected.store_holder_id)
         ));
+    }
+    // Shown only when it fails: while it does, backups and restores are refused.
+    if !report.audit.writable {
+        lines.push(format!(
+            "audit writable=false failed_at={} error={}",
+            report
+                .audit
+                .failed_at
+                .and_then(|at| at.format(&time::format_description::well_known::Rfc3339).ok())
+                .unwrap_or_else(|| "-".into()),
+            opt(&report.audit.last_error)
+        ));
+    }
+    for warning in &report.warnings {
+        lines.push(format!("warning {warning}"));
     }
     // Shown once there is something to say: a standby, or a sampling error.
     if let Some(health) = report.replication_health {
@@ -310,6 +349,8 @@ mod tests {
             replication: Vec::new(),
             replication_health: None,
             replication_sample: Default::default(),
+            audit: Default::default(),
+            warnings: Vec::new(),
             version: "0".into(),
         }
     }

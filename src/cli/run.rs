@@ -6,7 +6,7 @@ use crate::{
     audit::{self, AuditQuery},
     backup::{
         drill::{DrillOutcome, VerifyReport},
-        manifest::RestoreReport,
+        manifest::{RestoreReport, RestoreRequest, RestoreStatus},
         BackupRecord,
     },
     cli::{
@@ -48,6 +48,7 @@ impl CliError {
         match self {
             CliError::Client(error) => error.exit(),
             CliError::Config(_) | CliError::Usage(_) => Exit::Usage,
+            CliError::Audit(audit::AuditError::NoStore(_)) => Exit::Usage,
             CliError::Serve(_) | CliError::Audit(_) => Exit::Internal,
             CliError::Evidence(error) => lab::exit(error),
             CliError::Incomplete { exit, .. } => *exit,
@@ -66,13 +67,24 @@ impl CliError {
 /// Runs the command and returns what to print on stdout.
 pub fn run(cli: Cli) -> Result<String, CliError> {
     let format = cli.output;
+    let timeout = Timeout(cli.timeout.map(std::time::Duration::from_secs));
     match cli.command {
         Command::Ha(HaCommand::Serve(args)) => serve(args).map(|()| String::new()),
-        Command::Ha(HaCommand::Status) => status(&cli.server, cli.token, format),
-        Command::Ha(HaCommand::Backup(command)) => backup(one_server(&cli.server)?, cli.token, command, format),
+        Command::Ha(HaCommand::Status) => status(&cli.server, cli.token, timeout.or(STATUS_TIMEOUT), format),
+        Command::Ha(HaCommand::Backup(command)) => {
+            let wait = match command {
+                BackupCommand::List => timeout.or(CALL_TIMEOUT),
+                _ => timeout.or(OPERATION_TIMEOUT),
+            };
+            backup(&Node::new(one_server(&cli.server)?, cli.token, wait)?, command, format)
+        }
         Command::Ha(HaCommand::LagThresholds { from }) => lag_thresholds(&from, format),
         Command::Lab(command) => super::lab::run(command, format),
-        Command::Rollout(command) => rollout(one_server(&cli.server)?, cli.token, command, format),
+        Command::Rollout(command) => rollout(
+            &Node::new(one_server(&cli.server)?, cli.token, timeout.or(CALL_TIMEOUT))?,
+            command,
+            format,
+        ),
         Command::Audit(AuditCommand::Query {
             event_type,
             since,
@@ -120,17 +132,66 @@ fn one_server(servers: &[String]) -> Result<&str, CliError> {
     }
 }
 
+/// `--timeout`, if given.
+#[derive(Debug, Clone, Copy)]
+struct Timeout(Option<std::time::Duration>);
+
+impl Timeout {
+    fn or(self, default: std::time::Duration) -> std::time::Duration {
+        self.0.unwrap_or(default)
+    }
+}
+
+/// A status is answered from memory: a node that takes longer is frozen or overloaded.
+const STATUS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Listings and rollout writes (which the node bounds at 15 s itself).
+const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Backups, restores and drills of large databases take long.
+const OPERATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// One node's API, with the answer deadline of the command.
+struct Node {
+    server: String,
+    token: Option<String>,
+    timeout: std::time::Duration,
+}
+
+impl Node {
+    fn new(server: &str, token: Option<String>, timeout: std::time::Duration) -> Result<Self, CliError> {
+        check_server_url(server)?;
+        Ok(Self {
+            server: server.to_owned(),
+            token,
+            timeout,
+        })
+    }
+
+    fn client(&self) -> NodeClient {
+        self.client_of(&self.server)
+    }
+
+    /// The same token and deadline towards another node (the leader a follower named).
+    fn client_of(&self, server: &str) -> NodeClient {
+        NodeClient::with_timeout(server, self.token.clone(), Some(self.timeout))
+    }
+}
+
 /// One node's status, or with several servers each node's and whether they agree.
-fn status(servers: &[String], token: Option<String>, format: OutputFormat) -> Result<String, CliError> {
+fn status(
+    servers: &[String],
+    token: Option<String>,
+    timeout: std::time::Duration,
+    format: OutputFormat,
+) -> Result<String, CliError> {
     if let [server] = servers {
-        let report: StatusReport = client(server, token)?.get("/v1/ha/status")?;
+        let report: StatusReport = Node::new(server, token, timeout)?.client().get("/v1/ha/status")?;
         return Ok(render::status(&report, format));
     }
     let mut nodes = Vec::new();
     for server in servers {
-        client(server, token.clone())?; // validates the URL
-                                        // A paused node accepts connections but never answers: bound the wait.
-        let answer = NodeClient::with_timeout(server, token.clone(), Some(std::time::Duration::from_secs(5)))
+        // A paused node accepts connections but never answers: each wait is bounded.
+        let answer = Node::new(server, token.clone(), timeout)?
+            .client()
             .get::<StatusReport>("/v1/ha/status");
         nodes.push(ClusterNode {
             server: server.clone(),
@@ -157,12 +218,7 @@ fn status(servers: &[String], token: Option<String>, format: OutputFormat) -> Re
     }
 }
 
-fn rollout(
-    server: &str,
-    token: Option<String>,
-    command: RolloutCommand,
-    format: OutputFormat,
-) -> Result<String, CliError> {
+fn rollout(node: &Node, command: RolloutCommand, format: OutputFormat) -> Result<String, CliError> {
     match command {
         RolloutCommand::Create { name, spec } => {
             let spec: serde_json::Value = serde_json::from_str(&spec).map_err(|e| {
@@ -172,51 +228,52 @@ fn rollout(
             })?;
             let new = NewRollout { name, spec };
             rollouts::validate(&new).map_err(|e| CliError::Usage(e.to_string()))?;
-            let first = client(server, token.clone())?.post::<_, Rollout>("/v1/rollouts", &new);
+            let first = node.client().post::<_, Rollout>("/v1/rollouts", &new);
             let rollout = match first {
                 // A follower names the leader: send the write there, once.
                 Err(ClientError::Api {
                     leader_address: Some(leader),
                     ..
-                }) if leader.trim_end_matches('/') != server.trim_end_matches('/') => {
-                    client(&leader, token)?.post("/v1/rollouts", &new)?
+                }) if leader.trim_end_matches('/') != node.server.trim_end_matches('/') => {
+                    check_server_url(&leader)?;
+                    node.client_of(&leader).post("/v1/rollouts", &new)?
                 }
                 other => other?,
             };
             Ok(render::rollout(&rollout, format))
         }
         RolloutCommand::List => {
-            let rollouts: Vec<Rollout> = client(server, token)?.get("/v1/rollouts")?;
+            let rollouts: Vec<Rollout> = node.client().get("/v1/rollouts")?;
             Ok(render::rollouts(&rollouts, format))
         }
     }
 }
 
-fn client(server: &str, token: Option<String>) -> Result<NodeClient, CliError> {
+fn check_server_url(server: &str) -> Result<(), CliError> {
     if !(server.starts_with("http://") || server.starts_with("https://")) {
         return Err(CliError::Usage(format!(
-            "--server `{server}` is not an http:// URL; use e.g. http://127.0.0.1:7432"
+            "--server `{}` is not an http:// URL; use e.g. http://127.0.0.1:7432",
+            crate::client::redact_userinfo(server)
         )));
     }
-    Ok(NodeClient::new(server, token))
+    Ok(())
 }
 
-fn backup(
-    server: &str,
-    token: Option<String>,
-    command: BackupCommand,
-    format: OutputFormat,
-) -> Result<String, CliError> {
+fn backup(node: &Node, command: BackupCommand, format: OutputFormat) -> Result<String, CliError> {
     match command {
         BackupCommand::Create => {
-            let record: BackupRecord = client(server, token)?.post("/v1/ha/backups", &serde_json::json!({}))?;
+            let record: BackupRecord = node.client().post("/v1/ha/backups", &serde_json::json!({}))?;
             Ok(render::backup(&record, format))
         }
         BackupCommand::List => {
-            let records: Vec<BackupRecord> = client(server, token)?.get("/v1/ha/backups")?;
+            let records: Vec<BackupRecord> = node.client().get("/v1/ha/backups")?;
             Ok(render::backups(&records, format))
         }
-        BackupCommand::Restore { backup_id, confirm } => {
+        BackupCommand::Restore {
+            backup_id,
+            confirm,
+            allow_unsealed_manifest,
+        } => {
             ident::validate("backup id", &backup_id).map_err(|e| CliError::Usage(e.to_string()))?;
             if !confirm {
                 return Err(CliError::Usage(format!(
@@ -224,11 +281,39 @@ fn backup(
                      nothing was sent. Re-run with --confirm to proceed"
                 )));
             }
-            let report: RestoreReport = client(server, token)?.post(
+            let report: RestoreReport = node.client().post(
                 &format!("/v1/ha/backups/{backup_id}/restore"),
-                &serde_json::json!({ "confirm": true }),
+                &RestoreRequest {
+                    confirm: true,
+                    allow_unsealed_manifest,
+                },
             )?;
-            Ok(render::restore(&report, format))
+            let output = render::restore(&report, format);
+            match report.status {
+                RestoreStatus::Restored => Ok(output),
+                RestoreStatus::RestoredWithDifferences => Err(CliError::Incomplete {
+                    output,
+                    reason: format!(
+                        "the restore of backup `{backup_id}` COMMITTED, but the database does not match the backup's \
+                         baseline: {} difference(s), listed above. Restore again, or another backup",
+                        report.proof.as_ref().map_or(0, |p| p.differences.len())
+                    ),
+                    exit: Exit::RestoreUnproven,
+                }),
+                RestoreStatus::RestoredUnproven => Err(CliError::Incomplete {
+                    output,
+                    reason: format!(
+                        "the restore of backup `{backup_id}` COMMITTED, but its proof could not run ({}): nothing \
+                         shows the database is what was backed up. Run `autonomy ha backup verify {backup_id}`",
+                        report
+                            .proof
+                            .as_ref()
+                            .and_then(|p| p.error.as_deref())
+                            .unwrap_or("no reason given")
+                    ),
+                    exit: Exit::RestoreUnproven,
+                }),
+            }
         }
         BackupCommand::Verify {
             backup_id,
@@ -236,15 +321,14 @@ fn backup(
             target_url,
             keep,
             proof_only,
-        } => verify(server, token, backup_id, target_url, keep, proof_only, format),
+        } => verify(node, backup_id, target_url, keep, proof_only, format),
     }
 }
 
 /// Runs a drill and maps its outcome to seed 002's exit codes; anything that stops the drill
 /// from running, bad input included, is 2.
 fn verify(
-    server: &str,
-    token: Option<String>,
+    node: &Node,
     backup_id: Option<String>,
     target_url: Option<String>,
     keep: bool,
@@ -260,8 +344,8 @@ fn verify(
     if which != "latest" {
         ident::validate("backup id", &which).map_err(|e| not_run(e.to_string()))?;
     }
-    let report: VerifyReport = client(server, token)
-        .map_err(|e| not_run(e.to_string()))?
+    let report: VerifyReport = node
+        .client()
         .post(
             &format!("/v1/ha/backups/{which}/verify"),
             &serde_json::json!({ "target_url": target_url, "keep": keep, "proof_only": proof_only }),
@@ -311,6 +395,7 @@ fn serve(args: ServeArgs) -> Result<(), CliError> {
         lag_degraded_ms: args.lag_degraded_ms,
         replication_poll_interval_ms: args.replication_poll_interval_ms,
     })?;
+    crate::config::check_directories(&config)?;
     let runtime = tokio::runtime::Runtime::new().map_err(|e| CliError::Serve(e.into()))?;
     runtime.block_on(crate::server::serve(config)).map_err(CliError::Serve)
 }

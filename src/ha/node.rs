@@ -344,6 +344,19 @@ async fn round(
             })
         }
         Attempt::Held(row) => {
+            if row.live_holder() == Some(state.node_id.as_str()) {
+                // Not this process's session (it would have been re-acquired): another process
+                // runs with the same --node-id, and this one can never lead beside it.
+                let warning = format!(
+                    "another process holds the leader lease under this node's id `{}` (its API at {}); node ids must be unique: stop one of them",
+                    state.node_id,
+                    row.holder_address.as_deref().unwrap_or("unknown")
+                );
+                if state.warn_once(warning.clone()) {
+                    tracing::error!("{warning}");
+                    transitions.duplicate_node_id(&warning);
+                }
+            }
             state.follow(row);
             Ok(Outcome::default())
         }

@@ -51,6 +51,8 @@ pub enum RolloutError {
     InvalidName(#[from] InvalidIdent),
     #[error("the rollout spec must be a JSON object, not {0}; send {{\"name\": \"...\", \"spec\": {{...}}}}")]
     InvalidSpec(&'static str),
+    #[error("the rollout spec {0}; nothing was stored")]
+    SpecTooLarge(String),
     #[error("a rollout named `{0}` already exists; names are unique (a retried request whose first attempt committed lands here)")]
     Exists(String),
     #[error("this node lost the leader lease (epoch {0}) before the write could commit; nothing was written. Retry on the current leader")]
@@ -77,9 +79,27 @@ const APP_SCHEMA_SQL: &str = "
     );
 ";
 
+/// How deeply a spec may nest. Reading a stored spec back (serde_json) stops at 128 levels; a
+/// spec the writer accepts must always be readable, by every client, with room to spare.
+pub const MAX_SPEC_DEPTH: usize = 32;
+/// The largest spec stored, serialised.
+pub const MAX_SPEC_BYTES: usize = 256 * 1024;
+
 /// Checks a request before anything touches the database.
 pub fn validate(new: &NewRollout) -> Result<(), RolloutError> {
     ident::validate("rollout name", &new.name)?;
+    let depth = depth_of(&new.spec);
+    if depth > MAX_SPEC_DEPTH {
+        return Err(RolloutError::SpecTooLarge(format!(
+            "nests {depth} levels deep; the limit is {MAX_SPEC_DEPTH}"
+        )));
+    }
+    let bytes = serde_json::to_vec(&new.spec).map_or(usize::MAX, |body| body.len());
+    if bytes > MAX_SPEC_BYTES {
+        return Err(RolloutError::SpecTooLarge(format!(
+            "is {bytes} bytes as JSON; the limit is {MAX_SPEC_BYTES}"
+        )));
+    }
     let kind = match &new.spec {
         // PostgreSQL's jsonb cannot store a NUL character.
         serde_json::Value::Object(_) if contains_nul(&new.spec) => "an object with a NUL (\\u0000) character",
@@ -91,6 +111,15 @@ pub fn validate(new: &NewRollout) -> Result<(), RolloutError> {
         serde_json::Value::Array(_) => "an array",
     };
     Err(RolloutError::InvalidSpec(kind))
+}
+
+/// Levels of objects and arrays: `{}` is 1, `{"a": [1]}` is 2.
+fn depth_of(value: &serde_json::Value) -> usize {
+    match value {
+        serde_json::Value::Array(items) => 1 + items.iter().map(depth_of).max().unwrap_or(0),
+        serde_json::Value::Object(fields) => 1 + fields.values().map(depth_of).max().unwrap_or(0),
+        _ => 0,
+    }
 }
 
 fn contains_nul(value: &serde_json::Value) -> bool {
@@ -264,5 +293,35 @@ mod tests {
             ..ok
         };
         assert!(matches!(validate(&bad_name), Err(RolloutError::InvalidName(_))));
+    }
+
+    fn nested(levels: usize) -> serde_json::Value {
+        let mut spec = serde_json::json!({});
+        for _ in 1..levels {
+            spec = serde_json::json!({ "a": spec });
+        }
+        spec
+    }
+
+    #[test]
+    fn a_spec_is_stored_only_if_it_can_be_read_back() {
+        let at_limit = NewRollout {
+            name: "deep".into(),
+            spec: nested(MAX_SPEC_DEPTH),
+        };
+        assert!(validate(&at_limit).is_ok());
+        // What is accepted must survive the reader's own limit.
+        let text = serde_json::to_string(&at_limit.spec).unwrap();
+        assert!(serde_json::from_str::<serde_json::Value>(&text).is_ok());
+        let deeper = NewRollout {
+            spec: nested(MAX_SPEC_DEPTH + 1),
+            ..at_limit.clone()
+        };
+        assert!(matches!(validate(&deeper), Err(RolloutError::SpecTooLarge(_))));
+        let big = NewRollout {
+            spec: serde_json::json!({ "blob": "x".repeat(MAX_SPEC_BYTES) }),
+            ..at_limit
+        };
+        assert!(matches!(validate(&big), Err(RolloutError::SpecTooLarge(_))));
     }
 }

@@ -73,6 +73,14 @@ pub struct StatusReport {
     /// against, and the last sampling error.
     #[serde(default)]
     pub replication_sample: ReplicationSample,
+    /// Whether this node's audit store took its last write: while it does not, backups and
+    /// restores are refused (`audit_io`).
+    #[serde(default)]
+    pub audit: crate::audit::AuditHealth,
+    /// Problems of this node's configuration found while running (another process using the
+    /// same node id), newest last.
+    #[serde(default)]
+    pub warnings: Vec<String>,
     pub version: String,
 }
 
@@ -87,6 +95,12 @@ pub struct ReplicationSample {
 }
 
 impl StatusReport {
+    /// Adds the audit store's health.
+    pub fn with_audit(mut self, audit: crate::audit::AuditHealth) -> Self {
+        self.audit = audit;
+        self
+    }
+
     /// Adds what the replication sampler saw last.
     pub fn with_replication(mut self, view: ReplicationView) -> Self {
         self.replication = view.standbys;
@@ -134,6 +148,8 @@ struct Leadership {
     fenced_epoch: Option<i64>,
     /// Set on shutdown: the node never leads again; holds the epoch it resigned from.
     resigned: Option<Option<i64>>,
+    /// Configuration problems found while running, for the status report.
+    warnings: Vec<String>,
 }
 
 /// Shared between the lease loop (writer) and the API handlers (readers).
@@ -283,6 +299,16 @@ impl NodeState {
         inner.fenced_epoch = None;
     }
 
+    /// Adds a warning to the status report, once; true if it was new.
+    pub fn warn_once(&self, warning: String) -> bool {
+        let mut inner = self.lock();
+        if inner.warnings.contains(&warning) {
+            return false;
+        }
+        inner.warnings.push(warning);
+        true
+    }
+
     /// Whether the lease loop's last round reached the database.
     pub fn db_reachable(&self) -> bool {
         self.lock().reachable
@@ -325,6 +351,8 @@ impl NodeState {
             replication: Vec::new(),
             replication_health: None,
             replication_sample: ReplicationSample::default(),
+            audit: Default::default(),
+            warnings: inner.warnings.clone(),
             version: crate::VERSION.to_owned(),
         }
     }

@@ -99,6 +99,11 @@ impl Transitions {
         self.stepped_down(reason);
     }
 
+    /// Another process leads under this node's id.
+    pub fn duplicate_node_id(&mut self, warning: &str) {
+        self.record("ha.node.duplicate_id", serde_json::json!({ "warning": warning }));
+    }
+
     /// An audit write failure must not stop the lease loop (the store is local files, so it
     /// fails only with the local disk).
     fn record(&self, event_type: &str, details: serde_json::Value) {

@@ -22,7 +22,7 @@ pub async fn require_token(State(token): State<ApiToken>, request: Request, next
         .headers()
         .get(AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "));
+        .and_then(bearer_credentials);
     match presented {
         Some(presented) if tokens_match(presented, &token.0) => Ok(next.run(request).await),
         Some(_) => Err(ApiError::unauthorized(
@@ -34,8 +34,30 @@ pub async fn require_token(State(token): State<ApiToken>, request: Request, next
     }
 }
 
+/// The token of a `Bearer` authorization; the scheme is case-insensitive (RFC 9110 §11.1).
+fn bearer_credentials(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start_matches(' '))
+}
+
 /// Compares digests, not the tokens: equal lengths, so the time taken does not reveal the
 /// token's length either.
 fn tokens_match(presented: &str, expected: &str) -> bool {
     bool::from(Sha256::digest(presented.as_bytes()).ct_eq(&Sha256::digest(expected.as_bytes())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_credentials;
+
+    #[test]
+    fn the_scheme_is_case_insensitive_and_the_token_is_not() {
+        assert_eq!(bearer_credentials("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_credentials("bearer abc"), Some("abc"));
+        assert_eq!(bearer_credentials("BEARER  abc"), Some("abc"));
+        assert_eq!(bearer_credentials("Basic abc"), None);
+        assert_eq!(bearer_credentials("Bearer"), None);
+    }
 }

@@ -1,6 +1,12 @@
 //! API errors: one JSON shape, one HTTP status per kind, which the CLI maps to exit codes.
 
-use axum::{http::StatusCode, response::IntoResponse, Json};
+use axum::{
+    extract::Request,
+    http::{header::CONTENT_TYPE, StatusCode},
+    middleware::Next,
+    response::{IntoResponse, Response},
+    Json,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::{backup::BackupError, ha::rollouts::RolloutError};
@@ -57,6 +63,41 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Gives every error response the `{code, message}` body, also those axum's extractors and
+/// limits produce themselves as plain text (a body over the limit, a path that is not UTF-8,
+/// a repeated query parameter, a wrong method): a client parses one shape, always.
+pub async fn errors_as_json(request: Request, next: Next) -> Response {
+    let route = format!("{} {}", request.method(), request.uri().path());
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let text = axum::body::to_bytes(response.into_body(), 64 * 1024)
+        .await
+        .map(|body| String::from_utf8_lossy(&body).trim().to_owned())
+        .unwrap_or_default();
+    let (code, what) = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the request body is too large"),
+        StatusCode::NOT_FOUND => ("not_found", "no such route"),
+        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "the route does not take this method"),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "the body's content type is not accepted"),
+        status if status.is_server_error() => ("internal", "the node failed to answer"),
+        _ => ("invalid_request", "the request is malformed"),
+    };
+    let message = if text.is_empty() {
+        format!("{what}: {route}")
+    } else {
+        format!("{what}: {route}: {text}")
+    };
+    ApiError::new(status, code, message).into_response()
+}
+
 impl From<BackupError> for ApiError {
     fn from(error: BackupError) -> Self {
         let (status, code) = match &error {
@@ -76,6 +117,8 @@ impl From<BackupError> for ApiError {
             }
             BackupError::Db(_) => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),
             BackupError::Io { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "repository_io"),
+            BackupError::NotRegularFile { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "not_regular_file"),
+            BackupError::Audit { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "audit_io"),
         };
         Self::new(status, code, error.to_string())
     }
@@ -85,7 +128,7 @@ impl From<RolloutError> for ApiError {
     fn from(error: RolloutError) -> Self {
         let (status, code) = match &error {
             RolloutError::InvalidName(_) => (StatusCode::BAD_REQUEST, "invalid_name"),
-            RolloutError::InvalidSpec(_) => (StatusCode::BAD_REQUEST, "invalid_spec"),
+            RolloutError::InvalidSpec(_) | RolloutError::SpecTooLarge(_) => (StatusCode::BAD_REQUEST, "invalid_spec"),
             RolloutError::Exists(_) => (StatusCode::CONFLICT, "already_exists"),
             RolloutError::Fenced(_) => (StatusCode::SERVICE_UNAVAILABLE, "fenced"),
             RolloutError::CommitUnknown { .. } => (StatusCode::SERVICE_UNAVAILABLE, "commit_unknown"),

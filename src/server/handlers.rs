@@ -13,7 +13,7 @@ use crate::{
     audit::{self, AuditEvent, AuditQuery},
     backup::{
         drill::{VerifyReport, VerifyRequest},
-        manifest::RestoreReport,
+        manifest::{RestoreReport, RestoreRequest},
         BackupRecord, BackupService,
     },
     db::SharedClient,
@@ -45,7 +45,8 @@ pub async fn status(State(app): State<AppState>) -> Json<StatusReport> {
     Json(
         app.node
             .report(app.backups.restore_running())
-            .with_replication(app.replication.view()),
+            .with_replication(app.replication.view())
+            .with_audit(app.backups.audit.health()),
     )
 }
 
@@ -81,13 +82,6 @@ async fn run_to_completion<T: Send + 'static>(
     }
 }
 
-#[derive(Debug, Deserialize)]
-pub struct RestoreRequest {
-    /// Must be true: the server checks the gate too, so a client that skips it is still refused.
-    #[serde(default)]
-    pub confirm: bool,
-}
-
 pub async fn restore_backup(
     State(app): State<AppState>,
     Path(backup_id): Path<String>,
@@ -95,18 +89,18 @@ pub async fn restore_backup(
 ) -> Result<Json<RestoreReport>, ApiError> {
     // An empty body is a request without confirmation, refused below with the usual message.
     let request: RestoreRequest = if body.is_empty() {
-        RestoreRequest { confirm: false }
+        RestoreRequest::default()
     } else {
         serde_json::from_slice(&body).map_err(|e| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_body",
-                format!("the restore body is not {{\"confirm\": true}}: {e}"),
+                format!("the restore body is not {{\"confirm\": true, \"allow_unsealed_manifest\": bool}}: {e}"),
             )
         })?
     };
     let backups = app.backups.clone();
-    let report = run_to_completion(async move { backups.restore(&backup_id, request.confirm).await }).await?;
+    let report = run_to_completion(async move { backups.restore(&backup_id, request).await }).await?;
     Ok(Json(report))
 }
 

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use axum::{
+    http::StatusCode,
     middleware,
     routing::{get, post},
     Router,
@@ -44,6 +45,8 @@ pub fn router(app: AppState, token: ApiToken) -> Router {
     Router::new()
         .route("/healthz", get(handlers::healthz))
         .merge(api)
+        .fallback(|| async { StatusCode::NOT_FOUND })
+        .layer(middleware::from_fn(crate::server::error::errors_as_json))
         .with_state(app)
 }
 
@@ -80,6 +83,10 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         Ok(added) => tracing::info!(added, "rebuilt inventory rows from manifests"),
         Err(error) => tracing::warn!(%error, "could not rebuild the inventory from manifests"),
     }
+    // This node has just started: nothing of its own runs, so what it left running died with
+    // its previous process.
+    backups.reconcile_interrupted(None).await;
+    backups.reconcile_restores().await;
 
     // Bind first: the lease row carries the address followers hand out as the leader hint.
     let listener = tokio::net::TcpListener::bind(config.listen)

@@ -2,7 +2,8 @@
 
 use std::{
     fmt,
-    process::Command,
+    io::Read,
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -78,8 +79,14 @@ impl Cli {
         self
     }
 
-    /// Runs `autonomy <args>` with a generous timeout; the elapsed time is wall-clock.
+    /// Runs `autonomy <args>`, killed after a generous 600 s; the elapsed time is wall-clock.
     pub fn run(&self, args: &[&str]) -> CliRun {
+        self.run_within(args, Duration::from_secs(600))
+    }
+
+    /// Runs `autonomy <args>`; a call still running after `deadline` is killed, and reported
+    /// with no exit code and the deadline on its stderr.
+    pub fn run_within(&self, args: &[&str], deadline: Duration) -> CliRun {
         let mut command = Command::new(env!("CARGO_BIN_EXE_autonomy"));
         command
             .args(args)
@@ -93,18 +100,45 @@ impl Cli {
             command.env(key, value);
         }
         let started = Instant::now();
-        let output = command.output().expect("the autonomy binary can be started");
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the autonomy binary can be started");
+        let stdout = drain(child.stdout.take().expect("piped"));
+        let stderr = drain(child.stderr.take().expect("piped"));
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("the child can be waited for") {
+                break Some(status);
+            }
+            if started.elapsed() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
         let elapsed = started.elapsed();
-        assert!(
-            elapsed < Duration::from_secs(600),
-            "autonomy {args:?} ran for {elapsed:?}"
-        );
+        let mut stderr = stderr.join().unwrap_or_default();
+        if status.is_none() {
+            stderr.push_str(&format!("\n[killed by the test: no exit within {deadline:?}]"));
+        }
         CliRun {
             args: args.iter().map(|s| s.to_string()).collect(),
-            exit_code: output.status.code(),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            exit_code: status.and_then(|s| s.code()),
+            stdout: stdout.join().unwrap_or_default(),
+            stderr,
             elapsed_ms: elapsed.as_millis() as u64,
         }
     }
+}
+
+/// Reads a child's pipe to its end on a thread, so neither pipe can fill and block the child.
+fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
 }

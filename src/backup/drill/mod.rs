@@ -41,6 +41,17 @@ pub struct VerifyRequest {
     pub proof_only: bool,
 }
 
+/// What the archive check found.
+enum ArchiveCheck {
+    /// The manifest is sound and the archive matches it.
+    Sound(Manifest),
+    /// The backup cannot be restored as recorded; the manifest, when it could be read.
+    Mismatch {
+        manifest: Option<Manifest>,
+        difference: Difference,
+    },
+}
+
 /// The phases whose sum is the restore's time to recovery (the proof and amcheck come after
 /// the data is back).
 const RECOVERY_PHASES: [&str; 5] = ["archive_check", "create_database", "pre_data", "data", "post_data"];
@@ -73,8 +84,11 @@ impl BackupService {
         clock.stop(&mut report, "archive_check");
         match checked {
             Err(error) => report.fail(error),
-            Ok(Err(difference)) => report.differences.push(difference),
-            Ok(Ok(manifest)) => {
+            Ok(ArchiveCheck::Mismatch { manifest, difference }) => {
+                report.manifest_sealed = manifest.is_some_and(|m| m.manifest_sha256.is_some());
+                report.differences.push(difference);
+            }
+            Ok(ArchiveCheck::Sound(manifest)) => {
                 report.manifest_sealed = manifest.manifest_sha256.is_some();
                 match &manifest.baseline {
                     None => report.fail(format!(
@@ -139,36 +153,63 @@ impl BackupService {
         }
     }
 
-    /// The manifest (its seal checked) and the archive against its checksum. A backup that
-    /// fails here is a difference: it could not be restored as recorded.
-    async fn check_archive(&self, backup_id: &str) -> Result<Result<Manifest, Difference>, BackupError> {
+    /// The manifest (its seal checked, and against the inventory's record) and the archive
+    /// against its checksum. A backup that fails here is a difference: it could not be
+    /// restored as recorded.
+    async fn check_archive(&self, backup_id: &str) -> Result<ArchiveCheck, BackupError> {
+        let manifest_difference = |found: String| Difference {
+            object: format!("manifest {backup_id}.json"),
+            expected: "sealed by its manifest_sha256, agreeing with the inventory".into(),
+            found,
+        };
         let manifest = match self.repo.manifest(backup_id) {
             Ok(manifest) => manifest,
             Err(BackupError::ManifestUntrusted { reason, .. }) => {
-                return Ok(Err(Difference {
-                    object: format!("manifest {backup_id}.json"),
-                    expected: "sealed by its manifest_sha256".into(),
-                    found: reason.to_string(),
-                }))
+                return Ok(ArchiveCheck::Mismatch {
+                    manifest: None,
+                    difference: manifest_difference(reason.to_string()),
+                })
+            }
+            Err(BackupError::NotRegularFile { kind, .. }) => {
+                return Ok(ArchiveCheck::Mismatch {
+                    manifest: None,
+                    difference: manifest_difference(kind.to_owned()),
+                })
             }
             Err(error) => return Err(error),
         };
+        let recorded = {
+            let client = self.db.get().await?;
+            inventory::get(&*client, backup_id).await?
+        };
+        // A drill restores nothing live, so an unsealed (old) manifest is drilled as it is.
+        if let Err(reason) = crate::backup::manifest::trust_for_restore(&manifest, recorded.as_ref(), true) {
+            return Ok(ArchiveCheck::Mismatch {
+                manifest: Some(manifest),
+                difference: manifest_difference(reason.to_string()),
+            });
+        }
         let repo = self.repo.clone();
         let id = backup_id.to_owned();
         let actual = tokio::task::spawn_blocking(move || repo.archive_sha256(&id))
             .await
             .expect("hashing does not panic");
         let found = match actual {
-            Ok(actual) if actual == manifest.sha256 => return Ok(Ok(manifest)),
+            Ok(actual) if actual == manifest.sha256 => return Ok(ArchiveCheck::Sound(manifest)),
             Ok(actual) => format!("sha256 {actual}"),
             Err(BackupError::ArchiveMissing(_)) => "absent".into(),
+            Err(BackupError::NotRegularFile { kind, .. }) => kind.to_owned(),
             Err(error) => return Err(error),
         };
-        Ok(Err(Difference {
+        let difference = Difference {
             object: format!("archive {backup_id}.dump"),
             expected: format!("sha256 {}", manifest.sha256),
             found,
-        }))
+        };
+        Ok(ArchiveCheck::Mismatch {
+            manifest: Some(manifest),
+            difference,
+        })
     }
 
     /// Prepares the target, restores into it, proves it and checks its indexes, timing each

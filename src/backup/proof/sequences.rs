@@ -27,7 +27,11 @@ pub fn archived_positions(tools: &PgTools, archive: &Path) -> Result<BTreeMap<St
     let mut list_path = archive.as_os_str().to_owned();
     list_path.push(".sequences");
     let list_path = std::path::PathBuf::from(list_path);
-    std::fs::write(&list_path, entries).map_err(BackupError::io(&list_path))?;
+    std::io::Write::write_all(
+        &mut crate::backup::repository::create_private(&list_path)?,
+        entries.as_bytes(),
+    )
+    .map_err(BackupError::io(&list_path))?;
     let script = run_pg_restore(
         tools,
         &[format!("--use-list={}", list_path.display()), "--file=-".into()],
