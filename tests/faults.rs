@@ -1,11 +1,10 @@
 //! Faults and bad input: every failure tells the truth.
 //!
-//! Each test reproduces what an independent fault and bad-input probe did to the system (an
-//! audit store that cannot be written, a node killed mid-restore, a downgraded manifest, a FIFO
-//! in place of an archive, a full or immutable repository, a frozen node, a damaged audit line,
-//! stored input that could not be read back, …) and asserts what an operator must see: the
-//! operation refused or reported with its cause and its documented exit code, nothing changed
-//! that was said not to change, and the truth recoverable after a restart.
+//! Each test reproduces one thing an independent fault and bad-input probe did to the system
+//! (`dNN_…`: its ten defects; `mNN_…`: its minor findings) and asserts what an operator must
+//! see: the operation refused or reported with its cause and its documented exit code, nothing
+//! changed that was said not to change, and the truth recoverable after a restart. Each one
+//! failed before its fix; docs/OPERATIONS.md says what an operator sees after each fault.
 
 mod common;
 
@@ -88,6 +87,94 @@ impl<'a> Frozen<'a> {
 impl Drop for Frozen<'_> {
     fn drop(&mut self) {
         self.0.signal(Signal::SIGCONT);
+    }
+}
+
+/// One lab, its database (on a session restores spare) and a leading node.
+struct Setup {
+    lab: Lab,
+    db: postgres::Client,
+    node: Node,
+    cli: Cli,
+}
+
+/// What the lab database holds before the node starts.
+enum Fixture {
+    /// fixtures/val15.sql: a few small tables.
+    Small,
+    /// A table of about this many megabytes, slow enough to dump and restore to be cut short.
+    Big(u32),
+}
+
+impl Setup {
+    /// The lab, its fixture and node `label` leading (in maintenance mode when asked), or
+    /// None when no backend can run (a SKIP, or a failure under AUTONOMY_LAB_REQUIRE=1).
+    fn start(label: &str, fixture: Fixture, maintenance_mode: bool) -> Option<Self> {
+        let lab = Lab::start_or_skip(label)?;
+        let mut db = watcher(&lab.url());
+        match fixture {
+            Fixture::Small => db
+                .batch_execute(include_str!("../fixtures/val15.sql"))
+                .expect("the fixture loads"),
+            Fixture::Big(megabytes) => load_big_table(&mut db, megabytes),
+        }
+        let node = Node::start_leader(lab.node_spec(label, maintenance_mode)).unwrap_or_else(|e| panic!("{e}"));
+        let cli = Cli::for_server(&node.url);
+        Some(Self { lab, db, node, cli })
+    }
+
+    #[track_caller]
+    fn backup(&self) -> String {
+        let created = self.cli.run(&["ha", "backup", "create"]);
+        assert!(created.success(), "{created}");
+        created.field("backup_id").expect("a backup id")
+    }
+
+    fn backups_dir(&self) -> PathBuf {
+        self.lab.scratch.path().join("backups")
+    }
+
+    fn manifest_path(&self, backup_id: &str) -> PathBuf {
+        self.backups_dir().join(format!("{backup_id}.json"))
+    }
+
+    /// Kills the node with SIGKILL and starts it again under the same id, leading.
+    fn kill_and_restart(&mut self, round: &str) {
+        self.node.signal(Signal::SIGKILL);
+        assert!(self.node.wait_for_exit(Duration::from_secs(10)), "the node died");
+        let mut spec = self.node.spec.clone();
+        spec.log_path = self.lab.scratch.path().join(format!("{}-{round}.log", spec.node_id));
+        self.node = Node::start_leader(spec).unwrap_or_else(|e| panic!("{e}"));
+        self.cli = Cli::for_server(&self.node.url);
+    }
+
+    fn restore_in_background(&self, backup_id: &str) -> std::thread::JoinHandle<common::cli::CliRun> {
+        let (cli, id) = (self.cli.clone(), backup_id.to_owned());
+        std::thread::spawn(move || cli.run(&["ha", "backup", "restore", &id, "--confirm"]))
+    }
+
+    /// Starts a backup and returns its id once its partial archive is being written.
+    fn backup_caught_writing(&self) -> (String, std::thread::JoinHandle<common::cli::CliRun>) {
+        let cli = self.cli.clone();
+        let running = std::thread::spawn(move || cli.run(&["ha", "backup", "create"]));
+        let dir = self.backups_dir();
+        wait_until("a partial archive being written", Duration::from_secs(60), || {
+            partial_archives(&dir).iter().any(|name| {
+                name.ends_with(".dump.partial") && std::fs::metadata(dir.join(name)).is_ok_and(|m| m.len() > 0)
+            })
+        });
+        let partial = partial_archives(&dir)
+            .into_iter()
+            .find(|n| n.ends_with(".dump.partial"))
+            .expect("a partial archive");
+        (partial.trim_end_matches(".dump.partial").to_owned(), running)
+    }
+
+    fn note(&mut self) -> String {
+        self.db
+            .query_one("SELECT note FROM marker", &[])
+            .expect("the marker reads")
+            .get(0)
     }
 }
 
@@ -214,35 +301,133 @@ fn load_big_table(db: &mut postgres::Client, megabytes: u32) {
     db.batch_execute(&format!(
         "CREATE TABLE big (id int PRIMARY KEY, payload text NOT NULL);
          INSERT INTO big SELECT g, md5(g::text) || md5((g * 7)::text) || md5((g * 13)::text)
-           FROM generate_series(1, {rows}) g;"
+           FROM generate_series(1, {rows}) g;
+         CREATE TABLE marker (note text); INSERT INTO marker VALUES ('backed up');"
     ))
     .expect("the big table loads");
 }
 
 // ---------------------------------------------------------------------------------------------
-// Defect 2 (audit write failures were silent), and the status saying so
+// Defect 1: a restore killed mid-way is never without a record
 // ---------------------------------------------------------------------------------------------
 
 #[test]
-fn an_audit_store_that_cannot_be_written_refuses_backups_and_restores() {
-    let Some(lab) = Lab::start_or_skip("faults-audit") else {
+fn d01_a_restore_killed_before_its_commit_changes_nothing_and_says_so_after_a_restart() {
+    let Some(mut lab) = Setup::start("faults-d01a", Fixture::Big(60), true) else {
         return;
     };
-    let mut db = sql::connect(&lab.url());
-    db.batch_execute(include_str!("../fixtures/val15.sql"))
-        .expect("the fixture loads");
-    let node = Node::start_leader(lab.node_spec("faults-audit", true)).unwrap_or_else(|e| panic!("{e}"));
-    let cli = Cli::for_server(&node.url);
-    let created = cli.run(&["ha", "backup", "create"]);
-    assert!(created.success(), "{created}");
-    let id = created.field("backup_id").expect("a backup id");
-    db.batch_execute("UPDATE val15_small SET payload = 'after the backup' WHERE id = 1")
-        .expect("a change a refused restore must keep");
-    let before = sql::fingerprint(&mut db);
-    let backups_before = std::fs::read_dir(lab.scratch.path().join("backups")).unwrap().count();
+    let id = lab.backup();
+    lab.db
+        .batch_execute("UPDATE marker SET note = 'after the backup'")
+        .expect("a change");
+    let restoring = lab.restore_in_background(&id);
+    wait_for_sql(
+        &mut lab.db,
+        "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = 'psql' AND datname = current_database())",
+        "the restore's psql session",
+        Duration::from_secs(60),
+    );
+    lab.node.signal(Signal::SIGKILL);
+    let _ = restoring.join();
+    wait_for_sql(
+        &mut lab.db,
+        "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = 'psql')",
+        "the orphaned psql to end",
+        Duration::from_secs(60),
+    );
+    assert_eq!(
+        lab.note(),
+        "after the backup",
+        "a restore killed before its COMMIT changed the database"
+    );
+    let audit_dir = lab.lab.audit_dir();
+    let started = events(&audit_dir, "ha.backup.restore_started");
+    assert_eq!(started.len(), 1, "the restore's start is in the audit: {started:?}");
+    let restore_id = started[0].details["restore_id"]
+        .as_str()
+        .expect("a restore id")
+        .to_owned();
+    lab.kill_and_restart("2");
+    let interrupted = events(&audit_dir, "ha.backup.restore_interrupted");
+    assert!(
+        interrupted
+            .iter()
+            .any(|e| e.details["restore_id"] == restore_id.as_str() && e.details["committed"] == false),
+        "no uncommitted ha.backup.restore_interrupted for {restore_id}: {interrupted:?}"
+    );
+    assert_eq!(
+        inventory_row(&mut lab.db, &id).2,
+        None,
+        "an uncommitted restore is not in the inventory"
+    );
+}
 
+#[test]
+fn d01_a_restore_killed_after_its_commit_is_recognised_from_the_audit_and_the_inventory() {
+    let Some(mut lab) = Setup::start("faults-d01b", Fixture::Big(60), true) else {
+        return;
+    };
+    let id = lab.backup();
+    lab.db
+        .batch_execute("UPDATE marker SET note = 'after the backup'")
+        .expect("a change");
+    let restoring = lab.restore_in_background(&id);
+    wait_for_sql(
+        &mut lab.db,
+        "SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+                         WHERE application_name IN ('autonomy-ha:faults-d01b:proof', 'autonomy-ha:faults-d01b:baseline-reader')
+                           AND state = 'active')",
+        "the restore's proof reading",
+        Duration::from_secs(120),
+    );
+    lab.node.signal(Signal::SIGKILL);
+    let _ = restoring.join();
+    assert_eq!(lab.note(), "backed up", "the restore had committed");
+    let audit_dir = lab.lab.audit_dir();
+    let started = events(&audit_dir, "ha.backup.restore_started");
+    assert_eq!(started.len(), 1, "the restore's start is in the audit: {started:?}");
+    let restore_id = started[0].details["restore_id"]
+        .as_str()
+        .expect("a restore id")
+        .to_owned();
+    assert!(
+        events(&audit_dir, "ha.backup.restored").is_empty(),
+        "the killed restore cannot have recorded its outcome"
+    );
+    assert_eq!(inventory_row(&mut lab.db, &id).2.as_deref(), Some("committed_unproven"));
+    lab.kill_and_restart("2");
+    let interrupted = events(&audit_dir, "ha.backup.restore_interrupted");
+    assert!(
+        interrupted
+            .iter()
+            .any(|e| e.details["restore_id"] == restore_id.as_str() && e.details["committed"] == true),
+        "no committed ha.backup.restore_interrupted for {restore_id}: {interrupted:?}"
+    );
+    let listed = lab.cli.run(&["ha", "backup", "list"]);
+    assert!(
+        listed.stdout.contains("last_restore=interrupted_after_commit"),
+        "{listed}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Defect 2: audit write failures were silent; the status says so
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn d02_an_audit_store_that_cannot_be_written_refuses_backups_and_restores() {
+    let Some(mut lab) = Setup::start("faults-d02", Fixture::Small, true) else {
+        return;
+    };
+    let id = lab.backup();
+    lab.db
+        .batch_execute("UPDATE val15_small SET payload = 'after the backup' WHERE id = 1")
+        .expect("a change a refused restore must keep");
+    let before = sql::fingerprint(&mut lab.db);
+    let files_before = std::fs::read_dir(lab.backups_dir()).unwrap().count();
+    let cli = lab.cli.clone();
     {
-        let _frozen = Immutable::set(&lab.audit_dir().join("faults-audit.jsonl"));
+        let _frozen = Immutable::set(&lab.lab.audit_dir().join("faults-d02.jsonl"));
         let refused = cli.run(&["ha", "backup", "create"]);
         assert_eq!(refused.exit_code, Some(11), "{refused}");
         assert!(
@@ -253,13 +438,13 @@ fn an_audit_store_that_cannot_be_written_refuses_backups_and_restores() {
         assert_eq!(refused.exit_code, Some(11), "{refused}");
         assert!(refused.stderr.contains("the database was not touched"), "{refused}");
         assert_eq!(
-            before.diff(&sql::fingerprint(&mut db)),
+            before.diff(&sql::fingerprint(&mut lab.db)),
             Vec::<String>::new(),
             "a refused restore changed the database"
         );
         assert_eq!(
-            std::fs::read_dir(lab.scratch.path().join("backups")).unwrap().count(),
-            backups_before,
+            std::fs::read_dir(lab.backups_dir()).unwrap().count(),
+            files_before,
             "a refused backup wrote to the repository"
         );
         let status = cli.run(&["ha", "status"]);
@@ -270,334 +455,40 @@ fn an_audit_store_that_cannot_be_written_refuses_backups_and_restores() {
         assert!(
             report["audit"]["last_error"]
                 .as_str()
-                .is_some_and(|e| e.contains("faults-audit.jsonl")),
+                .is_some_and(|e| e.contains("faults-d02.jsonl")),
             "{json}"
         );
     }
-
     // Writable again: the next backup goes through and the status clears.
-    let created = cli.run(&["ha", "backup", "create"]);
-    assert!(created.success(), "{created}");
+    lab.backup();
     let status = cli.run(&["ha", "status"]);
     assert!(!status.stdout.contains("audit writable=false"), "{status}");
 }
 
 // ---------------------------------------------------------------------------------------------
-// Defects 1 and 7: a node killed mid-backup or mid-restore, PostgreSQL stopped mid-backup
+// Defect 3: a restore whose proof finds differences exited 0
 // ---------------------------------------------------------------------------------------------
 
 #[test]
-fn interrupted_backups_and_restores_are_recognised_after_a_restart() {
-    let Some(mut lab) = Lab::start_or_skip("faults-killed") else {
+fn d03_a_restore_that_does_not_reproduce_its_baseline_exits_10() {
+    let Some(mut lab) = Setup::start("faults-d03", Fixture::Small, true) else {
         return;
     };
-    let url = lab.url();
-    // Spared by the restores (which end every other client session).
-    let mut db = watcher(&url);
-    load_big_table(&mut db, 120);
-    db.batch_execute("CREATE TABLE marker (note text); INSERT INTO marker VALUES ('backed up')")
-        .expect("the marker table");
-    let backups = lab.scratch.path().join("backups");
-    let audit_dir = lab.audit_dir();
-    let spec = |round: &str| {
-        let mut spec = lab.node_spec("faults-killed", true);
-        spec.log_path = lab.scratch.path().join(format!("faults-killed-{round}.log"));
-        spec
-    };
-    let mut node = Node::start_leader(spec("1")).unwrap_or_else(|e| panic!("{e}"));
-    let created = Cli::for_server(&node.url).run(&["ha", "backup", "create"]);
-    assert!(created.success(), "{created}");
-    let id = created.field("backup_id").expect("a backup id");
-
-    // SIGKILL mid-backup: the row stays `running` until the node starts again, which marks it
-    // failed (interrupted), audits it, and removes the partial archive.
-    let cli = Cli::for_server(&node.url);
-    let running = std::thread::spawn(move || cli.run(&["ha", "backup", "create"]));
-    wait_until("a partial archive being written", Duration::from_secs(60), || {
-        partial_archives(&backups)
-            .iter()
-            .any(|name| std::fs::metadata(backups.join(name)).is_ok_and(|m| m.len() > 0))
-    });
-    node.signal(Signal::SIGKILL);
-    assert!(node.wait_for_exit(Duration::from_secs(10)), "the node died");
-    let _ = running.join();
-    let partial = partial_archives(&backups)
-        .into_iter()
-        .find(|n| n.ends_with(".dump.partial"))
-        .expect("a partial archive");
-    let killed_id = partial.trim_end_matches(".dump.partial").to_owned();
-    assert_eq!(inventory_row(&mut db, &killed_id).0, "running");
-    drop(node);
-    let node = Node::start_leader(spec("2")).unwrap_or_else(|e| panic!("{e}"));
-    let (status, error, _) = inventory_row(&mut db, &killed_id);
-    assert_eq!(
-        status,
-        "failed",
-        "the killed backup is still {status}; log:\n{}",
-        node.log()
-    );
-    assert!(error.as_deref().is_some_and(|e| e.contains("interrupted")), "{error:?}");
-    assert_eq!(
-        partial_archives(&backups),
-        Vec::<String>::new(),
-        "stale partial files remain"
-    );
-    assert!(
-        events(&audit_dir, "ha.backup.interrupted")
-            .iter()
-            .any(|e| e.details["backup_id"] == killed_id.as_str()),
-        "no ha.backup.interrupted event for {killed_id}"
-    );
-    let listed = Cli::for_server(&node.url).run(&["ha", "backup", "list"]);
-    assert!(
-        listed.stdout.contains(&format!("backup_id={killed_id} status=failed")),
-        "{listed}"
-    );
-
-    // SIGKILL before the restore's COMMIT: nothing changed, and the restarted node records the
-    // restore as interrupted and not committed.
-    db.batch_execute("UPDATE marker SET note = 'after the backup'")
-        .expect("a change");
-    let cli = Cli::for_server(&node.url);
-    let restore_id = id.clone();
-    let restoring = std::thread::spawn(move || cli.run(&["ha", "backup", "restore", &restore_id, "--confirm"]));
-    wait_for_sql(
-        &mut db,
-        "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = 'psql' AND datname = current_database())",
-        "the restore's psql session",
-        Duration::from_secs(60),
-    );
-    let mut node = node;
-    node.signal(Signal::SIGKILL);
-    assert!(node.wait_for_exit(Duration::from_secs(10)), "the node died");
-    let _ = restoring.join();
-    wait_for_sql(
-        &mut db,
-        "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = 'psql')",
-        "the orphaned psql to end",
-        Duration::from_secs(60),
-    );
-    let note: String = sql::connect(&url)
-        .query_one("SELECT note FROM marker", &[])
-        .unwrap()
-        .get(0);
-    assert_eq!(
-        note, "after the backup",
-        "a restore killed before its COMMIT changed the database"
-    );
-    let started = events(&audit_dir, "ha.backup.restore_started");
-    assert_eq!(started.len(), 1, "the restore's start is in the audit: {started:?}");
-    let first_restore = started[0].details["restore_id"]
-        .as_str()
-        .expect("a restore id")
-        .to_owned();
-    drop(node);
-    let node = Node::start_leader(spec("3")).unwrap_or_else(|e| panic!("{e}"));
-    let interrupted = events(&audit_dir, "ha.backup.restore_interrupted");
-    assert!(
-        interrupted
-            .iter()
-            .any(|e| e.details["restore_id"] == first_restore.as_str() && e.details["committed"] == false),
-        "no uncommitted ha.backup.restore_interrupted for {first_restore}: {interrupted:?}"
-    );
-
-    // SIGKILL after the COMMIT, while the proof reads: the database holds the backup, the
-    // audit holds the restore's start, the inventory says it committed unproven, and the
-    // restarted node records it as interrupted after its commit.
-    let cli = Cli::for_server(&node.url);
-    let restore_id = id.clone();
-    let restoring = std::thread::spawn(move || cli.run(&["ha", "backup", "restore", &restore_id, "--confirm"]));
-    wait_for_sql(
-        &mut db,
-        "SELECT EXISTS (SELECT 1 FROM pg_stat_activity
-                         WHERE application_name IN ('autonomy-ha:faults-killed:proof', 'autonomy-ha:faults-killed:baseline-reader')
-                           AND state = 'active')",
-        "the restore's proof reading",
-        Duration::from_secs(120),
-    );
-    let mut node = node;
-    node.signal(Signal::SIGKILL);
-    assert!(node.wait_for_exit(Duration::from_secs(10)), "the node died");
-    let _ = restoring.join();
-    let note: String = sql::connect(&url)
-        .query_one("SELECT note FROM marker", &[])
-        .unwrap()
-        .get(0);
-    assert_eq!(note, "backed up", "the restore had committed");
-    let started = events(&audit_dir, "ha.backup.restore_started");
-    assert_eq!(started.len(), 2, "{started:?}");
-    let second_restore = started[1].details["restore_id"]
-        .as_str()
-        .expect("a restore id")
-        .to_owned();
-    assert!(
-        events(&audit_dir, "ha.backup.restored")
-            .iter()
-            .all(|e| e.details["restore_id"] != second_restore.as_str()),
-        "the killed restore cannot have recorded its outcome"
-    );
-    assert_eq!(inventory_row(&mut db, &id).2.as_deref(), Some("committed_unproven"));
-    drop(node);
-    let node = Node::start_leader(spec("4")).unwrap_or_else(|e| panic!("{e}"));
-    let interrupted = events(&audit_dir, "ha.backup.restore_interrupted");
-    assert!(
-        interrupted
-            .iter()
-            .any(|e| e.details["restore_id"] == second_restore.as_str() && e.details["committed"] == true),
-        "no committed ha.backup.restore_interrupted for {second_restore}: {interrupted:?}"
-    );
-    let listed = Cli::for_server(&node.url).run(&["ha", "backup", "list"]);
-    assert!(
-        listed.stdout.contains("last_restore=interrupted_after_commit"),
-        "{listed}"
-    );
-
-    // PostgreSQL stopped mid-backup: the backup fails; once the database is back, the leader's
-    // next listing shows the row failed, not `running` forever.
-    let cli = Cli::for_server(&node.url);
-    let running = std::thread::spawn(move || cli.run(&["ha", "backup", "create"]));
-    let backups = lab.scratch.path().join("backups");
-    wait_until("a partial archive being written", Duration::from_secs(60), || {
-        partial_archives(&backups)
-            .iter()
-            .any(|name| std::fs::metadata(backups.join(name)).is_ok_and(|m| m.len() > 0))
-    });
-    let partial = partial_archives(&backups)
-        .into_iter()
-        .find(|n| n.ends_with(".dump.partial"))
-        .expect("a partial archive");
-    let stopped_id = partial.trim_end_matches(".dump.partial").to_owned();
-    drop(db);
-    lab.pg.stop_abruptly().expect("PostgreSQL stops");
-    let failed = running.join().expect("the backup call returns");
-    assert!(!failed.success(), "{failed}");
-    lab.pg.start_again().expect("PostgreSQL starts again");
-    node.wait_for_role("leader", Duration::from_secs(60))
-        .expect("the node leads again");
-    let cli = Cli::for_server(&node.url);
-    wait_until(
-        "the listing to show the stopped backup failed",
-        Duration::from_secs(30),
-        || {
-            cli.run(&["ha", "backup", "list"])
-                .stdout
-                .contains(&format!("backup_id={stopped_id} status=failed"))
-        },
-    );
-    let mut db = watcher(&url);
-    assert_eq!(inventory_row(&mut db, &stopped_id).0, "failed");
-    assert!(
-        !partial_archives(&backups).iter().any(|n| n.starts_with(&stopped_id)),
-        "its partial archive remains"
-    );
-}
-
-// ---------------------------------------------------------------------------------------------
-// Defects 3, 4 and 5; the drill's seal report; listings of backups whose files are gone
-// ---------------------------------------------------------------------------------------------
-
-#[test]
-fn restores_refuse_downgrades_and_fifos_and_report_differences() {
-    let Some(lab) = Lab::start_or_skip("faults-repository") else {
-        return;
-    };
-    // Spared by the restores (which end every other client session).
-    let mut db = watcher(&lab.url());
-    db.batch_execute(include_str!("../fixtures/val15.sql"))
-        .expect("the fixture loads");
-    let node = Node::start_leader(lab.node_spec("faults-repository", true)).unwrap_or_else(|e| panic!("{e}"));
-    let cli = Cli::for_server(&node.url);
-    let backup = || {
-        let created = cli.run(&["ha", "backup", "create"]);
-        assert!(created.success(), "{created}");
-        created.field("backup_id").expect("a backup id")
-    };
-    let dir = lab.scratch.path().join("backups");
-    let manifest_of = |id: &str| dir.join(format!("{id}.json"));
-    let older = backup();
-    db.batch_execute("UPDATE val15_small SET payload = 'between the backups' WHERE id = 1")
-        .expect("a change");
-    let newer = backup();
-    db.batch_execute("UPDATE val15_small SET payload = 'live' WHERE id = 1")
-        .expect("a change");
-    let live = sql::fingerprint(&mut db);
-    let unchanged = |db: &mut postgres::Client, case: &str| {
-        assert_eq!(
-            live.diff(&sql::fingerprint(db)),
-            Vec::<String>::new(),
-            "{case} changed the database"
-        );
-    };
-
-    // Defect 4: the newer backup's manifest downgraded to version 2 without its seal, with the
-    // older backup's checksum and size, and the older archive in its place.
-    let older_manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(manifest_of(&older)).unwrap()).unwrap();
-    rewrite_manifest(&manifest_of(&newer), |m| {
-        m["manifest_version"] = serde_json::json!(2);
-        m.as_object_mut().unwrap().remove("manifest_sha256");
-        m["sha256"] = older_manifest["sha256"].clone();
-        m["size_bytes"] = older_manifest["size_bytes"].clone();
-    });
-    std::fs::copy(lab.archive_path(&older), lab.archive_path(&newer)).expect("the archive is swapped");
-    let refused = cli.run(&["ha", "backup", "restore", &newer, "--confirm"]);
-    assert_eq!(refused.exit_code, Some(7), "{refused}");
-    assert!(refused.stderr.contains("inventory recorded"), "{refused}");
-    unchanged(&mut db, "a downgraded manifest");
-    let refused = cli.run(&[
-        "ha",
-        "backup",
-        "restore",
-        &newer,
-        "--confirm",
-        "--allow-unsealed-manifest",
-    ]);
-    assert_eq!(refused.exit_code, Some(7), "{refused}");
-    assert!(refused.stderr.contains("inventory recorded"), "{refused}");
-    unchanged(&mut db, "a downgraded manifest with --allow-unsealed-manifest");
-
-    // A genuinely old (version 2) manifest, indexed before versions were recorded: refused
-    // unless the operator allows it explicitly; then restored and proven.
-    let old_format = backup();
-    rewrite_manifest(&manifest_of(&old_format), |m| {
-        m["manifest_version"] = serde_json::json!(2);
-        m.as_object_mut().unwrap().remove("manifest_sha256");
-    });
-    db.execute(
-        "UPDATE autonomy_ha.backup_inventory SET manifest_version = NULL WHERE backup_id = $1",
-        &[&old_format],
-    )
-    .expect("the row looks indexed before this release");
-    let refused = cli.run(&["ha", "backup", "restore", &old_format, "--confirm"]);
-    assert_eq!(refused.exit_code, Some(7), "{refused}");
-    assert!(refused.stderr.contains("--allow-unsealed-manifest"), "{refused}");
-    unchanged(&mut db, "an unsealed manifest without the flag");
-    let allowed = cli.run(&[
-        "ha",
-        "backup",
-        "restore",
-        &old_format,
-        "--confirm",
-        "--allow-unsealed-manifest",
-    ]);
-    assert!(allowed.success(), "{allowed}");
-    assert_eq!(allowed.field("status").as_deref(), Some("restored"), "{allowed}");
-
-    // Defect 3: a restore whose proof finds differences committed, and says so: exit 10,
-    // status restored_with_differences, in the audit and the inventory.
-    let edited = backup();
+    let id = lab.backup();
+    // Whoever can write the repository can re-seal an edited manifest: the restore runs, and
+    // its proof cannot reproduce what the baseline claims.
     let mut manifest: autonomy::backup::Manifest =
-        serde_json::from_slice(&std::fs::read(manifest_of(&edited)).unwrap()).unwrap();
-    let table = manifest
+        serde_json::from_slice(&std::fs::read(lab.manifest_path(&id)).unwrap()).unwrap();
+    manifest
         .baseline
         .as_mut()
         .unwrap()
         .tables
         .get_mut("public.val15_small")
-        .expect("a table");
-    table.rows += 1;
-    std::fs::write(manifest_of(&edited), autonomy::backup::manifest::seal(&manifest)).unwrap();
-    let differed = cli.run(&["ha", "backup", "restore", &edited, "--confirm"]);
+        .expect("a table")
+        .rows += 1;
+    std::fs::write(lab.manifest_path(&id), autonomy::backup::manifest::seal(&manifest)).unwrap();
+    let differed = lab.cli.run(&["ha", "backup", "restore", &id, "--confirm"]);
     assert_eq!(differed.exit_code, Some(10), "{differed}");
     assert_eq!(
         differed.field("status").as_deref(),
@@ -608,105 +499,165 @@ fn restores_refuse_downgrades_and_fifos_and_report_differences() {
         differed.stdout.contains("difference table public.val15_small"),
         "{differed}"
     );
-    let restored = events(&lab.audit_dir(), "ha.backup.restored");
-    assert_eq!(restored.last().unwrap().details["status"], "restored_with_differences");
-    assert_eq!(inventory_row(&mut db, &edited).2.as_deref(), Some("differences"));
-    let live = sql::fingerprint(&mut db);
-
-    // Defect 5: a FIFO in place of the archive, then of the manifest: refused at once, and the
-    // node is not left busy.
-    let fifo_archive = backup();
-    mkfifo(&lab.archive_path(&fifo_archive));
-    let refused = cli.run_within(
-        &["ha", "backup", "restore", &fifo_archive, "--confirm"],
-        Duration::from_secs(60),
+    assert!(differed.stderr.contains("COMMITTED"), "{differed}");
+    let restored = events(&lab.lab.audit_dir(), "ha.backup.restored");
+    assert_eq!(
+        restored.last().expect("an outcome event").details["status"],
+        "restored_with_differences"
     );
-    assert_eq!(refused.exit_code, Some(7), "{refused}");
-    assert!(refused.stderr.contains("is a FIFO"), "{refused}");
-    assert_eq!(live.diff(&sql::fingerprint(&mut db)), Vec::<String>::new());
-    let drill = cli.run_within(&["ha", "backup", "verify", &fifo_archive], Duration::from_secs(60));
-    assert_eq!(drill.exit_code, Some(1), "{drill}");
-    assert!(
-        drill
-            .stdout
-            .contains(&format!("difference archive {fifo_archive}.dump"))
-            && drill.stdout.contains("a FIFO"),
-        "{drill}"
-    );
-    let fifo_manifest = backup();
-    mkfifo(&manifest_of(&fifo_manifest));
-    let refused = cli.run_within(
-        &["ha", "backup", "restore", &fifo_manifest, "--confirm"],
-        Duration::from_secs(60),
-    );
-    assert_eq!(refused.exit_code, Some(7), "{refused}");
-    assert!(refused.stderr.contains("is a FIFO"), "{refused}");
-    let listed = cli.run_within(&["ha", "backup", "list"], Duration::from_secs(60));
-    assert!(listed.success(), "{listed}");
-    assert!(
-        listed
-            .stdout
-            .contains(&format!("backup_id={fifo_archive} status=completed"))
-            && listed.stdout.contains("files=not_a_regular_file"),
-        "{listed}"
-    );
-    backup(); // not busy
-
-    // A drill of a sealed manifest whose archive fails its check still says it was sealed.
-    let flipped = backup();
-    let archive = lab.archive_path(&flipped);
-    let mut bytes = std::fs::read(&archive).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0xff;
-    std::fs::write(&archive, bytes).unwrap();
-    let drill = cli.run(&["ha", "backup", "verify", &flipped]);
-    assert_eq!(drill.exit_code, Some(1), "{drill}");
-    assert_eq!(drill.field("manifest_sealed").as_deref(), Some("true"), "{drill}");
-
-    // Backups whose archive or manifest is gone are listed as such.
-    let no_archive = backup();
-    let no_manifest = backup();
-    std::fs::remove_file(lab.archive_path(&no_archive)).unwrap();
-    std::fs::remove_file(manifest_of(&no_manifest)).unwrap();
-    let listed = cli.run(&["ha", "backup", "list"]);
-    let line = |id: &str| {
-        listed
-            .stdout
-            .lines()
-            .find(|l| l.contains(id))
-            .unwrap_or_default()
-            .to_owned()
-    };
-    assert!(line(&no_archive).contains("files=archive_missing"), "{listed}");
-    assert!(line(&no_manifest).contains("files=manifest_missing"), "{listed}");
-    assert!(line(&older).contains("files=present"), "{listed}");
+    assert_eq!(inventory_row(&mut lab.db, &id).2.as_deref(), Some("differences"));
 }
 
 // ---------------------------------------------------------------------------------------------
-// Defect 6: repository write errors name their cause; a failed manifest write leaves nothing
+// Defect 4: the seal could be stripped by downgrading the manifest
 // ---------------------------------------------------------------------------------------------
 
 #[test]
-fn repository_write_errors_name_their_cause() {
+fn d04_a_downgraded_manifest_is_refused_even_with_the_flag() {
+    let Some(mut lab) = Setup::start("faults-d04", Fixture::Small, true) else {
+        return;
+    };
+    let older = lab.backup();
+    lab.db
+        .batch_execute("UPDATE val15_small SET payload = 'between the backups' WHERE id = 1")
+        .expect("a change");
+    let newer = lab.backup();
+    lab.db
+        .batch_execute("UPDATE val15_small SET payload = 'live' WHERE id = 1")
+        .expect("a change");
+    let live = sql::fingerprint(&mut lab.db);
+    // The newer manifest: version 2, no seal, the older backup's checksum and size, and the
+    // older archive in place of the newer one.
+    let older_manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(lab.manifest_path(&older)).unwrap()).unwrap();
+    rewrite_manifest(&lab.manifest_path(&newer), |m| {
+        m["manifest_version"] = serde_json::json!(2);
+        m.as_object_mut().unwrap().remove("manifest_sha256");
+        m["sha256"] = older_manifest["sha256"].clone();
+        m["size_bytes"] = older_manifest["size_bytes"].clone();
+    });
+    std::fs::copy(lab.lab.archive_path(&older), lab.lab.archive_path(&newer)).expect("the archive is swapped");
+    for flags in [&["--confirm"][..], &["--confirm", "--allow-unsealed-manifest"][..]] {
+        let refused = lab.cli.run(&[&["ha", "backup", "restore", &newer][..], flags].concat());
+        assert_eq!(refused.exit_code, Some(7), "{refused}");
+        assert!(
+            refused
+                .stderr
+                .contains("manifest_version is `2` but the inventory recorded `3`"),
+            "{refused}"
+        );
+        assert_eq!(
+            live.diff(&sql::fingerprint(&mut lab.db)),
+            Vec::<String>::new(),
+            "{flags:?} changed the database"
+        );
+    }
+}
+
+#[test]
+fn d04_an_old_unsealed_manifest_restores_only_with_the_flag() {
+    let Some(mut lab) = Setup::start("faults-d04-old", Fixture::Small, true) else {
+        return;
+    };
+    let id = lab.backup();
+    rewrite_manifest(&lab.manifest_path(&id), |m| {
+        m["manifest_version"] = serde_json::json!(2);
+        m.as_object_mut().unwrap().remove("manifest_sha256");
+    });
+    // As indexed by a release that did not record manifest versions.
+    lab.db
+        .execute(
+            "UPDATE autonomy_ha.backup_inventory SET manifest_version = NULL WHERE backup_id = $1",
+            &[&id],
+        )
+        .expect("the row is aged");
+    lab.db
+        .batch_execute("UPDATE val15_small SET payload = 'live' WHERE id = 1")
+        .expect("a change");
+    let live = sql::fingerprint(&mut lab.db);
+    let refused = lab.cli.run(&["ha", "backup", "restore", &id, "--confirm"]);
+    assert_eq!(refused.exit_code, Some(7), "{refused}");
+    assert!(refused.stderr.contains("--allow-unsealed-manifest"), "{refused}");
+    assert_eq!(live.diff(&sql::fingerprint(&mut lab.db)), Vec::<String>::new());
+    let allowed = lab
+        .cli
+        .run(&["ha", "backup", "restore", &id, "--confirm", "--allow-unsealed-manifest"]);
+    assert!(allowed.success(), "{allowed}");
+    assert_eq!(allowed.field("proof").as_deref(), Some("proven"), "{allowed}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Defect 5: a FIFO in place of an archive hung the restore
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn d05_a_fifo_in_place_of_the_archive_is_refused_at_once() {
+    let Some(mut lab) = Setup::start("faults-d05", Fixture::Small, true) else {
+        return;
+    };
+    let id = lab.backup();
+    let live = sql::fingerprint(&mut lab.db);
+    mkfifo(&lab.lab.archive_path(&id));
+    let refused = lab
+        .cli
+        .run_within(&["ha", "backup", "restore", &id, "--confirm"], Duration::from_secs(60));
+    assert_eq!(refused.exit_code, Some(7), "{refused}");
+    assert!(refused.stderr.contains("is a FIFO, not a regular file"), "{refused}");
+    assert_eq!(live.diff(&sql::fingerprint(&mut lab.db)), Vec::<String>::new());
+    let drill = lab
+        .cli
+        .run_within(&["ha", "backup", "verify", &id], Duration::from_secs(60));
+    assert_eq!(drill.exit_code, Some(1), "{drill}");
+    assert!(
+        drill.stdout.contains(&format!("difference archive {id}.dump")),
+        "{drill}"
+    );
+    assert!(drill.stdout.contains("found `a FIFO`"), "{drill}");
+    lab.backup(); // the node is not left busy
+}
+
+#[test]
+fn d05_a_fifo_in_place_of_the_manifest_is_refused_and_listing_still_works() {
+    let Some(lab) = Setup::start("faults-d05-manifest", Fixture::Small, true) else {
+        return;
+    };
+    let id = lab.backup();
+    mkfifo(&lab.manifest_path(&id));
+    let refused = lab
+        .cli
+        .run_within(&["ha", "backup", "restore", &id, "--confirm"], Duration::from_secs(60));
+    assert_eq!(refused.exit_code, Some(7), "{refused}");
+    assert!(refused.stderr.contains("is a FIFO"), "{refused}");
+    let listed = lab.cli.run_within(&["ha", "backup", "list"], Duration::from_secs(60));
+    assert!(listed.success(), "{listed}");
+    assert!(listed.stdout.contains("files=not_a_regular_file"), "{listed}");
+    lab.backup();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Defect 6: repository write errors were reported as a pg_dump SIGPIPE
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn d06_a_full_repository_is_named_as_such() {
     if !nix::unistd::Uid::effective().is_root() {
         assert!(
             !lab_required(),
             "AUTONOMY_LAB_REQUIRE=1 but a full repository needs root to mount a tmpfs"
         );
-        eprintln!("SKIP repository_write_errors_name_their_cause: not root (a tmpfs cannot be mounted)");
+        eprintln!("SKIP d06_a_full_repository_is_named_as_such: not root (a tmpfs cannot be mounted)");
         return;
     }
-    let Some(lab) = Lab::start_or_skip("faults-full") else {
+    let Some(lab) = Lab::start_or_skip("faults-d06") else {
         return;
     };
     let mut db = sql::connect(&lab.url());
     load_big_table(&mut db, 16);
     let small = Tmpfs::mount(&lab.scratch.path().join("small"), "2m").expect("a 2 MB tmpfs mounts");
-    let mut spec = lab.node_spec("faults-full", false);
+    let mut spec = lab.node_spec("faults-d06", false);
     spec.backup_dir = small.0.join("backups");
     let node = Node::start_leader(spec).unwrap_or_else(|e| panic!("{e}"));
     let cli = Cli::for_server(&node.url);
-
     let full = cli.run(&["ha", "backup", "create"]);
     assert_eq!(full.exit_code, Some(8), "{full}");
     assert!(full.stderr.contains("No space left on device"), "{full}");
@@ -732,43 +683,111 @@ fn repository_write_errors_name_their_cause() {
         !listed.stdout.contains("status=running") && !listed.stdout.contains("status=completed"),
         "{listed}"
     );
-    drop(node);
+}
 
-    // An immutable repository directory: EPERM, named.
-    db.batch_execute("DROP TABLE big").expect("the big table goes");
-    let mut spec = lab.node_spec("faults-full-2", false);
-    spec.backup_dir = lab.scratch.path().join("immutable");
-    let node = Node::start_leader(spec.clone()).unwrap_or_else(|e| panic!("{e}"));
-    let cli = Cli::for_server(&node.url);
+#[test]
+fn d06_an_immutable_repository_is_named_as_such() {
+    if !nix::unistd::Uid::effective().is_root() {
+        assert!(!lab_required(), "AUTONOMY_LAB_REQUIRE=1 but chattr +i needs root");
+        eprintln!("SKIP d06_an_immutable_repository_is_named_as_such: not root");
+        return;
+    }
+    let Some(lab) = Setup::start("faults-d06-eperm", Fixture::Small, false) else {
+        return;
+    };
     {
-        let _immutable = Immutable::set(&spec.backup_dir);
-        let refused = cli.run(&["ha", "backup", "create"]);
+        let _immutable = Immutable::set(&lab.backups_dir());
+        let refused = lab.cli.run(&["ha", "backup", "create"]);
         assert_eq!(refused.exit_code, Some(8), "{refused}");
         assert!(
-            refused.stderr.contains("Operation not permitted") && refused.stderr.contains("repository I/O"),
+            refused.stderr.contains("repository I/O failed") && refused.stderr.contains("Operation not permitted"),
             "{refused}"
         );
     }
-    let created = cli.run(&["ha", "backup", "create"]);
-    assert!(created.success(), "{created}");
+    lab.backup();
 }
 
 // ---------------------------------------------------------------------------------------------
-// Defects 8, 9 and 10, and the API's minor findings
+// Defect 7: interrupted backups never cleared
 // ---------------------------------------------------------------------------------------------
 
 #[test]
-fn the_api_stores_only_what_it_can_read_and_every_answer_is_bounded() {
-    let Some(lab) = Lab::start_or_skip("faults-api") else {
+fn d07_a_backup_killed_mid_way_is_failed_and_cleared_at_the_next_start() {
+    let Some(mut lab) = Setup::start("faults-d07", Fixture::Big(60), false) else {
         return;
     };
-    let mut db = sql::connect(&lab.url());
-    db.batch_execute(include_str!("../fixtures/val15.sql"))
-        .expect("the fixture loads");
-    let node = Node::start_leader(lab.node_spec("faults-api", false)).unwrap_or_else(|e| panic!("{e}"));
-    let cli = Cli::for_server(&node.url);
+    let (id, running) = lab.backup_caught_writing();
+    lab.node.signal(Signal::SIGKILL);
+    let _ = running.join();
+    assert_eq!(inventory_row(&mut lab.db, &id).0, "running");
+    lab.kill_and_restart("2");
+    let (status, error, _) = inventory_row(&mut lab.db, &id);
+    assert_eq!(
+        status,
+        "failed",
+        "the killed backup is still {status}; log:\n{}",
+        lab.node.log()
+    );
+    assert!(error.as_deref().is_some_and(|e| e.contains("interrupted")), "{error:?}");
+    assert_eq!(
+        partial_archives(&lab.backups_dir()),
+        Vec::<String>::new(),
+        "stale partial files remain"
+    );
+    assert!(
+        events(&lab.lab.audit_dir(), "ha.backup.interrupted")
+            .iter()
+            .any(|e| e.details["backup_id"] == id.as_str()),
+        "no ha.backup.interrupted event for {id}"
+    );
+    let listed = lab.cli.run(&["ha", "backup", "list"]);
+    assert!(
+        listed.stdout.contains(&format!("backup_id={id} status=failed")),
+        "{listed}"
+    );
+}
 
-    // Defect 8: a spec nested beyond what can be read back is refused, and listing still works.
+#[test]
+fn d07_a_backup_cut_off_by_postgres_stopping_is_failed_once_it_is_back() {
+    let Some(mut lab) = Setup::start("faults-d07-pg", Fixture::Big(60), false) else {
+        return;
+    };
+    let (id, running) = lab.backup_caught_writing();
+    lab.lab.pg.stop_abruptly().expect("PostgreSQL stops");
+    let failed = running.join().expect("the backup call returns");
+    assert!(!failed.success(), "{failed}");
+    lab.lab.pg.start_again().expect("PostgreSQL starts again");
+    lab.node
+        .wait_for_role("leader", Duration::from_secs(60))
+        .expect("the node leads again");
+    let cli = lab.cli.clone();
+    wait_until(
+        "the listing to show the cut-off backup failed",
+        Duration::from_secs(30),
+        || {
+            cli.run(&["ha", "backup", "list"])
+                .stdout
+                .contains(&format!("backup_id={id} status=failed"))
+        },
+    );
+    let mut db = watcher(&lab.lab.url());
+    assert_eq!(inventory_row(&mut db, &id).0, "failed");
+    assert_eq!(
+        partial_archives(&lab.backups_dir()),
+        Vec::<String>::new(),
+        "its partial archive remains"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Defect 8: stored input that could not be read back
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn d08_a_spec_nested_beyond_what_reads_back_is_refused() {
+    let Some(lab) = Setup::start("faults-d08", Fixture::Small, false) else {
+        return;
+    };
     let mut spec = serde_json::json!({});
     for _ in 0..125 {
         spec = serde_json::json!({ "a": spec });
@@ -776,20 +795,147 @@ fn the_api_stores_only_what_it_can_read_and_every_answer_is_bounded() {
     let body = serde_json::to_vec(&serde_json::json!({ "name": "deep", "spec": spec })).unwrap();
     let (status, _, answer) = http(
         "POST",
-        &format!("{}/v1/rollouts", node.url),
+        &format!("{}/v1/rollouts", lab.node.url),
         Some(&bearer()),
         Some(body),
     );
     assert_eq!(status, 400, "{answer}");
     assert!(
-        answer.contains("\"code\":\"invalid_spec\"") && answer.contains("levels deep"),
+        answer.contains("\"code\":\"invalid_spec\"") && answer.contains("126 levels deep"),
         "{answer}"
     );
-    let listed = cli.run(&["rollout", "list"]);
+    let listed = lab.cli.run(&["rollout", "list"]);
     assert!(listed.success(), "{listed}");
+}
 
-    // Every error is {code, message} JSON: a body over the limit, a path that is not UTF-8, a
-    // repeated query parameter, a wrong method, an unknown route.
+// ---------------------------------------------------------------------------------------------
+// Defect 9: a CLI call hung on a frozen node
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn d09_a_frozen_node_never_holds_the_cli() {
+    let Some(lab) = Setup::start("faults-d09", Fixture::Small, false) else {
+        return;
+    };
+    {
+        let _frozen = Frozen::freeze(&lab.node);
+        let status = lab.cli.run_within(&["ha", "status"], Duration::from_secs(60));
+        assert_eq!(status.exit_code, Some(3), "{status}");
+        assert!(
+            status.stderr.contains("within 5 s") && status.stderr.contains("GET /v1/ha/status"),
+            "{status}"
+        );
+        assert!(status.elapsed_ms < 30_000, "{status}");
+        let listed = lab
+            .cli
+            .run_within(&["--timeout", "2", "rollout", "list"], Duration::from_secs(60));
+        assert_eq!(listed.exit_code, Some(3), "{listed}");
+        assert!(
+            listed.stderr.contains("within 2 s") && listed.stderr.contains("GET /v1/rollouts"),
+            "{listed}"
+        );
+    }
+    let status = lab.cli.run(&["ha", "status"]);
+    assert!(status.success(), "{status}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Defect 10: one bad byte hid every node's audit
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn d10_a_damaged_audit_line_hides_nothing_else() {
+    let Some(lab) = Setup::start("faults-d10", Fixture::Small, false) else {
+        return;
+    };
+    lab.backup();
+    let audit_dir = lab.lab.audit_dir();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(audit_dir.join("faults-d10.jsonl"))
+        .unwrap()
+        .write_all(b"{\"id\": \"ev-\xe2\x82\n")
+        .unwrap();
+    lab.backup();
+    let (status, _, answer) = http(
+        "GET",
+        &format!("{}/v1/audit/events", lab.node.url),
+        Some(&bearer()),
+        None,
+    );
+    assert_eq!(status, 200, "{answer}");
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&answer).unwrap();
+    assert_eq!(
+        listed.iter().filter(|e| e["type"] == "ha.backup.created").count(),
+        2,
+        "{answer}"
+    );
+    let queried = lab.cli.run(&[
+        "audit",
+        "query",
+        "--event-type",
+        "ha.backup.created",
+        "--audit-dir",
+        audit_dir.to_str().unwrap(),
+    ]);
+    assert!(queried.success(), "{queried}");
+    assert!(
+        queried.stderr.contains("faults-d10.jsonl has a malformed line") && queried.stderr.contains("not UTF-8"),
+        "{queried}"
+    );
+    assert_eq!(queried.stdout.lines().count(), 2, "{queried}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Minor findings (m02, a failed manifest write leaving a complete-looking archive, is the unit
+// test `a_failed_manifest_write_leaves_no_complete_looking_archive` in src/backup/repository.rs)
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn m01_a_drill_whose_archive_fails_its_check_still_says_the_manifest_was_sealed() {
+    let Some(lab) = Setup::start("faults-m01", Fixture::Small, false) else {
+        return;
+    };
+    let id = lab.backup();
+    let archive = lab.lab.archive_path(&id);
+    let mut bytes = std::fs::read(&archive).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&archive, bytes).unwrap();
+    let drill = lab.cli.run(&["ha", "backup", "verify", &id]);
+    assert_eq!(drill.exit_code, Some(1), "{drill}");
+    assert_eq!(drill.field("manifest_sealed").as_deref(), Some("true"), "{drill}");
+}
+
+#[test]
+fn m03_backups_whose_files_are_gone_are_listed_as_such() {
+    let Some(lab) = Setup::start("faults-m03", Fixture::Small, false) else {
+        return;
+    };
+    let intact = lab.backup();
+    let no_archive = lab.backup();
+    let no_manifest = lab.backup();
+    std::fs::remove_file(lab.lab.archive_path(&no_archive)).unwrap();
+    std::fs::remove_file(lab.manifest_path(&no_manifest)).unwrap();
+    let listed = lab.cli.run(&["ha", "backup", "list"]);
+    let line = |id: &str| {
+        listed
+            .stdout
+            .lines()
+            .find(|l| l.contains(id))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(line(&intact).contains("files=present"), "{listed}");
+    assert!(line(&no_archive).contains("files=archive_missing"), "{listed}");
+    assert!(line(&no_manifest).contains("files=manifest_missing"), "{listed}");
+}
+
+#[test]
+fn m04_every_error_is_code_and_message_json() {
+    let Some(lab) = Setup::start("faults-m04", Fixture::Small, false) else {
+        return;
+    };
     for (method, path, body, status) in [
         ("POST", "/v1/rollouts", Some(vec![b' '; 3 << 20]), 413),
         ("GET", "/v1/ha/backups/%FF", None, 400),
@@ -797,7 +943,7 @@ fn the_api_stores_only_what_it_can_read_and_every_answer_is_bounded() {
         ("GET", "/v1/ha/backups/bk-1/restore", None, 405),
         ("GET", "/v1/no-such-route", None, 404),
     ] {
-        let (got, content_type, answer) = http(method, &format!("{}{path}", node.url), Some(&bearer()), body);
+        let (got, content_type, answer) = http(method, &format!("{}{path}", lab.node.url), Some(&bearer()), body);
         assert_eq!(got, status, "{method} {path}: {answer}");
         assert!(
             content_type.starts_with("application/json"),
@@ -810,100 +956,56 @@ fn the_api_stores_only_what_it_can_read_and_every_answer_is_bounded() {
             "{method} {path}: {answer}"
         );
     }
+}
 
-    // The auth scheme is case-insensitive (RFC 9110); the token is not.
-    let (status, _, answer) = http(
-        "GET",
-        &format!("{}/v1/ha/status", node.url),
-        Some(&format!("bearer {LAB_TOKEN}")),
-        None,
-    );
+#[test]
+fn m08_the_bearer_scheme_is_case_insensitive_and_the_token_is_not() {
+    let Some(lab) = Setup::start("faults-m08", Fixture::Small, false) else {
+        return;
+    };
+    let url = format!("{}/v1/ha/status", lab.node.url);
+    let (status, _, answer) = http("GET", &url, Some(&format!("bearer {LAB_TOKEN}")), None);
     assert_eq!(status, 200, "{answer}");
-    let (status, _, _) = http(
-        "GET",
-        &format!("{}/v1/ha/status", node.url),
-        Some(&format!("bearer {}", LAB_TOKEN.to_uppercase())),
-        None,
-    );
+    let (status, _, _) = http("GET", &url, Some(&format!("BEARER {LAB_TOKEN}")), None);
+    assert_eq!(status, 200);
+    let (status, _, _) = http("GET", &url, Some(&format!("bearer {}", LAB_TOKEN.to_uppercase())), None);
     assert_eq!(status, 401);
+}
 
-    // Files holding the database's data are private.
-    let created = cli.run(&["ha", "backup", "create"]);
-    assert!(created.success(), "{created}");
-    let id = created.field("backup_id").expect("a backup id");
-    let backups = lab.scratch.path().join("backups");
-    assert_eq!(mode(&backups), 0o700, "the backup directory");
-    assert_eq!(mode(&lab.archive_path(&id)), 0o600, "the archive");
-    assert_eq!(mode(&backups.join(format!("{id}.json"))), 0o600, "the manifest");
-    assert_eq!(mode(&lab.audit_dir()), 0o700, "the audit directory");
-    assert_eq!(mode(&lab.audit_dir().join("faults-api.jsonl")), 0o600, "the audit file");
-
-    // Defect 10: one damaged line (a UTF-8 sequence cut short) hides nothing else.
-    let audit_file = lab.audit_dir().join("faults-api.jsonl");
-    std::fs::OpenOptions::new()
-        .append(true)
-        .open(&audit_file)
-        .unwrap()
-        .write_all(b"{\"id\": \"ev-\xe2\x82\n")
-        .unwrap();
-    let created = cli.run(&["ha", "backup", "create"]);
-    assert!(created.success(), "{created}");
-    let (status, _, answer) = http("GET", &format!("{}/v1/audit/events", node.url), Some(&bearer()), None);
-    assert_eq!(status, 200, "{answer}");
-    let listed: Vec<serde_json::Value> = serde_json::from_str(&answer).unwrap();
-    assert!(
-        listed.iter().filter(|e| e["type"] == "ha.backup.created").count() >= 2,
-        "{answer}"
+#[test]
+fn m11_archives_manifests_and_audit_files_are_private() {
+    let Some(lab) = Setup::start("faults-m11", Fixture::Small, false) else {
+        return;
+    };
+    let id = lab.backup();
+    assert_eq!(mode(&lab.backups_dir()), 0o700, "the backup directory");
+    assert_eq!(mode(&lab.lab.archive_path(&id)), 0o600, "the archive");
+    assert_eq!(mode(&lab.manifest_path(&id)), 0o600, "the manifest");
+    assert_eq!(mode(&lab.lab.audit_dir()), 0o700, "the audit directory");
+    assert_eq!(
+        mode(&lab.lab.audit_dir().join("faults-m11.jsonl")),
+        0o600,
+        "the audit file"
     );
-    let audit_dir = lab.audit_dir();
-    let queried = cli.run(&[
-        "audit",
-        "query",
-        "--event-type",
-        "ha.backup.created",
-        "--audit-dir",
-        audit_dir.to_str().unwrap(),
-    ]);
-    assert!(queried.success(), "{queried}");
-    assert!(
-        queried.stderr.contains("faults-api.jsonl") && queried.stderr.contains("line"),
-        "{queried}"
-    );
-    assert_eq!(queried.stdout.lines().count(), 2, "{queried}");
+}
 
-    // A second process with the same --node-id says so, in its status and the audit.
-    let mut twin = lab.node_spec("faults-api", false);
-    twin.log_path = lab.scratch.path().join("faults-api-twin.log");
+#[test]
+fn m12_a_second_process_with_the_same_node_id_says_so() {
+    let Some(lab) = Setup::start("faults-m12", Fixture::Small, false) else {
+        return;
+    };
+    let mut twin = lab.lab.node_spec("faults-m12", false);
+    twin.log_path = lab.lab.scratch.path().join("faults-m12-twin.log");
     let twin = Node::start(twin).unwrap_or_else(|e| panic!("{e}"));
     let twin_cli = Cli::for_server(&twin.url);
     wait_until("the twin's warning", Duration::from_secs(20), || {
         twin_cli
             .run(&["ha", "status"])
             .stdout
-            .contains("\nwarning another process holds the leader lease under this node's id")
+            .contains("\nwarning another process holds the leader lease under this node's id `faults-m12`")
     });
-    assert!(!events(&lab.audit_dir(), "ha.node.duplicate_id").is_empty());
-    drop(twin);
-
-    // Defect 9: a frozen node never holds the CLI: every call has a deadline, exit 3.
-    {
-        let _frozen = Frozen::freeze(&node);
-        let status = cli.run_within(&["ha", "status"], Duration::from_secs(60));
-        assert_eq!(status.exit_code, Some(3), "{status}");
-        assert!(
-            status.stderr.contains("within 5 s") && status.stderr.contains("GET /v1/ha/status"),
-            "{status}"
-        );
-        assert!(status.elapsed_ms < 30_000, "{status}");
-        let listed = cli.run_within(&["--timeout", "2", "rollout", "list"], Duration::from_secs(60));
-        assert_eq!(listed.exit_code, Some(3), "{listed}");
-        assert!(
-            listed.stderr.contains("within 2 s") && listed.stderr.contains("GET /v1/rollouts"),
-            "{listed}"
-        );
-    }
-    let status = cli.run(&["ha", "status"]);
-    assert!(status.success(), "{status}");
+    assert!(twin.log().contains("node ids must be unique"), "{}", twin.log());
+    assert!(!events(&lab.lab.audit_dir(), "ha.node.duplicate_id").is_empty());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -918,7 +1020,11 @@ const UNREACHABLE_DB: &str = "postgresql://127.0.0.1:1/x";
 #[case::empty_database_url(&[""], None, "--database-url is not a valid PostgreSQL URL: it is empty")]
 #[case::token_of_spaces(&[UNREACHABLE_DB], Some("                "), "the API token has a space at character 1")]
 #[case::token_with_control_character(&[UNREACHABLE_DB], Some("abcdefgh\u{1}ijklmnop"), "a control character at character 9")]
-fn serve_refuses_bad_values_with_exit_2(#[case] extra: &[&str], #[case] token: Option<&str>, #[case] says: &str) {
+fn m05_m06_m07_serve_refuses_bad_values_with_exit_2(
+    #[case] extra: &[&str],
+    #[case] token: Option<&str>,
+    #[case] says: &str,
+) {
     let scratch = tempfile::tempdir().expect("a scratch dir");
     let backups = scratch.path().join("backups");
     let mut args = vec![
@@ -939,7 +1045,7 @@ fn serve_refuses_bad_values_with_exit_2(#[case] extra: &[&str], #[case] token: O
 }
 
 #[test]
-fn paths_that_do_not_exist_are_errors_not_new_or_empty_stores() {
+fn m09_m10_paths_that_do_not_exist_are_errors_not_new_or_empty_stores() {
     let scratch = tempfile::tempdir().expect("a scratch dir");
     let typo = scratch.path().join("no-such-parent").join("backups");
     let cli = Cli::for_server("http://127.0.0.1:1");
@@ -976,7 +1082,7 @@ fn paths_that_do_not_exist_are_errors_not_new_or_empty_stores() {
 }
 
 #[test]
-fn a_server_url_with_userinfo_is_never_echoed() {
+fn m13_a_server_url_with_userinfo_is_never_echoed() {
     let run = Cli::for_server("http://admin:s3cret@127.0.0.1:1").run_within(&["ha", "status"], Duration::from_secs(60));
     assert_eq!(run.exit_code, Some(3), "{run}");
     assert!(run.stderr.contains("http://***@127.0.0.1:1"), "{run}");

@@ -377,6 +377,33 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_manifest_write_leaves_no_complete_looking_archive() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let repo = LocalRepository::open(dir.path()).expect("open");
+        let manifest: Manifest = serde_json::from_value(serde_json::json!({
+            "manifest_version": 3, "backup_id": "bk-1", "created_at": "2026-12-01T00:00:00Z",
+            "completed_at": "2026-12-01T00:00:01Z", "database": "app", "server_version": "15",
+            "size_bytes": 4, "sha256": "00", "duration_ms": 1, "status": "completed", "node_id": "n1",
+            "epoch": 1, "excluded_schemas": [],
+            "storage": { "kind": "local", "format": "pg_dump_custom", "encryption": "none" }
+        }))
+        .expect("a manifest");
+        fs::write(repo.partial_archive_path("bk-1").unwrap(), b"dump").unwrap();
+        // The manifest cannot be written: a directory sits where its partial file goes.
+        fs::create_dir(dir.path().join("bk-1.json.partial")).unwrap();
+        assert!(repo.publish(&manifest).is_err());
+        assert!(
+            !repo.archive_path("bk-1").unwrap().exists(),
+            "a complete-looking archive was left"
+        );
+        assert!(!dir.path().join("bk-1.json").exists());
+        assert!(
+            repo.partial_archive_path("bk-1").unwrap().exists(),
+            "the partial is the caller's to remove"
+        );
+    }
+
+    #[test]
     fn a_directory_whose_parent_is_missing_is_not_created() {
         let dir = tempfile::tempdir().expect("a temp dir");
         let typo = dir.path().join("no-such-parent").join("backups");
