@@ -219,14 +219,25 @@ fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     }
 }
 
-fn inventory_row(db: &mut postgres::Client, backup_id: &str) -> (String, Option<String>, Option<String>) {
+/// (status, error) of a backup's inventory row.
+fn inventory_row(db: &mut postgres::Client, backup_id: &str) -> (String, Option<String>) {
     let row = db
         .query_one(
-            "SELECT status, error, last_restore_outcome FROM autonomy_ha.backup_inventory WHERE backup_id = $1",
+            "SELECT status, error FROM autonomy_ha.backup_inventory WHERE backup_id = $1",
             &[&backup_id],
         )
         .expect("the backup has an inventory row");
-    (row.get(0), row.get(1), row.get(2))
+    (row.get(0), row.get(1))
+}
+
+/// How the inventory says the backup's last restore ended.
+fn last_restore_outcome(db: &mut postgres::Client, backup_id: &str) -> Option<String> {
+    db.query_one(
+        "SELECT last_restore_outcome FROM autonomy_ha.backup_inventory WHERE backup_id = $1",
+        &[&backup_id],
+    )
+    .expect("the backup's last restore reads")
+    .get(0)
 }
 
 fn partial_archives(dir: &Path) -> Vec<String> {
@@ -356,7 +367,7 @@ fn d01_a_restore_killed_before_its_commit_changes_nothing_and_says_so_after_a_re
         "no uncommitted ha.backup.restore_interrupted for {restore_id}: {interrupted:?}"
     );
     assert_eq!(
-        inventory_row(&mut lab.db, &id).2,
+        last_restore_outcome(&mut lab.db, &id),
         None,
         "an uncommitted restore is not in the inventory"
     );
@@ -394,7 +405,10 @@ fn d01_a_restore_killed_after_its_commit_is_recognised_from_the_audit_and_the_in
         events(&audit_dir, "ha.backup.restored").is_empty(),
         "the killed restore cannot have recorded its outcome"
     );
-    assert_eq!(inventory_row(&mut lab.db, &id).2.as_deref(), Some("committed_unproven"));
+    assert_eq!(
+        last_restore_outcome(&mut lab.db, &id).as_deref(),
+        Some("committed_unproven")
+    );
     lab.kill_and_restart("2");
     let interrupted = events(&audit_dir, "ha.backup.restore_interrupted");
     assert!(
@@ -505,7 +519,7 @@ fn d03_a_restore_that_does_not_reproduce_its_baseline_exits_10() {
         restored.last().expect("an outcome event").details["status"],
         "restored_with_differences"
     );
-    assert_eq!(inventory_row(&mut lab.db, &id).2.as_deref(), Some("differences"));
+    assert_eq!(last_restore_outcome(&mut lab.db, &id).as_deref(), Some("differences"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -721,7 +735,7 @@ fn d07_a_backup_killed_mid_way_is_failed_and_cleared_at_the_next_start() {
     let _ = running.join();
     assert_eq!(inventory_row(&mut lab.db, &id).0, "running");
     lab.kill_and_restart("2");
-    let (status, error, _) = inventory_row(&mut lab.db, &id);
+    let (status, error) = inventory_row(&mut lab.db, &id);
     assert_eq!(
         status,
         "failed",
@@ -1045,7 +1059,7 @@ fn m05_m06_m07_serve_refuses_bad_values_with_exit_2(
 }
 
 #[test]
-fn m09_m10_paths_that_do_not_exist_are_errors_not_new_or_empty_stores() {
+fn m10_a_backup_dir_whose_parent_is_missing_is_an_error_not_a_new_tree() {
     let scratch = tempfile::tempdir().expect("a scratch dir");
     let typo = scratch.path().join("no-such-parent").join("backups");
     let cli = Cli::for_server("http://127.0.0.1:1");
@@ -1071,7 +1085,12 @@ fn m09_m10_paths_that_do_not_exist_are_errors_not_new_or_empty_stores() {
         !scratch.path().join("no-such-parent").exists(),
         "the mistyped tree was created"
     );
+}
 
+#[test]
+fn m09_a_missing_audit_dir_is_an_error_not_an_empty_store() {
+    let scratch = tempfile::tempdir().expect("a scratch dir");
+    let cli = Cli::for_server("http://127.0.0.1:1");
     let missing = scratch.path().join("audit-typo");
     let run = cli.run_within(
         &["audit", "query", "--audit-dir", missing.to_str().unwrap()],
