@@ -88,8 +88,10 @@ impl AuditLog {
             path: path.clone(),
             source,
         };
-        if !dir.is_dir() {
-            fs::DirBuilder::new().mode(0o700).create(dir).map_err(write_err)?;
+        // Another node starting at the same moment may create it first.
+        match fs::DirBuilder::new().mode(0o700).create(dir) {
+            Err(e) if !(e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir()) => return Err(write_err(e)),
+            _ => {}
         }
         let file = OpenOptions::new()
             .create(true)

@@ -57,11 +57,12 @@ impl LocalRepository {
     /// Opens the repository, creating its directory (0700) when only the last component is
     /// missing: a mistyped parent is an error, not a new tree.
     pub fn open(dir: &Path) -> Result<Self, BackupError> {
-        if !dir.is_dir() {
-            fs::DirBuilder::new()
-                .mode(0o700)
-                .create(dir)
-                .map_err(BackupError::io(dir))?;
+        // Another node starting at the same moment may create it first.
+        match fs::DirBuilder::new().mode(0o700).create(dir) {
+            Err(e) if !(e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir()) => {
+                return Err(BackupError::io(dir)(e))
+            }
+            _ => {}
         }
         Ok(Self { dir: dir.to_owned() })
     }

@@ -532,15 +532,17 @@ impl BackupService {
             || format!("restore of backup `{backup_id}` refused: the database was not touched"),
         )?;
 
-        let terminated_sessions = {
+        let terminated = async {
             let client = self.db.get().await?;
             if lease::read(&*client).await?.epoch != epoch || self.state.leader_epoch() != Some(epoch) {
-                return Err(self.restore_failed(&mark, BackupError::Fenced(epoch)));
+                return Err(BackupError::Fenced(epoch));
             }
-            match terminate_other_sessions(&client).await {
-                Ok(count) => count,
-                Err(error) => return Err(self.restore_failed(&mark, error.into())),
-            }
+            Ok(terminate_other_sessions(&client).await?)
+        }
+        .await;
+        let terminated_sessions = match terminated {
+            Ok(count) => count,
+            Err(error) => return Err(self.restore_failed(&mark, error)),
         };
 
         let tools = self.tools.clone();

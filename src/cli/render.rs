@@ -405,4 +405,28 @@ mod tests {
             "{text}"
         );
     }
+
+    #[test]
+    fn a_failing_audit_store_and_warnings_get_lines_of_their_own() {
+        let healthy = status(&report(None), OutputFormat::Text);
+        assert!(
+            !healthy.contains("\naudit") && !healthy.contains("\nwarning"),
+            "{healthy}"
+        );
+        let mut failing = report(None);
+        failing.audit = crate::audit::AuditHealth {
+            writable: false,
+            last_error: Some("cannot write the audit log /a/n1.jsonl: Operation not permitted".into()),
+            failed_at: Some(time::macros::datetime!(2026-12-01 09:00:00 UTC)),
+        };
+        failing.warnings = vec!["another process holds the leader lease under this node's id `n1`".into()];
+        let text = status(&failing, OutputFormat::Text);
+        assert!(
+            text.ends_with(
+                "\naudit writable=false failed_at=2026-12-01T09:00:00Z error=cannot write the audit log /a/n1.jsonl: \
+                 Operation not permitted\nwarning another process holds the leader lease under this node's id `n1`"
+            ),
+            "{text}"
+        );
+    }
 }

@@ -344,9 +344,10 @@ async fn round(
             })
         }
         Attempt::Held(row) => {
-            if row.live_holder() == Some(state.node_id.as_str()) {
-                // Not this process's session (it would have been re-acquired): another process
-                // runs with the same --node-id, and this one can never lead beside it.
+            if row.live_holder() == Some(state.node_id.as_str()) && row.holder_address.as_deref() != Some(address) {
+                // Not this process's session (it would have been re-acquired), nor an older
+                // session of this process (same address) the server has not yet seen close:
+                // another process runs with the same --node-id, and this one cannot lead.
                 let warning = format!(
                     "another process holds the leader lease under this node's id `{}` (its API at {}); node ids must be unique: stop one of them",
                     state.node_id,
