@@ -7,8 +7,10 @@ pub mod inventory;
 pub mod manifest;
 pub mod pgtools;
 pub mod proof;
+mod reconcile;
 pub mod repository;
 pub mod restore;
+mod restore_op;
 pub mod service;
 
 pub use error::BackupError;

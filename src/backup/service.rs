@@ -11,11 +11,11 @@ use crate::{
     audit::AuditLog,
     backup::{
         dump, inventory,
-        manifest::{self, RestoreReport, RestoreRequest, RestoreStatus, Storage},
+        manifest::{self, Storage},
         pgtools::PgTools,
         proof::{self, Baseline, ProofReport},
-        repository::{self, FileState, LocalRepository},
-        restore, BackupError, BackupRecord, BackupStatus, Manifest,
+        repository::{FileState, LocalRepository},
+        BackupError, BackupRecord, BackupStatus, Manifest,
     },
     db::{self, DbError, SharedClient},
     ha::{lease, NodeState},
@@ -32,14 +32,14 @@ pub struct BackupService {
     pub(crate) operation: tokio::sync::Mutex<()>,
     /// True while a restore replaces the data: protected writes are refused meanwhile, since
     /// the restore would discard them after they were acknowledged.
-    restoring: AtomicBool,
+    pub(crate) restoring: AtomicBool,
 }
 
 /// Clears the restoring flag however the restore ends.
-struct RestoringFlag<'a>(&'a AtomicBool);
+pub(crate) struct RestoringFlag<'a>(&'a AtomicBool);
 
 impl<'a> RestoringFlag<'a> {
-    fn raise(flag: &'a AtomicBool) -> Self {
+    pub(crate) fn raise(flag: &'a AtomicBool) -> Self {
         flag.store(true, Ordering::SeqCst);
         Self(flag)
     }
@@ -127,113 +127,6 @@ impl BackupService {
             record.files = states.get(&record.backup_id).copied();
         }
         Ok(records)
-    }
-
-    /// Marks `running` backups that no live operation owns as failed (`live`: this node's one
-    /// running now, if any), audits each, and removes partial files no running backup claims.
-    /// Best effort: a database or repository that fails here is tried again next time.
-    pub async fn reconcile_interrupted(&self, live: Option<&str>) {
-        let outcome = async {
-            let client = self.db.get().await?;
-            let failed = inventory::fail_interrupted(&*client, &self.state.node_id, live).await?;
-            let running = inventory::running(&*client).await?;
-            Ok::<_, BackupError>((failed, running))
-        }
-        .await;
-        let (failed, running) = match outcome {
-            Ok(found) => found,
-            Err(error) => {
-                tracing::warn!(%error, "could not reconcile interrupted backups; will retry");
-                return;
-            }
-        };
-        for backup_id in &failed {
-            tracing::warn!(backup_id, "a backup was interrupted before it finished; marked failed");
-            self.audit_quietly(
-                "ha.backup.interrupted",
-                serde_json::json!({ "backup_id": backup_id, "reason": "the node running it stopped or lost its database before it finished" }),
-            );
-        }
-        let repo = self.repo.clone();
-        let removed =
-            tokio::task::spawn_blocking(move || repo.remove_stale_partials(|id| running.iter().any(|r| r == id)))
-                .await
-                .expect("removing files does not panic");
-        match removed {
-            Ok(removed) if !removed.is_empty() => {
-                tracing::info!(files = ?removed, "removed the partial files of interrupted backups")
-            }
-            Ok(_) => {}
-            Err(error) => tracing::warn!(%error, "could not remove stale partial files"),
-        }
-    }
-
-    /// After a restart: a restore this node started and never recorded an outcome for is
-    /// recorded now, committed or not, as the inventory (written inside the restore's own
-    /// transaction) tells.
-    pub async fn reconcile_restores(&self) {
-        let dir = self.audit.dir().to_owned();
-        let node_id = self.state.node_id.clone();
-        let events = tokio::task::spawn_blocking(move || crate::audit::query(&dir, &Default::default()))
-            .await
-            .expect("the audit query does not panic");
-        let events = match events {
-            Ok(events) => events,
-            Err(error) => {
-                tracing::warn!(%error, "could not read this node's audit to find interrupted restores");
-                return;
-            }
-        };
-        let restore_id = |event: &crate::audit::AuditEvent| event.details["restore_id"].as_str().map(str::to_owned);
-        let mine: Vec<_> = events.iter().filter(|e| e.node_id == node_id).collect();
-        let unfinished: Vec<_> = mine
-            .iter()
-            .filter(|e| e.event_type == "ha.backup.restore_started")
-            .filter(|started| {
-                let id = restore_id(started);
-                !mine
-                    .iter()
-                    .any(|e| e.event_type != "ha.backup.restore_started" && restore_id(e) == id)
-            })
-            .collect();
-        for started in unfinished {
-            let (Some(id), Some(backup_id)) = (restore_id(started), started.details["backup_id"].as_str()) else {
-                continue;
-            };
-            let committed = match self.db.get().await {
-                Ok(client) => match inventory::committed_restore(&*client, &id).await {
-                    Ok(found) => found.is_some(),
-                    Err(error) => {
-                        tracing::warn!(%error, "could not look up an interrupted restore");
-                        continue;
-                    }
-                },
-                Err(error) => {
-                    tracing::warn!(%error, "could not look up an interrupted restore");
-                    return;
-                }
-            };
-            if committed {
-                if let Ok(client) = self.db.get().await {
-                    let _ =
-                        inventory::record_restore_outcome(&*client, backup_id, &id, "interrupted_after_commit").await;
-                }
-            }
-            tracing::warn!(backup_id, restore_id = %id, committed, "found a restore interrupted before its outcome was recorded");
-            self.audit_quietly(
-                "ha.backup.restore_interrupted",
-                serde_json::json!({
-                    "backup_id": backup_id,
-                    "restore_id": id,
-                    "committed": committed,
-                    "meaning": if committed {
-                        "the restore committed (the database holds the backup) but its proof never finished: run `ha backup verify` or restore again"
-                    } else {
-                        "the restore did not commit: the database is as it was before it"
-                    },
-                }),
-            );
-        }
     }
 
     pub async fn get(&self, backup_id: &str) -> Result<BackupRecord, BackupError> {
@@ -424,7 +317,7 @@ impl BackupService {
     }
 
     /// The restored database against the backup's baseline, in a snapshot of its own.
-    async fn prove_restore(&self, manifest: &Manifest) -> Option<ProofReport> {
+    pub(crate) async fn prove_restore(&self, manifest: &Manifest) -> Option<ProofReport> {
         let expected = manifest.baseline.as_ref()?;
         let started = std::time::Instant::now();
         let found = async {
@@ -463,179 +356,6 @@ impl BackupService {
         error
     }
 
-    pub async fn restore(&self, backup_id: &str, request: RestoreRequest) -> Result<RestoreReport, BackupError> {
-        ident::validate("backup id", backup_id)?;
-        if !request.confirm {
-            return Err(BackupError::NotConfirmed);
-        }
-        let manifest = self.repo.manifest(backup_id)?;
-        let epoch = self.leader_epoch()?;
-        if !self.state.maintenance_mode {
-            return Err(BackupError::NotInMaintenance(self.state.node_id.clone()));
-        }
-        let _running = self.operation.try_lock().map_err(|_| BackupError::Busy)?;
-        let _restoring = RestoringFlag::raise(&self.restoring);
-        let started = std::time::Instant::now();
-
-        let recorded = {
-            let client = self.db.get().await?;
-            inventory::get(&*client, backup_id).await?
-        };
-        if let Err(reason) = manifest::trust_for_restore(&manifest, recorded.as_ref(), request.allow_unsealed_manifest)
-        {
-            return Err(self.reject_restore(BackupError::ManifestUntrusted {
-                backup_id: backup_id.to_owned(),
-                reason,
-            }));
-        }
-        // The archive is opened once: the file hashed is the file restored.
-        let repo = self.repo.clone();
-        let id = backup_id.to_owned();
-        let opened = tokio::task::spawn_blocking(move || {
-            let mut file = repo.open_archive(&id)?;
-            let actual = repository::hash_from_start(&mut file, &repo.archive_path(&id)?)?;
-            Ok::<_, BackupError>((file, actual))
-        })
-        .await
-        .expect("hashing does not panic");
-        let (archive, actual) = match opened {
-            Ok(opened) => opened,
-            Err(error) => return Err(self.reject_restore(error)),
-        };
-        if actual != manifest.sha256 {
-            return Err(self.reject_restore(BackupError::ChecksumMismatch {
-                backup_id: backup_id.to_owned(),
-                expected: manifest.sha256.clone(),
-                actual,
-            }));
-        }
-        if recorded.is_none() {
-            // The restore's transaction records itself in this row.
-            let client = self.db.get().await?;
-            inventory::upsert_completed(&*client, &manifest).await?;
-        }
-
-        let mark = restore::RestoreMark {
-            backup_id: backup_id.to_owned(),
-            restore_id: new_restore_id(),
-        };
-        // Durable before the database is touched: a restore is never without a record.
-        self.audit_required(
-            "ha.backup.restore_started",
-            serde_json::json!({
-                "backup_id": backup_id,
-                "restore_id": mark.restore_id,
-                "sha256": manifest.sha256,
-                "manifest_version": manifest.manifest_version,
-                "epoch": epoch,
-            }),
-            || format!("restore of backup `{backup_id}` refused: the database was not touched"),
-        )?;
-
-        let terminated = async {
-            let client = self.db.get().await?;
-            if lease::read(&*client).await?.epoch != epoch || self.state.leader_epoch() != Some(epoch) {
-                return Err(BackupError::Fenced(epoch));
-            }
-            Ok(terminate_other_sessions(&client).await?)
-        }
-        .await;
-        let terminated_sessions = match terminated {
-            Ok(count) => count,
-            Err(error) => return Err(self.restore_failed(&mark, error)),
-        };
-
-        let tools = self.tools.clone();
-        let node_id = self.state.node_id.clone();
-        let replay_mark = mark.clone();
-        let replayed = tokio::task::spawn_blocking(move || {
-            restore::replay_archive(&tools, archive, &node_id, epoch, &replay_mark)
-        })
-        .await
-        .expect("the restore thread does not panic");
-        if let Err(error) = replayed {
-            return Err(self.restore_failed(&mark, error));
-        }
-        let restore_ms = started.elapsed().as_millis() as u64;
-        let proof = self.prove_restore(&manifest).await;
-        let (status, outcome) = match proof.as_ref().map(|p| p.outcome.as_str()) {
-            None => (RestoreStatus::Restored, "no_baseline"),
-            Some("proven") => (RestoreStatus::Restored, "proven"),
-            Some("differences") => (RestoreStatus::RestoredWithDifferences, "differences"),
-            Some(_) => (RestoreStatus::RestoredUnproven, "not_run"),
-        };
-        match self.db.get().await {
-            Ok(client) => {
-                if let Err(error) =
-                    inventory::record_restore_outcome(&*client, backup_id, &mark.restore_id, outcome).await
-                {
-                    tracing::error!(%error, backup_id, "could not record the restore's outcome in the inventory");
-                }
-            }
-            Err(error) => tracing::error!(%error, backup_id, "could not record the restore's outcome in the inventory"),
-        }
-        self.audit_required(
-            "ha.backup.restored",
-            serde_json::json!({
-                "backup_id": backup_id,
-                "restore_id": mark.restore_id,
-                "status": status.as_str(),
-                "sha256": manifest.sha256,
-                "restore_ms": restore_ms,
-                "terminated_sessions": terminated_sessions,
-                "epoch": epoch,
-                "proof": proof.as_ref().map(|p| p.outcome.clone()),
-                "differences": proof.as_ref().map_or(0, |p| p.differences.len()),
-            }),
-            || {
-                format!(
-                    "restore of backup `{backup_id}` COMMITTED ({}; the database now holds the backup), but its outcome could not be audited",
-                    status.as_str()
-                )
-            },
-        )?;
-        tracing::info!(
-            backup_id,
-            restore_ms,
-            terminated_sessions,
-            status = status.as_str(),
-            "backup restored"
-        );
-        Ok(RestoreReport {
-            backup_id: backup_id.to_owned(),
-            restore_id: mark.restore_id,
-            status,
-            checksum: manifest.sha256,
-            restore_ms,
-            terminated_sessions,
-            proof,
-        })
-    }
-
-    /// A restore refused before anything was touched: audited (best effort: a refusal changes
-    /// nothing) and returned.
-    fn reject_restore(&self, error: BackupError) -> BackupError {
-        self.audit_quietly(
-            "ha.backup.restore_rejected",
-            serde_json::json!({ "reason": error.to_string(), "backup_id": backup_id_of(&error) }),
-        );
-        error
-    }
-
-    /// A started restore that did not commit: its outcome goes beside its start in the audit.
-    fn restore_failed(&self, mark: &restore::RestoreMark, error: BackupError) -> BackupError {
-        self.audit_quietly(
-            "ha.backup.restore_failed",
-            serde_json::json!({
-                "backup_id": mark.backup_id,
-                "restore_id": mark.restore_id,
-                "error": error.to_string(),
-                "committed": false,
-            }),
-        );
-        error
-    }
-
     /// Writes an audit event an operation depends on; if it cannot be written, the operation
     /// is refused (or, after a commit, reported) as `audit_io` with `what` saying what was done.
     pub(crate) fn audit_required(
@@ -662,7 +382,7 @@ impl BackupService {
 
 /// Ends every client session on the database but autonomy's own, so the restore's locks are
 /// not blocked by application connections. Returns how many were ended.
-async fn terminate_other_sessions(client: &tokio_postgres::Client) -> Result<i64, DbError> {
+pub(crate) async fn terminate_other_sessions(client: &tokio_postgres::Client) -> Result<i64, DbError> {
     let row = client
         .query_one(
             "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))
@@ -678,23 +398,8 @@ async fn terminate_other_sessions(client: &tokio_postgres::Client) -> Result<i64
     Ok(row.get(0))
 }
 
-/// The backup a refusal names, for its audit record.
-fn backup_id_of(error: &BackupError) -> Option<&str> {
-    match error {
-        BackupError::ChecksumMismatch { backup_id, .. } | BackupError::ManifestUntrusted { backup_id, .. } => {
-            Some(backup_id)
-        }
-        BackupError::ArchiveMissing(backup_id) => Some(backup_id),
-        _ => None,
-    }
-}
-
-/// `rs-<UTC time>-<8 hex>`: names one restore in the audit and the inventory.
-fn new_restore_id() -> String {
-    format!("rs-{}-{}", utc_stamp(), hex::encode(rand::random::<[u8; 4]>()))
-}
-
-fn utc_stamp() -> String {
+/// The current UTC time as `YYYYMMDDTHHMMSSZ`, for ids that sort by time.
+pub(crate) fn utc_stamp() -> String {
     OffsetDateTime::now_utc()
         .format(time::macros::format_description!(
             "[year][month][day]T[hour][minute][second]Z"

@@ -1,0 +1,112 @@
+//! After a crash: backups left `running` and restores left without an outcome, found and recorded.
+
+use crate::backup::{inventory, BackupError, BackupService};
+
+impl BackupService {
+    /// Marks `running` backups that no live operation owns as failed (`live`: this node's one
+    /// running now, if any), audits each, and removes partial files no running backup claims.
+    /// Best effort: a database or repository that fails here is tried again next time.
+    pub async fn reconcile_interrupted(&self, live: Option<&str>) {
+        let outcome = async {
+            let client = self.db.get().await?;
+            let failed = inventory::fail_interrupted(&*client, &self.state.node_id, live).await?;
+            let running = inventory::running(&*client).await?;
+            Ok::<_, BackupError>((failed, running))
+        }
+        .await;
+        let (failed, running) = match outcome {
+            Ok(found) => found,
+            Err(error) => {
+                tracing::warn!(%error, "could not reconcile interrupted backups; will retry");
+                return;
+            }
+        };
+        for backup_id in &failed {
+            tracing::warn!(backup_id, "a backup was interrupted before it finished; marked failed");
+            self.audit_quietly(
+                "ha.backup.interrupted",
+                serde_json::json!({ "backup_id": backup_id, "reason": "the node running it stopped or lost its database before it finished" }),
+            );
+        }
+        let repo = self.repo.clone();
+        let removed =
+            tokio::task::spawn_blocking(move || repo.remove_stale_partials(|id| running.iter().any(|r| r == id)))
+                .await
+                .expect("removing files does not panic");
+        match removed {
+            Ok(removed) if !removed.is_empty() => {
+                tracing::info!(files = ?removed, "removed the partial files of interrupted backups")
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "could not remove stale partial files"),
+        }
+    }
+
+    /// After a restart: a restore this node started and never recorded an outcome for is
+    /// recorded now, committed or not, as the inventory (written inside the restore's own
+    /// transaction) tells.
+    pub async fn reconcile_restores(&self) {
+        let dir = self.audit.dir().to_owned();
+        let node_id = self.state.node_id.clone();
+        let events = tokio::task::spawn_blocking(move || crate::audit::query(&dir, &Default::default()))
+            .await
+            .expect("the audit query does not panic");
+        let events = match events {
+            Ok(events) => events,
+            Err(error) => {
+                tracing::warn!(%error, "could not read this node's audit to find interrupted restores");
+                return;
+            }
+        };
+        let restore_id = |event: &crate::audit::AuditEvent| event.details["restore_id"].as_str().map(str::to_owned);
+        let mine: Vec<_> = events.iter().filter(|e| e.node_id == node_id).collect();
+        let unfinished: Vec<_> = mine
+            .iter()
+            .filter(|e| e.event_type == "ha.backup.restore_started")
+            .filter(|started| {
+                let id = restore_id(started);
+                !mine
+                    .iter()
+                    .any(|e| e.event_type != "ha.backup.restore_started" && restore_id(e) == id)
+            })
+            .collect();
+        for started in unfinished {
+            let (Some(id), Some(backup_id)) = (restore_id(started), started.details["backup_id"].as_str()) else {
+                continue;
+            };
+            let committed = match self.db.get().await {
+                Ok(client) => match inventory::committed_restore(&*client, &id).await {
+                    Ok(found) => found.is_some(),
+                    Err(error) => {
+                        tracing::warn!(%error, "could not look up an interrupted restore");
+                        continue;
+                    }
+                },
+                Err(error) => {
+                    tracing::warn!(%error, "could not look up an interrupted restore");
+                    return;
+                }
+            };
+            if committed {
+                if let Ok(client) = self.db.get().await {
+                    let _ =
+                        inventory::record_restore_outcome(&*client, backup_id, &id, "interrupted_after_commit").await;
+                }
+            }
+            tracing::warn!(backup_id, restore_id = %id, committed, "found a restore interrupted before its outcome was recorded");
+            self.audit_quietly(
+                "ha.backup.restore_interrupted",
+                serde_json::json!({
+                    "backup_id": backup_id,
+                    "restore_id": id,
+                    "committed": committed,
+                    "meaning": if committed {
+                        "the restore committed (the database holds the backup) but its proof never finished: run `ha backup verify` or restore again"
+                    } else {
+                        "the restore did not commit: the database is as it was before it"
+                    },
+                }),
+            );
+        }
+    }
+}
