@@ -73,7 +73,10 @@ pub struct AuditLog {
     node_id: String,
     dir: PathBuf,
     path: PathBuf,
-    file: Mutex<File>,
+    /// The file, and whether its last line may be unterminated (a write that failed part-way,
+    /// or a crash mid-append before this process): the next event then starts on a new line,
+    /// so a torn fragment is one damaged line of its own and never swallows a good event.
+    file: Mutex<(File, bool)>,
     /// The last write's failure, until a write succeeds.
     failure: Mutex<Option<(OffsetDateTime, String)>>,
 }
@@ -96,14 +99,16 @@ impl AuditLog {
         let file = OpenOptions::new()
             .create(true)
             .append(true)
+            .read(true)
             .mode(0o600)
             .open(&path)
             .map_err(write_err)?;
+        let torn = ends_unterminated(&file).map_err(write_err)?;
         Ok(Self {
             node_id: node_id.to_owned(),
             dir: dir.to_owned(),
             path,
-            file: Mutex::new(file),
+            file: Mutex::new((file, torn)),
             failure: Mutex::new(None),
         })
     }
@@ -137,8 +142,14 @@ impl AuditLog {
         };
         let mut line = serde_json::to_vec(&event).expect("an audit event always serialises");
         line.push(b'\n');
-        let file = self.file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let written = (&*file).write_all(&line).and_then(|()| file.sync_data());
+        let mut guard = self.file.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (file, torn) = &mut *guard;
+        if *torn {
+            line.insert(0, b'\n');
+        }
+        let written = file.write_all(&line).and_then(|()| file.sync_data());
+        // Part of the line may have reached the file before the error.
+        *torn = written.is_err();
         let mut failure = self.failure.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         match written {
             Ok(()) => {
@@ -155,6 +166,18 @@ impl AuditLog {
             }
         }
     }
+}
+
+/// Whether a non-empty file's last byte is not a newline.
+fn ends_unterminated(file: &File) -> std::io::Result<bool> {
+    use std::os::unix::fs::FileExt;
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(false);
+    }
+    let mut last = [0u8; 1];
+    file.read_exact_at(&mut last, len - 1)?;
+    Ok(last[0] != b'\n')
 }
 
 fn new_event_id() -> String {
@@ -278,6 +301,18 @@ mod tests {
         log.record("ha.backup.restored", serde_json::json!({})).expect("write");
         let events = query(dir.path(), &AuditQuery::default()).expect("damage is skipped");
         assert_eq!(events.len(), 2);
+    }
+
+    #[test]
+    fn a_torn_last_line_never_swallows_the_next_event() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("node-a.jsonl");
+        // A crash mid-append left half a line without its newline.
+        fs::write(&path, b"{\"id\": \"ev-1\", \"ti").unwrap();
+        let log = AuditLog::open(dir.path(), "node-a").expect("open");
+        log.record("ha.backup.created", serde_json::json!({})).expect("write");
+        let events = query(dir.path(), &AuditQuery::default()).expect("query");
+        assert_eq!(events.len(), 1, "the event after the torn line was lost");
     }
 
     #[test]

@@ -115,16 +115,21 @@ pub async fn record_restore_outcome(
     Ok(())
 }
 
-/// The backup whose last restore is `restore_id`, if that restore committed.
-pub async fn committed_restore(client: &impl GenericClient, restore_id: &str) -> Result<Option<String>, DbError> {
+/// How the restore `restore_id` stands in the inventory: None if it never committed (its
+/// transaction marks the row), else the outcome recorded (`committed_unproven` until its proof
+/// finished).
+pub async fn restore_outcome(client: &impl GenericClient, restore_id: &str) -> Result<Option<String>, DbError> {
     let row = client
         .query_opt(
-            "SELECT backup_id FROM autonomy_ha.backup_inventory WHERE last_restore_id = $1",
+            "SELECT last_restore_outcome FROM autonomy_ha.backup_inventory WHERE last_restore_id = $1",
             &[&restore_id],
         )
         .await
         .map_err(DbError::query("look up a restore"))?;
-    Ok(row.map(|row| row.get(0)))
+    Ok(row.map(|row| {
+        row.get::<_, Option<String>>(0)
+            .unwrap_or_else(|| "committed_unproven".into())
+    }))
 }
 
 /// One inventory row.

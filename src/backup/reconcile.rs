@@ -7,6 +7,20 @@ impl BackupService {
     /// running now, if any), audits each, and removes partial files no running backup claims.
     /// Best effort: a database or repository that fails here is tried again next time.
     pub async fn reconcile_interrupted(&self, live: Option<&str>) {
+        // The directory is read before the rows: a backup's `running` row is committed before
+        // its partial file exists, so a partial seen here whose row is not `running` below is
+        // dead, even if another node starts a backup meanwhile.
+        let repo = self.repo.clone();
+        let partials = match tokio::task::spawn_blocking(move || repo.partial_files())
+            .await
+            .expect("listing files does not panic")
+        {
+            Ok(partials) => partials,
+            Err(error) => {
+                tracing::warn!(%error, "could not list the repository's partial files; will retry");
+                return;
+            }
+        };
         let outcome = async {
             let client = self.db.get().await?;
             let failed = inventory::fail_interrupted(&*client, &self.state.node_id, live).await?;
@@ -28,11 +42,15 @@ impl BackupService {
                 serde_json::json!({ "backup_id": backup_id, "reason": "the node running it stopped or lost its database before it finished" }),
             );
         }
+        let stale: Vec<_> = partials
+            .into_iter()
+            .filter(|(id, _)| !running.iter().any(|r| r == id))
+            .map(|(_, name)| name)
+            .collect();
         let repo = self.repo.clone();
-        let removed =
-            tokio::task::spawn_blocking(move || repo.remove_stale_partials(|id| running.iter().any(|r| r == id)))
-                .await
-                .expect("removing files does not panic");
+        let removed = tokio::task::spawn_blocking(move || repo.remove_files(&stale))
+            .await
+            .expect("removing files does not panic");
         match removed {
             Ok(removed) if !removed.is_empty() => {
                 tracing::info!(files = ?removed, "removed the partial files of interrupted backups")
@@ -74,37 +92,37 @@ impl BackupService {
             let (Some(id), Some(backup_id)) = (restore_id(started), started.details["backup_id"].as_str()) else {
                 continue;
             };
-            let committed = match self.db.get().await {
-                Ok(client) => match inventory::committed_restore(&*client, &id).await {
-                    Ok(found) => found.is_some(),
-                    Err(error) => {
-                        tracing::warn!(%error, "could not look up an interrupted restore");
-                        continue;
-                    }
-                },
+            let found = async {
+                let client = self.db.get().await?;
+                let outcome = inventory::restore_outcome(&*client, &id).await?;
+                if outcome.as_deref() == Some("committed_unproven") {
+                    inventory::record_restore_outcome(&*client, backup_id, &id, "interrupted_after_commit").await?;
+                }
+                Ok::<_, BackupError>(outcome)
+            }
+            .await;
+            let outcome = match found {
+                Ok(outcome) => outcome,
                 Err(error) => {
-                    tracing::warn!(%error, "could not look up an interrupted restore");
+                    tracing::warn!(%error, "could not look up an interrupted restore; it is looked for again at the next start");
                     return;
                 }
             };
-            if committed {
-                if let Ok(client) = self.db.get().await {
-                    let _ =
-                        inventory::record_restore_outcome(&*client, backup_id, &id, "interrupted_after_commit").await;
-                }
-            }
-            tracing::warn!(backup_id, restore_id = %id, committed, "found a restore interrupted before its outcome was recorded");
+            let committed = outcome.is_some();
+            let meaning = match outcome.as_deref() {
+                None => "the restore did not commit: the database is as it was before it".to_owned(),
+                Some("committed_unproven") => "the restore committed (the database holds the backup) but its proof never finished: run `ha backup verify` or restore again".to_owned(),
+                Some(outcome) => format!("the restore committed and its proof finished ({outcome}), but its outcome event was never written"),
+            };
+            tracing::warn!(backup_id, restore_id = %id, committed, "found a restore whose outcome was never audited");
             self.audit_quietly(
                 "ha.backup.restore_interrupted",
                 serde_json::json!({
                     "backup_id": backup_id,
                     "restore_id": id,
                     "committed": committed,
-                    "meaning": if committed {
-                        "the restore committed (the database holds the backup) but its proof never finished: run `ha backup verify` or restore again"
-                    } else {
-                        "the restore did not commit: the database is as it was before it"
-                    },
+                    "proof": outcome.filter(|o| o != "committed_unproven"),
+                    "meaning": meaning,
                 }),
             );
         }

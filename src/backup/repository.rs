@@ -222,20 +222,27 @@ impl LocalRepository {
         )
     }
 
-    /// Removes the partial files of backups `is_live` does not claim; returns their names.
-    pub fn remove_stale_partials(&self, is_live: impl Fn(&str) -> bool) -> Result<Vec<String>, BackupError> {
-        let mut removed = Vec::new();
+    /// The partial files in the repository: (backup id, file name).
+    pub fn partial_files(&self) -> Result<Vec<(String, String)>, BackupError> {
+        let mut found = Vec::new();
         for suffix in PARTIAL_SUFFIXES {
             for id in self.entries_with_suffix(suffix)? {
-                if is_live(&id) {
-                    continue;
-                }
-                let path = self.dir.join(format!("{id}{suffix}"));
-                match fs::remove_file(&path) {
-                    Ok(()) => removed.push(format!("{id}{suffix}")),
-                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(error) => return Err(BackupError::io(&path)(error)),
-                }
+                found.push((id.clone(), format!("{id}{suffix}")));
+            }
+        }
+        Ok(found)
+    }
+
+    /// Removes these files of the repository (names as [`Self::partial_files`] gives them);
+    /// returns the ones it removed.
+    pub fn remove_files(&self, names: &[String]) -> Result<Vec<String>, BackupError> {
+        let mut removed = Vec::new();
+        for name in names {
+            let path = self.dir.join(name);
+            match fs::remove_file(&path) {
+                Ok(()) => removed.push(name.clone()),
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => return Err(BackupError::io(&path)(error)),
             }
         }
         Ok(removed)

@@ -19,7 +19,13 @@ impl BackupService {
         if !request.confirm {
             return Err(BackupError::NotConfirmed);
         }
-        let manifest = self.repo.manifest(backup_id)?;
+        let manifest = match self.repo.manifest(backup_id) {
+            Ok(manifest) => manifest,
+            Err(error @ (BackupError::ManifestUntrusted { .. } | BackupError::NotRegularFile { .. })) => {
+                return Err(self.reject_restore(error))
+            }
+            Err(error) => return Err(error),
+        };
         let epoch = self.leader_epoch()?;
         if !self.state.maintenance_mode {
             return Err(BackupError::NotInMaintenance(self.state.node_id.clone()));
@@ -60,12 +66,6 @@ impl BackupService {
                 actual,
             }));
         }
-        if recorded.is_none() {
-            // The restore's transaction records itself in this row.
-            let client = self.db.get().await?;
-            inventory::upsert_completed(&*client, &manifest).await?;
-        }
-
         let mark = restore::RestoreMark {
             backup_id: backup_id.to_owned(),
             restore_id: new_restore_id(),
@@ -82,6 +82,17 @@ impl BackupService {
             }),
             || format!("restore of backup `{backup_id}` refused: the database was not touched"),
         )?;
+        if recorded.is_none() {
+            // The restore's transaction records itself in this row.
+            let indexed = async {
+                let client = self.db.get().await?;
+                Ok::<_, BackupError>(inventory::upsert_completed(&*client, &manifest).await?)
+            }
+            .await;
+            if let Err(error) = indexed {
+                return Err(self.restore_failed(&mark, error).await);
+            }
+        }
 
         let terminated = async {
             let client = self.db.get().await?;
@@ -93,7 +104,7 @@ impl BackupService {
         .await;
         let terminated_sessions = match terminated {
             Ok(count) => count,
-            Err(error) => return Err(self.restore_failed(&mark, error)),
+            Err(error) => return Err(self.restore_failed(&mark, error).await),
         };
 
         let tools = self.tools.clone();
@@ -105,7 +116,7 @@ impl BackupService {
         .await
         .expect("the restore thread does not panic");
         if let Err(error) = replayed {
-            return Err(self.restore_failed(&mark, error));
+            return Err(self.restore_failed(&mark, error).await);
         }
         let restore_ms = started.elapsed().as_millis() as u64;
         let proof = self.prove_restore(&manifest).await;
@@ -173,15 +184,24 @@ impl BackupService {
         error
     }
 
-    /// A started restore that did not commit: its outcome goes beside its start in the audit.
-    fn restore_failed(&self, mark: &restore::RestoreMark, error: BackupError) -> BackupError {
+    /// A started restore that failed: its outcome goes beside its start in the audit, with
+    /// whether it committed as the inventory row (marked inside its transaction) tells: a
+    /// failure reported after the COMMIT was sent (psql dying then) may still have committed.
+    async fn restore_failed(&self, mark: &restore::RestoreMark, error: BackupError) -> BackupError {
+        let committed = match self.db.get().await {
+            Ok(client) => inventory::restore_outcome(&*client, &mark.restore_id)
+                .await
+                .ok()
+                .map(|outcome| outcome.is_some()),
+            Err(_) => None,
+        };
         self.audit_quietly(
             "ha.backup.restore_failed",
             serde_json::json!({
                 "backup_id": mark.backup_id,
                 "restore_id": mark.restore_id,
                 "error": error.to_string(),
-                "committed": false,
+                "committed": committed,
             }),
         );
         error

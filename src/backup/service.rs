@@ -30,6 +30,9 @@ pub struct BackupService {
     pub audit: Arc<AuditLog>,
     /// One backup or restore at a time on a node; a second request is refused, not queued.
     pub(crate) operation: tokio::sync::Mutex<()>,
+    /// The backup this node is taking, if any. Held while a listing clears interrupted rows,
+    /// so it never takes a backup that is just starting for a dead one.
+    live_backup: tokio::sync::Mutex<Option<String>>,
     /// True while a restore replaces the data: protected writes are refused meanwhile, since
     /// the restore would discard them after they were acknowledged.
     pub(crate) restoring: AtomicBool,
@@ -66,6 +69,7 @@ impl BackupService {
             db,
             audit,
             operation: tokio::sync::Mutex::new(()),
+            live_backup: tokio::sync::Mutex::new(None),
             restoring: AtomicBool::new(false),
         }
     }
@@ -94,14 +98,13 @@ impl BackupService {
     }
 
     /// The inventory, each completed backup with whether its files are in the repository.
-    /// On the leader, first indexes manifests the inventory lacks and, when no operation of
-    /// its own runs, clears the interrupted ones.
+    /// On the leader, first indexes manifests the inventory lacks and clears the interrupted
+    /// backups (all but the one this node is taking).
     pub async fn list(&self) -> Result<Vec<BackupRecord>, BackupError> {
         if self.state.leader_epoch().is_some() {
             self.rebuild_inventory().await?;
-            if let Ok(_idle) = self.operation.try_lock() {
-                self.reconcile_interrupted(None).await;
-            }
+            let live = self.live_backup.lock().await;
+            self.reconcile_interrupted(live.as_deref()).await;
         }
         let mut records = {
             let client = self.db.get().await?;
@@ -141,9 +144,20 @@ impl BackupService {
     pub async fn create(&self) -> Result<BackupRecord, BackupError> {
         let epoch = self.leader_epoch()?;
         let _running = self.operation.try_lock().map_err(|_| BackupError::Busy)?;
-        // This node runs nothing else now: any `running` row of its own is a dead one.
-        self.reconcile_interrupted(None).await;
         let backup_id = new_backup_id();
+        {
+            let mut live = self.live_backup.lock().await;
+            // This node runs nothing else now: any `running` row of its own is a dead one.
+            self.reconcile_interrupted(None).await;
+            *live = Some(backup_id.clone());
+        }
+        let created = self.create_as(epoch, &backup_id).await;
+        *self.live_backup.lock().await = None;
+        created
+    }
+
+    async fn create_as(&self, epoch: i64, backup_id: &str) -> Result<BackupRecord, BackupError> {
+        let backup_id = backup_id.to_owned();
         self.audit_required(
             "ha.backup.started",
             serde_json::json!({ "backup_id": backup_id, "epoch": epoch }),
@@ -151,7 +165,7 @@ impl BackupService {
         )?;
         let created_at = OffsetDateTime::now_utc();
         let database = self.tools.database.clone();
-        let server_version = {
+        let registered = async {
             let mut client = self.db.get().await?;
             let tx = client.transaction().await.map_err(DbError::query("begin"))?;
             if !lease::holds_lease_in_tx(&tx, &self.state.node_id, epoch).await? {
@@ -164,7 +178,12 @@ impl BackupService {
                 .map_err(DbError::query("read the server version"))?
                 .get(0);
             tx.commit().await.map_err(DbError::query("commit"))?;
-            version
+            Ok(version)
+        }
+        .await;
+        let server_version = match registered {
+            Ok(version) => version,
+            Err(error) => return Err(self.record_failure(&backup_id, error).await),
         };
 
         let excluded_schemas = vec![db::SCHEMA.to_owned()];
@@ -219,10 +238,20 @@ impl BackupService {
             }
             return Err(self.record_failure(&backup_id, error).await);
         }
-        {
+        let indexed = async {
             let mut client = self.db.get().await?;
             let tx = client.transaction().await.map_err(DbError::query("begin"))?;
             if !lease::holds_lease_in_tx(&tx, &self.state.node_id, epoch).await? {
+                return Ok(false);
+            }
+            inventory::upsert_completed(&tx, &manifest).await?;
+            tx.commit().await.map_err(DbError::query("commit"))?;
+            Ok::<_, BackupError>(true)
+        }
+        .await;
+        match indexed {
+            Ok(true) => {}
+            Ok(false) => {
                 // The archive and manifest are complete; the next leader indexes them.
                 self.audit_quietly(
                     "ha.backup.fenced",
@@ -230,8 +259,8 @@ impl BackupService {
                 );
                 return Err(BackupError::Fenced(epoch));
             }
-            inventory::upsert_completed(&tx, &manifest).await?;
-            tx.commit().await.map_err(DbError::query("commit"))?;
+            // Complete in the repository; the next listing's rebuild indexes it.
+            Err(error) => return Err(self.record_failure(&backup_id, error).await),
         }
         self.audit_required(
             "ha.backup.created",

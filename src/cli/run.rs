@@ -73,7 +73,7 @@ pub fn run(cli: Cli) -> Result<String, CliError> {
         Command::Ha(HaCommand::Status) => status(&cli.server, cli.token, timeout.or(STATUS_TIMEOUT), format),
         Command::Ha(HaCommand::Backup(command)) => {
             let wait = match command {
-                BackupCommand::List => timeout.or(CALL_TIMEOUT),
+                BackupCommand::List => timeout.or(LIST_TIMEOUT),
                 _ => timeout.or(OPERATION_TIMEOUT),
             };
             backup(&Node::new(one_server(&cli.server)?, cli.token, wait)?, command, format)
@@ -146,6 +146,8 @@ impl Timeout {
 const STATUS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Listings and rollout writes (which the node bounds at 15 s itself).
 const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// A leader's backup listing indexes new manifests and stats every backup's files first.
+const LIST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 /// Backups, restores and drills of large databases take long.
 const OPERATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
 
@@ -194,7 +196,7 @@ fn status(
             .client()
             .get::<StatusReport>("/v1/ha/status");
         nodes.push(ClusterNode {
-            server: server.clone(),
+            server: crate::client::redact_userinfo(server),
             error: answer.as_ref().err().map(ToString::to_string),
             status: answer.ok(),
         });

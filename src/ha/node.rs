@@ -336,6 +336,7 @@ async fn round(
     match attempt {
         Attempt::Acquired(row) => {
             let epoch = row.epoch;
+            state.clear_warnings();
             state.lead(row, sent_at, timing.lead_for);
             transitions.acquired(epoch);
             Ok(Outcome {

@@ -299,6 +299,11 @@ impl NodeState {
         inner.fenced_epoch = None;
     }
 
+    /// Forgets the warnings (this node now leads: no other process holds its lease).
+    pub fn clear_warnings(&self) {
+        self.lock().warnings.clear();
+    }
+
     /// Adds a warning to the status report, once; true if it was new.
     pub fn warn_once(&self, warning: String) -> bool {
         let mut inner = self.lock();

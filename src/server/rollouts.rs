@@ -16,6 +16,13 @@ pub async fn create(
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Rollout>), ApiError> {
     let new: NewRollout = serde_json::from_slice(&body).map_err(|e| {
+        // Nesting beyond what the parser reads is a spec too deep, like one the limit refuses.
+        if e.to_string().contains("recursion limit exceeded") {
+            return ApiError::from(RolloutError::SpecTooLarge(format!(
+                "nests more than 127 levels deep; the limit is {}",
+                rollouts::MAX_SPEC_DEPTH
+            )));
+        }
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_body",
