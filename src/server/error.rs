@@ -63,11 +63,32 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The largest request body accepted (axum's default, stated): a rollout spec is far smaller.
+pub const BODY_LIMIT: usize = 2 << 20;
+
 /// Gives every error response the `{code, message}` body, also those axum's extractors and
 /// limits produce themselves as plain text (a body over the limit, a path that is not UTF-8,
-/// a repeated query parameter, a wrong method): a client parses one shape, always.
+/// a repeated query parameter, a wrong method): a client parses one shape, always. A body
+/// announced larger than [`BODY_LIMIT`] is refused before any of it is read, so the client
+/// gets its answer instead of a connection reset in the middle of sending.
 pub async fn errors_as_json(request: Request, next: Next) -> Response {
     let route = format!("{} {}", request.method(), request.uri().path());
+    let announced = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if announced.is_some_and(|length| length > BODY_LIMIT as u64) {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!(
+                "the request body is too large: {route}: {} bytes announced, the limit is {BODY_LIMIT}",
+                announced.unwrap_or_default()
+            ),
+        )
+        .into_response();
+    }
     let response = next.run(request).await;
     let status = response.status();
     let is_json = response

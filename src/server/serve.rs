@@ -46,6 +46,7 @@ pub fn router(app: AppState, token: ApiToken) -> Router {
         .route("/healthz", get(handlers::healthz))
         .merge(api)
         .fallback(|| async { StatusCode::NOT_FOUND })
+        .layer(axum::extract::DefaultBodyLimit::max(crate::server::error::BODY_LIMIT))
         .layer(middleware::from_fn(crate::server::error::errors_as_json))
         .with_state(app)
 }
