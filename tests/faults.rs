@@ -12,7 +12,7 @@ mod fixture;
 
 use std::{io::Write, time::Duration};
 
-use common::{cli::Cli, lab::Lab, node::Node, run::lab_required, sql, LAB_TOKEN};
+use common::{cli::Cli, lab::Lab, node::Node, sql, LAB_TOKEN};
 use fixture::*;
 use nix::sys::signal::Signal;
 
@@ -128,9 +128,10 @@ fn d01_a_restore_killed_after_its_commit_is_recognised_from_the_audit_and_the_in
 
 #[test]
 fn d02_an_audit_store_that_cannot_be_written_refuses_backups_and_restores() {
-    if !nix::unistd::Uid::effective().is_root() {
-        assert!(!lab_required(), "AUTONOMY_LAB_REQUIRE=1 but chattr +i needs root");
-        eprintln!("SKIP d02_an_audit_store_that_cannot_be_written_refuses_backups_and_restores: not root");
+    if !is_root_or_skip(
+        "d02_an_audit_store_that_cannot_be_written_refuses_backups_and_restores",
+        "chattr +i needs root",
+    ) {
         return;
     }
     let Some(mut lab) = Setup::start("faults-d02", Fixture::Small, true) else {
@@ -357,12 +358,7 @@ fn d05_a_fifo_in_place_of_the_manifest_is_refused_and_listing_still_works() {
 
 #[test]
 fn d06_a_full_repository_is_named_as_such() {
-    if !nix::unistd::Uid::effective().is_root() {
-        assert!(
-            !lab_required(),
-            "AUTONOMY_LAB_REQUIRE=1 but a full repository needs root to mount a tmpfs"
-        );
-        eprintln!("SKIP d06_a_full_repository_is_named_as_such: not root (a tmpfs cannot be mounted)");
+    if !is_root_or_skip("d06_a_full_repository_is_named_as_such", "mounting a tmpfs needs root") {
         return;
     }
     let Some(lab) = Lab::start_or_skip("faults-d06") else {
@@ -404,9 +400,7 @@ fn d06_a_full_repository_is_named_as_such() {
 
 #[test]
 fn d06_an_immutable_repository_is_named_as_such() {
-    if !nix::unistd::Uid::effective().is_root() {
-        assert!(!lab_required(), "AUTONOMY_LAB_REQUIRE=1 but chattr +i needs root");
-        eprintln!("SKIP d06_an_immutable_repository_is_named_as_such: not root");
+    if !is_root_or_skip("d06_an_immutable_repository_is_named_as_such", "chattr +i needs root") {
         return;
     }
     let Some(lab) = Setup::start("faults-d06-eperm", Fixture::Small, false) else {

@@ -308,6 +308,21 @@ pub fn post_head_only(base: &str, path: &str, content_length: usize) -> (u16, St
     (status, content_type, body.to_owned())
 }
 
+/// True when running as root; else a recorded SKIP of `test` (`needs` says why root is
+/// needed), or a failure under AUTONOMY_LAB_REQUIRE=1.
+#[track_caller]
+pub fn is_root_or_skip(test: &str, needs: &str) -> bool {
+    if nix::unistd::Uid::effective().is_root() {
+        return true;
+    }
+    assert!(
+        !crate::common::run::lab_required(),
+        "AUTONOMY_LAB_REQUIRE=1 but {needs}"
+    );
+    eprintln!("SKIP {test}: not root ({needs})");
+    false
+}
+
 pub fn bearer() -> String {
     format!("Bearer {LAB_TOKEN}")
 }
