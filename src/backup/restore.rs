@@ -15,9 +15,12 @@ use std::{
     time::Instant,
 };
 
-use crate::backup::{
-    pgtools::{stderr_tail, PgTools},
-    BackupError,
+use crate::{
+    backup::{
+        pgtools::{stderr_tail, PgTools},
+        BackupError,
+    },
+    ha::store::WriteFence,
 };
 
 /// Runs first, inside the restore's transaction. It is a protected write: the lease must still
@@ -25,7 +28,8 @@ use crate::backup::{
 /// node's own renewals). `public` is re-created as PostgreSQL 15 creates it, because pg_dump
 /// does not dump a default `public` schema. `node_id` is a validated identifier (A-Z a-z 0-9 . _ -),
 /// so it cannot break out of its quotes.
-fn clear_database_sql(node_id: &str, epoch: i64) -> String {
+fn clear_database_sql(fence: WriteFence, node_id: &str, epoch: i64) -> String {
+    let holds = fence.sql_holds_unlocked(node_id, epoch);
     format!(
         r#"
 SET client_min_messages = warning;
@@ -35,8 +39,7 @@ DO $autonomy_restore$
 DECLARE
     schema_name name;
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM autonomy_ha.leader_lease
-                    WHERE holder_id = '{node_id}' AND epoch = {epoch} AND expires_at > now()) THEN
+    IF NOT {holds} THEN
         RAISE EXCEPTION 'node {node_id} no longer holds the leader lease at epoch {epoch}; restore refused';
     END IF;
     FOR schema_name IN
@@ -62,15 +65,14 @@ $autonomy_restore$;
 /// the backup's inventory row records this restore as committed, so after a crash at any
 /// point the row says whether the restore committed. Every value is a validated identifier
 /// (A-Z a-z 0-9 . _ -) or a number, so none can break out of its quotes.
-fn fence_before_commit_sql(node_id: &str, epoch: i64, mark: &RestoreMark) -> String {
+fn fence_before_commit_sql(fence: WriteFence, node_id: &str, epoch: i64, mark: &RestoreMark) -> String {
     let RestoreMark { backup_id, restore_id } = mark;
+    let check = fence.plpgsql_check(node_id, epoch);
     format!(
         r#"
 DO $autonomy_fence$
 BEGIN
-    PERFORM 1 FROM autonomy_ha.leader_lease
-      WHERE holder_id = '{node_id}' AND epoch = {epoch} AND expires_at > clock_timestamp()
-        FOR SHARE;
+    {check}
     IF NOT FOUND THEN
         RAISE EXCEPTION 'node {node_id} lost the leader lease (epoch {epoch}) during the restore; rolled back';
     END IF;
@@ -103,6 +105,7 @@ const HELD_BACK: usize = 4096;
 pub fn replay_archive(
     tools: &PgTools,
     archive: std::fs::File,
+    fence: WriteFence,
     node_id: &str,
     epoch: i64,
     mark: &RestoreMark,
@@ -129,7 +132,7 @@ pub fn replay_archive(
     let psql = tools
         .command("psql")
         .args(["--no-psqlrc", "--quiet", "--no-password", "--set=ON_ERROR_STOP=1"])
-        .arg(format!("--command={}", clear_database_sql(node_id, epoch)))
+        .arg(format!("--command={}", clear_database_sql(fence, node_id, epoch)))
         .arg("--file=-")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -184,7 +187,7 @@ pub fn replay_archive(
         let finish = format!(
             "{}{}{}",
             &text[..=at],
-            fence_before_commit_sql(node_id, epoch, mark),
+            fence_before_commit_sql(fence, node_id, epoch, mark),
             &text[at + "\nCOMMIT;\n".len()..]
         );
         let _ = to_psql.write_all(finish.as_bytes());

@@ -110,8 +110,9 @@ impl BackupService {
         let tools = self.tools.clone();
         let node_id = self.state.node_id.clone();
         let replay_mark = mark.clone();
+        let fence = self.fence;
         let replayed = tokio::task::spawn_blocking(move || {
-            restore::replay_archive(&tools, archive, &node_id, epoch, &replay_mark)
+            restore::replay_archive(&tools, archive, fence, &node_id, epoch, &replay_mark)
         })
         .await
         .expect("the restore thread does not panic");

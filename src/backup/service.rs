@@ -18,7 +18,7 @@ use crate::{
         BackupError, BackupRecord, BackupStatus, Manifest,
     },
     db::{self, DbError, SharedClient},
-    ha::{lease, NodeState},
+    ha::{store::WriteFence, NodeState},
     ident,
 };
 
@@ -28,6 +28,8 @@ pub struct BackupService {
     pub tools: PgTools,
     pub db: Arc<SharedClient>,
     pub audit: Arc<AuditLog>,
+    /// The check every protected write of a backup or restore takes before its COMMIT.
+    pub fence: WriteFence,
     /// One backup or restore at a time on a node; a second request is refused, not queued.
     pub(crate) operation: tokio::sync::Mutex<()>,
     /// The backup this node is taking, if any. Held while a listing clears interrupted rows,
@@ -61,6 +63,7 @@ impl BackupService {
         tools: PgTools,
         db: Arc<SharedClient>,
         audit: Arc<AuditLog>,
+        fence: WriteFence,
     ) -> Self {
         Self {
             state,
@@ -68,6 +71,7 @@ impl BackupService {
             tools,
             db,
             audit,
+            fence,
             operation: tokio::sync::Mutex::new(()),
             live_backup: tokio::sync::Mutex::new(None),
             restoring: AtomicBool::new(false),
@@ -168,7 +172,7 @@ impl BackupService {
         let registered = async {
             let mut client = self.db.get().await?;
             let tx = client.transaction().await.map_err(DbError::query("begin"))?;
-            if !lease::holds_lease_in_tx(&tx, &self.state.node_id, epoch).await? {
+            if !self.fence.holds(&tx, &self.state.node_id, epoch).await? {
                 return Err(BackupError::Fenced(epoch));
             }
             inventory::insert_running(&tx, &backup_id, created_at, &database, &self.state.node_id, epoch).await?;
@@ -241,7 +245,7 @@ impl BackupService {
         let indexed = async {
             let mut client = self.db.get().await?;
             let tx = client.transaction().await.map_err(DbError::query("begin"))?;
-            if !lease::holds_lease_in_tx(&tx, &self.state.node_id, epoch).await? {
+            if !self.fence.holds(&tx, &self.state.node_id, epoch).await? {
                 return Ok(false);
             }
             inventory::upsert_completed(&tx, &manifest).await?;

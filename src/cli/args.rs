@@ -175,8 +175,9 @@ pub struct ServeArgs {
     #[arg(long, env = "AUTONOMY_PG_BIN_DIR")]
     pub pg_bin_dir: Option<PathBuf>,
     /// Test sabotage only: protected writes skip the leader and lease checks, so the test
-    /// suite can show its checks catch unfenced writes. Never use it in production.
-    #[arg(long, env = "AUTONOMY_UNSAFE_SKIP_FENCING", hide = true)]
+    /// suite can show its checks catch unfenced writes. Never use it in production. Only the
+    /// flag sets it, never the environment: an inherited variable must not disable fencing.
+    #[arg(long, hide = true)]
     pub unsafe_skip_fencing: bool,
 }
 
@@ -240,4 +241,28 @@ pub enum AuditCommand {
         #[arg(long, env = "AUTONOMY_AUDIT_DIR", default_value = "autonomy-audit")]
         audit_dir: PathBuf,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::{Cli, Command, HaCommand};
+
+    #[test]
+    fn the_fencing_sabotage_is_set_by_its_flag_only_never_by_the_environment() {
+        // The variable the flag once also read: a production node that inherits it must still fence.
+        std::env::set_var("AUTONOMY_UNSAFE_SKIP_FENCING", "true");
+        let parse = |extra: &[&str]| {
+            let base = ["autonomy", "ha", "serve", "--node-id", "n1", "--database-url", "postgres://x", "--backup-dir", "b"];
+            let cli = Cli::try_parse_from(base.iter().chain(extra)).expect("parse serve");
+            match cli.command {
+                Command::Ha(HaCommand::Serve(args)) => args.unsafe_skip_fencing,
+                other => panic!("parsed as {other:?}"),
+            }
+        };
+        assert!(!parse(&[]), "the environment disabled fencing");
+        assert!(parse(&["--unsafe-skip-fencing"]), "the flag no longer disables fencing");
+        std::env::remove_var("AUTONOMY_UNSAFE_SKIP_FENCING");
+    }
 }

@@ -1,4 +1,5 @@
-//! The leader lease row: acquire (new epoch), renew (same epoch), release, and the fencing check.
+//! The lease store of the embedded default, a row in the application database: acquire (new
+//! epoch), renew (same epoch), release, and the fencing check.
 //!
 //! The lease lives in `autonomy_ha.leader_lease`; its expiry uses the database clock so nodes
 //! never compare their own clocks. The row also names the holder's lease session (backend pid
@@ -10,47 +11,22 @@ use std::time::Duration;
 
 use tokio_postgres::{Client, GenericClient, Row};
 
-use crate::db::DbError;
+use crate::{
+    db::{self, DbError},
+    ha::store::{Attempt, LeaseRow, LeaseSession, LeaseStore, Notice, Renewal, StoreError, WriteFence},
+};
 
 /// The channel a releasing leader notifies, so followers try to acquire at once.
 pub const RELEASE_CHANNEL: &str = "autonomy_ha_lease";
 
-/// The lease row as the database sees it now.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LeaseRow {
-    pub holder_id: Option<String>,
-    pub holder_address: Option<String>,
-    pub epoch: i64,
-    /// The holder's lease has not expired (by the database clock).
-    pub valid: bool,
-    /// Milliseconds until expiry by the database clock; 0 once expired.
-    pub expires_in_ms: i64,
-}
-
-impl LeaseRow {
-    /// The holder, if its lease is still valid.
-    pub fn live_holder(&self) -> Option<&str> {
-        self.holder_id.as_deref().filter(|_| self.valid)
+fn lease_from_row(row: &Row, offset: usize) -> LeaseRow {
+    LeaseRow {
+        holder_id: row.get(offset),
+        holder_address: row.get(offset + 1),
+        epoch: row.get(offset + 2),
+        valid: row.get(offset + 3),
+        expires_in_ms: row.get(offset + 4),
     }
-
-    fn from_row(row: &Row, offset: usize) -> Self {
-        Self {
-            holder_id: row.get(offset),
-            holder_address: row.get(offset + 1),
-            epoch: row.get(offset + 2),
-            valid: row.get(offset + 3),
-            expires_in_ms: row.get(offset + 4),
-        }
-    }
-}
-
-/// What one acquisition attempt found.
-#[derive(Debug, Clone)]
-pub enum Attempt {
-    /// This node now holds the lease at a new epoch.
-    Acquired(LeaseRow),
-    /// Another node holds it; the row as it stands.
-    Held(LeaseRow),
 }
 
 const ROW_COLUMNS: &str = "holder_id, holder_address, epoch, expires_at > now(),
@@ -106,22 +82,12 @@ pub async fn try_acquire(client: &Client, node_id: &str, address: &str, ttl: Dur
         .query_one(&sql, &[&node_id, &address, &ttl_ms(ttl)])
         .await
         .map_err(DbError::query("acquire the leader lease"))?;
-    let lease = LeaseRow::from_row(&row, 1);
+    let lease = lease_from_row(&row, 1);
     Ok(if row.get::<_, bool>(0) {
         Attempt::Acquired(lease)
     } else {
         Attempt::Held(lease)
     })
-}
-
-/// What a renew found.
-#[derive(Debug, Clone)]
-pub enum Renewal {
-    /// Extended: the row as it now stands.
-    Renewed(LeaseRow),
-    /// Not this node's lease any more (taken, released, expired, or rewritten): the row as it
-    /// stands, for the caller to tell an expiry from a divergence.
-    Lost(LeaseRow),
 }
 
 /// Extends the lease this node holds at `epoch` through its lease session; one round trip,
@@ -144,11 +110,11 @@ pub async fn renew(client: &Client, node_id: &str, epoch: i64, ttl: Duration) ->
         .query_one(&sql, &[&node_id, &epoch, &ttl_ms(ttl)])
         .await
         .map_err(DbError::query("renew the leader lease"))?;
-    let lease = LeaseRow::from_row(&row, 1);
+    let lease = lease_from_row(&row, 1);
     Ok(if row.get::<_, bool>(0) {
         Renewal::Renewed(lease)
     } else {
-        Renewal::Lost(lease)
+        Renewal::Refused(lease)
     })
 }
 
@@ -188,7 +154,7 @@ pub async fn read(client: &impl GenericClient) -> Result<LeaseRow, DbError> {
         .query_one(&format!("SELECT {ROW_COLUMNS} FROM autonomy_ha.leader_lease"), &[])
         .await
         .map_err(DbError::query("read the leader lease"))?;
-    Ok(LeaseRow::from_row(&row, 0))
+    Ok(lease_from_row(&row, 0))
 }
 
 /// The fencing check of a protected write: inside the write's own transaction, the lease must
@@ -214,4 +180,68 @@ pub async fn holds_lease_in_tx(
 
 fn ttl_ms(ttl: Duration) -> i64 {
     i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The lease row as a `LeaseStore`: each session is a dedicated connection whose backend pid
+/// and start time the row names while it holds the lease.
+pub struct RowLeaseStore {
+    pub database_url: String,
+    pub node_id: String,
+    /// This node's API address, written into the row as the leader hint.
+    pub address: String,
+    pub ttl: Duration,
+}
+
+pub struct RowLeaseSession {
+    client: Client,
+    /// Release notifications; ends when the connection does.
+    events: tokio::sync::mpsc::UnboundedReceiver<String>,
+    node_id: String,
+    address: String,
+    ttl: Duration,
+}
+
+impl LeaseStore for RowLeaseStore {
+    type Session = RowLeaseSession;
+
+    async fn open(&self) -> Result<RowLeaseSession, StoreError> {
+        let (client, events) = db::connect_with_events(&self.database_url, &self.node_id, "lease").await?;
+        listen_for_releases(&client).await?;
+        Ok(RowLeaseSession {
+            client,
+            events,
+            node_id: self.node_id.clone(),
+            address: self.address.clone(),
+            ttl: self.ttl,
+        })
+    }
+
+    fn write_fence(&self) -> WriteFence {
+        WriteFence::LeaseRow
+    }
+}
+
+impl LeaseSession for RowLeaseSession {
+    async fn try_acquire(&mut self) -> Result<Attempt, StoreError> {
+        Ok(try_acquire(&self.client, &self.node_id, &self.address, self.ttl).await?)
+    }
+
+    async fn renew(&mut self, epoch: i64) -> Result<Renewal, StoreError> {
+        Ok(renew(&self.client, &self.node_id, epoch, self.ttl).await?)
+    }
+
+    async fn read(&mut self) -> Result<LeaseRow, StoreError> {
+        Ok(read(&self.client).await?)
+    }
+
+    async fn release(&mut self, epoch: i64) -> Result<bool, StoreError> {
+        Ok(release(&mut self.client, &self.node_id, epoch).await?)
+    }
+
+    async fn next_notice(&mut self) -> Notice {
+        match self.events.recv().await {
+            Some(_) => Notice::Released,
+            None => Notice::Ended,
+        }
+    }
 }

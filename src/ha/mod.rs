@@ -1,10 +1,12 @@
-//! High availability: the leader lease, the node's shared state and the loop that keeps it.
+//! High availability: the election core, the lease store seam and its row implementation,
+//! the node's shared view and the loop that drives the election.
 
+pub mod election;
 pub mod lease;
 pub mod node;
 pub mod replication;
 pub mod rollouts;
 pub mod state;
-pub mod transitions;
+pub mod store;
 
 pub use state::{NodeState, Role, StatusReport};

@@ -11,7 +11,7 @@ use tokio_postgres::{error::SqlState, Client, Row};
 
 use crate::{
     db::DbError,
-    ha::lease,
+    ha::store::WriteFence,
     ident::{self, InvalidIdent},
 };
 
@@ -40,7 +40,7 @@ pub struct NewRollout {
 #[derive(Debug, Clone, Copy)]
 pub enum Fencing {
     /// The lease must still name this node at `epoch`, checked in the write's transaction.
-    Checked { epoch: i64 },
+    Checked { epoch: i64, fence: WriteFence },
     /// No check (test sabotage only, `--unsafe-skip-fencing`): the row records `epoch`.
     Skipped { epoch: i64 },
 }
@@ -172,7 +172,7 @@ async fn insert(
     .await
     .map_err(DbError::query("bound the rollout write's waits"))?;
     let epoch = match fencing {
-        Fencing::Checked { epoch } | Fencing::Skipped { epoch } => epoch,
+        Fencing::Checked { epoch, .. } | Fencing::Skipped { epoch } => epoch,
     };
     // Refused before the INSERT so a duplicate does not even consume a sequence value; the
     // unique index still decides between two writers racing for one name.
@@ -204,8 +204,8 @@ async fn insert(
     // The fencing check comes last, just before the COMMIT, so the share lock on the lease row
     // is held only for the commit and never delays a renew. The id was taken before it: a
     // write fenced here rolls back, so committed rows still have ids in epoch order.
-    if let Fencing::Checked { epoch } = fencing {
-        if !lease::holds_lease_in_tx(&tx, node_id, epoch).await? {
+    if let Fencing::Checked { epoch, fence } = fencing {
+        if !fence.holds(&tx, node_id, epoch).await? {
             return Err(RolloutError::Fenced(epoch));
         }
     }

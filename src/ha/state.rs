@@ -1,16 +1,19 @@
-//! What a node knows about itself: its role, epoch, local leadership deadline and last lease read.
+//! What the handlers know of the node: the election's last published view, read from memory,
+//! and the two gates a handler may close ahead of the lease loop (a fenced write, a shutdown).
 
-use std::{
-    sync::Mutex,
-    time::{Duration, Instant},
-};
+use std::{sync::Mutex, time::Instant};
+
+use tokio::sync::mpsc;
 
 use serde::{Deserialize, Serialize};
 
 use super::replication::{Health, LagThresholds, ReplicationView, StandbyStatus};
 use time::OffsetDateTime;
 
-use crate::ha::lease::LeaseRow;
+use crate::ha::{
+    election::{Divergence, Event, Snapshot},
+    store::LeaseRow,
+};
 
 /// A node's role as it acts on it right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,59 +132,75 @@ pub struct SplitBrain {
     pub store_holder_id: Option<String>,
 }
 
+/// The view as the handlers read it.
 #[derive(Debug, Default)]
-struct Leadership {
-    /// The lease as last read or written by this node.
-    lease: Option<LeaseRow>,
-    /// The epoch this node leads at, while `leader_until` has not passed.
-    epoch: i64,
-    /// Past this instant the node stops acting as leader, whether or not it heard back.
-    leader_until: Option<Instant>,
+struct Published {
+    snapshot: Snapshot,
     last_renewed_at: Option<OffsetDateTime>,
-    /// The lease loop's last round reached the database (false until the first one does).
-    reachable: bool,
     split_brain: Option<SplitBrain>,
-    /// Why leadership was given up outside the lease loop, for its audit record.
-    step_down_reason: Option<&'static str>,
-    /// The epoch a protected write found the lease row no longer naming this node at, while
-    /// its local deadline still ran: the lease loop reads the row to tell why.
-    fenced_epoch: Option<i64>,
-    /// Set on shutdown: the node never leads again; holds the epoch it resigned from.
-    resigned: Option<Option<i64>>,
-    /// Configuration problems found while running, for the status report.
-    warnings: Vec<String>,
+    /// Terms up to this epoch accept no write here any more: a protected write was fenced at
+    /// it. Epochs only grow, so the gate never needs opening again.
+    fenced_through: i64,
+    /// The node is shutting down: it accepts no write from the signal on.
+    resigned: bool,
 }
 
-/// Shared between the lease loop (writer) and the API handlers (readers).
+/// Shared between the lease loop (which publishes the election's view) and the API handlers
+/// (which read it, and tell the loop what they saw over a channel).
 pub struct NodeState {
     pub node_id: String,
     pub maintenance_mode: bool,
-    inner: Mutex<Leadership>,
+    inner: Mutex<Published>,
+    events: mpsc::UnboundedSender<Event>,
+}
+
+/// Converts a monotonic instant in the past to the wall clock, for the status report.
+fn wall_clock_of(instant: Instant) -> OffsetDateTime {
+    OffsetDateTime::now_utc() - Instant::now().saturating_duration_since(instant)
 }
 
 impl NodeState {
-    pub fn new(node_id: String, maintenance_mode: bool) -> Self {
-        Self {
+    /// The state, and the receiving end of the events the handlers send to the lease loop.
+    pub fn new(node_id: String, maintenance_mode: bool) -> (Self, mpsc::UnboundedReceiver<Event>) {
+        let (events, inbox) = mpsc::unbounded_channel();
+        let state = Self {
             node_id,
             maintenance_mode,
-            inner: Mutex::new(Leadership::default()),
-        }
+            inner: Mutex::new(Published::default()),
+            events,
+        };
+        (state, inbox)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Leadership> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Published> {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The epoch this node leads at, if its local deadline has not passed.
+    /// The lease loop publishes what the election decided.
+    pub fn publish(&self, snapshot: Snapshot) {
+        let mut inner = self.lock();
+        inner.last_renewed_at = snapshot.renewed_at.map(wall_clock_of);
+        if snapshot.split_brain != inner.snapshot.split_brain {
+            inner.split_brain = snapshot.split_brain.as_ref().map(|d: &Divergence| SplitBrain {
+                detected_at: wall_clock_of(d.detected_at),
+                local_epoch: d.local_epoch,
+                store_epoch: d.store_epoch,
+                store_holder_id: d.store_holder_id.clone(),
+            });
+        }
+        inner.snapshot = snapshot;
+    }
+
+    /// The epoch this node leads at, if its local deadline has not passed and no gate is closed.
     pub fn leader_epoch(&self) -> Option<i64> {
         let inner = self.lock();
-        if inner.resigned.is_some() {
+        if inner.resigned {
             return None;
         }
-        match inner.leader_until {
-            Some(until) if Instant::now() < until => Some(inner.epoch),
-            _ => None,
-        }
+        inner
+            .snapshot
+            .leader_epoch(Instant::now())
+            .filter(|epoch| *epoch > inner.fenced_through)
     }
 
     pub fn role(&self) -> Role {
@@ -189,134 +208,34 @@ impl NodeState {
             return Role::Leader;
         }
         let inner = self.lock();
-        match inner.lease.as_ref().and_then(LeaseRow::live_holder) {
-            Some(holder) if inner.reachable && holder != self.node_id => Role::Follower,
+        match inner.snapshot.lease.as_ref().and_then(LeaseRow::live_holder) {
+            Some(holder) if inner.snapshot.reachable && holder != self.node_id => Role::Follower,
             _ => Role::Candidate,
         }
     }
 
-    /// Records a successful acquire or renew whose request left at `sent_at`.
-    pub fn lead(&self, lease: LeaseRow, sent_at: Instant, valid_for: Duration) {
-        let mut inner = self.lock();
-        inner.epoch = lease.epoch;
-        inner.lease = Some(lease);
-        inner.leader_until = Some(sent_at + valid_for);
-        inner.last_renewed_at = Some(OffsetDateTime::now_utc());
-        inner.reachable = true;
-        // A new term starts clean: nothing left over from the last one labels its end.
-        inner.step_down_reason = None;
-        inner.fenced_epoch = None;
-    }
-
-    /// Records a read of the lease that confirms what this node already knows (a leader
-    /// between renews): its deadline is unchanged.
-    pub fn observe(&self, lease: LeaseRow) {
-        let mut inner = self.lock();
-        inner.lease = Some(lease);
-        inner.reachable = true;
-    }
-
-    /// The lease row no longer names this node at the epoch it was leading at: stop leading
-    /// now and remember the divergence for the status.
-    pub fn diverged(&self, local_epoch: i64, store: LeaseRow) -> SplitBrain {
-        let detected = SplitBrain {
-            detected_at: OffsetDateTime::now_utc(),
-            local_epoch,
-            store_epoch: store.epoch,
-            store_holder_id: store.holder_id.clone(),
-        };
-        let mut inner = self.lock();
-        inner.lease = Some(store);
-        inner.leader_until = None;
-        inner.last_renewed_at = None;
-        inner.reachable = true;
-        inner.split_brain = Some(detected.clone());
-        inner.step_down_reason = None;
-        inner.fenced_epoch = None;
-        detected
-    }
-
-    /// Records the lease as another node holds it (or nobody): this node does not lead.
-    pub fn follow(&self, lease: LeaseRow) {
-        let mut inner = self.lock();
-        inner.lease = Some(lease);
-        inner.leader_until = None;
-        inner.last_renewed_at = None;
-        inner.reachable = true;
-    }
-
-    /// Stops leading now (lost lease, fenced write, shutdown), keeping what is known about
-    /// the lease; `reason` goes into the audit record.
-    pub fn step_down(&self, reason: &'static str) {
-        let mut inner = self.lock();
-        if inner.leader_until.take().is_some() {
-            inner.step_down_reason = Some(reason);
-        }
-        inner.last_renewed_at = None;
-    }
-
-    /// Steps down if still leading at `epoch` (a fenced write of an older epoch must not end
-    /// a newer term).
-    pub fn step_down_from(&self, epoch: i64, reason: &'static str) {
+    /// A protected write found the lease no longer naming this node at `epoch`: refuse writes
+    /// of that epoch at once, and let the election find out why.
+    pub fn step_down_from(&self, epoch: i64) {
         if self.leader_epoch() == Some(epoch) {
-            self.step_down(reason);
-            self.lock().fenced_epoch = Some(epoch);
+            let mut inner = self.lock();
+            inner.fenced_through = inner.fenced_through.max(epoch);
+            drop(inner);
+            // The loop is gone only when the node is stopping; nothing is left to tell.
+            let _ = self.events.send(Event::FencedWrite { epoch });
         }
     }
 
-    /// The epoch a fenced write stepped this node down from, once.
-    pub fn take_fenced_epoch(&self) -> Option<i64> {
-        self.lock().fenced_epoch.take()
+    /// Shutdown: refuse protected writes from this instant, even if the lease loop is
+    /// mid-round, and tell the loop to release the lease and stop.
+    pub fn resign(&self) {
+        self.lock().resigned = true;
+        let _ = self.events.send(Event::Shutdown);
     }
 
-    /// Shutdown: stop leading now and for good. Returns the epoch led at, if any, to release.
-    pub fn resign(&self) -> Option<i64> {
-        let epoch = self.leader_epoch();
-        let mut inner = self.lock();
-        inner.leader_until = None;
-        inner.last_renewed_at = None;
-        *inner.resigned.get_or_insert(epoch)
-    }
-
-    /// True once `resign` was called: the lease loop must not acquire again.
-    pub fn resigned(&self) -> bool {
-        self.lock().resigned.is_some()
-    }
-
-    /// The reason given to the last `step_down`, once.
-    pub fn take_step_down_reason(&self) -> Option<&'static str> {
-        self.lock().step_down_reason.take()
-    }
-
-    /// The database could not be reached: stop leading now (decision 1: no database, no leader).
-    pub fn lose_database(&self) {
-        let mut inner = self.lock();
-        inner.leader_until = None;
-        inner.last_renewed_at = None;
-        inner.reachable = false;
-        // Its own audit record says why; a fenced write before it needs no row read later.
-        inner.step_down_reason = None;
-        inner.fenced_epoch = None;
-    }
-
-    /// Forgets the warnings (this node now leads: no other process holds its lease).
-    pub fn clear_warnings(&self) {
-        self.lock().warnings.clear();
-    }
-
-    /// Adds a warning to the status report, once; true if it was new.
-    pub fn warn_once(&self, warning: String) -> bool {
-        let mut inner = self.lock();
-        if inner.warnings.contains(&warning) {
-            return false;
-        }
-        inner.warnings.push(warning);
-        true
-    }
-
-    /// Whether the lease loop's last round reached the database.
+    /// Whether the lease loop's last request reached the store.
     pub fn db_reachable(&self) -> bool {
-        self.lock().reachable
+        self.lock().snapshot.reachable
     }
 
     /// The node the clients should write to, as last seen: (holder_id, holder_address). Never
@@ -324,7 +243,7 @@ impl NodeState {
     pub fn leader_hint(&self) -> (Option<String>, Option<String>) {
         let inner = self.lock();
         let other = |l: &&LeaseRow| l.valid && l.holder_id.as_deref() != Some(self.node_id.as_str());
-        match inner.lease.as_ref().filter(other).filter(|_| inner.reachable) {
+        match inner.snapshot.lease.as_ref().filter(other).filter(|_| inner.snapshot.reachable) {
             Some(lease) => (lease.holder_id.clone(), lease.holder_address.clone()),
             None => (None, None),
         }
@@ -337,15 +256,16 @@ impl NodeState {
         let leader_epoch = self.leader_epoch();
         let role = self.role();
         let inner = self.lock();
-        let db_reachable = inner.reachable;
-        let lease = inner.lease.as_ref();
+        let view = &inner.snapshot;
+        let db_reachable = view.reachable;
+        let lease = view.lease.as_ref();
         let valid = lease.filter(|l| l.valid && db_reachable);
         StatusReport {
             node_id: self.node_id.clone(),
             role,
             holder_id: valid.and_then(|l| l.holder_id.clone()),
             holder_address: valid.and_then(|l| l.holder_address.clone()),
-            epoch: lease.map_or(inner.epoch, |l| l.epoch),
+            epoch: lease.map_or(view.last_epoch, |l| l.epoch),
             lease_expires_in_ms: valid.map(|l| l.expires_in_ms),
             write_block_active: valid.is_none() || writes_paused,
             can_accept_protected_writes: leader_epoch.is_some() && db_reachable && !writes_paused,
@@ -357,7 +277,7 @@ impl NodeState {
             replication_health: None,
             replication_sample: ReplicationSample::default(),
             audit: Default::default(),
-            warnings: inner.warnings.clone(),
+            warnings: view.warnings.clone(),
             version: crate::VERSION.to_owned(),
         }
     }
@@ -365,7 +285,10 @@ impl NodeState {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::ha::election::Term;
 
     fn lease(holder: &str, epoch: i64, valid: bool) -> LeaseRow {
         LeaseRow {
@@ -377,10 +300,25 @@ mod tests {
         }
     }
 
+    fn leading(epoch: i64, valid_for: Duration) -> Snapshot {
+        Snapshot {
+            lease: Some(lease("n1", epoch, true)),
+            term: Some(Term { epoch, until: Instant::now() + valid_for }),
+            last_epoch: epoch,
+            renewed_at: Some(Instant::now()),
+            reachable: true,
+            ..Snapshot::default()
+        }
+    }
+
+    fn node() -> (NodeState, mpsc::UnboundedReceiver<Event>) {
+        NodeState::new("n1".into(), false)
+    }
+
     #[test]
-    fn leadership_ends_at_the_local_deadline() {
-        let state = NodeState::new("n1".into(), false);
-        state.lead(lease("n1", 3, true), Instant::now(), Duration::from_millis(30));
+    fn leadership_ends_at_the_local_deadline_even_if_the_loop_publishes_nothing() {
+        let (state, _inbox) = node();
+        state.publish(leading(3, Duration::from_millis(30)));
         assert_eq!(state.leader_epoch(), Some(3));
         std::thread::sleep(Duration::from_millis(40));
         assert_eq!(state.leader_epoch(), None);
@@ -389,10 +327,13 @@ mod tests {
     }
 
     #[test]
-    fn losing_the_database_ends_leadership_at_once() {
-        let state = NodeState::new("n1".into(), false);
-        state.lead(lease("n1", 1, true), Instant::now(), Duration::from_secs(60));
-        state.lose_database();
+    fn an_unreachable_database_blocks_writes_and_hides_the_holder() {
+        let (state, _inbox) = node();
+        state.publish(Snapshot {
+            lease: Some(lease("n1", 1, true)),
+            last_epoch: 1,
+            ..Snapshot::default()
+        });
         assert_eq!(state.role(), Role::Candidate);
         let report = state.report(false);
         assert!(!report.db_reachable);
@@ -402,21 +343,26 @@ mod tests {
 
     #[test]
     fn a_valid_lease_of_another_node_makes_a_follower_and_an_expired_one_a_candidate() {
-        let state = NodeState::new("n1".into(), false);
-        state.follow(lease("n2", 4, true));
+        let (state, _inbox) = node();
+        let following = |valid| Snapshot {
+            lease: Some(lease("n2", 4, valid)),
+            reachable: true,
+            ..Snapshot::default()
+        };
+        state.publish(following(true));
         assert_eq!(state.role(), Role::Follower);
         assert_eq!(state.leader_hint(), (Some("n2".into()), Some("http://n2".into())));
         let report = state.report(false);
         assert!(!report.write_block_active && !report.can_accept_protected_writes);
-        state.follow(lease("n2", 4, false));
+        state.publish(following(false));
         assert_eq!(state.role(), Role::Candidate);
         assert_eq!(state.leader_hint(), (None, None));
     }
 
     #[test]
     fn a_leader_accepts_writes_unless_a_restore_pauses_them() {
-        let state = NodeState::new("n1".into(), false);
-        state.lead(lease("n1", 2, true), Instant::now(), Duration::from_secs(60));
+        let (state, _inbox) = node();
+        state.publish(leading(2, Duration::from_secs(60)));
         let report = state.report(false);
         assert!(report.can_accept_protected_writes && !report.write_block_active);
         assert!(report.last_renewed_at.is_some());
@@ -425,21 +371,58 @@ mod tests {
     }
 
     #[test]
-    fn a_rewritten_lease_row_ends_leadership_and_is_reported() {
-        let state = NodeState::new("n1".into(), false);
-        state.lead(lease("n1", 2, true), Instant::now(), Duration::from_secs(60));
-        let detected = state.diverged(2, lease("rogue", 900, true));
-        assert_eq!((detected.local_epoch, detected.store_epoch), (2, 900));
+    fn a_fenced_write_closes_the_gate_at_once_and_tells_the_loop() {
+        let (state, mut inbox) = node();
+        state.publish(leading(2, Duration::from_secs(60)));
+        state.step_down_from(1); // an older term's write: nothing changes
+        assert_eq!(state.leader_epoch(), Some(2));
+        state.step_down_from(2);
         assert_eq!(state.leader_epoch(), None);
+        assert_eq!(inbox.try_recv().ok(), Some(Event::FencedWrite { epoch: 2 }));
+        assert!(inbox.try_recv().is_err(), "told once");
+        // The loop has not caught up and publishes the old term again: the gate stays shut.
+        state.publish(leading(2, Duration::from_secs(60)));
+        assert_eq!(state.leader_epoch(), None);
+        state.publish(leading(3, Duration::from_secs(60)));
+        assert_eq!(state.leader_epoch(), Some(3), "a new term opens it");
+    }
+
+    #[test]
+    fn resigning_refuses_writes_from_that_instant() {
+        let (state, mut inbox) = node();
+        state.publish(leading(2, Duration::from_secs(60)));
+        state.resign();
+        assert_eq!(state.leader_epoch(), None);
+        assert!(!state.report(false).can_accept_protected_writes);
+        assert_eq!(inbox.try_recv().ok(), Some(Event::Shutdown));
+    }
+
+    #[test]
+    fn a_split_brain_is_reported_with_its_epochs() {
+        let (state, _inbox) = node();
+        state.publish(Snapshot {
+            lease: Some(lease("rogue", 900, true)),
+            last_epoch: 2,
+            reachable: true,
+            split_brain: Some(Divergence {
+                detected_at: Instant::now(),
+                local_epoch: 2,
+                store_epoch: 900,
+                store_holder_id: Some("rogue".into()),
+            }),
+            ..Snapshot::default()
+        });
         let report = state.report(false);
         assert_eq!(report.role, Role::Follower);
         assert!(!report.can_accept_protected_writes);
-        assert_eq!(report.split_brain, Some(detected));
+        let split = report.split_brain.expect("reported");
+        assert_eq!((split.local_epoch, split.store_epoch), (2, 900));
     }
 
     #[test]
     fn a_node_that_never_reached_the_database_reports_it_unreachable() {
-        let report = NodeState::new("n1".into(), false).report(false);
+        let (state, _inbox) = node();
+        let report = state.report(false);
         assert!(!report.db_reachable && report.write_block_active && !report.can_accept_protected_writes);
         assert_eq!(report.role, Role::Candidate);
     }

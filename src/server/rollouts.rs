@@ -39,7 +39,10 @@ pub async fn create(
     }
     let node = app.node.clone();
     let fencing = match (node.leader_epoch(), app.skip_fencing) {
-        (Some(epoch), false) => Fencing::Checked { epoch },
+        (Some(epoch), false) => Fencing::Checked {
+            epoch,
+            fence: app.backups.fence,
+        },
         (None, false) if !node.db_reachable() => return Err(quorum_lost(&app)),
         (None, false) => return Err(not_leader(&app)),
         (epoch, true) => Fencing::Skipped {
@@ -81,10 +84,7 @@ pub async fn create(
     match written {
         Ok(rollout) => Ok((StatusCode::CREATED, Json(rollout))),
         Err(RolloutError::Fenced(epoch)) => {
-            app.node.step_down_from(
-                epoch,
-                "a protected write found the lease no longer names this node at its epoch",
-            );
+            app.node.step_down_from(epoch);
             Err(ApiError::from(RolloutError::Fenced(epoch)).with_leader(app.node.leader_hint()))
         }
         Err(error) => Err(error.into()),

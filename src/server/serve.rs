@@ -17,6 +17,8 @@ use crate::{
     config::ServeConfig,
     db::{self, SharedClient},
     ha::{
+        lease::RowLeaseStore,
+        store::LeaseStore,
         node::{run_lease_loop, LeaseTiming},
         replication::{self, ReplicationMonitor},
         NodeState,
@@ -65,7 +67,23 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .context("create the autonomy_ha schema")?;
     drop(client);
 
-    let state = Arc::new(NodeState::new(config.node_id.clone(), config.maintenance_mode));
+    // Bind first: the lease row carries the address followers hand out as the leader hint.
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("bind --listen {}", config.listen))?;
+    let bound = listener.local_addr()?;
+    let address = config
+        .advertise_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{bound}"));
+    let store = RowLeaseStore {
+        database_url: config.database_url.clone(),
+        node_id: config.node_id.clone(),
+        address: address.clone(),
+        ttl: config.lease_ttl,
+    };
+    let (state, inbox) = NodeState::new(config.node_id.clone(), config.maintenance_mode);
+    let state = Arc::new(state);
     // One session per kind of request, so a long backup step never delays protected writes.
     // (Status requests read memory only; the lease loop has its own session.)
     let shared = Arc::new(SharedClient::new(
@@ -78,7 +96,14 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         config.node_id.clone(),
         "writes",
     ));
-    let backups = Arc::new(BackupService::new(state.clone(), repo, tools, shared, audit.clone()));
+    let backups = Arc::new(BackupService::new(
+        state.clone(),
+        repo,
+        tools,
+        shared,
+        audit.clone(),
+        store.write_fence(),
+    ));
     match backups.rebuild_inventory().await {
         Ok(0) => {}
         Ok(added) => tracing::info!(added, "rebuilt inventory rows from manifests"),
@@ -89,15 +114,6 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     backups.reconcile_interrupted(None).await;
     backups.reconcile_restores().await;
 
-    // Bind first: the lease row carries the address followers hand out as the leader hint.
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("bind --listen {}", config.listen))?;
-    let bound = listener.local_addr()?;
-    let address = config
-        .advertise_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{bound}"));
     if config.skip_fencing {
         tracing::error!("--unsafe-skip-fencing is set: protected writes are NOT fenced; this is test sabotage only");
         let _ = audit.record("ha.fencing.disabled", serde_json::json!({ "node_id": config.node_id }));
@@ -105,12 +121,12 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let lease_loop = tokio::spawn(run_lease_loop(
-        config.database_url.clone(),
+        store,
         address,
         state.clone(),
+        inbox,
         audit,
         LeaseTiming::new(config.lease_ttl, config.renew_interval, config.poll_interval),
-        shutdown_rx.clone(),
     ));
 
     let replication = Arc::new(ReplicationMonitor::new(config.lag_thresholds));
@@ -137,7 +153,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let resigning = app.node.clone();
     let stop = async move {
         shutdown_signal().await;
-        // Refuse protected writes from this instant, even if the lease loop is mid-round.
+        // Refuse protected writes from this instant, even if the lease loop is mid-round, and
+        // have the loop release the lease.
         resigning.resign();
         let _ = shutdown_tx.send(true);
         let _ = lease_loop.await;
