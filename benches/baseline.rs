@@ -19,13 +19,19 @@ mod methods;
 use std::{
     collections::BTreeMap,
     io::Write,
-    path::Path,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 use autonomy::{
-    backup::{dump, pgtools::PgTools, proof, proof::tables},
+    backup::{
+        dump,
+        pgtools::PgTools,
+        proof,
+        proof::tables,
+        repository::LocalRepository,
+        store::{ArchiveWriter, BackupStore},
+    },
     db,
 };
 use common::backend::{self, LAB_DATABASE};
@@ -33,6 +39,9 @@ use futures_util::StreamExt;
 use measure::*;
 use methods::*;
 use tokio_postgres::Client;
+
+/// The id the benchmark's archives are written under (a valid backup id).
+const BENCH_BACKUP: &str = "bk-bench";
 
 /// What the backup service leaves out of the dump and the baseline.
 const EXCLUDED: &str = db::SCHEMA;
@@ -192,6 +201,7 @@ fn main() {
     println!("\n## What the baseline adds to a backup ({runs} rounds, rotated)\n");
     settle();
     let scratch = tempfile::tempdir().expect("a scratch dir");
+    let store = LocalRepository::open(&scratch.path().join("backups")).expect("a scratch backup store");
     // None: pg_dump alone; Some(readers): pg_dump beside a baseline read that way.
     let mut backups: BTreeMap<Option<Readers>, Vec<(Duration, Duration)>> = BTreeMap::new();
     let mut archive_bytes = 0;
@@ -200,11 +210,11 @@ fn main() {
         order.rotate_left(round % 4);
         let mut walls = Vec::new();
         for baseline_readers in order {
-            let partial = scratch.path().join("bench.dump.partial");
+            let archive = store.create_archive(BENCH_BACKUP).expect("an archive to write");
             let (started, cpu) = (Instant::now(), cpu_time());
             let dumped = match baseline_readers {
-                None => dump::dump_to_partial(&tools, EXCLUDED, &partial, None).expect("pg_dump succeeds"),
-                Some(readers) => runtime.block_on(dump_with_baseline(&url, &tools, &partial, &excluded, readers)),
+                None => dump::dump_into(&tools, EXCLUDED, archive, None).expect("pg_dump succeeds"),
+                Some(readers) => runtime.block_on(dump_with_baseline(&url, &tools, archive, &excluded, readers)),
             };
             let spent = (started.elapsed(), cpu_time().saturating_sub(cpu));
             archive_bytes = dumped.size_bytes;
@@ -215,7 +225,7 @@ fn main() {
                 dumped.duration_ms
             ));
             backups.entry(baseline_readers).or_default().push(spent);
-            std::fs::remove_file(&partial).expect("the archive can be removed");
+            store.discard(BENCH_BACKUP);
         }
         println!("round {}: {}; load {:.2}", round + 1, walls.join(", "), load_average());
     }

@@ -6,7 +6,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use thiserror::Error;
 use ureq::Agent;
 
-use crate::{exit::Exit, server::error::ErrorBody};
+use crate::{api::ErrorBody, exit::Exit};
 
 #[derive(Debug, Error)]
 pub enum ClientError {

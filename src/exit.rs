@@ -33,7 +33,7 @@ pub enum Exit {
 }
 
 impl Exit {
-    /// `ha backup verify` speaks seed 002's three codes, for schedulers that tell a bad backup
+    /// `ha backup verify` speaks the three codes restore-verification schedulers expect (README, exit codes), for schedulers that tell a bad backup
     /// from a drill that did not run: 0 proven, 1 differences found, 2 could not run.
     pub const DIFFERENCES_FOUND: Exit = Exit::Internal;
     pub const DRILL_NOT_RUN: Exit = Exit::Usage;

@@ -1,5 +1,6 @@
 //! autonomy: a PostgreSQL high-availability control plane with backup and restore management.
 
+pub mod api;
 pub mod audit;
 pub mod backup;
 pub mod cli;
@@ -8,6 +9,7 @@ pub mod config;
 pub mod db;
 pub mod evidence;
 pub mod exit;
+pub mod fsio;
 pub mod ha;
 pub mod ident;
 pub mod server;

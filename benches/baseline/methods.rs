@@ -114,14 +114,14 @@ pub(crate) async fn take(
 pub(crate) async fn dump_with_baseline(
     url: &str,
     tools: &PgTools,
-    partial: &Path,
+    archive: Box<dyn ArchiveWriter>,
     excluded: &[String],
     readers: Readers,
 ) -> dump::DumpOutcome {
     let client = connect(url, "baseline").await;
     let snapshot = tables::begin_snapshot(&client).await.expect("the snapshot opens");
-    let (tools, partial, exported) = (tools.clone(), partial.to_owned(), snapshot.clone());
-    let dump = tokio::task::spawn_blocking(move || dump::dump_to_partial(&tools, EXCLUDED, &partial, Some(&exported)));
+    let (tools, exported) = (tools.clone(), snapshot.clone());
+    let dump = tokio::task::spawn_blocking(move || dump::dump_into(&tools, EXCLUDED, archive, Some(&exported)));
     take(url, &client, &snapshot, excluded, readers).await;
     dump.await
         .expect("the dump thread does not panic")

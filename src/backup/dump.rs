@@ -1,16 +1,12 @@
-//! Runs pg_dump and streams its archive to a partial file, hashing it on the way (no second read).
+//! Runs pg_dump and streams its archive into the backup store, hashing it on the way (no second read).
 
-use std::{
-    io::{Read, Write},
-    path::Path,
-    process::Stdio,
-    time::Instant,
-};
+use std::{io::Read, path::Path, process::Stdio, time::Instant};
 
 use sha2::{Digest, Sha256};
 
 use crate::backup::{
     pgtools::{stderr_tail, PgTools},
+    store::ArchiveWriter,
     BackupError,
 };
 
@@ -22,13 +18,14 @@ pub struct DumpOutcome {
     pub duration_ms: u64,
 }
 
-/// `pg_dump -Fc` of the application database without `excluded_schema`, into `partial`,
-/// fsynced; in `snapshot` (an exported snapshot id) when given, so it dumps exactly what the
-/// baseline read. Blocking: call it from a blocking thread.
-pub fn dump_to_partial(
+/// `pg_dump -Fc` of the application database without `excluded_schema`, into `archive`,
+/// finished (durable, not yet published); in `snapshot` (an exported snapshot id) when given,
+/// so it dumps exactly what the baseline read. On failure the archive is dropped unfinished,
+/// which leaves nothing. Blocking: call it from a blocking thread.
+pub fn dump_into(
     tools: &PgTools,
     excluded_schema: &str,
-    partial: &Path,
+    archive: Box<dyn ArchiveWriter>,
     snapshot: Option<&str>,
 ) -> Result<DumpOutcome, BackupError> {
     let started = Instant::now();
@@ -55,7 +52,7 @@ pub fn dump_to_partial(
     });
 
     let mut stdout = child.stdout.take().expect("stdout was piped");
-    let streamed = stream_and_hash(&mut stdout, partial);
+    let streamed = stream_and_hash(&mut stdout, archive);
     drop(stdout);
     let status = child.wait().map_err(|source| BackupError::Spawn {
         tool: "pg_dump",
@@ -66,12 +63,8 @@ pub fn dump_to_partial(
     // only its symptom.
     let (size_bytes, sha256) = match (streamed, status.success()) {
         (Ok(result), true) => result,
-        (Err(error), _) => {
-            let _ = std::fs::remove_file(partial);
-            return Err(error);
-        }
+        (Err(error), _) => return Err(error),
         (Ok(_), false) => {
-            let _ = std::fs::remove_file(partial);
             return Err(BackupError::Tool {
                 tool: "pg_dump",
                 status: status.to_string(),
@@ -86,9 +79,9 @@ pub fn dump_to_partial(
     })
 }
 
-/// Copies `source` into a new file at `partial`, hashing every byte, then fsyncs it.
-fn stream_and_hash(source: &mut impl Read, partial: &Path) -> Result<(u64, String), BackupError> {
-    let mut file = crate::backup::repository::create_private(partial)?;
+/// Copies `source` into `archive`, hashing every byte, then finishes it. The archive is
+/// finished only once the whole stream is in; the caller discards it if pg_dump failed.
+fn stream_and_hash(source: &mut impl Read, mut archive: Box<dyn ArchiveWriter>) -> Result<(u64, String), BackupError> {
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 20];
     let mut size = 0u64;
@@ -97,12 +90,12 @@ fn stream_and_hash(source: &mut impl Read, partial: &Path) -> Result<(u64, Strin
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(BackupError::io(partial)(e)),
+            Err(e) => return Err(BackupError::io(Path::new("pg_dump's output"))(e)),
         };
         hasher.update(&buffer[..n]);
-        file.write_all(&buffer[..n]).map_err(BackupError::io(partial))?;
+        archive.write_chunk(&buffer[..n])?;
         size += n as u64;
     }
-    file.sync_all().map_err(BackupError::io(partial))?;
+    archive.finish()?;
     Ok((size, hex::encode(hasher.finalize())))
 }

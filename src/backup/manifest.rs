@@ -1,35 +1,11 @@
 //! The manifest written beside each archive, and the inventory record shown to operators.
 
+pub use crate::api::BackupStatus;
+
+pub use crate::api::{BackupRecord, RestoreReport, RestoreRequest, RestoreStatus};
+
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-
-/// Where a backup stands; a manifest exists only for completed backups.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BackupStatus {
-    Running,
-    Completed,
-    Failed,
-}
-
-impl BackupStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BackupStatus::Running => "running",
-            BackupStatus::Completed => "completed",
-            BackupStatus::Failed => "failed",
-        }
-    }
-
-    pub fn parse(value: &str) -> Option<Self> {
-        match value {
-            "running" => Some(BackupStatus::Running),
-            "completed" => Some(BackupStatus::Completed),
-            "failed" => Some(BackupStatus::Failed),
-            _ => None,
-        }
-    }
-}
 
 /// How an archive is stored; recorded now so encryption and object stores fit later.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -191,45 +167,6 @@ pub fn open(body: &[u8]) -> Result<Manifest, ManifestError> {
     Ok(manifest)
 }
 
-/// One row of `autonomy ha backup list`, from the inventory table.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BackupRecord {
-    pub backup_id: String,
-    pub status: BackupStatus,
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub completed_at: Option<OffsetDateTime>,
-    pub database: String,
-    pub server_version: Option<String>,
-    pub size_bytes: Option<u64>,
-    /// SHA-256 of the archive, lowercase hex. Named `checksum` in CLI output, as operators know it.
-    pub checksum: Option<String>,
-    pub duration_ms: Option<u64>,
-    pub node_id: String,
-    pub epoch: i64,
-    pub error: Option<String>,
-    /// When `ha backup verify` last ran a drill of this backup, and what it found.
-    #[serde(default, with = "time::serde::rfc3339::option")]
-    pub last_verified_at: Option<OffsetDateTime>,
-    #[serde(default)]
-    pub last_verify_outcome: Option<String>,
-    /// The manifest format it was written with (None for rows indexed before it was recorded).
-    #[serde(default)]
-    pub manifest_version: Option<u32>,
-    /// When it was last restored (committed), and what that restore's proof found:
-    /// proven, differences, not_run, no_baseline; `committed_unproven` while (or if) the proof
-    /// never finished, `interrupted_after_commit` once a restarted node found it so.
-    #[serde(default, with = "time::serde::rfc3339::option")]
-    pub last_restored_at: Option<OffsetDateTime>,
-    #[serde(default)]
-    pub last_restore_outcome: Option<String>,
-    /// Whether a completed backup's archive and manifest are in the repository (a stat each,
-    /// when listed by the leader's repository); None when not looked at.
-    #[serde(default)]
-    pub files: Option<crate::backup::repository::FileState>,
-}
-
 impl From<&Manifest> for BackupRecord {
     fn from(m: &Manifest) -> Self {
         Self {
@@ -253,58 +190,6 @@ impl From<&Manifest> for BackupRecord {
             files: None,
         }
     }
-}
-
-/// The body of `POST /v1/ha/backups/{id}/restore`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RestoreRequest {
-    /// Must be true: the server checks the gate too, so a client that skips it is still refused.
-    #[serde(default)]
-    pub confirm: bool,
-    /// Accept a manifest older than the sealed format (version 1 or 2), which nothing proves
-    /// unchanged. It must still agree with the inventory's record.
-    #[serde(default)]
-    pub allow_unsealed_manifest: bool,
-}
-
-/// How a committed restore ended: whether the database now matches the backup's baseline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RestoreStatus {
-    /// Committed and proven identical to the baseline (or the backup has none to prove).
-    Restored,
-    /// Committed, but the proof names differences: the database is not what was backed up.
-    RestoredWithDifferences,
-    /// Committed, but the proof could not run: nothing shows the database is what was backed up.
-    RestoredUnproven,
-}
-
-impl RestoreStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RestoreStatus::Restored => "restored",
-            RestoreStatus::RestoredWithDifferences => "restored_with_differences",
-            RestoreStatus::RestoredUnproven => "restored_unproven",
-        }
-    }
-}
-
-/// The answer to a restore request.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct RestoreReport {
-    pub backup_id: String,
-    /// Names this restore in the audit (`ha.backup.restore_started` …) and the inventory.
-    #[serde(default)]
-    pub restore_id: String,
-    pub status: RestoreStatus,
-    pub checksum: String,
-    pub restore_ms: u64,
-    pub terminated_sessions: i64,
-    /// The restored database compared with the backup's baseline; None for a backup made
-    /// without one.
-    #[serde(default)]
-    pub proof: Option<crate::backup::proof::ProofReport>,
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ pub mod repository;
 pub mod restore;
 mod restore_op;
 pub mod service;
+pub mod store;
 
 pub use error::BackupError;
 pub use manifest::{BackupRecord, BackupStatus, Manifest};

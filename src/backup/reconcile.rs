@@ -10,8 +10,8 @@ impl BackupService {
         // The directory is read before the rows: a backup's `running` row is committed before
         // its partial file exists, so a partial seen here whose row is not `running` below is
         // dead, even if another node starts a backup meanwhile.
-        let repo = self.repo.clone();
-        let partials = match tokio::task::spawn_blocking(move || repo.partial_files())
+        let store = self.store.clone();
+        let partials = match tokio::task::spawn_blocking(move || store.leftovers())
             .await
             .expect("listing files does not panic")
         {
@@ -47,8 +47,8 @@ impl BackupService {
             .filter(|(id, _)| !running.iter().any(|r| r == id))
             .map(|(_, name)| name)
             .collect();
-        let repo = self.repo.clone();
-        let removed = tokio::task::spawn_blocking(move || repo.remove_files(&stale))
+        let store = self.store.clone();
+        let removed = tokio::task::spawn_blocking(move || store.remove_leftovers(&stale))
             .await
             .expect("removing files does not panic");
         match removed {

@@ -1,9 +1,12 @@
-//! The local-directory backup repository: archives, their manifests, atomic publication.
+//! The local-directory backup store, the embedded default: archives, their manifests, atomic
+//! publication.
 //!
 //! Layout: `<dir>/<id>.dump` (pg_dump custom format), `<dir>/<id>.json` (the manifest).
 //! A `.partial` file is never a backup: it becomes one only by rename after fsync. Files are
 //! created 0600 and the directory 0700: they hold the database's data. What is read back is
 //! opened without following links or blocking, and only a regular file is accepted.
+
+pub use crate::api::FileState;
 
 use std::{
     fs::{self, File, OpenOptions},
@@ -15,7 +18,11 @@ use std::{
 use sha2::{Digest, Sha256};
 
 use crate::{
-    backup::{BackupError, Manifest},
+    backup::{
+        store::{ArchiveWriter, BackupStore, StagedArchive},
+        BackupError, Manifest,
+    },
+    fsio::{self, partial_of},
     ident,
 };
 
@@ -27,30 +34,6 @@ const PARTIAL_SUFFIXES: [&str; 3] = [".dump.partial", ".json.partial", ".dump.pa
 
 pub struct LocalRepository {
     dir: PathBuf,
-}
-
-/// Whether a completed backup's files are where its record says (a stat, not a rehash).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FileState {
-    Present,
-    ArchiveMissing,
-    ManifestMissing,
-    BothMissing,
-    /// Something other than a regular file sits where the archive or manifest should be.
-    NotRegular,
-}
-
-impl FileState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FileState::Present => "present",
-            FileState::ArchiveMissing => "archive_missing",
-            FileState::ManifestMissing => "manifest_missing",
-            FileState::BothMissing => "archive_and_manifest_missing",
-            FileState::NotRegular => "not_a_regular_file",
-        }
-    }
 }
 
 impl LocalRepository {
@@ -249,6 +232,106 @@ impl LocalRepository {
     }
 }
 
+impl BackupStore for LocalRepository {
+    fn create_archive(&self, backup_id: &str) -> Result<Box<dyn ArchiveWriter>, BackupError> {
+        let path = self.partial_archive_path(backup_id)?;
+        let file = create_private(&path)?;
+        Ok(Box::new(LocalArchiveWriter {
+            file: Some(file),
+            path,
+            finished: false,
+        }))
+    }
+
+    fn stage_unpublished(&self, backup_id: &str) -> Result<StagedArchive, BackupError> {
+        let path = self.partial_archive_path(backup_id)?;
+        Ok(StagedArchive::in_place(open_regular(&path)?, path))
+    }
+
+    fn publish(&self, manifest: &Manifest) -> Result<(), BackupError> {
+        LocalRepository::publish(self, manifest)
+    }
+
+    fn discard(&self, backup_id: &str) {
+        if let Ok(partial) = self.partial_archive_path(backup_id) {
+            let _ = fs::remove_file(partial);
+        }
+    }
+
+    fn read_archive(&self, backup_id: &str) -> Result<Box<dyn Read + Send>, BackupError> {
+        Ok(Box::new(self.open_archive(backup_id)?))
+    }
+
+    fn stage_archive(&self, backup_id: &str) -> Result<StagedArchive, BackupError> {
+        // The stored file itself: opened once, so what is hashed is what is read after.
+        Ok(StagedArchive::in_place(
+            self.open_archive(backup_id)?,
+            self.archive_path(backup_id)?,
+        ))
+    }
+
+    fn has_manifest(&self, backup_id: &str) -> Result<bool, BackupError> {
+        LocalRepository::has_manifest(self, backup_id)
+    }
+
+    fn manifest(&self, backup_id: &str) -> Result<Manifest, BackupError> {
+        LocalRepository::manifest(self, backup_id)
+    }
+
+    fn manifests(&self) -> Result<Vec<Manifest>, BackupError> {
+        LocalRepository::manifests(self)
+    }
+
+    fn latest_backup_id(&self) -> Result<Option<String>, BackupError> {
+        LocalRepository::latest_backup_id(self)
+    }
+
+    fn file_state(&self, backup_id: &str) -> Result<FileState, BackupError> {
+        LocalRepository::file_state(self, backup_id)
+    }
+
+    fn leftovers(&self) -> Result<Vec<(String, String)>, BackupError> {
+        self.partial_files()
+    }
+
+    fn remove_leftovers(&self, names: &[String]) -> Result<Vec<String>, BackupError> {
+        self.remove_files(names)
+    }
+
+    fn archive_sha256(&self, backup_id: &str) -> Result<String, BackupError> {
+        LocalRepository::archive_sha256(self, backup_id)
+    }
+}
+
+/// An archive streamed into `<id>.dump.partial`; removed unless finished.
+struct LocalArchiveWriter {
+    file: Option<File>,
+    path: PathBuf,
+    finished: bool,
+}
+
+impl ArchiveWriter for LocalArchiveWriter {
+    fn write_chunk(&mut self, chunk: &[u8]) -> Result<(), BackupError> {
+        let file = self.file.as_mut().expect("open until finished");
+        file.write_all(chunk).map_err(BackupError::io(&self.path))
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<(), BackupError> {
+        let file = self.file.take().expect("finished once");
+        file.sync_all().map_err(BackupError::io(&self.path))?;
+        self.finished = true;
+        Ok(())
+    }
+}
+
+impl Drop for LocalArchiveWriter {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
 /// SHA-256 of `file` from its first byte, leaving it positioned at the start again.
 pub fn hash_from_start(file: &mut File, path: &Path) -> Result<String, BackupError> {
     file.rewind().map_err(BackupError::io(path))?;
@@ -305,40 +388,19 @@ pub fn open_regular(path: &Path) -> Result<File, BackupError> {
     })
 }
 
-/// Creates `path` (0600, replacing a file by that name) for a backup's data.
+/// Creates `path` (0600, replacing a file or link by that name) for a backup's data.
 pub fn create_private(path: &Path) -> Result<File, BackupError> {
-    OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(BackupError::io(path))
+    fsio::create_replacing(path, 0o600).map_err(BackupError::io(path))
 }
 
 /// Writes `body` to `path` (0600) and fsyncs it.
 fn write_private(path: &Path, body: &[u8]) -> Result<(), BackupError> {
-    let mut file = create_private(path)?;
-    file.write_all(body).map_err(BackupError::io(path))?;
-    file.sync_all().map_err(BackupError::io(path))
-}
-
-fn partial_of(path: &Path) -> PathBuf {
-    let mut partial = path.as_os_str().to_owned();
-    partial.push(".partial");
-    PathBuf::from(partial)
-}
-
-/// Writes `body` to `path` through a fsynced temporary file (0600) and a rename.
-pub fn write_atomically(path: &Path, body: &[u8]) -> Result<(), BackupError> {
-    let partial = partial_of(path);
-    write_private(&partial, body)?;
-    fs::rename(&partial, path).map_err(BackupError::io(path))
+    fsio::write_synced(path, body, 0o600).map_err(BackupError::io(path))
 }
 
 /// Makes renames in `dir` durable.
-pub fn sync_dir(dir: &Path) -> Result<(), BackupError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(BackupError::io(dir))
+fn sync_dir(dir: &Path) -> Result<(), BackupError> {
+    fsio::sync_dir(dir).map_err(BackupError::io(dir))
 }
 
 #[cfg(test)]
@@ -378,7 +440,7 @@ mod tests {
     fn the_directory_and_written_files_are_private() {
         let dir = tempfile::tempdir().expect("a temp dir");
         let repo = LocalRepository::open(&dir.path().join("backups")).expect("open");
-        write_atomically(&repo.dir().join("x.json"), b"{}").unwrap();
+        write_private(&repo.dir().join("x.json"), b"{}").unwrap();
         let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(repo.dir()), 0o700);
         assert_eq!(mode(&repo.dir().join("x.json")), 0o600);

@@ -16,6 +16,7 @@ use std::{
 };
 
 use crate::{
+    backup::store::StagedArchive,
     backup::{
         pgtools::{stderr_tail, PgTools},
         BackupError,
@@ -104,7 +105,7 @@ const HELD_BACK: usize = 4096;
 /// nothing. Blocking: call it from a blocking thread. Returns the elapsed milliseconds.
 pub fn replay_archive(
     tools: &PgTools,
-    archive: std::fs::File,
+    archive: &StagedArchive,
     fence: WriteFence,
     node_id: &str,
     epoch: i64,
@@ -119,7 +120,9 @@ pub fn replay_archive(
     let mut restore = tools
         .command("pg_restore")
         .args(["--single-transaction", "--exit-on-error", "--file=-"])
-        .stdin(Stdio::from(archive))
+        .stdin(Stdio::from(
+            archive.file.try_clone().map_err(BackupError::io(&archive.path))?,
+        ))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

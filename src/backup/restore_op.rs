@@ -5,7 +5,7 @@ use crate::{
     backup::{
         inventory,
         manifest::{self, RestoreReport, RestoreRequest, RestoreStatus},
-        repository, restore,
+        restore,
         service::{terminate_other_sessions, RestoringFlag},
         BackupError, BackupService,
     },
@@ -19,7 +19,7 @@ impl BackupService {
         if !request.confirm {
             return Err(BackupError::NotConfirmed);
         }
-        let manifest = match self.repo.manifest(backup_id) {
+        let manifest = match self.store.manifest(backup_id) {
             Ok(manifest) => manifest,
             Err(error @ (BackupError::ManifestUntrusted { .. } | BackupError::NotRegularFile { .. })) => {
                 return Err(self.reject_restore(error))
@@ -46,12 +46,12 @@ impl BackupService {
             }));
         }
         // The archive is opened once: the file hashed is the file restored.
-        let repo = self.repo.clone();
+        let store = self.store.clone();
         let id = backup_id.to_owned();
         let opened = tokio::task::spawn_blocking(move || {
-            let mut file = repo.open_archive(&id)?;
-            let actual = repository::hash_from_start(&mut file, &repo.archive_path(&id)?)?;
-            Ok::<_, BackupError>((file, actual))
+            let mut staged = store.stage_archive(&id)?;
+            let actual = staged.sha256()?;
+            Ok::<_, BackupError>((staged, actual))
         })
         .await
         .expect("hashing does not panic");
@@ -112,7 +112,7 @@ impl BackupService {
         let replay_mark = mark.clone();
         let fence = self.fence;
         let replayed = tokio::task::spawn_blocking(move || {
-            restore::replay_archive(&tools, archive, fence, &node_id, epoch, &replay_mark)
+            restore::replay_archive(&tools, &archive, fence, &node_id, epoch, &replay_mark)
         })
         .await
         .expect("the restore thread does not panic");

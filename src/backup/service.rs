@@ -14,7 +14,8 @@ use crate::{
         manifest::{self, Storage},
         pgtools::PgTools,
         proof::{self, Baseline, ProofReport},
-        repository::{FileState, LocalRepository},
+        repository::FileState,
+        store::BackupStore,
         BackupError, BackupRecord, BackupStatus, Manifest,
     },
     db::{self, DbError, SharedClient},
@@ -24,7 +25,7 @@ use crate::{
 
 pub struct BackupService {
     pub state: Arc<NodeState>,
-    pub repo: Arc<LocalRepository>,
+    pub store: Arc<dyn BackupStore>,
     pub tools: PgTools,
     pub db: Arc<SharedClient>,
     pub audit: Arc<AuditLog>,
@@ -59,7 +60,7 @@ impl Drop for RestoringFlag<'_> {
 impl BackupService {
     pub fn new(
         state: Arc<NodeState>,
-        repo: LocalRepository,
+        store: Arc<dyn BackupStore>,
         tools: PgTools,
         db: Arc<SharedClient>,
         audit: Arc<AuditLog>,
@@ -67,7 +68,7 @@ impl BackupService {
     ) -> Self {
         Self {
             state,
-            repo: Arc::new(repo),
+            store,
             tools,
             db,
             audit,
@@ -91,8 +92,8 @@ impl BackupService {
 
     /// Adds manifests the inventory lacks (after a lost or dropped table).
     pub async fn rebuild_inventory(&self) -> Result<u64, BackupError> {
-        let repo = self.repo.clone();
-        let manifests = tokio::task::spawn_blocking(move || repo.manifests())
+        let store = self.store.clone();
+        let manifests = tokio::task::spawn_blocking(move || store.manifests())
             .await
             .expect("the manifest scan does not panic")?;
         let mut client = self.db.get().await?;
@@ -114,7 +115,7 @@ impl BackupService {
             let client = self.db.get().await?;
             inventory::list(&*client).await?
         };
-        let repo = self.repo.clone();
+        let store = self.store.clone();
         let ids: Vec<String> = records
             .iter()
             .filter(|r| r.status == BackupStatus::Completed)
@@ -123,7 +124,7 @@ impl BackupService {
         let states = tokio::task::spawn_blocking(move || {
             ids.into_iter()
                 .map(|id| {
-                    let state = repo.file_state(&id).unwrap_or(FileState::BothMissing);
+                    let state = store.file_state(&id).unwrap_or(FileState::BothMissing);
                     (id, state)
                 })
                 .collect::<std::collections::HashMap<_, _>>()
@@ -199,16 +200,12 @@ impl BackupService {
                     (outcome, baseline)
                 }
                 Err(error) => {
-                    if let Ok(partial) = self.repo.partial_archive_path(&backup_id) {
-                        let _ = std::fs::remove_file(partial);
-                    }
+                    self.store.discard(&backup_id);
                     return Err(self.record_failure(&backup_id, error).await);
                 }
             },
             (Err(error), _) | (_, Err(error)) => {
-                if let Ok(partial) = self.repo.partial_archive_path(&backup_id) {
-                    let _ = std::fs::remove_file(partial);
-                }
+                self.store.discard(&backup_id);
                 return Err(self.record_failure(&backup_id, error).await);
             }
         };
@@ -231,15 +228,13 @@ impl BackupService {
             baseline: Some(baseline),
             manifest_sha256: None,
         };
-        let repo = self.repo.clone();
+        let store = self.store.clone();
         let published = manifest.clone();
-        if let Err(error) = tokio::task::spawn_blocking(move || repo.publish(&published))
+        if let Err(error) = tokio::task::spawn_blocking(move || store.publish(&published))
             .await
             .expect("publishing does not panic")
         {
-            if let Ok(partial) = self.repo.partial_archive_path(&backup_id) {
-                let _ = std::fs::remove_file(partial);
-            }
+            self.store.discard(&backup_id);
             return Err(self.record_failure(&backup_id, error).await);
         }
         let indexed = async {
@@ -303,14 +298,13 @@ impl BackupService {
             Ok(snapshot) => snapshot,
             Err(error) => return (Err(error), Err(BackupError::Proof("no snapshot".into()))),
         };
-        let partial = match self.repo.partial_archive_path(backup_id) {
-            Ok(partial) => partial,
-            Err(error) => return (Err(error), Err(BackupError::Proof("no archive path".into()))),
+        let archive = match self.store.create_archive(backup_id) {
+            Ok(archive) => archive,
+            Err(error) => return (Err(error), Err(BackupError::Proof("no archive to write".into()))),
         };
         let tools = self.tools.clone();
         let exported = snapshot.clone();
-        let dump =
-            tokio::task::spawn_blocking(move || dump::dump_to_partial(&tools, db::SCHEMA, &partial, Some(&exported)));
+        let dump = tokio::task::spawn_blocking(move || dump::dump_into(&tools, db::SCHEMA, archive, Some(&exported)));
         let baseline = proof::baseline::take_parallel(
             &client,
             &snapshot,
@@ -342,11 +336,15 @@ impl BackupService {
         &self,
         backup_id: &str,
     ) -> Result<std::collections::BTreeMap<String, String>, BackupError> {
-        let partial = self.repo.partial_archive_path(backup_id)?;
+        let store = self.store.clone();
         let tools = self.tools.clone();
-        tokio::task::spawn_blocking(move || proof::sequences::archived_positions(&tools, &partial))
-            .await
-            .expect("reading the archive does not panic")
+        let id = backup_id.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let staged = store.stage_unpublished(&id)?;
+            proof::sequences::archived_positions(&tools, &staged.path)
+        })
+        .await
+        .expect("reading the archive does not panic")
     }
 
     /// The restored database against the backup's baseline, in a snapshot of its own.

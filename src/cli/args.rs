@@ -61,7 +61,7 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum LabCommand {
-    /// Assess the VAL13–VAL17 reports of an evidence directory (seed 004): writes
+    /// Assess the VAL13–VAL17 reports of an evidence directory (docs/VALIDATION.md): writes
     /// val26/val26-report.{txt,json,html} into it and prints the text report. Exit 0 when the
     /// verdict is HA DESIGN PARTNER READY, 9 when NOT READY.
     Report {
@@ -107,7 +107,7 @@ pub enum HaCommand {
     /// Create, list and restore backups (the leader does the work).
     #[command(subcommand)]
     Backup(BackupCommand),
-    /// Derive lag alert thresholds from a VAL14 report (seed 004's formulas) and print them
+    /// Derive lag alert thresholds from a VAL14 report (the formulas in docs/VALIDATION.md) and print them
     /// as the node's flags. Offline: reads the file only.
     LagThresholds {
         /// A val14-report.json, e.g. evidence/latest/val14/val14-report.json.
@@ -254,7 +254,17 @@ mod tests {
         // The variable the flag once also read: a production node that inherits it must still fence.
         std::env::set_var("AUTONOMY_UNSAFE_SKIP_FENCING", "true");
         let parse = |extra: &[&str]| {
-            let base = ["autonomy", "ha", "serve", "--node-id", "n1", "--database-url", "postgres://x", "--backup-dir", "b"];
+            let base = [
+                "autonomy",
+                "ha",
+                "serve",
+                "--node-id",
+                "n1",
+                "--database-url",
+                "postgres://x",
+                "--backup-dir",
+                "b",
+            ];
             let cli = Cli::try_parse_from(base.iter().chain(extra)).expect("parse serve");
             match cli.command {
                 Command::Ha(HaCommand::Serve(args)) => args.unsafe_skip_fencing,

@@ -327,7 +327,7 @@ fn backup(node: &Node, command: BackupCommand, format: OutputFormat) -> Result<S
     }
 }
 
-/// Runs a drill and maps its outcome to seed 002's exit codes; anything that stops the drill
+/// Runs a drill and maps its outcome to the drill's exit codes (README); anything that stops the drill
 /// from running, bad input included, is 2.
 fn verify(
     node: &Node,

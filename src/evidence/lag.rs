@@ -1,4 +1,4 @@
-//! Lag alert thresholds DERIVED from a VAL14 report (seed 004): never targets, always to be
+//! Lag alert thresholds DERIVED from a VAL14 report (docs/VALIDATION.md): never targets, always to be
 //! recalibrated against production numbers.
 
 use serde::{Deserialize, Serialize};
@@ -21,7 +21,7 @@ pub struct DerivedThresholds {
     pub alert_ms: u64,
 }
 
-/// Seed 004's formulas.
+/// The formulas of docs/VALIDATION.md, VAL14.
 pub fn derive(idle_p95_ms: u64, light_p95_ms: u64) -> DerivedThresholds {
     let observed_p95_ms = idle_p95_ms.max(light_p95_ms);
     let healthy_ms = (observed_p95_ms.saturating_mul(3).saturating_add(1)).max(10);

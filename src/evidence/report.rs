@@ -171,7 +171,7 @@ fn passed(checks: &[Check], id: &str) -> bool {
     checks.iter().any(|c| c.id == id && c.status == CheckStatus::Pass)
 }
 
-/// VAL15's rules (seed 000, "Pass/Fail Criteria"): PASS when all ten pass; PARTIAL when not all
+/// VAL15's rules (docs/VALIDATION.md): PASS when all ten pass; PARTIAL when not all
 /// do but 01, 05, 06 and 07 do (file produced, both timing bounds, restore correct); FAIL
 /// otherwise, which includes every run where 06 or 01 failed. The seed leaves runs where 01 and
 /// 06 pass but a timing bound fails unclassified; they are FAIL here, the safe reading.

@@ -2,7 +2,6 @@
 
 use std::{
     fs,
-    io::Write,
     path::{Path, PathBuf},
 };
 
@@ -49,21 +48,11 @@ impl Bundle {
     }
 }
 
-/// Writes `body` to `path` through `<path>.partial`, fsync and rename. The partial name is
-/// removed first and then created exclusively, so a link planted under that name is replaced,
-/// never followed.
+/// Writes `body` to `path` through `<path>.partial`, fsync and rename (`crate::fsio`): a
+/// link planted under the partial name is replaced, never followed. Evidence is for handing
+/// to a reviewer, so it is readable by others (0644).
 pub fn write_atomically(path: &Path, body: &[u8]) -> std::io::Result<()> {
-    let mut partial = path.as_os_str().to_owned();
-    partial.push(".partial");
-    let partial = PathBuf::from(partial);
-    match fs::remove_file(&partial) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-        _ => {}
-    }
-    let mut file = fs::OpenOptions::new().write(true).create_new(true).open(&partial)?;
-    file.write_all(body)?;
-    file.sync_all()?;
-    fs::rename(&partial, path)
+    crate::fsio::write_atomically(path, body, 0o644)
 }
 
 /// Replaces `<root>/latest` with a symlink to `<run_id>` by rename, so readers never see it missing.

@@ -4,7 +4,7 @@
 //! The lease lives in `autonomy_ha.leader_lease`; its expiry uses the database clock so nodes
 //! never compare their own clocks. The row also names the holder's lease session (backend pid
 //! and start time): when the holder's process dies its session ends at once, and a follower may
-//! take over without waiting for the expiry (DESIGN.md decisions 1 and 3). A holder that is
+//! take over without waiting for the expiry (docs/ARCHITECTURE.md, "The lease"). A holder that is
 //! alive but paused or cut off keeps its session, so only the expiry frees its lease.
 
 use std::time::Duration;

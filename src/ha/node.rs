@@ -103,7 +103,11 @@ async fn perform<S: LeaseStore>(
 ) -> Event {
     let timeout = timing.query_timeout;
     let unanswered = |loss: Loss| {
-        lost(loss, &format!("no answer within {} ms", timeout.as_millis()), failed_before)
+        lost(
+            loss,
+            &format!("no answer within {} ms", timeout.as_millis()),
+            failed_before,
+        )
     };
     if let Action::Connect = request {
         return match tokio::time::timeout(timeout, store.open()).await {

@@ -4,9 +4,9 @@
 //! a restore brings them back as they were. The schema is created with the first write, and
 //! again after a restore of an archive that predates it.
 
-use serde::{Deserialize, Serialize};
+pub use crate::api::{NewRollout, Rollout};
+
 use thiserror::Error;
-use time::OffsetDateTime;
 use tokio_postgres::{error::SqlState, Client, Row};
 
 use crate::{
@@ -14,27 +14,6 @@ use crate::{
     ha::store::WriteFence,
     ident::{self, InvalidIdent},
 };
-
-/// A stored rollout: what `POST /v1/rollouts` answers with and `GET /v1/rollouts` lists.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Rollout {
-    pub id: i64,
-    pub name: String,
-    pub spec: serde_json::Value,
-    /// The lease epoch the write committed under (the fencing token).
-    pub epoch: i64,
-    /// The node that led at that epoch and committed the write.
-    pub leader_id: String,
-    #[serde(with = "time::serde::rfc3339")]
-    pub created_at: OffsetDateTime,
-}
-
-/// The body of `POST /v1/rollouts`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct NewRollout {
-    pub name: String,
-    pub spec: serde_json::Value,
-}
 
 /// How a protected write is fenced.
 #[derive(Debug, Clone, Copy)]

@@ -1,5 +1,7 @@
 //! API errors: one JSON shape, one HTTP status per kind, which the CLI maps to exit codes.
 
+pub use crate::api::ErrorBody;
+
 use axum::{
     extract::Request,
     http::{header::CONTENT_TYPE, StatusCode},
@@ -7,24 +9,8 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
-use serde::{Deserialize, Serialize};
 
 use crate::{backup::BackupError, ha::rollouts::RolloutError};
-
-/// The body of every non-2xx response.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ErrorBody {
-    /// A stable machine-readable kind (`not_found`, `not_in_maintenance`, ...).
-    pub code: String,
-    /// What failed, with which input, and what to do.
-    pub message: String,
-    /// On `not_leader` and `fenced`: the node holding the lease, if one does.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub leader_id: Option<String>,
-    /// On `not_leader` and `fenced`: where the leader's API listens.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub leader_address: Option<String>,
-}
 
 #[derive(Debug)]
 pub struct ApiError {

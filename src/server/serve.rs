@@ -13,14 +13,14 @@ use tokio::sync::watch;
 
 use crate::{
     audit::AuditLog,
-    backup::{pgtools::PgTools, repository::LocalRepository, BackupService},
+    backup::{pgtools::PgTools, repository::LocalRepository, store::BackupStore, BackupService},
     config::ServeConfig,
     db::{self, SharedClient},
     ha::{
         lease::RowLeaseStore,
-        store::LeaseStore,
         node::{run_lease_loop, LeaseTiming},
         replication::{self, ReplicationMonitor},
+        store::LeaseStore,
         NodeState,
     },
     server::{
@@ -56,7 +56,7 @@ pub fn router(app: AppState, token: ApiToken) -> Router {
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     tracing::info!(node_id = %config.node_id, listen = %config.listen, maintenance_mode = config.maintenance_mode, "starting node");
     let audit = Arc::new(AuditLog::open(&config.audit_dir, &config.node_id)?);
-    let repo = LocalRepository::open(&config.backup_dir)?;
+    let backup_store: Arc<dyn BackupStore> = Arc::new(LocalRepository::open(&config.backup_dir)?);
     let tools = PgTools::new(&config.database_url, config.pg_bin_dir.clone()).context("parse --database-url")?;
 
     let mut client = db::connect(&config.database_url, &config.node_id, "migrate")
@@ -76,7 +76,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .advertise_url
         .clone()
         .unwrap_or_else(|| format!("http://{bound}"));
-    let store = RowLeaseStore {
+    let lease_store = RowLeaseStore {
         database_url: config.database_url.clone(),
         node_id: config.node_id.clone(),
         address: address.clone(),
@@ -98,11 +98,11 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     ));
     let backups = Arc::new(BackupService::new(
         state.clone(),
-        repo,
+        backup_store,
         tools,
         shared,
         audit.clone(),
-        store.write_fence(),
+        lease_store.write_fence(),
     ));
     match backups.rebuild_inventory().await {
         Ok(0) => {}
@@ -121,7 +121,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let lease_loop = tokio::spawn(run_lease_loop(
-        store,
+        lease_store,
         address,
         state.clone(),
         inbox,

@@ -3,12 +3,13 @@
 //! by object with the manifest's, every btree index checked by amcheck, each phase timed; the
 //! scratch database is removed unless kept, also when the drill fails.
 
+pub use crate::api::VerifyRequest;
+
 pub mod amcheck;
 pub mod report;
 pub mod sections;
 pub mod target;
 
-use serde::Deserialize;
 use time::OffsetDateTime;
 
 use report::PhaseClock;
@@ -24,22 +25,6 @@ use crate::{
     db::{self, DbError},
     ident,
 };
-
-/// What `POST /v1/ha/backups/{id|latest}/verify` accepts.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct VerifyRequest {
-    /// Create the scratch database on this server (the URL's database is only connected to)
-    /// instead of the node's; with `proof_only`, the database to prove.
-    #[serde(default)]
-    pub target_url: Option<String>,
-    /// Leave the restored database in place for inspection.
-    #[serde(default)]
-    pub keep: bool,
-    /// Restore nothing: prove the database at `target_url`, which already holds the restore.
-    #[serde(default)]
-    pub proof_only: bool,
-}
 
 /// What the archive check found.
 enum ArchiveCheck {
@@ -62,8 +47,8 @@ impl BackupService {
     /// `not_run` included, is a report.
     pub async fn verify(&self, which: &str, request: VerifyRequest) -> Result<VerifyReport, BackupError> {
         let backup_id = if which == "latest" {
-            let repo = self.repo.clone();
-            tokio::task::spawn_blocking(move || repo.latest_backup_id())
+            let store = self.store.clone();
+            tokio::task::spawn_blocking(move || store.latest_backup_id())
                 .await
                 .expect("the repository scan does not panic")?
                 .ok_or_else(|| BackupError::NotFound("latest (the repository holds no backup)".into()))?
@@ -71,7 +56,7 @@ impl BackupService {
             ident::validate("backup id", which)?;
             which.to_owned()
         };
-        if !self.repo.has_manifest(&backup_id)? {
+        if !self.store.has_manifest(&backup_id)? {
             return Err(BackupError::NotFound(backup_id));
         }
         let target = self.drill_target(&backup_id, &request)?;
@@ -162,7 +147,7 @@ impl BackupService {
             expected: "sealed by its manifest_sha256, agreeing with the inventory".into(),
             found,
         };
-        let manifest = match self.repo.manifest(backup_id) {
+        let manifest = match self.store.manifest(backup_id) {
             Ok(manifest) => manifest,
             Err(BackupError::ManifestUntrusted { reason, .. }) => {
                 return Ok(ArchiveCheck::Mismatch {
@@ -189,9 +174,9 @@ impl BackupService {
                 difference: manifest_difference(reason.to_string()),
             });
         }
-        let repo = self.repo.clone();
+        let store = self.store.clone();
         let id = backup_id.to_owned();
-        let actual = tokio::task::spawn_blocking(move || repo.archive_sha256(&id))
+        let actual = tokio::task::spawn_blocking(move || store.archive_sha256(&id))
             .await
             .expect("hashing does not panic");
         let found = match actual {
@@ -230,8 +215,14 @@ impl BackupService {
                 report.fail(error);
                 return Restored::Nothing;
             }
-            let archive = match self.repo.archive_path(&manifest.backup_id) {
-                Ok(archive) => archive,
+            // Staged once for every section: pg_restore reads a seekable file.
+            let store = self.store.clone();
+            let id = manifest.backup_id.clone();
+            let staged = tokio::task::spawn_blocking(move || store.stage_archive(&id))
+                .await
+                .expect("staging does not panic");
+            let staged = match staged {
+                Ok(staged) => std::sync::Arc::new(staged),
                 Err(error) => {
                     report.fail(error);
                     return Restored::Created;
@@ -240,9 +231,9 @@ impl BackupService {
             let tools = self.tools.for_config(&target.config);
             for (section, phase) in sections::SECTIONS {
                 let clock = PhaseClock::start();
-                let (tools, archive) = (tools.clone(), archive.clone());
+                let (tools, staged) = (tools.clone(), staged.clone());
                 let restored =
-                    tokio::task::spawn_blocking(move || sections::restore_section(&tools, &archive, section))
+                    tokio::task::spawn_blocking(move || sections::restore_section(&tools, &staged.path, section))
                         .await
                         .expect("the restore thread does not panic");
                 clock.stop(report, phase);

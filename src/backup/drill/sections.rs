@@ -1,5 +1,5 @@
 //! Replays an archive into a scratch database one pg_restore section at a time (pre-data,
-//! data, post-data), so each is timed on its own: seed 001's schema / data / index phases.
+//! data, post-data), so each is timed on its own: the schema / data / index phases of a recovery-time breakdown.
 
 use std::path::Path;
 

@@ -1,6 +1,8 @@
 //! A backup's baseline (what its database held, in the dump's snapshot) and the comparison of a
 //! restored database against it.
 
+pub use crate::api::{Difference, ProofReport};
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -63,28 +65,6 @@ where
         objects,
         taken_ms: started.elapsed().as_millis() as u64,
     })
-}
-
-/// One object that differs: what the baseline expected and what was found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Difference {
-    /// `table public.accounts`
-    pub object: String,
-    pub expected: String,
-    pub found: String,
-}
-
-/// The proof of one restore: every table of the baseline compared with the database.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProofReport {
-    /// `proven` (no difference), `differences`, or `not_run` (with `error`).
-    pub outcome: String,
-    pub tables_checked: usize,
-    #[serde(default)]
-    pub objects_checked: usize,
-    pub differences: Vec<Difference>,
-    pub error: Option<String>,
-    pub proof_ms: u64,
 }
 
 fn describe(content: &TableContent) -> String {

@@ -1,4 +1,4 @@
-//! The restore proof (issue 7): what a backup's database held, computed in the dump's own
+//! The restore proof (docs/ARCHITECTURE.md, "The restore proof"): what a backup's database held, computed in the dump's own
 //! snapshot, so a restore can be checked against it. So far: per-table row counts and
 //! order-independent content hashes, and the object inventory.
 

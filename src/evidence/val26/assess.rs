@@ -1,4 +1,4 @@
-//! The VAL26 check matrix, the evidence window and the readiness levels (seed 004, §4–5).
+//! The VAL26 check matrix, the evidence window and the readiness levels (docs/VALIDATION.md, VAL26).
 
 use serde::Serialize;
 use time::{Duration, OffsetDateTime};
@@ -6,7 +6,7 @@ use time::{Duration, OffsetDateTime};
 use super::{digest::FileDigest, load::SliceEvidence};
 use crate::evidence::{Check, CheckStatus, Metric, Outcome, Report};
 
-/// Seed 004: every report must fall within one 6-hour window.
+/// Every report must fall within one 6-hour window: one run of one build, not a collage.
 pub const EVIDENCE_WINDOW: Duration = Duration::hours(6);
 /// Of `val26-report.json`.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -134,7 +134,7 @@ impl Val26 {
     }
 }
 
-/// What GA needs beyond VAL13–VAL17 (seed 004 §4), always missing from this suite's evidence.
+/// What GA needs beyond VAL13–VAL17 (docs/VALIDATION.md, VAL26), always missing from this suite's evidence.
 const GA_GAPS: [&str; 3] = [
     "VAL18 30-day HA soak not run (>= 3 scheduled failovers, all <= 10,000 ms, data continuity 1.000, uptime >= 99.9%)",
     "streaming-replication promotion failover not validated (standby promoted to primary under a real PostgreSQL HA configuration)",

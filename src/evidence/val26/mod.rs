@@ -1,5 +1,5 @@
 //! VAL26: the HA proof report, computed from the VAL13–VAL17 reports of one evidence
-//! directory (seed 004). Reads files only, never a live system.
+//! directory (docs/VALIDATION.md, VAL26). Reads files only, never a live system.
 
 pub mod assess;
 pub mod digest;

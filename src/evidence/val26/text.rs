@@ -1,4 +1,4 @@
-//! `val26-report.txt`: seed 004 §7's layout, honest about where the numbers come from.
+//! `val26-report.txt`: the layout docs/VALIDATION.md describes, honest about where the numbers come from.
 
 use std::fmt::Write;
 

@@ -497,7 +497,9 @@ impl Election {
     }
 
     fn held(&mut self, row: LeaseRow, now: Instant, out: &mut Vec<Action>) -> Option<Request> {
-        if row.live_holder() == Some(self.node_id.as_str()) && row.holder_address.as_deref() != Some(self.address.as_str()) {
+        if row.live_holder() == Some(self.node_id.as_str())
+            && row.holder_address.as_deref() != Some(self.address.as_str())
+        {
             // Not this process's session (it would have been re-acquired), nor an older
             // session of this process (same address) the store has not yet seen close:
             // another process runs with the same node id, and this one cannot lead.

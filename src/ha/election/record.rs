@@ -20,14 +20,27 @@ pub struct Divergence {
 /// One change of leadership or of the store's reachability, recorded exactly once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
-    Acquired { epoch: i64 },
-    SteppedDown { epoch: i64, reason: &'static str },
-    Released { epoch: i64 },
+    Acquired {
+        epoch: i64,
+    },
+    SteppedDown {
+        epoch: i64,
+        reason: &'static str,
+    },
+    Released {
+        epoch: i64,
+    },
     SplitBrain(Divergence),
-    QuorumLost { reason: &'static str },
-    QuorumRestored { outage: Duration },
+    QuorumLost {
+        reason: &'static str,
+    },
+    QuorumRestored {
+        outage: Duration,
+    },
     /// Another process leads under this node's id.
-    DuplicateNodeId { warning: String },
+    DuplicateNodeId {
+        warning: String,
+    },
 }
 
 impl Record {

@@ -65,9 +65,15 @@ fn a_first_round_connects_acquires_and_publishes_leadership() {
     // Between renews the leader reads its lease back, and renews when due.
     assert_eq!(request(&e.step(Event::Tick, t0 + ms(200))), Some(&Action::Read));
     assert!(request(&e.step(Event::RowRead(row("n1", 1, true)), t0 + ms(201))).is_none());
-    assert_eq!(request(&e.step(Event::Tick, t0 + ms(500))), Some(&Action::Renew { epoch: 1 }));
+    assert_eq!(
+        request(&e.step(Event::Tick, t0 + ms(500))),
+        Some(&Action::Renew { epoch: 1 })
+    );
     e.step(Event::Renewed(row("n1", 1, true)), t0 + ms(510));
-    assert_eq!(e.snapshot().term.map(|t| t.until), Some(t0 + ms(500) + timing().lead_for));
+    assert_eq!(
+        e.snapshot().term.map(|t| t.until),
+        Some(t0 + ms(500) + timing().lead_for)
+    );
 }
 
 #[test]
@@ -77,10 +83,20 @@ fn leadership_ends_at_the_local_deadline_and_the_step_down_is_audited() {
     let deadline = t0 + timing().lead_for;
     assert_eq!(e.snapshot().leader_epoch(deadline - ms(1)), Some(1));
     // The view alone ends it, with no step: the handlers read it while the loop may be stuck.
-    assert_eq!(e.snapshot().leader_epoch(deadline), None, "leader past the local deadline");
+    assert_eq!(
+        e.snapshot().leader_epoch(deadline),
+        None,
+        "leader past the local deadline"
+    );
     let late = e.step(Event::Tick, deadline);
     assert_eq!(e.snapshot().leader_epoch(deadline), None);
-    assert_eq!(audits(&late), vec![Record::SteppedDown { epoch: 1, reason: DEADLINE_PASSED }]);
+    assert_eq!(
+        audits(&late),
+        vec![Record::SteppedDown {
+            epoch: 1,
+            reason: DEADLINE_PASSED
+        }]
+    );
     assert_eq!(request(&late), Some(&Action::TryAcquire));
 }
 
@@ -91,7 +107,11 @@ fn a_renew_answered_after_the_deadline_does_not_resume_the_term() {
     e.step(Event::Tick, t0 + ms(500)); // renew sent
     let late = e.step(Event::Renewed(row("n1", 1, true)), t0 + timing().lead_for + ms(1));
     assert_eq!(e.snapshot().leader_epoch(t0 + timing().lead_for + ms(1)), None);
-    assert_eq!(request(&late), Some(&Action::TryAcquire), "a new term needs a new epoch");
+    assert_eq!(
+        request(&late),
+        Some(&Action::TryAcquire),
+        "a new term needs a new epoch"
+    );
 }
 
 #[test]
@@ -102,7 +122,13 @@ fn a_rewritten_lease_is_a_split_brain_audited_once_and_closes_the_session() {
     let refused = e.step(Event::Refused(row("rogue", 900, true)), t0 + ms(501));
     let records = audits(&refused);
     assert!(matches!(&records[0], Record::SplitBrain(d) if d.local_epoch == 2 && d.store_epoch == 900));
-    assert_eq!(records[1], Record::SteppedDown { epoch: 2, reason: SPLIT_BRAIN });
+    assert_eq!(
+        records[1],
+        Record::SteppedDown {
+            epoch: 2,
+            reason: SPLIT_BRAIN
+        }
+    );
     assert!(refused.contains(&Action::CloseSession));
     assert_eq!(e.wake_at(), Some(t0 + ms(501)), "reconnects at once");
     assert_eq!(e.snapshot().split_brain.as_ref().map(|d| d.store_epoch), Some(900));
@@ -121,7 +147,13 @@ fn a_refused_renew_still_naming_this_node_is_read_again_before_it_is_judged() {
     let refused = e.step(Event::Refused(row("n1", 3, true)), t0 + ms(501));
     assert_eq!(request(&refused), Some(&Action::Read));
     let expired = e.step(Event::RowRead(row("n1", 3, false)), t0 + ms(502));
-    assert_eq!(audits(&expired), vec![Record::SteppedDown { epoch: 3, reason: EXPIRED_BEFORE_RENEW }]);
+    assert_eq!(
+        audits(&expired),
+        vec![Record::SteppedDown {
+            epoch: 3,
+            reason: EXPIRED_BEFORE_RENEW
+        }]
+    );
     assert_eq!(request(&expired), Some(&Action::TryAcquire));
 }
 
@@ -134,8 +166,13 @@ fn the_audit_order_is_lost_then_restored_then_acquired() {
     assert_eq!(
         audits(&lost),
         vec![
-            Record::QuorumLost { reason: Loss::QueryUnanswered.reason() },
-            Record::SteppedDown { epoch: 1, reason: Loss::QueryUnanswered.reason() },
+            Record::QuorumLost {
+                reason: Loss::QueryUnanswered.reason()
+            },
+            Record::SteppedDown {
+                epoch: 1,
+                reason: Loss::QueryUnanswered.reason()
+            },
         ]
     );
     assert_eq!(e.snapshot().leader_epoch(t0 + ms(1_000)), None);
@@ -148,7 +185,10 @@ fn the_audit_order_is_lost_then_restored_then_acquired() {
     let back = e.step(Event::Acquired(row("n1", 2, true)), t0 + ms(1_802));
     assert_eq!(
         audits(&back),
-        vec![Record::QuorumRestored { outage: ms(802) }, Record::Acquired { epoch: 2 }]
+        vec![
+            Record::QuorumRestored { outage: ms(802) },
+            Record::Acquired { epoch: 2 }
+        ]
     );
 }
 
@@ -177,7 +217,13 @@ fn a_fenced_write_ends_leadership_and_a_read_tells_why() {
     assert_eq!(e.snapshot().leader_epoch(t0 + ms(100)), None);
     assert_eq!(request(&fenced), Some(&Action::Read));
     let read = e.step(Event::RowRead(row("n1", 4, false)), t0 + ms(101));
-    assert_eq!(audits(&read), vec![Record::SteppedDown { epoch: 4, reason: FENCED_WRITE }]);
+    assert_eq!(
+        audits(&read),
+        vec![Record::SteppedDown {
+            epoch: 4,
+            reason: FENCED_WRITE
+        }]
+    );
     assert_eq!(request(&read), Some(&Action::TryAcquire));
 
     // The lease was rewritten: a split brain.
@@ -307,7 +353,11 @@ impl World {
     fn answer(&mut self, action: &Action, now: Instant) -> Event {
         if self.down {
             self.session = None;
-            return Event::Lost(if *action == Action::Connect { Loss::ConnectRefused } else { Loss::QueryFailed });
+            return Event::Lost(if *action == Action::Connect {
+                Loss::ConnectRefused
+            } else {
+                Loss::QueryFailed
+            });
         }
         match *action {
             Action::Connect => {
@@ -324,7 +374,8 @@ impl World {
                 }
             }
             Action::Renew { epoch } => {
-                let mine = self.holder.as_deref() == Some("n1") && self.epoch == epoch && self.holder_session == self.session;
+                let mine =
+                    self.holder.as_deref() == Some("n1") && self.epoch == epoch && self.holder_session == self.session;
                 if mine && self.expires_at > now {
                     self.expires_at = now + TTL;
                     Event::Renewed(self.row(now))
@@ -422,9 +473,15 @@ fn check_leadership(e: &Election, world: &World, trace: &mut Trace, now: Instant
         assert!(now < term.until, "leader past its local deadline");
         assert!(term.until <= now + e.timing().lead_for, "a deadline beyond lead_for");
         if world.holder.as_deref() == Some("n1") && world.epoch == epoch {
-            assert!(term.until <= world.expires_at, "the deadline outlives the store's lease");
+            assert!(
+                term.until <= world.expires_at,
+                "the deadline outlives the store's lease"
+            );
         }
-        assert!(!trace.fenced.contains(&epoch), "leads again at an epoch a fenced write ended");
+        assert!(
+            !trace.fenced.contains(&epoch),
+            "leads again at an epoch a fenced write ended"
+        );
         trace.led.push((now, epoch));
     }
 }
@@ -456,7 +513,11 @@ fn simulate(ops: &[Op]) -> Trace {
             Op::Recover => world.down = false,
             Op::Steal => {
                 if world.holder.is_none() || world.expires_at <= now {
-                    assert_eq!(e.snapshot().leader_epoch(now), None, "the store gave a leader's lease away");
+                    assert_eq!(
+                        e.snapshot().leader_epoch(now),
+                        None,
+                        "the store gave a leader's lease away"
+                    );
                     world.grant("n2", None, now);
                 }
             }
@@ -481,7 +542,11 @@ fn simulate(ops: &[Op]) -> Trace {
                     if !world.fence_holds(epoch, now) {
                         trace.fenced.push(epoch);
                         run(&mut e, &mut world, &mut trace, Event::FencedWrite { epoch }, now);
-                        assert_eq!(e.snapshot().leader_epoch(now), None, "a fenced write did not end leadership");
+                        assert_eq!(
+                            e.snapshot().leader_epoch(now),
+                            None,
+                            "a fenced write did not end leadership"
+                        );
                     }
                 }
             }

@@ -30,7 +30,7 @@ impl std::fmt::Display for Health {
     }
 }
 
-/// The lag bands (seed 004): healthy up to `healthy_ms`, degraded up to `degraded_ms`, alert
+/// The lag bands (docs/VALIDATION.md, VAL14): healthy up to `healthy_ms`, degraded up to `degraded_ms`, alert
 /// above it. Derive them from measurements with `autonomy ha lag-thresholds`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LagThresholds {

@@ -1,0 +1,17 @@
+//! The node API's wire types: what the server answers and the client reads. Both depend on
+//! this module; the client never imports the server, and the server's modules re-export what
+//! they answer with from here.
+
+mod backup;
+mod error;
+mod rollout;
+mod status;
+mod verify;
+
+pub use backup::{
+    BackupRecord, BackupStatus, Difference, FileState, ProofReport, RestoreReport, RestoreRequest, RestoreStatus,
+};
+pub use error::ErrorBody;
+pub use rollout::{NewRollout, Rollout};
+pub use status::{ReplicationSample, Role, SplitBrain, StatusReport};
+pub use verify::{DrillOutcome, Phase, VerifyReport, VerifyRequest};

@@ -1,0 +1,116 @@
+//! The restore drill's request and report (`POST /v1/ha/backups/{id|latest}/verify`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::Difference;
+
+/// What `POST /v1/ha/backups/{id|latest}/verify` accepts.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyRequest {
+    /// Create the scratch database on this server (the URL's database is only connected to)
+    /// instead of the node's; with `proof_only`, the database to prove.
+    #[serde(default)]
+    pub target_url: Option<String>,
+    /// Leave the restored database in place for inspection.
+    #[serde(default)]
+    pub keep: bool,
+    /// Restore nothing: prove the database at `target_url`, which already holds the restore.
+    #[serde(default)]
+    pub proof_only: bool,
+}
+
+/// `proven`: restored, identical to the baseline, every btree index sound. `differences`:
+/// the backup or its restore does not hold what the baseline says (each one named).
+/// `not_run`: the drill could not finish, so it proves nothing (`error` says why).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DrillOutcome {
+    Proven,
+    Differences,
+    NotRun,
+}
+
+impl DrillOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DrillOutcome::Proven => "proven",
+            DrillOutcome::Differences => "differences",
+            DrillOutcome::NotRun => "not_run",
+        }
+    }
+}
+
+/// One timed step of the drill: the recovery-time breakdown an operator reports (schema, data, indexes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Phase {
+    /// archive_check, create_database, pre_data, data, post_data, proof, amcheck, cleanup
+    pub name: String,
+    pub ms: u64,
+}
+
+/// The proof report of one drill (text and JSON).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VerifyReport {
+    pub backup_id: String,
+    pub outcome: DrillOutcome,
+    /// Where the drill restored: `postgresql://user@host:port/database`, no credentials.
+    pub target: String,
+    /// The database restored into (the scratch database's name, or the proven one's).
+    pub database: String,
+    /// True when that database exists after the drill (`--keep`, or a `--proof-only` target).
+    pub kept: bool,
+    /// False for a manifest from before the seal (version 2): its baseline was trusted as read.
+    pub manifest_sealed: bool,
+    pub phases: Vec<Phase>,
+    /// Archive check through post-data: what restoring this backup takes (the recovery time objective,
+    /// without the proof and amcheck that follow). None when nothing was restored.
+    pub rto_ms: Option<u64>,
+    pub tables_checked: usize,
+    pub objects_checked: usize,
+    pub indexes_checked: usize,
+    pub differences: Vec<Difference>,
+    /// Why the drill did not run to its end (outcome `not_run`).
+    pub error: Option<String>,
+    /// Scratch databases earlier drills abandoned (their node died), dropped by this one.
+    #[serde(default)]
+    pub abandoned_dropped: Vec<String>,
+}
+
+impl VerifyReport {
+    pub fn new(backup_id: &str, target: String, database: String) -> Self {
+        Self {
+            backup_id: backup_id.to_owned(),
+            outcome: DrillOutcome::NotRun,
+            target,
+            database,
+            kept: false,
+            manifest_sealed: false,
+            phases: Vec::new(),
+            rto_ms: None,
+            tables_checked: 0,
+            objects_checked: 0,
+            indexes_checked: 0,
+            differences: Vec::new(),
+            error: None,
+            abandoned_dropped: Vec::new(),
+        }
+    }
+
+    /// Ends the drill as not run, keeping the first reason.
+    pub fn fail(&mut self, error: impl std::fmt::Display) {
+        self.outcome = DrillOutcome::NotRun;
+        self.error.get_or_insert_with(|| error.to_string());
+    }
+
+    /// The outcome once every step ran: proven unless something differs.
+    pub fn conclude(&mut self) {
+        if self.error.is_none() {
+            self.outcome = if self.differences.is_empty() {
+                DrillOutcome::Proven
+            } else {
+                DrillOutcome::Differences
+            };
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! The backup store seam: where archives and their manifests live. The backup service, the
+//! restore and the drill see only this trait: streams to write and read, manifests, listings
+//! and staged local copies where pg_restore must seek. They never touch a repository path.
+//!
+//! The local directory (`repository.rs`) is the first implementation and the embedded default.
+
+use std::{fs::File, io::Read, path::PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::backup::{repository::FileState, BackupError, Manifest};
+
+/// Where backups are kept. Blocking: call it from a blocking thread.
+pub trait BackupStore: Send + Sync + 'static {
+    /// Starts an archive. Nothing is visible until `publish`; a writer dropped before
+    /// `finish`, or a finished archive `discard`ed, leaves nothing behind.
+    fn create_archive(&self, backup_id: &str) -> Result<Box<dyn ArchiveWriter>, BackupError>;
+
+    /// The finished but unpublished archive as a local file, for readers that must seek
+    /// (pg_restore reading the archive's sequence positions before the manifest is written).
+    fn stage_unpublished(&self, backup_id: &str) -> Result<StagedArchive, BackupError>;
+
+    /// Makes a finished archive a backup, with `manifest` written last: a failure anywhere
+    /// leaves no backup that looks complete, and a manifest means its archive is complete.
+    fn publish(&self, manifest: &Manifest) -> Result<(), BackupError>;
+
+    /// Removes what an unpublished backup left (best effort: reconciliation removes the rest).
+    fn discard(&self, backup_id: &str);
+
+    /// The stored archive as a stream, from its first byte.
+    fn read_archive(&self, backup_id: &str) -> Result<Box<dyn Read + Send>, BackupError>;
+
+    /// The stored archive as a local, seekable file that stays valid while the value lives:
+    /// pg_restore restores by section from a file, and a restore hashes and replays the very
+    /// same bytes.
+    fn stage_archive(&self, backup_id: &str) -> Result<StagedArchive, BackupError>;
+
+    /// True when `backup_id` has a manifest entry, sound or not.
+    fn has_manifest(&self, backup_id: &str) -> Result<bool, BackupError>;
+
+    /// The manifest of `backup_id` (NotFound, or ManifestUntrusted if it does not open).
+    fn manifest(&self, backup_id: &str) -> Result<Manifest, BackupError>;
+
+    /// Every readable manifest, oldest first.
+    fn manifests(&self) -> Result<Vec<Manifest>, BackupError>;
+
+    /// The newest backup by id with a manifest entry, trusted or not: a drill of `latest`
+    /// must not pass over a damaged newest backup to an older sound one.
+    fn latest_backup_id(&self) -> Result<Option<String>, BackupError>;
+
+    /// Whether a completed backup's archive and manifest are where they should be.
+    fn file_state(&self, backup_id: &str) -> Result<FileState, BackupError>;
+
+    /// What unfinished backups left: (backup id, name of the leftover).
+    fn leftovers(&self) -> Result<Vec<(String, String)>, BackupError>;
+
+    /// Removes these leftovers (names as `leftovers` gives them); returns those it removed.
+    fn remove_leftovers(&self, names: &[String]) -> Result<Vec<String>, BackupError>;
+
+    /// SHA-256 of the stored archive, read as a stream.
+    fn archive_sha256(&self, backup_id: &str) -> Result<String, BackupError> {
+        let mut stream = self.read_archive(backup_id)?;
+        sha256_of(&mut stream, backup_id)
+    }
+}
+
+/// An archive being written.
+pub trait ArchiveWriter: Send {
+    fn write_chunk(&mut self, chunk: &[u8]) -> Result<(), BackupError>;
+    /// Makes what was written durable; still invisible until the store publishes it.
+    fn finish(self: Box<Self>) -> Result<(), BackupError>;
+}
+
+/// A local copy of an archive (or the stored file itself, for the local store), open for
+/// reading from its start.
+pub struct StagedArchive {
+    pub file: File,
+    pub path: PathBuf,
+    /// A temporary copy, removed when this is dropped.
+    temporary: bool,
+}
+
+impl StagedArchive {
+    /// The stored file itself: nothing is copied, nothing removed.
+    pub fn in_place(file: File, path: PathBuf) -> Self {
+        Self {
+            file,
+            path,
+            temporary: false,
+        }
+    }
+
+    /// A copy made for this reader, removed when it is dropped.
+    pub fn temporary(file: File, path: PathBuf) -> Self {
+        Self {
+            file,
+            path,
+            temporary: true,
+        }
+    }
+
+    /// SHA-256 of the staged bytes from the first, leaving the file at its start again.
+    pub fn sha256(&mut self) -> Result<String, BackupError> {
+        crate::backup::repository::hash_from_start(&mut self.file, &self.path)
+    }
+}
+
+impl Drop for StagedArchive {
+    fn drop(&mut self) {
+        if self.temporary {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// SHA-256 of a stream, read in 1 MiB chunks.
+pub fn sha256_of(stream: &mut dyn Read, backup_id: &str) -> Result<String, BackupError> {
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = match stream.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(BackupError::io(std::path::Path::new(backup_id))(e)),
+        };
+        hasher.update(&buffer[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
