@@ -15,11 +15,10 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use sha2::{Digest, Sha256};
 
 use crate::{
     backup::{
-        store::{ArchiveWriter, BackupStore, StagedArchive},
+        store::{sha256_of, ArchiveWriter, BackupStore, StagedArchive},
         BackupError, Manifest,
     },
     fsio::{self, partial_of},
@@ -335,19 +334,9 @@ impl Drop for LocalArchiveWriter {
 /// SHA-256 of `file` from its first byte, leaving it positioned at the start again.
 pub fn hash_from_start(file: &mut File, path: &Path) -> Result<String, BackupError> {
     file.rewind().map_err(BackupError::io(path))?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let n = match file.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(BackupError::io(path)(e)),
-        };
-        hasher.update(&buffer[..n]);
-    }
+    let sha256 = sha256_of(file, path)?;
     file.rewind().map_err(BackupError::io(path))?;
-    Ok(hex::encode(hasher.finalize()))
+    Ok(sha256)
 }
 
 /// Opens `path` for reading only if it is a regular file: a link is not followed, and a FIFO

@@ -4,7 +4,11 @@
 //!
 //! The local directory (`repository.rs`) is the first implementation and the embedded default.
 
-use std::{fs::File, io::Read, path::PathBuf};
+use std::{
+    fs::File,
+    io::Read,
+    path::{Path, PathBuf},
+};
 
 use sha2::{Digest, Sha256};
 
@@ -60,7 +64,7 @@ pub trait BackupStore: Send + Sync + 'static {
     /// SHA-256 of the stored archive, read as a stream.
     fn archive_sha256(&self, backup_id: &str) -> Result<String, BackupError> {
         let mut stream = self.read_archive(backup_id)?;
-        sha256_of(&mut stream, backup_id)
+        sha256_of(&mut stream, Path::new(backup_id))
     }
 }
 
@@ -113,8 +117,8 @@ impl Drop for StagedArchive {
     }
 }
 
-/// SHA-256 of a stream, read in 1 MiB chunks.
-pub fn sha256_of(stream: &mut dyn Read, backup_id: &str) -> Result<String, BackupError> {
+/// SHA-256 of a stream, read in 1 MiB chunks; `name` is what a read error names.
+pub fn sha256_of(stream: &mut dyn Read, name: &Path) -> Result<String, BackupError> {
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 20];
     loop {
@@ -122,7 +126,7 @@ pub fn sha256_of(stream: &mut dyn Read, backup_id: &str) -> Result<String, Backu
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(BackupError::io(std::path::Path::new(backup_id))(e)),
+            Err(e) => return Err(BackupError::io(name)(e)),
         };
         hasher.update(&buffer[..n]);
     }

@@ -6,7 +6,10 @@
 
 use std::{
     collections::BTreeMap,
-    sync::{atomic::Ordering, Arc, Mutex},
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc, Mutex,
+    },
     time::{Duration, Instant},
 };
 
@@ -14,6 +17,13 @@ use autonomy::client::{ClientError, NodeClient};
 use serde::{Deserialize, Serialize};
 
 use super::{background::Background, watch::Clock, LAB_TOKEN};
+
+/// How many acknowledged writes a phase waits for around a fault, so each side of it has rows
+/// to count: at the writers' 5 ms pace, a few hundred milliseconds of writes.
+pub const WRITES_BEFORE_FAULT: usize = 50;
+
+/// How long a phase waits for them before going on (the checks then judge what was written).
+pub const WRITES_WAIT: Duration = Duration::from_secs(10);
 
 /// What a 201 said was committed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,27 +55,52 @@ pub struct WriteLog {
 }
 
 /// The writer thread; `finish` stops it after the write in progress is settled.
-pub struct Writer(Background<Vec<WriteLog>>);
+pub struct Writer {
+    thread: Background<Vec<WriteLog>>,
+    /// Writes acknowledged so far (a 201), for waiting on progress instead of sleeping.
+    acknowledged: Arc<AtomicUsize>,
+}
 
 impl Writer {
     /// Writes `<prefix>-00000`, `<prefix>-00001`, ... to `nodes` (node id → URL, shared so a
     /// restarted node's new address is picked up), pausing `pause` between writes.
     pub fn start(clock: Clock, prefix: &str, nodes: Arc<Mutex<BTreeMap<String, String>>>, pause: Duration) -> Self {
         let prefix = prefix.to_owned();
-        Self(Background::spawn(move |stop| {
+        let acknowledged = Arc::new(AtomicUsize::new(0));
+        let counter = acknowledged.clone();
+        let thread = Background::spawn(move |stop| {
             let mut logs = Vec::new();
             let mut turn = 0usize;
             while !stop.load(Ordering::SeqCst) {
                 let name = format!("{prefix}-{:05}", logs.len());
-                logs.push(write_one(clock, &name, &nodes, &mut turn));
+                let log = write_one(clock, &name, &nodes, &mut turn);
+                if log.acknowledged.is_some() {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                }
+                logs.push(log);
                 std::thread::sleep(pause);
             }
             logs
-        }))
+        });
+        Self { thread, acknowledged }
+    }
+
+    /// Waits until `count` more writes than now are acknowledged, for at most `within`; false
+    /// if they were not (the phases go on: the checks judge what was written).
+    pub fn wait_for_acknowledged(&self, count: usize, within: Duration) -> bool {
+        let target = self.acknowledged.load(Ordering::SeqCst) + count;
+        let give_up = Instant::now() + within;
+        while self.acknowledged.load(Ordering::SeqCst) < target {
+            if Instant::now() >= give_up {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        true
     }
 
     pub fn finish(self) -> Vec<WriteLog> {
-        self.0.finish()
+        self.thread.finish()
     }
 }
 

@@ -22,7 +22,7 @@ use super::{
         node::Node,
         run, sql,
         watch::{Clock, StatusWatch},
-        writes::Writer,
+        writes::{Writer, WRITES_BEFORE_FAULT, WRITES_WAIT},
     },
     lab::{rows_text, Lab, NODES},
     observations::{FollowerWrite, Formation, Observations, Rejoin, Sabotage},
@@ -274,9 +274,9 @@ impl Lab<'_> {
             self.urls.clone(),
             Duration::from_millis(5),
         );
-        // Let the client write through the leader for a while, so VAL13-10 has acknowledged
-        // writes from before the kill as well as after the takeover.
-        std::thread::sleep(Duration::from_secs(1));
+        // Let the client write through the leader first, so VAL13-10 has acknowledged writes
+        // from before the kill as well as after the takeover.
+        writer.wait_for_acknowledged(WRITES_BEFORE_FAULT, WRITES_WAIT);
         obs.sigkill_sent_us = Some(self.clock.now_us());
         let sigkill = self.fail_over(&successor, Signal::SIGKILL);
         std::thread::sleep(Duration::from_millis(1500));

@@ -18,7 +18,7 @@ use super::{
         cluster::{look_up, rows_table, single_write, stored_rows, Agreement, Cluster, SingleWrite},
         netns::NetnsHost,
         run, sql,
-        writes::Writer,
+        writes::{Writer, WRITES_BEFORE_FAULT, WRITES_WAIT},
     },
     observations::{Divergence, Injection, Observations, Partition, Pause, Sabotage},
 };
@@ -171,9 +171,9 @@ fn phases(
         cluster.urls.clone(),
         Duration::from_millis(5),
     ));
-    // A second of writes under the stale leader's term, so VAL16-04 has rows to count at the
-    // injection and VAL16-06 acknowledged writes from before it.
-    std::thread::sleep(Duration::from_secs(1));
+    // Writes under the stale leader's term, so VAL16-04 has rows to count at the injection and
+    // VAL16-06 acknowledged writes from before it.
+    wait_for_writes(writer);
     let (injection, injected) = inject(&mut db, cluster, &baseline)?;
     let stale = injection.stale_leader.clone();
     let mut divergence = Divergence {
@@ -210,9 +210,9 @@ fn phases(
     obs.recovery_ms = Some(injected.elapsed().as_millis() as u64);
     cluster.write("val16-05-recovered.txt", format!("{recovered:#?}\n"))?;
     obs.recovered = Some(recovered.clone());
-    // A second of writes under the recovered leader, so the pause starts from a term with rows
-    // (VAL16-07's write gap needs rows on both sides).
-    std::thread::sleep(Duration::from_secs(1));
+    // Writes under the recovered leader, so the pause starts from a term with rows (VAL16-07's
+    // write gap needs rows on both sides).
+    wait_for_writes(writer);
 
     // 07: the leader frozen past its TTL, then resumed.
     let pause = pause_leader(cluster, &mut db, &recovered)?;
@@ -400,8 +400,8 @@ fn partition(
         cluster.urls.clone(),
         Duration::from_millis(5),
     ));
-    // A second of writes through the namespace node before the cut (rows of the old epoch).
-    std::thread::sleep(Duration::from_secs(1));
+    // Writes through the namespace node before the cut (rows of the old epoch).
+    wait_for_writes(writer);
 
     let cut = Instant::now();
     host.cut(relay_port)?;
@@ -422,9 +422,8 @@ fn partition(
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    // A second of writes through the successor (rows of the new epoch for the gap), then the
-    // link comes back.
-    std::thread::sleep(Duration::from_secs(1));
+    // Writes through the successor (rows of the new epoch for the gap), then the link comes back.
+    wait_for_writes(writer);
     host.heal(relay_port)?;
     let rejoined = cluster.nodes[PARTITIONED].wait_for_role("follower", Duration::from_secs(15));
     let role_after_heal = cluster.status(PARTITIONED).role;
@@ -482,4 +481,11 @@ fn finish(cluster: &mut Cluster, pg: &dyn PgBackend, obs: &mut Observations) {
         format!("{}\n\n{}", history.join("\n"), rows_table("at the end", &obs.rows)),
     );
     obs.audit = cluster.audit_events(&["ha.leader.", "ha.split_brain.", "ha.quorum.", "ha.fencing."]);
+}
+
+/// Waits for the load's next acknowledged writes (see `WRITES_BEFORE_FAULT`).
+fn wait_for_writes(writer: &Option<Writer>) {
+    if let Some(writer) = writer {
+        writer.wait_for_acknowledged(WRITES_BEFORE_FAULT, WRITES_WAIT);
+    }
 }
