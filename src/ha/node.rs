@@ -20,8 +20,8 @@ use crate::{
 
 pub use crate::ha::election::LeaseTiming;
 
-/// Runs until the election stops (after `NodeState::resign`, or when every handler is gone):
-/// if this node leads then, it releases the lease first, so a successor can take over before
+/// Runs until the election stops (after `NodeState::resign`): if this node leads then, it
+/// releases the lease first, so a successor can take over before
 /// this process exits. Every audit record is written before it returns.
 pub async fn run_lease_loop<S: LeaseStore>(
     store: S,
@@ -46,21 +46,46 @@ pub async fn run_lease_loop<S: LeaseStore>(
         let failed_before = election.failures();
         for action in election.step(event, Instant::now()) {
             match action {
-                Action::Audit(record) => {
-                    record.log();
-                    writer.write(record);
-                }
+                Action::Audit(record) => record_and_log(&writer, record),
                 Action::Notify(snapshot) => state.publish(snapshot),
                 Action::CloseSession => session = None,
                 Action::Stop => break 'steps,
-                request => next = Some(perform(&store, &mut session, request, timing, failed_before).await),
+                request => {
+                    // A handler's event (a shutdown, a fenced write) is stepped while the request
+                    // is out, so a stopping node never starts another one.
+                    let answer = perform(&store, &mut session, request, timing, failed_before);
+                    tokio::pin!(answer);
+                    let answer = loop {
+                        tokio::select! {
+                            answer = &mut answer => break answer,
+                            Some(event) = inbox.recv() => {
+                                for side in election.step(event, Instant::now()) {
+                                    match side {
+                                        Action::Audit(record) => record_and_log(&writer, record),
+                                        Action::Notify(snapshot) => state.publish(snapshot),
+                                        // Nothing else can come while a request is out.
+                                        other => tracing::warn!(?other, "ignored an action while a request was out"),
+                                    }
+                                }
+                            }
+                        }
+                    };
+                    next = Some(answer);
+                }
             }
         }
         if failed_before > 0 && election.failures() == 0 {
             tracing::info!(failures = failed_before, "the lease session works again");
         }
     }
+    // The session closes first: a successor need not wait for the last records to be written.
+    drop(session);
     writer.finish().await;
+}
+
+fn record_and_log(writer: &AuditWriter, record: Record) {
+    record.log();
+    writer.write(record);
 }
 
 /// Waits for the election's wake-up time, a notice from the store or an event from a handler.

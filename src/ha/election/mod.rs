@@ -295,8 +295,16 @@ impl Election {
             return out;
         }
         let before = self.view.clone();
-        self.check_deadline(now, &mut out);
+        // A lost store is recorded as such, not as a deadline that passed while its request
+        // went unanswered: the trail reads lost, then the step-down for that reason.
+        let lost = matches!(event, Event::Lost(_));
+        if !lost {
+            self.check_deadline(now, &mut out);
+        }
         let mut request = self.handle(event, now, &mut out);
+        if lost {
+            self.check_deadline(now, &mut out);
+        }
         if request.is_none() && self.resigned && !self.stopped && self.in_flight.is_none() {
             request = self.resign(now);
         }
@@ -331,8 +339,12 @@ impl Election {
                 self.start_round(now, out)
             }
             Event::FencedWrite { epoch } => {
-                if self.view.leader_epoch(now) == Some(epoch) {
-                    self.end_term();
+                // The last term this node led, even if its deadline has passed since the write
+                // was refused: the read still tells a rewrite from an expiry.
+                if epoch == self.highest_led && self.diverged_from != Some(epoch) && self.fenced.is_none() {
+                    if self.view.term.is_some_and(|term| term.epoch == epoch) {
+                        self.end_term();
+                    }
                     self.fenced = Some(epoch);
                     if self.in_flight.is_none() {
                         return self.start_round(now, out);
@@ -407,6 +419,10 @@ impl Election {
                 self.unled(now, out)
             }
             (Event::Refused(row), Request::Renew { epoch }) => {
+                // A refused renew ends the term at once; the re-read only tells why.
+                if self.view.term.is_some_and(|term| term.epoch == epoch) {
+                    self.end_term();
+                }
                 if row.names(&self.node_id, epoch) {
                     return Some(Request::Read(ReadFor::AfterRefusal { epoch }));
                 }

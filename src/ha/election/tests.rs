@@ -193,6 +193,19 @@ fn the_audit_order_is_lost_then_restored_then_acquired() {
 }
 
 #[test]
+fn a_request_unanswered_past_the_deadline_is_recorded_as_a_lost_store() {
+    let t0 = Instant::now();
+    let mut e = leader(1, t0);
+    e.step(Event::Tick, t0 + ms(500));
+    let lost = e.step(Event::Lost(Loss::QueryUnanswered), t0 + timing().lead_for + ms(5));
+    let reason = Loss::QueryUnanswered.reason();
+    assert_eq!(
+        audits(&lost),
+        vec![Record::QuorumLost { reason }, Record::SteppedDown { epoch: 1, reason }]
+    );
+}
+
+#[test]
 fn retries_back_off_up_to_a_fifth_of_a_second() {
     let t0 = Instant::now();
     let mut e = Election::new("n1", "http://n1", LeaseTiming::new(TTL, ms(500), ms(20)), t0);
@@ -336,9 +349,12 @@ impl World {
         }
     }
 
+    /// As the lease row's SQL judges it: never held, expired, naming no live session (a row
+    /// written by hand, or a holder whose session ended), or this very session.
     fn free(&self, now: Instant) -> bool {
         self.holder.is_none()
             || self.expires_at <= now
+            || self.holder_session.is_none()
             || (self.holder.as_deref() == Some("n1") && self.holder_session == self.session)
     }
 
