@@ -15,7 +15,6 @@ use std::{
     path::{Path, PathBuf},
 };
 
-
 use crate::{
     backup::{
         store::{sha256_of, ArchiveWriter, BackupStore, StagedArchive},

@@ -58,7 +58,6 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let audit = Arc::new(AuditLog::open(&config.audit_dir, &config.node_id)?);
     let backup_store: Arc<dyn BackupStore> = Arc::new(LocalRepository::open(&config.backup_dir)?);
     let tools = PgTools::new(&config.database_url, config.pg_bin_dir.clone()).context("parse --database-url")?;
-
     let mut client = db::connect(&config.database_url, &config.node_id, "migrate")
         .await
         .context("connect to the database named by --database-url")?;
@@ -84,35 +83,19 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     };
     let (state, inbox) = NodeState::new(config.node_id.clone(), config.maintenance_mode);
     let state = Arc::new(state);
-    // One session per kind of request, so a long backup step never delays protected writes.
-    // (Status requests read memory only; the lease loop has its own session.)
-    let shared = Arc::new(SharedClient::new(
-        config.database_url.clone(),
-        config.node_id.clone(),
-        "api",
-    ));
-    let writes_db = Arc::new(SharedClient::new(
-        config.database_url.clone(),
-        config.node_id.clone(),
-        "writes",
-    ));
-    let backups = Arc::new(BackupService::new(
+    let backups = BackupService::new(
         state.clone(),
         backup_store,
         tools,
-        shared,
+        session_for(&config, "api"),
         audit.clone(),
         lease_store.write_fence(),
-    ));
-    match backups.rebuild_inventory().await {
-        Ok(0) => {}
-        Ok(added) => tracing::info!(added, "rebuilt inventory rows from manifests"),
-        Err(error) => tracing::warn!(%error, "could not rebuild the inventory from manifests"),
-    }
-    // This node has just started: nothing of its own runs, so what it left running died with
-    // its previous process.
-    backups.reconcile_interrupted(None).await;
-    backups.reconcile_restores().await;
+    );
+    let backups = Arc::new(backups);
+    settle_backups_after_start(&backups).await;
+    // One session per kind of request, so a long backup step never delays protected writes.
+    // (Status requests read memory only; the lease loop has its own session.)
+    let writes_db = session_for(&config, "writes");
 
     if config.skip_fencing {
         tracing::error!("--unsafe-skip-fencing is set: protected writes are NOT fenced; this is test sabotage only");
@@ -165,6 +148,27 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .context("serve the API")?;
     tracing::info!("node stopped");
     Ok(())
+}
+
+/// A shared session of this node for one kind of request.
+fn session_for(config: &ServeConfig, purpose: &'static str) -> Arc<SharedClient> {
+    Arc::new(SharedClient::new(
+        config.database_url.clone(),
+        config.node_id.clone(),
+        purpose,
+    ))
+}
+
+/// This node has just started: nothing of its own runs, so what it left running died with its
+/// previous process. Indexes manifests the inventory lacks, then records what was interrupted.
+async fn settle_backups_after_start(backups: &BackupService) {
+    match backups.rebuild_inventory().await {
+        Ok(0) => {}
+        Ok(added) => tracing::info!(added, "rebuilt inventory rows from manifests"),
+        Err(error) => tracing::warn!(%error, "could not rebuild the inventory from manifests"),
+    }
+    backups.reconcile_interrupted(None).await;
+    backups.reconcile_restores().await;
 }
 
 async fn shutdown_signal() {
