@@ -9,7 +9,7 @@ use crate::{
         service::{terminate_other_sessions, RestoringFlag},
         BackupError, BackupService,
     },
-    ha::lease,
+    db::DbError,
     ident,
 };
 
@@ -95,8 +95,12 @@ impl BackupService {
         }
 
         let terminated = async {
-            let client = self.db.get().await?;
-            if lease::read(&*client).await?.epoch != epoch || self.state.leader_epoch() != Some(epoch) {
+            let mut client = self.db.get().await?;
+            // The store's own fence, not a read of where one store keeps its lease.
+            let tx = client.transaction().await.map_err(DbError::query("begin"))?;
+            let holds = self.fence.holds(&tx, &self.state.node_id, epoch).await?;
+            tx.commit().await.map_err(DbError::query("commit"))?;
+            if !holds || self.state.leader_epoch() != Some(epoch) {
                 return Err(BackupError::Fenced(epoch));
             }
             Ok(terminate_other_sessions(&client).await?)

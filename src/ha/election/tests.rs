@@ -46,9 +46,19 @@ fn request(actions: &[Action]) -> Option<&Action> {
     })
 }
 
+/// A new election for `n1` at `t0`.
+fn candidate(t0: Instant) -> Election {
+    Election::new("n1", "http://n1", timing(), t0)
+}
+
+/// The one record of a step-down at `epoch` for `reason`.
+fn stepped_down(epoch: i64, reason: &'static str) -> Vec<Record> {
+    vec![Record::SteppedDown { epoch, reason }]
+}
+
 /// An election for `n1` that has acquired epoch `epoch` at `t0`.
 fn leader(epoch: i64, t0: Instant) -> Election {
-    let mut e = Election::new("n1", "http://n1", timing(), t0);
+    let mut e = candidate(t0);
     assert_eq!(request(&e.step(Event::Tick, t0)), Some(&Action::Connect));
     assert_eq!(request(&e.step(Event::Connected, t0)), Some(&Action::TryAcquire));
     let acquired = e.step(Event::Acquired(row("n1", epoch, true)), t0);
@@ -90,13 +100,7 @@ fn leadership_ends_at_the_local_deadline_and_the_step_down_is_audited() {
     );
     let late = e.step(Event::Tick, deadline);
     assert_eq!(e.snapshot().leader_epoch(deadline), None);
-    assert_eq!(
-        audits(&late),
-        vec![Record::SteppedDown {
-            epoch: 1,
-            reason: DEADLINE_PASSED
-        }]
-    );
+    assert_eq!(audits(&late), stepped_down(1, DEADLINE_PASSED));
     assert_eq!(request(&late), Some(&Action::TryAcquire));
 }
 
@@ -147,13 +151,7 @@ fn a_refused_renew_still_naming_this_node_is_read_again_before_it_is_judged() {
     let refused = e.step(Event::Refused(row("n1", 3, true)), t0 + ms(501));
     assert_eq!(request(&refused), Some(&Action::Read));
     let expired = e.step(Event::RowRead(row("n1", 3, false)), t0 + ms(502));
-    assert_eq!(
-        audits(&expired),
-        vec![Record::SteppedDown {
-            epoch: 3,
-            reason: EXPIRED_BEFORE_RENEW
-        }]
-    );
+    assert_eq!(audits(&expired), stepped_down(3, EXPIRED_BEFORE_RENEW));
     assert_eq!(request(&expired), Some(&Action::TryAcquire));
 }
 
@@ -230,13 +228,7 @@ fn a_fenced_write_ends_leadership_and_a_read_tells_why() {
     assert_eq!(e.snapshot().leader_epoch(t0 + ms(100)), None);
     assert_eq!(request(&fenced), Some(&Action::Read));
     let read = e.step(Event::RowRead(row("n1", 4, false)), t0 + ms(101));
-    assert_eq!(
-        audits(&read),
-        vec![Record::SteppedDown {
-            epoch: 4,
-            reason: FENCED_WRITE
-        }]
-    );
+    assert_eq!(audits(&read), stepped_down(4, FENCED_WRITE));
     assert_eq!(request(&read), Some(&Action::TryAcquire));
 
     // The lease was rewritten: a split brain.
@@ -265,14 +257,14 @@ fn shutdown_releases_the_lease_and_stops() {
     assert_eq!(e.wake_at(), None);
 
     // A follower has nothing to release.
-    let mut e = Election::new("n1", "http://n1", timing(), t0);
+    let mut e = candidate(t0);
     assert_eq!(e.step(Event::Shutdown, t0), vec![Action::Stop]);
 }
 
 #[test]
 fn a_shutdown_during_an_acquisition_releases_what_it_won() {
     let t0 = Instant::now();
-    let mut e = Election::new("n1", "http://n1", timing(), t0);
+    let mut e = candidate(t0);
     e.step(Event::Tick, t0);
     e.step(Event::Connected, t0);
     assert!(e.step(Event::Shutdown, t0).is_empty(), "waits for the answer in flight");
@@ -283,7 +275,7 @@ fn a_shutdown_during_an_acquisition_releases_what_it_won() {
 #[test]
 fn another_process_under_the_same_id_is_warned_about_once() {
     let t0 = Instant::now();
-    let mut e = Election::new("n1", "http://n1", timing(), t0);
+    let mut e = candidate(t0);
     e.step(Event::Tick, t0);
     e.step(Event::Connected, t0);
     let imposter = LeaseRow {
@@ -304,7 +296,7 @@ fn another_process_under_the_same_id_is_warned_about_once() {
 #[test]
 fn answers_to_nothing_asked_change_nothing() {
     let t0 = Instant::now();
-    let mut e = Election::new("n1", "http://n1", timing(), t0);
+    let mut e = candidate(t0);
     assert!(e.step(Event::Acquired(row("n1", 1, true)), t0).is_empty());
     assert_eq!(e.snapshot().leader_epoch(t0), None);
 }
