@@ -9,8 +9,7 @@
 //! `cargo bench --bench baseline` (RUNS, SCALE, READERS and AUTONOMY_LAB_BACKEND, default
 //! process, tune it); prints markdown tables for docs/PERFORMANCE.md.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+use autonomy_lab as common;
 #[path = "baseline/measure.rs"]
 mod measure;
 #[path = "baseline/methods.rs"]

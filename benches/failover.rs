@@ -6,8 +6,7 @@
 //! `cargo bench --bench failover` (RUNS, REFERENCE_RUNS and AUTONOMY_LAB_BACKEND tune it);
 //! prints a markdown table for docs/PERFORMANCE.md.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+use autonomy_lab as common;
 
 use std::{
     collections::BTreeMap,

@@ -8,8 +8,7 @@
 //! `cargo bench --bench faults` (OUTAGES, FAULTS and AUTONOMY_LAB_BACKEND tune it; the
 //! partition needs root); prints markdown tables for docs/PERFORMANCE.md.
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+use autonomy_lab as common;
 
 use std::time::{Duration, Instant};
 

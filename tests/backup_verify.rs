@@ -3,7 +3,7 @@
 //! data in the drill's target is found and named (exit 1), as is an index amcheck finds
 //! inconsistent; a drill that cannot run says why (exit 2) and changes nothing.
 
-mod common;
+use autonomy_lab as common;
 
 use common::{cli::Cli, lab::Lab, node::Node, sql};
 

@@ -3,7 +3,7 @@
 //! One lab serves every case: each row runs the real CLI, checks the exit code and the message,
 //! and afterwards the database fingerprint and the restore audit count must be as before.
 
-mod common;
+use autonomy_lab as common;
 
 use autonomy::{
     audit::{self, AuditQuery},

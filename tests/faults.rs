@@ -6,7 +6,7 @@
 //! changed that was said not to change, and the truth recoverable after a restart. Each one
 //! failed before its fix; docs/OPERATIONS.md says what an operator sees after each fault.
 
-mod common;
+use autonomy_lab as common;
 #[path = "faults/fixture.rs"]
 mod fixture;
 

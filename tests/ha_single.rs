@@ -1,7 +1,7 @@
 //! Nodes on one database: schema creation does not collide, exactly one node leads (of two or
 //! of three), a lost lease session ends leadership at once, and leadership moves on release.
 
-mod common;
+use autonomy_lab as common;
 
 use std::time::{Duration, Instant};
 

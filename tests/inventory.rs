@@ -1,6 +1,6 @@
 //! The manifests are the catalog of record: a lost inventory table is rebuilt from them.
 
-mod common;
+use autonomy_lab as common;
 
 use common::{cli::Cli, lab::Lab, node::Node, sql};
 

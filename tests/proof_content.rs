@@ -4,7 +4,7 @@
 //! Physical reordering (VACUUM FULL, CLUSTER) and the reading session's settings must not
 //! change a hash; one changed value, one duplicated row, must.
 
-mod common;
+use autonomy_lab as common;
 
 use std::collections::BTreeMap;
 

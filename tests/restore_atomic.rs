@@ -4,7 +4,7 @@
 //! `ALTER ... OWNER TO` — after the restore has already dropped every user schema inside its
 //! transaction. The fingerprint afterwards must equal the one before the attempt.
 
-mod common;
+use autonomy_lab as common;
 
 use autonomy::exit::Exit;
 use common::{cli::Cli, lab::Lab, node::Node, sql};

@@ -6,7 +6,7 @@
 //! before touching the database; re-sealed after the edit, the restore runs and its proof names
 //! that table.
 
-mod common;
+use autonomy_lab as common;
 
 use common::{cli::Cli, lab::Lab, node::Node, sql};
 

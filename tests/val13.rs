@@ -5,98 +5,33 @@
 //! unfenced and shows the checks that guard fencing fail; `val13_each_check_fails_*` breaks
 //! each check's evidence in turn and shows that check alone turning FAIL.
 
-#[path = "val13/checks.rs"]
-mod checks;
-mod common;
-#[path = "val13/lab.rs"]
-mod lab;
-#[path = "val13/observations.rs"]
-mod observations;
-#[path = "val13/slice.rs"]
-mod slice;
-
 use autonomy::evidence::{CheckStatus, Outcome};
-use common::phase::run_once;
-use observations::{Observations, Sabotage};
+use autonomy_lab::{
+    self as common, check_tests,
+    harness::{assert_check_fails_when_broken, assert_fixture_passes, outcome, Sabotage},
+    slices::{val13::Observations, Val13},
+};
 use rstest::rstest;
-use slice::{run_slice, SliceOutcome};
 
-fn outcome(sabotage: Sabotage) -> SliceOutcome {
-    run_once(sabotage.bundle_name(), || run_slice(sabotage))
-}
-
-#[track_caller]
-fn skipped(outcome: &SliceOutcome, test: &str) -> bool {
-    common::verdict::skipped(&outcome.report, &outcome.evidence_dir, test)
-}
-
-#[track_caller]
-fn assert_check_passes(id: &str) {
-    let outcome = outcome(Sabotage::None);
-    common::verdict::assert_check_passes(
-        &outcome.report,
-        &outcome.evidence_dir,
-        outcome.observations.aborted.as_deref(),
-        id,
-    );
-}
-
-#[test]
-fn val13_01_cluster_formed() {
-    assert_check_passes("VAL13-01");
-}
-
-#[test]
-fn val13_02_follower_rejects_writes() {
-    assert_check_passes("VAL13-02");
-}
-
-#[test]
-fn val13_03_sigterm_failover_bound() {
-    assert_check_passes("VAL13-03");
-}
-
-#[test]
-fn val13_04_zero_data_loss() {
-    assert_check_passes("VAL13-04");
-}
-
-#[test]
-fn val13_05_sigkill_failover_bound() {
-    assert_check_passes("VAL13-05");
-}
-
-#[test]
-fn val13_06_epoch_monotonic() {
-    assert_check_passes("VAL13-06");
-}
-
-#[test]
-fn val13_07_rejoin_as_follower() {
-    assert_check_passes("VAL13-07");
-}
-
-#[test]
-fn val13_08_rapid_cycles() {
-    assert_check_passes("VAL13-08");
-}
-
-#[test]
-fn val13_09_no_dual_leader() {
-    assert_check_passes("VAL13-09");
-}
-
-#[test]
-fn val13_10_writes_during_failover() {
-    assert_check_passes("VAL13-10");
-}
+check_tests!(Val13 {
+    val13_01_cluster_formed => "VAL13-01",
+    val13_02_follower_rejects_writes => "VAL13-02",
+    val13_03_sigterm_failover_bound => "VAL13-03",
+    val13_04_zero_data_loss => "VAL13-04",
+    val13_05_sigkill_failover_bound => "VAL13-05",
+    val13_06_epoch_monotonic => "VAL13-06",
+    val13_07_rejoin_as_follower => "VAL13-07",
+    val13_08_rapid_cycles => "VAL13-08",
+    val13_09_no_dual_leader => "VAL13-09",
+    val13_10_writes_during_failover => "VAL13-10",
+});
 
 /// The whole report: 10/10 and PASS, the three metrics present, phases run once, the bundle
 /// complete, and every leadership change audited.
 #[test]
 fn val13_report_is_pass_with_failover_metrics() {
-    let outcome = outcome(Sabotage::None);
-    if skipped(&outcome, "val13_report_is_pass_with_failover_metrics") {
+    let outcome = outcome::<Val13>(Sabotage::None);
+    if outcome.skipped("val13_report_is_pass_with_failover_metrics") {
         return;
     }
     let report = &outcome.report;
@@ -113,7 +48,7 @@ fn val13_report_is_pass_with_failover_metrics() {
         );
     }
     assert_eq!(
-        common::phase::times_run(Sabotage::None.bundle_name()),
+        common::phase::times_run("val13"),
         1,
         "the phases must run once per run, whatever the number of test processes"
     );
@@ -147,8 +82,8 @@ fn val13_report_is_pass_with_failover_metrics() {
 /// the follower check, the epoch check and the writes check all fail, and so does the slice.
 #[test]
 fn val13_sabotage_skip_fencing_fails_02_06_10() {
-    let outcome = outcome(Sabotage::SkipFencing);
-    if skipped(&outcome, "val13_sabotage_skip_fencing_fails_02_06_10") {
+    let outcome = outcome::<Val13>(Sabotage::SkipFencing);
+    if outcome.skipped("val13_sabotage_skip_fencing_fails_02_06_10") {
         return;
     }
     let report = &outcome.report;
@@ -163,8 +98,16 @@ fn val13_sabotage_skip_fencing_fails_02_06_10() {
     assert_eq!(report.outcome, Outcome::Fail);
 }
 
-/// Each check fails when the evidence it guards is broken: the real observations of the
-/// passing run, with one fact changed, turn exactly the named check to FAIL.
+/// The committed observations of a passing run (fixtures/observations/val13.json) pass every
+/// check: the ground the mutation cases below break.
+#[test]
+fn val13_fixture_observations_pass_every_check() {
+    assert_fixture_passes::<Val13>();
+}
+
+/// Each check fails when the evidence it guards is broken: the committed observations of a
+/// passing run, with one fact changed, turn the named check to FAIL. No database is needed:
+/// `cargo test --test val13 each_check_fails` takes a second.
 #[rstest]
 #[case::slow_formation("VAL13-01", |o: &mut Observations| o.formation.as_mut().unwrap().formed_ms = 10_001)]
 #[case::follower_accepted("VAL13-02", |o: &mut Observations| { let w = o.follower_write.as_mut().unwrap(); w.status = 201; w.stored = true; })]
@@ -182,21 +125,5 @@ fn val13_sabotage_skip_fencing_fails_02_06_10() {
 #[case::acknowledged_write_lost("VAL13-10", |o: &mut Observations| { let name = o.writes.iter().rev().find(|w| w.acknowledged.is_some()).unwrap().name.clone(); o.read_after_sigkill.as_mut().unwrap().retain(|r| r.name != name); })]
 #[case::acknowledged_write_changed("VAL13-10", |o: &mut Observations| { let w = o.writes.iter_mut().find(|w| w.acknowledged.is_some()).unwrap(); w.acknowledged.as_mut().unwrap().id += 1_000_000; })]
 fn val13_each_check_fails_when_its_evidence_is_broken(#[case] id: &str, #[case] break_it: fn(&mut Observations)) {
-    let outcome = outcome(Sabotage::None);
-    if skipped(&outcome, id) {
-        return;
-    }
-    let mut observations = outcome.observations.clone();
-    let before = checks::evaluate(&observations, None);
-    assert!(
-        before
-            .iter()
-            .find(|c| c.id == id)
-            .is_some_and(|c| c.status == CheckStatus::Pass),
-        "{id} must pass on the real evidence first: {before:#?}"
-    );
-    break_it(&mut observations);
-    let after = checks::evaluate(&observations, None);
-    let check = after.iter().find(|c| c.id == id).expect("the check exists");
-    assert_eq!(check.status, CheckStatus::Fail, "{id} should fail: {check:#?}");
+    assert_check_fails_when_broken::<Val13>(id, break_it);
 }

@@ -6,100 +6,35 @@
 //! `val14_sabotage_*` runs the node without pg_monitor and shows the checks that rely on its
 //! view fail; `val14_each_check_fails_*` breaks each check's evidence in turn.
 
-#[path = "val14/checks.rs"]
-mod checks;
-mod common;
-#[path = "val14/lag.rs"]
-mod lag;
-#[path = "val14/observations.rs"]
-mod observations;
-#[path = "val14/slice.rs"]
-mod slice;
-
 use autonomy::{
     evidence::{CheckStatus, Outcome},
     ha::replication::Health,
 };
-use common::phase::run_once;
-use observations::{Observations, Sabotage};
+use autonomy_lab::{
+    self as common, check_tests,
+    harness::{assert_check_fails_when_broken, assert_fixture_passes, outcome, Sabotage},
+    slices::{val14::Observations, Val14},
+};
 use rstest::rstest;
-use slice::{run_slice, SliceOutcome};
 
-fn outcome(sabotage: Sabotage) -> SliceOutcome {
-    run_once(sabotage.bundle_name(), || run_slice(sabotage))
-}
-
-#[track_caller]
-fn skipped(outcome: &SliceOutcome, test: &str) -> bool {
-    common::verdict::skipped(&outcome.report, &outcome.evidence_dir, test)
-}
-
-#[track_caller]
-fn assert_check_passes(id: &str) {
-    let outcome = outcome(Sabotage::None);
-    common::verdict::assert_check_passes(
-        &outcome.report,
-        &outcome.evidence_dir,
-        outcome.observations.aborted.as_deref(),
-        id,
-    );
-}
-
-#[test]
-fn val14_01_standby_streaming() {
-    assert_check_passes("VAL14-01");
-}
-
-#[test]
-fn val14_02_status_reports_replication() {
-    assert_check_passes("VAL14-02");
-}
-
-#[test]
-fn val14_03_idle_lag_sampled() {
-    assert_check_passes("VAL14-03");
-}
-
-#[test]
-fn val14_04_light_workload_lag() {
-    assert_check_passes("VAL14-04");
-}
-
-#[test]
-fn val14_05_light_drain_bound() {
-    assert_check_passes("VAL14-05");
-}
-
-#[test]
-fn val14_06_heavy_workload_lag() {
-    assert_check_passes("VAL14-06");
-}
-
-#[test]
-fn val14_07_heavy_drain_bound() {
-    assert_check_passes("VAL14-07");
-}
-
-#[test]
-fn val14_08_standby_consistent() {
-    assert_check_passes("VAL14-08");
-}
-
-#[test]
-fn val14_09_thresholds_derived() {
-    assert_check_passes("VAL14-09");
-}
-
-#[test]
-fn val14_10_lag_classified() {
-    assert_check_passes("VAL14-10");
-}
+check_tests!(Val14 {
+    val14_01_standby_streaming => "VAL14-01",
+    val14_02_status_reports_replication => "VAL14-02",
+    val14_03_idle_lag_sampled => "VAL14-03",
+    val14_04_light_workload_lag => "VAL14-04",
+    val14_05_light_drain_bound => "VAL14-05",
+    val14_06_heavy_workload_lag => "VAL14-06",
+    val14_07_heavy_drain_bound => "VAL14-07",
+    val14_08_standby_consistent => "VAL14-08",
+    val14_09_thresholds_derived => "VAL14-09",
+    val14_10_lag_classified => "VAL14-10",
+});
 
 /// The whole report: 10/10 and PASS, the seed's eight metrics, phases run once, the bundle.
 #[test]
 fn val14_report_is_pass_with_lag_metrics() {
-    let outcome = outcome(Sabotage::None);
-    if skipped(&outcome, "val14_report_is_pass_with_lag_metrics") {
+    let outcome = outcome::<Val14>(Sabotage::None);
+    if outcome.skipped("val14_report_is_pass_with_lag_metrics") {
         return;
     }
     let report = &outcome.report;
@@ -124,11 +59,7 @@ fn val14_report_is_pass_with_lag_metrics() {
             report.metrics
         );
     }
-    assert_eq!(
-        common::phase::times_run(Sabotage::None.bundle_name()),
-        1,
-        "the phases must run once per run"
-    );
+    assert_eq!(common::phase::times_run("val14"), 1, "the phases must run once per run");
     for file in [
         "val14-pg-setup.txt",
         "val14-02-status.json",
@@ -146,8 +77,8 @@ fn val14_report_is_pass_with_lag_metrics() {
 /// thresholds as the report's metrics, as the node's flags.
 #[test]
 fn val14_lag_thresholds_command_reads_the_report() {
-    let outcome = outcome(Sabotage::None);
-    if skipped(&outcome, "val14_lag_thresholds_command_reads_the_report") {
+    let outcome = outcome::<Val14>(Sabotage::None);
+    if outcome.skipped("val14_lag_thresholds_command_reads_the_report") {
         return;
     }
     let metric = |name: &str| outcome.report.metrics[name].to_string();
@@ -174,8 +105,8 @@ fn val14_lag_thresholds_command_reads_the_report() {
 /// (alert, naming the grant) rather than call the standby healthy, so 02 and 10 fail.
 #[test]
 fn val14_sabotage_node_without_monitor_role_fails_02_and_10() {
-    let outcome = outcome(Sabotage::NodeWithoutMonitorRole);
-    if skipped(&outcome, "val14_sabotage_node_without_monitor_role_fails_02_and_10") {
+    let outcome = outcome::<Val14>(Sabotage::NodeWithoutMonitorRole);
+    if outcome.skipped("val14_sabotage_node_without_monitor_role_fails_02_and_10") {
         return;
     }
     let report = &outcome.report;
@@ -197,8 +128,16 @@ fn val14_sabotage_node_without_monitor_role_fails_02_and_10() {
     assert_eq!(report.outcome, Outcome::Fail);
 }
 
-/// Each check fails when the evidence it guards is broken: the real observations of the
-/// passing run, with one fact changed, turn exactly the named check to FAIL.
+/// The committed observations of a passing run (fixtures/observations/val14.json) pass every
+/// check: the ground the mutation cases below break.
+#[test]
+fn val14_fixture_observations_pass_every_check() {
+    assert_fixture_passes::<Val14>();
+}
+
+/// Each check fails when the evidence it guards is broken: the committed observations of a
+/// passing run, with one fact changed, turn the named check to FAIL. No database is needed:
+/// `cargo test --test val14 each_check_fails` takes a second.
 #[rstest]
 #[case::not_streaming("VAL14-01", |o: &mut Observations| o.streaming_state = Some("catchup".into()))]
 #[case::marker_never_seen("VAL14-01", |o: &mut Observations| o.marker_visible_ms = None)]
@@ -218,29 +157,5 @@ fn val14_sabotage_node_without_monitor_role_fails_02_and_10() {
 #[case::cut_never_noticed("VAL14-10", |o: &mut Observations| o.classified[3].waited_ms = None)]
 #[case::cut_noticed_only_when_dropped("VAL14-10", |o: &mut Observations| { let s = o.classified[3].standby.as_mut().unwrap(); s.state = "disconnected".into(); s.reason = "disconnected: nothing streams from slot val14_standby".into(); })]
 fn val14_each_check_fails_when_its_evidence_is_broken(#[case] id: &str, #[case] break_it: fn(&mut Observations)) {
-    let outcome = outcome(Sabotage::None);
-    if skipped(&outcome, id) {
-        return;
-    }
-    let mut observations = outcome.observations.clone();
-    let before = checks::evaluate(&observations, None);
-    assert!(
-        before
-            .iter()
-            .find(|c| c.id == id)
-            .is_some_and(|c| c.status == CheckStatus::Pass),
-        "{id} must pass on the real evidence first: {before:#?}"
-    );
-    break_it(&mut observations);
-    let after = checks::evaluate(&observations, None);
-    let failed: Vec<&str> = after
-        .iter()
-        .filter(|c| c.status == CheckStatus::Fail)
-        .map(|c| c.id.as_str())
-        .collect();
-    assert_eq!(
-        failed,
-        vec![id],
-        "breaking {id}'s evidence must fail exactly {id}: {after:#?}"
-    );
+    assert_check_fails_when_broken::<Val14>(id, break_it);
 }

@@ -4,92 +4,33 @@
 //! check (the phases still run, once). The `sabotage_*` tests break what a check guards and
 //! show that the check then fails.
 
-#[path = "val15/checks.rs"]
-mod checks;
-mod common;
-#[path = "val15/slice.rs"]
-mod slice;
+use autonomy::evidence::Outcome;
+use autonomy_lab::{
+    self as common, check_tests,
+    harness::{assert_check_fails_when_broken, assert_fixture_passes, assert_sabotage_fails, outcome, Sabotage},
+    slices::{val15::Observations, Val15},
+};
+use rstest::rstest;
 
-use autonomy::evidence::{CheckStatus, Outcome};
-use common::phase::run_once;
-use slice::{run_slice, Sabotage, SliceOutcome};
-
-fn outcome(sabotage: Sabotage) -> SliceOutcome {
-    run_once(sabotage.bundle_name(), || run_slice(sabotage))
-}
-
-#[track_caller]
-fn skipped(outcome: &SliceOutcome, test: &str) -> bool {
-    common::verdict::skipped(&outcome.report, &outcome.evidence_dir, test)
-}
-
-#[track_caller]
-fn assert_check_passes(id: &str) {
-    let outcome = outcome(Sabotage::None);
-    common::verdict::assert_check_passes(
-        &outcome.report,
-        &outcome.evidence_dir,
-        outcome.observations.aborted.as_deref(),
-        id,
-    );
-}
-
-#[test]
-fn val15_01_backup_created() {
-    assert_check_passes("VAL15-01");
-}
-
-#[test]
-fn val15_02_backup_file_valid() {
-    assert_check_passes("VAL15-02");
-}
-
-#[test]
-fn val15_03_backup_metadata_correct() {
-    assert_check_passes("VAL15-03");
-}
-
-#[test]
-fn val15_04_checksum_verified() {
-    assert_check_passes("VAL15-04");
-}
-
-#[test]
-fn val15_05_backup_timing_bound() {
-    assert_check_passes("VAL15-05");
-}
-
-#[test]
-fn val15_06_restore_correct() {
-    assert_check_passes("VAL15-06");
-}
-
-#[test]
-fn val15_07_restore_timing_bound() {
-    assert_check_passes("VAL15-07");
-}
-
-#[test]
-fn val15_08_multi_backup_inventory() {
-    assert_check_passes("VAL15-08");
-}
-
-#[test]
-fn val15_09_restore_requires_confirm() {
-    assert_check_passes("VAL15-09");
-}
-
-#[test]
-fn val15_10_audit_events_captured() {
-    assert_check_passes("VAL15-10");
-}
+check_tests!(Val15 {
+    val15_01_backup_created => "VAL15-01",
+    val15_02_backup_file_valid => "VAL15-02",
+    val15_03_backup_metadata_correct => "VAL15-03",
+    val15_04_checksum_verified => "VAL15-04",
+    val15_05_backup_timing_bound => "VAL15-05",
+    val15_06_restore_correct => "VAL15-06",
+    val15_07_restore_timing_bound => "VAL15-07",
+    val15_08_multi_backup_inventory => "VAL15-08",
+    val15_09_restore_requires_confirm => "VAL15-09",
+    val15_10_audit_events_captured => "VAL15-10",
+});
 
 /// The whole report: 10/10 and PASS, with both timings, and the phases ran once.
 #[test]
 fn val15_report_is_pass_with_timings() {
-    let outcome = outcome(Sabotage::None);
+    let outcome = outcome::<Val15>(Sabotage::None);
     let report = &outcome.report;
-    if skipped(&outcome, "val15_report_is_pass_with_timings") {
+    if outcome.skipped("val15_report_is_pass_with_timings") {
         return;
     }
     assert_eq!(
@@ -103,11 +44,11 @@ fn val15_report_is_pass_with_timings() {
         report.metrics
     );
     assert_eq!(
-        outcome.backups_in_first_node_log, 1,
+        outcome.observations.backups_in_first_node_log, 1,
         "the first node should have made exactly one backup"
     );
     assert_eq!(
-        common::phase::times_run(Sabotage::None.bundle_name()),
+        common::phase::times_run("val15"),
         1,
         "the phases must run once per run, whatever the number of test processes"
     );
@@ -130,8 +71,8 @@ fn val15_report_is_pass_with_timings() {
 /// the content-and-catalog fingerprint after the restore equals the one before the backup.
 #[test]
 fn val15_restore_returns_exactly_the_backed_up_database() {
-    let outcome = outcome(Sabotage::None);
-    if skipped(&outcome, "val15_restore_returns_exactly_the_backed_up_database") {
+    let outcome = outcome::<Val15>(Sabotage::None);
+    if outcome.skipped("val15_restore_returns_exactly_the_backed_up_database") {
         return;
     }
     let obs = &outcome.observations;
@@ -165,8 +106,8 @@ fn val15_restore_returns_exactly_the_backed_up_database() {
 /// read again after the restore, matches; the transcript in the bundle shows it.
 #[test]
 fn val15_restore_reports_its_proof() {
-    let outcome = outcome(Sabotage::None);
-    if skipped(&outcome, "val15_restore_reports_its_proof") {
+    let outcome = outcome::<Val15>(Sabotage::None);
+    if outcome.skipped("val15_restore_reports_its_proof") {
         return;
     }
     let path = outcome.evidence_dir.join("val15-06-restore.txt");
@@ -191,33 +132,44 @@ fn val15_restore_reports_its_proof() {
 /// A restore that "succeeds" to the wrong data fails VAL15-06, and the slice is FAIL.
 #[test]
 fn val15_sabotage_wrong_restore_fails_06() {
-    assert_sabotage_fails(Sabotage::WrongRestore, "VAL15-06", Outcome::Fail);
+    assert_sabotage_fails::<Val15>(Sabotage::WrongRestore, &["VAL15-06"], Outcome::Fail);
 }
 
 /// An archive changed after creation fails VAL15-04 (and the restore refuses it, so 06 too).
 #[test]
 fn val15_sabotage_altered_archive_fails_04() {
-    assert_sabotage_fails(Sabotage::AlterArchive, "VAL15-04", Outcome::Fail);
+    assert_sabotage_fails::<Val15>(Sabotage::AlterArchive, &["VAL15-04"], Outcome::Fail);
 }
 
 /// If the confirm gate were bypassed, VAL15-09 fails; the core checks pass, so PARTIAL.
 #[test]
 fn val15_sabotage_bypassed_confirm_fails_09() {
-    assert_sabotage_fails(Sabotage::BypassConfirm, "VAL15-09", Outcome::Partial);
+    assert_sabotage_fails::<Val15>(Sabotage::BypassConfirm, &["VAL15-09"], Outcome::Partial);
 }
 
-#[track_caller]
-fn assert_sabotage_fails(sabotage: Sabotage, id: &str, expected: Outcome) {
-    let outcome = outcome(sabotage);
-    let report = &outcome.report;
-    if skipped(&outcome, id) {
-        return;
-    }
-    let check = report.check(id).expect("the check exists");
-    assert_eq!(
-        check.status,
-        CheckStatus::Fail,
-        "{sabotage:?} should fail {id}; report: {report:#?}"
-    );
-    assert_eq!(report.outcome, expected, "{sabotage:?}: outcome; report: {report:#?}");
+/// The committed observations of a passing run (fixtures/observations/val15.json) pass every
+/// check: the ground the mutation cases below break.
+#[test]
+fn val15_fixture_observations_pass_every_check() {
+    assert_fixture_passes::<Val15>();
+}
+
+/// Each check fails when the evidence it guards is broken: the committed observations of a
+/// passing run, with one fact changed, turn the named check to FAIL (no database needed).
+#[rstest]
+#[case::backup_failed("VAL15-01", |o: &mut Observations| o.backup_a.as_mut().unwrap().exit_code = Some(1))]
+#[case::empty_archive("VAL15-01", |o: &mut Observations| o.archive_a_size = Some(0))]
+#[case::no_table_data("VAL15-02", |o: &mut Observations| { let toc = o.toc.as_mut().unwrap(); toc.1 = toc.1.replace("TABLE DATA", "TABLE"); })]
+#[case::not_listed("VAL15-03", |o: &mut Observations| o.backup_a_id = Some("backup-none".into()))]
+#[case::checksum_differs("VAL15-04", |o: &mut Observations| o.archive_a_sha256 = Some("0".repeat(64)))]
+#[case::slow_backup("VAL15-05", |o: &mut Observations| o.backup_a.as_mut().unwrap().elapsed_ms = 30_001)]
+#[case::rows_missing("VAL15-06", |o: &mut Observations| o.spot_check.as_mut().unwrap().0 = 99)]
+#[case::catalog_differs("VAL15-06", |o: &mut Observations| o.fingerprint_after = o.fingerprint_mutated.clone())]
+#[case::slow_restore("VAL15-07", |o: &mut Observations| o.restore.as_mut().unwrap().elapsed_ms = 60_001)]
+#[case::second_backup_missing("VAL15-08", |o: &mut Observations| o.backup_b_id = Some("backup-none".into()))]
+#[case::restored_without_confirm("VAL15-09", |o: &mut Observations| o.no_confirm.as_mut().unwrap().exit_code = Some(0))]
+#[case::changed_without_confirm("VAL15-09", |o: &mut Observations| o.fingerprint_after_no_confirm = o.fingerprint_before.clone())]
+#[case::restore_not_audited("VAL15-10", |o: &mut Observations| o.audit_restored = Some(0))]
+fn val15_each_check_fails_when_its_evidence_is_broken(#[case] id: &str, #[case] break_it: fn(&mut Observations)) {
+    assert_check_fails_when_broken::<Val15>(id, break_it);
 }

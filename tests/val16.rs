@@ -7,96 +7,33 @@
 //! explicit SKIP). `val16_sabotage_*` runs the slice with protected writes unfenced;
 //! `val16_each_check_fails_*` breaks each check's evidence in turn and shows it turn FAIL.
 
-#[path = "val16/checks.rs"]
-mod checks;
-mod common;
-#[path = "val16/observations.rs"]
-mod observations;
-#[path = "val16/slice.rs"]
-mod slice;
-
 use autonomy::evidence::{CheckStatus, Outcome};
-use common::phase::run_once;
-use observations::{Observations, Sabotage};
+use autonomy_lab::{
+    self as common, check_tests,
+    harness::{assert_check_fails_when_broken, assert_fixture_passes, outcome, Sabotage},
+    slices::{val16::Observations, Val16},
+};
 use rstest::rstest;
-use slice::{run_slice, SliceOutcome};
 
-fn outcome(sabotage: Sabotage) -> SliceOutcome {
-    run_once(sabotage.bundle_name(), || run_slice(sabotage))
-}
-
-#[track_caller]
-fn skipped(outcome: &SliceOutcome, test: &str) -> bool {
-    common::verdict::skipped(&outcome.report, &outcome.evidence_dir, test)
-}
-
-#[track_caller]
-fn assert_check_passes(id: &str) {
-    let outcome = outcome(Sabotage::None);
-    common::verdict::assert_check_passes(
-        &outcome.report,
-        &outcome.evidence_dir,
-        outcome.observations.aborted.as_deref(),
-        id,
-    );
-}
-
-#[test]
-fn val16_01_baseline_single_leader() {
-    assert_check_passes("VAL16-01");
-}
-
-#[test]
-fn val16_02_epoch_divergence_detected() {
-    assert_check_passes("VAL16-02");
-}
-
-#[test]
-fn val16_03_stale_leader_stepped_down() {
-    assert_check_passes("VAL16-03");
-}
-
-#[test]
-fn val16_04_stale_writes_rejected() {
-    assert_check_passes("VAL16-04");
-}
-
-#[test]
-fn val16_05_recovered_single_leader() {
-    assert_check_passes("VAL16-05");
-}
-
-#[test]
-fn val16_06_user_data_integrity() {
-    assert_check_passes("VAL16-06");
-}
-
-#[test]
-fn val16_07_paused_leader_fenced() {
-    assert_check_passes("VAL16-07");
-}
-
-#[test]
-fn val16_08_network_partition() {
-    assert_check_passes("VAL16-08");
-}
-
-#[test]
-fn val16_09_no_dual_leader() {
-    assert_check_passes("VAL16-09");
-}
-
-#[test]
-fn val16_10_audit_events_captured() {
-    assert_check_passes("VAL16-10");
-}
+check_tests!(Val16 {
+    val16_01_baseline_single_leader => "VAL16-01",
+    val16_02_epoch_divergence_detected => "VAL16-02",
+    val16_03_stale_leader_stepped_down => "VAL16-03",
+    val16_04_stale_writes_rejected => "VAL16-04",
+    val16_05_recovered_single_leader => "VAL16-05",
+    val16_06_user_data_integrity => "VAL16-06",
+    val16_07_paused_leader_fenced => "VAL16-07",
+    val16_08_network_partition => "VAL16-08",
+    val16_09_no_dual_leader => "VAL16-09",
+    val16_10_audit_events_captured => "VAL16-10",
+});
 
 /// The whole report: 10/10 and PASS (9 and PARTIAL where the partition cannot be made and the
 /// lab is not required), the metrics present, phases run once, the bundle complete.
 #[test]
 fn val16_report_is_pass_with_detection_metrics() {
-    let outcome = outcome(Sabotage::None);
-    if skipped(&outcome, "val16_report_is_pass_with_detection_metrics") {
+    let outcome = outcome::<Val16>(Sabotage::None);
+    if outcome.skipped("val16_report_is_pass_with_detection_metrics") {
         return;
     }
     let report = &outcome.report;
@@ -124,7 +61,7 @@ fn val16_report_is_pass_with_detection_metrics() {
         );
     }
     assert_eq!(
-        common::phase::times_run(Sabotage::None.bundle_name()),
+        common::phase::times_run("val16"),
         1,
         "the phases must run once per run, whatever the number of test processes"
     );
@@ -153,8 +90,8 @@ fn val16_report_is_pass_with_detection_metrics() {
 /// after the injection, and the frozen leader commits what waited for it after it resumes.
 #[test]
 fn val16_sabotage_skip_fencing_fails_04_and_07() {
-    let outcome = outcome(Sabotage::SkipFencing);
-    if skipped(&outcome, "val16_sabotage_skip_fencing_fails_04_and_07") {
+    let outcome = outcome::<Val16>(Sabotage::SkipFencing);
+    if outcome.skipped("val16_sabotage_skip_fencing_fails_04_and_07") {
         return;
     }
     let report = &outcome.report;
@@ -191,8 +128,16 @@ fn val16_sabotage_skip_fencing_fails_04_and_07() {
     assert_eq!(report.outcome, Outcome::Fail);
 }
 
-/// Each check fails when the evidence it guards is broken: the real observations of the
-/// passing run, with one fact changed, turn exactly the named check to FAIL.
+/// The committed observations of a passing run (fixtures/observations/val16.json) pass every
+/// check: the ground the mutation cases below break.
+#[test]
+fn val16_fixture_observations_pass_every_check() {
+    assert_fixture_passes::<Val16>();
+}
+
+/// Each check fails when the evidence it guards is broken: the committed observations of a
+/// passing run, with one fact changed, turn the named check to FAIL. No database is needed:
+/// `cargo test --test val16 each_check_fails` takes a second.
 #[rstest]
 #[case::two_leaders_at_start("VAL16-01", |o: &mut Observations| for v in &mut o.baseline.as_mut().unwrap().views { v.role = Some("leader".into()); })]
 #[case::divergence_not_reported("VAL16-02", |o: &mut Observations| o.divergence.as_mut().unwrap().reported = None)]
@@ -214,25 +159,5 @@ fn val16_sabotage_skip_fencing_fails_04_and_07() {
 #[case::two_leaders("VAL16-09", |o: &mut Observations| { let mut dual = o.samples.iter().find(|s| s.is_leader()).unwrap().clone(); dual.node_id = if dual.node_id == "val16-n1" { "val16-n2".into() } else { "val16-n1".into() }; o.samples.push(dual); })]
 #[case::split_brain_not_audited("VAL16-10", |o: &mut Observations| o.audit.retain(|e| e.event_type != "ha.split_brain.detected"))]
 fn val16_each_check_fails_when_its_evidence_is_broken(#[case] id: &str, #[case] break_it: fn(&mut Observations)) {
-    let outcome = outcome(Sabotage::None);
-    if skipped(&outcome, id) {
-        return;
-    }
-    if id == "VAL16-08" && outcome.observations.partition_skipped.is_some() {
-        eprintln!("SKIP {id}: the partition could not run here");
-        return;
-    }
-    let mut observations = outcome.observations.clone();
-    let before = checks::evaluate(&observations, None);
-    assert!(
-        before
-            .iter()
-            .find(|c| c.id == id)
-            .is_some_and(|c| c.status == CheckStatus::Pass),
-        "{id} must pass on the real evidence first: {before:#?}"
-    );
-    break_it(&mut observations);
-    let after = checks::evaluate(&observations, None);
-    let check = after.iter().find(|c| c.id == id).expect("the check exists");
-    assert_eq!(check.status, CheckStatus::Fail, "{id} should fail: {check:#?}");
+    assert_check_fails_when_broken::<Val16>(id, break_it);
 }

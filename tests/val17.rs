@@ -5,95 +5,32 @@
 //! the slice with protected writes unfenced and shows the write check fail;
 //! `val17_each_check_fails_*` breaks each check's evidence in turn and shows it turn FAIL.
 
-#[path = "val17/checks.rs"]
-mod checks;
-mod common;
-#[path = "val17/observations.rs"]
-mod observations;
-#[path = "val17/slice.rs"]
-mod slice;
-
 use autonomy::evidence::{CheckStatus, Outcome};
-use common::phase::run_once;
-use observations::{Observations, Sabotage};
+use autonomy_lab::{
+    self as common, check_tests,
+    harness::{assert_check_fails_when_broken, assert_fixture_passes, outcome, Sabotage},
+    slices::{val17::Observations, Val17},
+};
 use rstest::rstest;
-use slice::{run_slice, SliceOutcome};
 
-fn outcome(sabotage: Sabotage) -> SliceOutcome {
-    run_once(sabotage.bundle_name(), || run_slice(sabotage))
-}
-
-#[track_caller]
-fn skipped(outcome: &SliceOutcome, test: &str) -> bool {
-    common::verdict::skipped(&outcome.report, &outcome.evidence_dir, test)
-}
-
-#[track_caller]
-fn assert_check_passes(id: &str) {
-    let outcome = outcome(Sabotage::None);
-    common::verdict::assert_check_passes(
-        &outcome.report,
-        &outcome.evidence_dir,
-        outcome.observations.aborted.as_deref(),
-        id,
-    );
-}
-
-#[test]
-fn val17_01_baseline_healthy() {
-    assert_check_passes("VAL17-01");
-}
-
-#[test]
-fn val17_02_loss_detected() {
-    assert_check_passes("VAL17-02");
-}
-
-#[test]
-fn val17_03_write_block_active() {
-    assert_check_passes("VAL17-03");
-}
-
-#[test]
-fn val17_04_protected_write_refused() {
-    assert_check_passes("VAL17-04");
-}
-
-#[test]
-fn val17_05_status_served_during_loss() {
-    assert_check_passes("VAL17-05");
-}
-
-#[test]
-fn val17_06_recovery_detected() {
-    assert_check_passes("VAL17-06");
-}
-
-#[test]
-fn val17_07_writes_resume() {
-    assert_check_passes("VAL17-07");
-}
-
-#[test]
-fn val17_08_single_leader_after_recovery() {
-    assert_check_passes("VAL17-08");
-}
-
-#[test]
-fn val17_09_pre_loss_data_intact() {
-    assert_check_passes("VAL17-09");
-}
-
-#[test]
-fn val17_10_audit_events_captured() {
-    assert_check_passes("VAL17-10");
-}
+check_tests!(Val17 {
+    val17_01_baseline_healthy => "VAL17-01",
+    val17_02_loss_detected => "VAL17-02",
+    val17_03_write_block_active => "VAL17-03",
+    val17_04_protected_write_refused => "VAL17-04",
+    val17_05_status_served_during_loss => "VAL17-05",
+    val17_06_recovery_detected => "VAL17-06",
+    val17_07_writes_resume => "VAL17-07",
+    val17_08_single_leader_after_recovery => "VAL17-08",
+    val17_09_pre_loss_data_intact => "VAL17-09",
+    val17_10_audit_events_captured => "VAL17-10",
+});
 
 /// The whole report: 10/10 and PASS, both metrics present, phases run once, the bundle complete.
 #[test]
 fn val17_report_is_pass_with_loss_and_recovery_metrics() {
-    let outcome = outcome(Sabotage::None);
-    if skipped(&outcome, "val17_report_is_pass_with_loss_and_recovery_metrics") {
+    let outcome = outcome::<Val17>(Sabotage::None);
+    if outcome.skipped("val17_report_is_pass_with_loss_and_recovery_metrics") {
         return;
     }
     let report = &outcome.report;
@@ -110,7 +47,7 @@ fn val17_report_is_pass_with_loss_and_recovery_metrics() {
         );
     }
     assert_eq!(
-        common::phase::times_run(Sabotage::None.bundle_name()),
+        common::phase::times_run("val17"),
         1,
         "the phases must run once per run, whatever the number of test processes"
     );
@@ -136,8 +73,8 @@ fn val17_report_is_pass_with_loss_and_recovery_metrics() {
 /// tries the dead database instead, so the refusal check fails, and so does the slice.
 #[test]
 fn val17_sabotage_skip_fencing_fails_04() {
-    let outcome = outcome(Sabotage::SkipFencing);
-    if skipped(&outcome, "val17_sabotage_skip_fencing_fails_04") {
+    let outcome = outcome::<Val17>(Sabotage::SkipFencing);
+    if outcome.skipped("val17_sabotage_skip_fencing_fails_04") {
         return;
     }
     let report = &outcome.report;
@@ -164,8 +101,16 @@ fn val17_sabotage_skip_fencing_fails_04() {
     assert_eq!(report.outcome, Outcome::Fail);
 }
 
-/// Each check fails when the evidence it guards is broken: the real observations of the
-/// passing run, with one fact changed, turn exactly the named check to FAIL.
+/// The committed observations of a passing run (fixtures/observations/val17.json) pass every
+/// check: the ground the mutation cases below break.
+#[test]
+fn val17_fixture_observations_pass_every_check() {
+    assert_fixture_passes::<Val17>();
+}
+
+/// Each check fails when the evidence it guards is broken: the committed observations of a
+/// passing run, with one fact changed, turn the named check to FAIL. No database is needed:
+/// `cargo test --test val17 each_check_fails` takes a second.
 #[rstest]
 #[case::no_leader_accepting("VAL17-01", |o: &mut Observations| for v in &mut o.baseline.as_mut().unwrap().views { v.can_accept_protected_writes = Some(false); })]
 #[case::baseline_write_refused("VAL17-01", |o: &mut Observations| o.baseline_write.as_mut().unwrap().status = 503)]
@@ -184,21 +129,5 @@ fn val17_sabotage_skip_fencing_fails_04() {
 #[case::pre_loss_row_lost("VAL17-09", |o: &mut Observations| { o.post_rows.remove(0); })]
 #[case::quorum_loss_not_audited("VAL17-10", |o: &mut Observations| o.audit.retain(|e| e.event_type != "ha.quorum.lost"))]
 fn val17_each_check_fails_when_its_evidence_is_broken(#[case] id: &str, #[case] break_it: fn(&mut Observations)) {
-    let outcome = outcome(Sabotage::None);
-    if skipped(&outcome, id) {
-        return;
-    }
-    let mut observations = outcome.observations.clone();
-    let before = checks::evaluate(&observations, None);
-    assert!(
-        before
-            .iter()
-            .find(|c| c.id == id)
-            .is_some_and(|c| c.status == CheckStatus::Pass),
-        "{id} must pass on the real evidence first: {before:#?}"
-    );
-    break_it(&mut observations);
-    let after = checks::evaluate(&observations, None);
-    let check = after.iter().find(|c| c.id == id).expect("the check exists");
-    assert_eq!(check.status, CheckStatus::Fail, "{id} should fail: {check:#?}");
+    assert_check_fails_when_broken::<Val17>(id, break_it);
 }

@@ -5,87 +5,32 @@
 //! suite, each change made to a copy of a drill's restored database and named by the verifier.
 //! The `judging_*` tests break one fact per check and show the check then fails.
 
-#[path = "val19/checks.rs"]
-mod checks;
-mod common;
-#[path = "val19/slice.rs"]
-mod slice;
-
-use autonomy::evidence::{CheckStatus, Outcome};
-use common::phase::run_once;
+use autonomy::evidence::Outcome;
+use autonomy_lab::{
+    self as common, check_tests,
+    harness::{assert_check_fails_when_broken, assert_fixture_passes, outcome, Sabotage},
+    slices::{val19::Observations, Val19},
+};
 use rstest::rstest;
-use slice::{run_slice, Observations, SliceOutcome, BUNDLE};
 
-fn outcome() -> SliceOutcome {
-    run_once(BUNDLE, run_slice)
-}
-
-#[track_caller]
-fn assert_check_passes(id: &str) {
-    let outcome = outcome();
-    common::verdict::assert_check_passes(
-        &outcome.report,
-        &outcome.evidence_dir,
-        outcome.observations.aborted.as_deref(),
-        id,
-    );
-}
-
-#[test]
-fn val19_01_fixture_backed_up_with_sealed_baseline() {
-    assert_check_passes("VAL19-01");
-}
-
-#[test]
-fn val19_02_restore_proven() {
-    assert_check_passes("VAL19-02");
-}
-
-#[test]
-fn val19_03_drill_proven_and_removed() {
-    assert_check_passes("VAL19-03");
-}
-
-#[test]
-fn val19_04_drill_timed_and_recorded() {
-    assert_check_passes("VAL19-04");
-}
-
-#[test]
-fn val19_05_data_changes_named() {
-    assert_check_passes("VAL19-05");
-}
-
-#[test]
-fn val19_06_schema_changes_named() {
-    assert_check_passes("VAL19-06");
-}
-
-#[test]
-fn val19_07_sequence_and_large_object_named() {
-    assert_check_passes("VAL19-07");
-}
-
-#[test]
-fn val19_08_physical_reorder_not_reported() {
-    assert_check_passes("VAL19-08");
-}
-
-#[test]
-fn val19_09_damaged_backup_named() {
-    assert_check_passes("VAL19-09");
-}
-
-#[test]
-fn val19_10_live_database_never_touched() {
-    assert_check_passes("VAL19-10");
-}
+check_tests!(Val19 {
+    val19_01_fixture_backed_up_with_sealed_baseline => "VAL19-01",
+    val19_02_restore_proven => "VAL19-02",
+    val19_03_drill_proven_and_removed => "VAL19-03",
+    val19_04_drill_timed_and_recorded => "VAL19-04",
+    val19_05_data_changes_named => "VAL19-05",
+    val19_06_schema_changes_named => "VAL19-06",
+    val19_07_sequence_and_large_object_named => "VAL19-07",
+    val19_08_physical_reorder_not_reported => "VAL19-08",
+    val19_09_damaged_backup_named => "VAL19-09",
+    val19_10_live_database_never_touched => "VAL19-10",
+});
 
 /// The whole report: 10/10 PASS with the drill's RTO, and the phases ran once.
 #[test]
 fn val19_report_is_pass() {
-    let outcome = outcome();
-    if common::verdict::skipped(&outcome.report, &outcome.evidence_dir, "val19_report_is_pass") {
+    let outcome = outcome::<Val19>(Sabotage::None);
+    if outcome.skipped("val19_report_is_pass") {
         return;
     }
     let report = &outcome.report;
@@ -95,10 +40,17 @@ fn val19_report_is_pass() {
         "{report:#?}"
     );
     assert!(report.metrics.contains_key("drill_rto_ms"), "{:?}", report.metrics);
-    assert_eq!(common::phase::times_run(BUNDLE), 1, "the phases must run once per run");
+    assert_eq!(common::phase::times_run("val19"), 1, "the phases must run once per run");
 }
 
-/// One fact broken per check, on a copy of the real run's observations: the check fails.
+/// The committed observations of a passing run (fixtures/observations/val19.json) pass every
+/// check: the ground the cases below break.
+#[test]
+fn val19_fixture_observations_pass_every_check() {
+    assert_fixture_passes::<Val19>();
+}
+
+/// One fact broken per check, on the committed observations of a passing run: the check fails.
 #[rstest]
 #[case::fixture_without_large_objects("VAL19-01", |o: &mut Observations| o.fixture.as_mut().unwrap().large_objects = 0)]
 #[case::unsealed_manifest("VAL19-01", |o: &mut Observations| { o.manifest.as_mut().unwrap()["manifest_sha256"] = serde_json::Value::Null; })]
@@ -118,26 +70,7 @@ fn val19_report_is_pass() {
 #[case::live_target_accepted("VAL19-10", |o: &mut Observations| { o.live_target.as_mut().unwrap().exit_code = Some(0); })]
 #[case::live_changed("VAL19-10", |o: &mut Observations| { o.live_after_drills.as_mut().unwrap().tables.insert("public.extra".into(), "x".into()); })]
 fn judging_a_broken_fact_fails_its_check(#[case] id: &str, #[case] breaks: fn(&mut Observations)) {
-    let outcome = outcome();
-    if common::verdict::skipped(
-        &outcome.report,
-        &outcome.evidence_dir,
-        "judging_a_broken_fact_fails_its_check",
-    ) {
-        return;
-    }
-    let mut observations = outcome.observations.clone();
-    assert_eq!(
-        status_of(&observations, id),
-        CheckStatus::Pass,
-        "{id} passes before the break"
-    );
-    breaks(&mut observations);
-    assert_eq!(
-        status_of(&observations, id),
-        CheckStatus::Fail,
-        "{id} should fail once broken"
-    );
+    assert_check_fails_when_broken::<Val19>(id, breaks);
 }
 
 /// As if the verifier had not seen `mutation`: exit 0, nothing named.
@@ -155,12 +88,4 @@ fn miss(observations: &mut Observations, mutation: &str) {
         .filter(|l| !l.starts_with("difference "))
         .collect::<Vec<_>>()
         .join("\n");
-}
-
-fn status_of(observations: &Observations, id: &str) -> CheckStatus {
-    checks::evaluate(observations, None)
-        .into_iter()
-        .find(|check| check.id == id)
-        .map(|check| check.status)
-        .expect("the check exists")
 }

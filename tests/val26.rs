@@ -3,61 +3,50 @@
 //!
 //! `cargo proof` (the README's proof run) is `cargo test --test val26` with the output shown:
 //! a line per slice, then the text report and the verdict. Under nextest beside val13–val17,
-//! each slice still runs once per run (tests/common/phase.rs). The `mutated_*` tests copy the
+//! each slice still runs once per run (lab/src/phase.rs). The `mutated_*` tests copy the
 //! run's bundle, break it (a deleted report, a check edited to FAIL, an edited file) and show
 //! the verdict or the integrity check turning; `html_*` renders the HTML in headless Chromium.
 
-mod common;
+use autonomy_lab as common;
 #[path = "val26/proof.rs"]
 mod proof;
 
 use std::path::{Path, PathBuf};
 
 use autonomy::evidence::Report;
+use autonomy_lab::{
+    harness::report_of,
+    slices::{Val13, Val14, Val15, Val16, Val17},
+};
 use common::cli::{Cli, CliRun};
 use proof::{Proof, Slice};
-
-#[path = "val26/val13.rs"]
-mod val13;
-
-#[path = "val26/val14.rs"]
-mod val14;
-
-#[path = "val26/val15.rs"]
-mod val15;
-
-#[path = "val26/val16.rs"]
-mod val16;
-
-#[path = "val26/val17.rs"]
-mod val17;
 
 /// In seed order; the names are the seed's.
 const SLICES: [Slice; 5] = [
     Slice {
         slice: "val13",
         name: "HA Failover Validation",
-        run: val13::run,
+        run: report_of::<Val13>,
     },
     Slice {
         slice: "val14",
         name: "HA Replication Lag Baseline",
-        run: val14::run,
+        run: report_of::<Val14>,
     },
     Slice {
         slice: "val15",
         name: "Backup/Restore Validation",
-        run: val15::run,
+        run: report_of::<Val15>,
     },
     Slice {
         slice: "val16",
         name: "Split-Brain Chaos Validation",
-        run: val16::run,
+        run: report_of::<Val16>,
     },
     Slice {
         slice: "val17",
         name: "Quorum Loss Validation",
-        run: val17::run,
+        run: report_of::<Val17>,
     },
 ];
 

@@ -1,0 +1,317 @@
+//! What every validation slice shares: the `Slice` trait, one `run_slice`, one `Sabotage`, and
+//! the assertions of the check, sabotage and mutation tests.
+//!
+//! A slice says what it is (id, title, the sabotages it can run), runs its phases against the
+//! lab it is given, and judges its checks from what the phases observed. Everything around
+//! that is here, once: the evidence bundle, the backend or its recorded SKIP, the scratch
+//! directory, a phase that panics or stops, the report and its outcome, the phase cache.
+
+use std::{
+    fmt::Debug,
+    path::{Path, PathBuf},
+};
+
+use autonomy::evidence::{report::all_checks_outcome, writer::Bundle, Check, CheckStatus, Outcome, Report};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::{
+    backend::{self, PgBackend},
+    phase, run, verdict,
+};
+
+/// A way to break what a check guards, to show that the check then fails (docs/VALIDATION.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Sabotage {
+    /// Nothing broken: the run every check must pass.
+    None,
+    /// Protected writes unfenced (`--unsafe-skip-fencing`): a node that is not the leader, or
+    /// no longer is, commits what it is sent.
+    SkipFencing,
+    /// A node whose database role may not read the replication views.
+    NodeWithoutMonitorRole,
+    /// Restore an archive taken after the mutations: the restore "succeeds" to the wrong data.
+    WrongRestore,
+    /// Flip one byte of the first archive after it was created.
+    AlterArchive,
+    /// Pass `--confirm` in the step that must run without it, as if the gate were bypassed.
+    BypassConfirm,
+}
+
+impl Sabotage {
+    fn slug(self) -> Option<&'static str> {
+        match self {
+            Sabotage::None => None,
+            Sabotage::SkipFencing => Some("skip-fencing"),
+            Sabotage::NodeWithoutMonitorRole => Some("node-without-monitor-role"),
+            Sabotage::WrongRestore => Some("wrong-restore"),
+            Sabotage::AlterArchive => Some("alter-archive"),
+            Sabotage::BypassConfirm => Some("bypass-confirm"),
+        }
+    }
+
+    /// The evidence bundle (and phase cache key) of `slice` run with this sabotage: `val15`,
+    /// `val15-sabotage-wrong-restore`.
+    pub fn bundle_name(self, slice: &str) -> String {
+        match self.slug() {
+            None => slice.to_owned(),
+            Some(slug) => format!("{slice}-sabotage-{slug}"),
+        }
+    }
+}
+
+/// What a slice's phases saw; its checks are judged from this alone.
+pub trait Observed: Debug + Default + Clone + Serialize + DeserializeOwned {
+    /// Why the phases stopped early, if they did: the checks not reached fail with it.
+    fn aborted(&self) -> Option<&str>;
+    fn abort(&mut self, reason: String);
+}
+
+/// `Observed` for an observations struct that keeps the reason in `aborted: Option<String>`.
+#[macro_export]
+macro_rules! observed_with_aborted_field {
+    ($observations:ty) => {
+        impl $crate::harness::Observed for $observations {
+            fn aborted(&self) -> Option<&str> {
+                self.aborted.as_deref()
+            }
+            fn abort(&mut self, reason: String) {
+                self.aborted = Some(reason);
+            }
+        }
+    };
+}
+
+/// What one run of a slice is given: the database, the bundle, scratch space, the sabotage.
+pub struct SliceLab<'a> {
+    pub pg: &'a mut dyn PgBackend,
+    pub bundle: &'a Bundle,
+    pub scratch: &'a Path,
+    pub sabotage: Sabotage,
+}
+
+/// One validation slice (docs/VALIDATION.md): its phases, and its ten checks judged from what
+/// they observed.
+pub trait Slice {
+    /// The report's slice id and the prefix of its evidence files: `val15`.
+    const ID: &'static str;
+    const TITLE: &'static str;
+    /// The sabotages this slice can run, besides `Sabotage::None`.
+    const SABOTAGES: &'static [Sabotage];
+    type Observations: Observed;
+
+    /// The observations before any phase ran.
+    fn observations() -> Self::Observations {
+        Self::Observations::default()
+    }
+
+    /// Runs the phases on `lab`, recording what they see, and releases what they started.
+    /// Returns why they stopped early, if they did (see `guarded`).
+    fn run(lab: SliceLab<'_>, obs: &mut Self::Observations, report: &mut Report) -> Option<String>;
+
+    /// The ten checks, from the observations alone (SKIP for every one when the lab was
+    /// skipped for `skip_reason`).
+    fn evaluate(obs: &Self::Observations, skip_reason: Option<&str>) -> Vec<Check>;
+
+    /// The report's metrics and any extra evidence files, once the checks are judged.
+    fn summarize(_obs: &Self::Observations, _report: &mut Report, _bundle: &Bundle) {}
+
+    /// The slice's outcome from its checks: PASS only with all ten passing, unless it says
+    /// otherwise.
+    fn outcome(checks: &[Check]) -> Outcome {
+        all_checks_outcome(checks)
+    }
+}
+
+/// Why `phases` stopped early, if they did: the error they returned, or the message of a panic
+/// inside them (recorded like any other abort, so the report and the phase cache are still
+/// written and the other checks do not re-run the slice).
+pub fn guarded(phases: impl FnOnce() -> Result<(), String>) -> Option<String> {
+    phase::abort_reason(std::panic::catch_unwind(std::panic::AssertUnwindSafe(phases)))
+}
+
+/// What the check tests read back from the phase cache.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(bound = "O: Observed")]
+pub struct SliceOutcome<O> {
+    pub report: Report,
+    pub evidence_dir: PathBuf,
+    pub observations: O,
+}
+
+impl<O> SliceOutcome<O> {
+    /// True when no backend could run: the SKIP is in the report and printed here. Under
+    /// AUTONOMY_LAB_REQUIRE=1 a skipped lab fails the test instead.
+    #[track_caller]
+    pub fn skipped(&self, test: &str) -> bool {
+        verdict::skipped(&self.report, &self.evidence_dir, test)
+    }
+}
+
+/// Runs the whole slice `S` with `sabotage` and writes its bundle: the report, the observations
+/// (`<id>-observations.json`, the source of the committed fixtures) and what the phases wrote.
+pub fn run_slice<S: Slice>(sabotage: Sabotage) -> SliceOutcome<S::Observations> {
+    assert!(
+        sabotage == Sabotage::None || S::SABOTAGES.contains(&sabotage),
+        "{} has no sabotage {sabotage:?}",
+        S::ID
+    );
+    let name = sabotage.bundle_name(S::ID);
+    let bundle = Bundle::create(&run::evidence_root(), run::run_id(), &name)
+        .expect("the evidence bundle directory can be created");
+    let mut obs = S::observations();
+    let mut report = Report::new(S::ID, S::TITLE, run::run_id());
+    match backend::start(&name) {
+        Err(backend::Unavailable(reason)) => {
+            let _ = bundle.write(
+                &format!("{}-pg-setup.txt", S::ID),
+                format!("SKIP: no PostgreSQL backend could run: {reason}\n"),
+            );
+            report.skip_reason = Some(reason);
+        }
+        Ok(mut pg) => {
+            report.backend = pg.kind().to_owned();
+            let scratch = tempfile::Builder::new()
+                .prefix(&format!("autonomy-{}-", S::ID))
+                .tempdir()
+                .expect("a scratch dir");
+            let lab = SliceLab {
+                pg: pg.as_mut(),
+                bundle: &bundle,
+                scratch: scratch.path(),
+                sabotage,
+            };
+            if let Some(reason) = S::run(lab, &mut obs, &mut report) {
+                let _ = bundle.write(&format!("{}-aborted.txt", S::ID), &reason);
+                obs.abort(reason);
+            }
+        }
+    }
+    report.checks = S::evaluate(&obs, report.skip_reason.as_deref());
+    S::summarize(&obs, &mut report, &bundle);
+    let _ = bundle.write(
+        &format!("{}-observations.json", S::ID),
+        serde_json::to_string_pretty(&obs).unwrap_or_default(),
+    );
+    report.files = run::list_files(&bundle.dir);
+    let report = report.tally(S::outcome);
+    bundle.write_report(&report).expect("the report can be written");
+    SliceOutcome {
+        report,
+        evidence_dir: bundle.dir.clone(),
+        observations: obs,
+    }
+}
+
+/// The outcome of `S` with `sabotage` in this run: run here, or read from the phase cache.
+pub fn outcome<S: Slice>(sabotage: Sabotage) -> SliceOutcome<S::Observations> {
+    phase::run_once(&sabotage.bundle_name(S::ID), || run_slice::<S>(sabotage))
+}
+
+/// The unsabotaged report of `S` for this run, and whether this call ran its phases.
+pub fn report_of<S: Slice>() -> (Report, bool) {
+    let (outcome, ran_here) = phase::run_once_here(S::ID, || run_slice::<S>(Sabotage::None));
+    (outcome.report, ran_here)
+}
+
+/// Asserts that check `id` of the unsabotaged run passed, explaining any failure in full.
+#[track_caller]
+pub fn assert_check_passes<S: Slice>(id: &str) {
+    let outcome = outcome::<S>(Sabotage::None);
+    verdict::assert_check_passes(
+        &outcome.report,
+        &outcome.evidence_dir,
+        outcome.observations.aborted(),
+        id,
+    );
+}
+
+/// Asserts that `S` run with `sabotage` fails each of `ids`, and ends `expected`.
+#[track_caller]
+pub fn assert_sabotage_fails<S: Slice>(sabotage: Sabotage, ids: &[&str], expected: Outcome) {
+    let outcome = outcome::<S>(sabotage);
+    if outcome.skipped(&format!("{} {sabotage:?}", S::ID)) {
+        return;
+    }
+    let report = &outcome.report;
+    for id in ids {
+        let check = report
+            .check(id)
+            .unwrap_or_else(|| panic!("the report has no check {id}"));
+        assert_eq!(
+            check.status,
+            CheckStatus::Fail,
+            "{sabotage:?} should fail {id}; report: {report:#?}"
+        );
+    }
+    assert_eq!(report.outcome, expected, "{sabotage:?}: outcome; report: {report:#?}");
+}
+
+/// Where the committed observations of a passing run of `S` are:
+/// `fixtures/observations/<id>.json`, a copy of a passing run's `<id>-observations.json`.
+pub fn fixture_path<S: Slice>() -> PathBuf {
+    run::repository_root()
+        .join("fixtures/observations")
+        .join(format!("{}.json", S::ID))
+}
+
+/// The committed observations of a passing run of `S`.
+#[track_caller]
+pub fn fixture<S: Slice>() -> S::Observations {
+    let path = fixture_path::<S>();
+    let json = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&json).unwrap_or_else(|e| {
+        panic!(
+            "{} no longer matches {}'s observations ({e}): copy a passing run's {}-observations.json over it",
+            path.display(),
+            S::ID,
+            S::ID
+        )
+    })
+}
+
+/// Asserts that the committed passing observations of `S` pass every check: the ground the
+/// mutation tests break.
+#[track_caller]
+pub fn assert_fixture_passes<S: Slice>() {
+    let checks = S::evaluate(&fixture::<S>(), None);
+    assert_eq!(checks.len(), 10, "{checks:#?}");
+    let failing: Vec<&Check> = checks.iter().filter(|c| c.status != CheckStatus::Pass).collect();
+    assert!(failing.is_empty(), "the fixture of {} must pass: {failing:#?}", S::ID);
+}
+
+/// Asserts that check `id` fails when `break_it` changes one fact of the committed passing
+/// observations. (A fact can guard more than one check: an acknowledged write lost is both
+/// lost data and a write check failing, so other checks may turn too.)
+#[track_caller]
+pub fn assert_check_fails_when_broken<S: Slice>(id: &str, break_it: fn(&mut S::Observations)) {
+    let mut observations = fixture::<S>();
+    let before = S::evaluate(&observations, None);
+    assert!(
+        before
+            .iter()
+            .find(|c| c.id == id)
+            .is_some_and(|c| c.status == CheckStatus::Pass),
+        "{id} must pass on the fixture first: {before:#?}"
+    );
+    break_it(&mut observations);
+    let after = S::evaluate(&observations, None);
+    let check = after
+        .iter()
+        .find(|c| c.id == id)
+        .unwrap_or_else(|| panic!("the report has no check {id}"));
+    assert_eq!(check.status, CheckStatus::Fail, "{id} should fail: {check:#?}");
+}
+
+/// One `#[test]` per check of a slice, each asserting its check passed in this run's
+/// unsabotaged run: `check_tests!(Val15 { val15_01_backup_created => "VAL15-01", ... })`.
+#[macro_export]
+macro_rules! check_tests {
+    ($slice:ty { $($test:ident => $id:literal),* $(,)? }) => {
+        $(
+            #[test]
+            fn $test() {
+                $crate::harness::assert_check_passes::<$slice>($id);
+            }
+        )*
+    };
+}

@@ -1,0 +1,98 @@
+//! What the VAL16 phases saw; the ten checks are computed from this alone.
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::harness::Sabotage;
+
+use crate::{
+    cluster::{Agreement, SingleWrite, StoredRow},
+    watch::StatusSample,
+    writes::WriteLog,
+};
+
+/// The lease row rewritten by SQL under the leader: another holder, a higher epoch.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Injection {
+    pub stale_leader: String,
+    pub stale_epoch: i64,
+    pub rogue_holder: String,
+    pub injected_epoch: i64,
+    /// Slice clock, right after the injecting transaction committed.
+    pub injected_at_us: u64,
+    /// Rows at the stale epoch, counted right after the injection committed.
+    pub stale_rows_at_injection: i64,
+    /// The stale leader's renew interval: the bound for its step-down.
+    pub renew_interval_ms: u64,
+}
+
+/// What the stale leader reported after the injection.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Divergence {
+    /// First status naming the injected epoch as the split brain's store epoch.
+    pub detected_ms: Option<u64>,
+    /// First status not `leader`.
+    pub stepped_down_ms: Option<u64>,
+    /// (local_epoch, store_epoch) of the reported split brain.
+    pub reported: Option<(i64, i64)>,
+}
+
+/// A leader frozen with SIGSTOP past the TTL, then resumed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Pause {
+    pub node: String,
+    pub epoch: i64,
+    pub paused_ms: u64,
+    pub successor: Option<String>,
+    pub successor_epoch: Option<i64>,
+    /// From SIGSTOP to the successor reporting leader.
+    pub takeover_ms: Option<u64>,
+    /// Rows of the paused node at its epoch when the successor took over, and at the end.
+    pub rows_at_takeover: i64,
+    pub rows_at_end: Option<i64>,
+    /// A write sent to the paused node while it was stopped, answered after SIGCONT.
+    pub pending_write: Option<SingleWrite>,
+    /// The resumed node's role a second after SIGCONT.
+    pub role_after_resume: Option<String>,
+}
+
+/// The leader cut off from PostgreSQL by iptables in its own network namespace.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Partition {
+    pub old_leader: String,
+    pub old_epoch: i64,
+    pub successor: Option<String>,
+    pub new_epoch: Option<i64>,
+    /// From the cut to the old leader reporting db_reachable=false and writes blocked.
+    pub blocked_ms: Option<u64>,
+    /// From the cut to the successor reporting leader.
+    pub takeover_ms: Option<u64>,
+    /// The old leader's role after the partition healed.
+    pub role_after_heal: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
+pub struct Observations {
+    pub baseline: Option<Agreement>,
+    /// Every row with SQL just before the injection.
+    pub pre_rows: Vec<StoredRow>,
+    pub injection: Option<Injection>,
+    pub divergence: Option<Divergence>,
+    /// One leader again, after the injection.
+    pub recovered: Option<Agreement>,
+    pub recovery_ms: Option<u64>,
+    pub pause: Option<Pause>,
+    /// Why the partition could not run here (no root, no iptables); never in CI.
+    pub partition_skipped: Option<String>,
+    pub partition: Option<Partition>,
+    /// Every write of the load-balanced client, over all phases.
+    pub writes: Vec<WriteLog>,
+    /// Every row with SQL at the end.
+    pub rows: Vec<StoredRow>,
+    /// (epoch, holder) of every acquisition, from autonomy_ha.lease_history.
+    pub lease_history: Vec<(i64, String)>,
+    pub audit: Vec<crate::cluster::AuditSeen>,
+    pub samples: Vec<StatusSample>,
+    pub aborted: Option<String>,
+}
+
+crate::observed_with_aborted_field!(Observations);
