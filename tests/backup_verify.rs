@@ -5,7 +5,7 @@
 
 use autonomy_lab as common;
 
-use common::{cli::Cli, lab::Lab, node::Node, sql};
+use common::{cli::Cli, lab::Lab, sql};
 
 /// The scratch databases drills left on the lab server.
 fn leftover_drill_databases(db: &mut postgres::Client) -> Vec<String> {
@@ -24,10 +24,8 @@ fn a_drill_is_proven_then_names_tampered_data_and_cleans_up() {
     let Some(lab) = Lab::start_or_skip("backup-verify") else {
         return;
     };
-    let mut db = sql::connect(&lab.url());
-    db.batch_execute(include_str!("../fixtures/val19.sql"))
-        .expect("the fixture loads");
-    let node = Node::start_leader(lab.node_spec("verify-n1", false)).unwrap_or_else(|e| panic!("{e}"));
+    let mut db = lab.load(common::lab::VAL19_SQL);
+    let node = lab.leader("verify-n1", false);
     let cli = Cli::for_server(&node.url);
     let created = cli.run(&["ha", "backup", "create"]);
     assert!(created.success(), "{created}");

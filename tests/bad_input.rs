@@ -71,9 +71,7 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
         return;
     };
     let url = lab.url();
-    let mut db = sql::connect(&url);
-    db.batch_execute(include_str!("../fixtures/val15.sql"))
-        .expect("the fixture loads");
+    let mut db = lab.load(common::lab::VAL15_SQL);
     let spec = |node_id: &str, maintenance_mode: bool| lab.node_spec(node_id, maintenance_mode);
     let audit_dir = lab.audit_dir();
 

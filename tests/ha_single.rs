@@ -110,7 +110,7 @@ fn a_lost_lease_session_ends_leadership_and_is_audited() {
     let Some(lab) = Lab::start_or_skip("ha-session-lost") else {
         return;
     };
-    let a = Node::start_leader(lab.node_spec("node-a", false)).unwrap_or_else(|e| panic!("{e}"));
+    let a = lab.leader("node-a", false);
     let b = Node::start(lab.node_spec("node-b", false)).unwrap_or_else(|e| panic!("{e}"));
     let before = settled(&[&a, &b], 0);
     assert_eq!(before[0]["holder_id"], "node-a");

@@ -2,14 +2,14 @@
 
 use autonomy_lab as common;
 
-use common::{cli::Cli, lab::Lab, node::Node, sql};
+use common::{cli::Cli, lab::Lab, sql};
 
 #[test]
 fn a_dropped_inventory_is_rebuilt_from_the_manifests() {
     let Some(lab) = Lab::start_or_skip("inventory") else {
         return;
     };
-    let node = Node::start_leader(lab.node_spec("inventory-node", false)).unwrap_or_else(|e| panic!("{e}"));
+    let node = lab.leader("inventory-node", false);
     let cli = Cli::for_server(&node.url);
     let created = cli.run(&["ha", "backup", "create"]);
     assert!(created.success(), "{created}");

@@ -15,9 +15,7 @@ fn a_failed_restore_changes_nothing() {
         return;
     };
     let url = lab.url();
-    let mut db = sql::connect(&url);
-    db.batch_execute(include_str!("../fixtures/val15.sql"))
-        .expect("the fixture loads");
+    let mut db = lab.load(common::lab::VAL15_SQL);
     db.batch_execute("CREATE ROLE val15_owner; CREATE TABLE owned_elsewhere (id int); ALTER TABLE owned_elsewhere OWNER TO val15_owner;")
         .expect("an owned table");
     let spec = |node_id: &str, maintenance_mode: bool| lab.node_spec(node_id, maintenance_mode);
@@ -74,9 +72,8 @@ fn a_restore_whose_node_lost_the_lease_meanwhile_changes_nothing() {
         config.connect(postgres::NoTls).expect("connect to the lab database")
     };
     let mut db = spared("setup");
-    db.batch_execute(include_str!("../fixtures/val15.sql"))
-        .expect("the fixture loads");
-    let node = Node::start_leader(lab.node_spec("fenced-normal", false)).unwrap_or_else(|e| panic!("{e}"));
+    db.batch_execute(common::lab::VAL15_SQL).expect("the fixture loads");
+    let node = lab.leader("fenced-normal", false);
     let created = Cli::for_server(&node.url).run(&["ha", "backup", "create"]);
     assert!(created.success(), "{created}");
     let id = created.field("backup_id").expect("a backup id");
@@ -85,7 +82,7 @@ fn a_restore_whose_node_lost_the_lease_meanwhile_changes_nothing() {
         .expect("a post-backup change");
     let before = sql::fingerprint(&mut db);
 
-    let maint = Node::start_leader(lab.node_spec("fenced-maint", true)).unwrap_or_else(|e| panic!("{e}"));
+    let maint = lab.leader("fenced-maint", true);
     let mut holder = spared("holder");
     let mut hold = holder.transaction().expect("begin");
     hold.batch_execute("LOCK TABLE val15_small IN ACCESS SHARE MODE")

@@ -8,17 +8,15 @@
 
 use autonomy_lab as common;
 
-use common::{cli::Cli, lab::Lab, node::Node, sql};
+use common::{cli::Cli, lab::Lab, sql};
 
 #[test]
 fn a_restore_reports_its_proof_and_refuses_an_edited_manifest() {
     let Some(lab) = Lab::start_or_skip("restore-proof") else {
         return;
     };
-    let mut db = sql::connect(&lab.url());
-    db.batch_execute(include_str!("../fixtures/val15.sql"))
-        .expect("the fixture loads");
-    let node = Node::start_leader(lab.node_spec("proof-normal", false)).unwrap_or_else(|e| panic!("{e}"));
+    let mut db = lab.load(common::lab::VAL15_SQL);
+    let node = lab.leader("proof-normal", false);
     let created = Cli::for_server(&node.url).run(&["ha", "backup", "create"]);
     assert!(created.success(), "{created}");
     let id = created.field("backup_id").expect("a backup id");
@@ -45,7 +43,7 @@ fn a_restore_reports_its_proof_and_refuses_an_edited_manifest() {
 
     db.batch_execute("UPDATE val15_small SET payload = 'after the backup'")
         .expect("a post-backup change");
-    let maint = Node::start_leader(lab.node_spec("proof-maint", true)).unwrap_or_else(|e| panic!("{e}"));
+    let maint = lab.leader("proof-maint", true);
     let restored = Cli::for_server(&maint.url).run(&["ha", "backup", "restore", &id, "--confirm"]);
     assert!(restored.success(), "{restored}");
     assert_eq!(restored.field("proof").as_deref(), Some("proven"), "{restored}");
@@ -106,10 +104,8 @@ fn a_sequence_advancing_during_the_backup_is_still_proven() {
     let Some(lab) = Lab::start_or_skip("restore-proof-busy") else {
         return;
     };
-    let mut db = sql::connect(&lab.url());
-    db.batch_execute(include_str!("../fixtures/val19.sql"))
-        .expect("the fixture loads");
-    let node = Node::start_leader(lab.node_spec("proof-busy", true)).unwrap_or_else(|e| panic!("{e}"));
+    lab.load(common::lab::VAL19_SQL);
+    let node = lab.leader("proof-busy", true);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let advancing = {
         let (stop, url) = (stop.clone(), lab.url());

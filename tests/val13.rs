@@ -3,66 +3,39 @@
 //! `cargo test --test val13` runs the slice; `cargo test --test val13 no_dual_leader` runs one
 //! check (the phases still run, once). `val13_sabotage_*` runs the slice with protected writes
 //! unfenced and shows the checks that guard fencing fail; `val13_each_check_fails_*` breaks
-//! each check's evidence in turn and shows that check alone turning FAIL.
+//! each check's evidence in turn and shows that check turning FAIL.
 
-use autonomy::evidence::{CheckStatus, Outcome};
-use autonomy_lab::{
-    self as common, check_tests,
-    harness::{assert_check_fails_when_broken, assert_fixture_passes, outcome, Sabotage},
-    slices::{val13::Observations, Val13},
-};
+use autonomy::evidence::Outcome;
+use autonomy_lab::slices::{val13::Observations, Val13};
+use autonomy_lab::{check_tests, harness::*};
 use rstest::rstest;
 
-check_tests!(Val13 {
-    val13_01_cluster_formed => "VAL13-01",
-    val13_02_follower_rejects_writes => "VAL13-02",
-    val13_03_sigterm_failover_bound => "VAL13-03",
-    val13_04_zero_data_loss => "VAL13-04",
-    val13_05_sigkill_failover_bound => "VAL13-05",
-    val13_06_epoch_monotonic => "VAL13-06",
-    val13_07_rejoin_as_follower => "VAL13-07",
-    val13_08_rapid_cycles => "VAL13-08",
-    val13_09_no_dual_leader => "VAL13-09",
-    val13_10_writes_during_failover => "VAL13-10",
-});
+check_tests!(Val13:
+    val13_01_cluster_formed val13_02_follower_rejects_writes val13_03_sigterm_failover_bound
+    val13_04_zero_data_loss val13_05_sigkill_failover_bound val13_06_epoch_monotonic
+    val13_07_rejoin_as_follower val13_08_rapid_cycles val13_09_no_dual_leader
+    val13_10_writes_during_failover
+);
 
 /// The whole report: 10/10 and PASS, the three metrics present, phases run once, the bundle
 /// complete, and every leadership change audited.
 #[test]
 fn val13_report_is_pass_with_failover_metrics() {
-    let outcome = outcome::<Val13>(Sabotage::None);
-    if outcome.skipped("val13_report_is_pass_with_failover_metrics") {
+    let Some(outcome) = assert_report_passes::<Val13>(
+        "val13_report_is_pass_with_failover_metrics",
+        &["sigterm_failover_ms", "sigkill_failover_ms", "rapid_cycle_ms"],
+        &[
+            "val13-09-status-samples.jsonl",
+            "val13-10-writes.jsonl",
+            "val13-06-lease-history.txt",
+            "val13-audit-leader-events.json",
+            "val13-n1-1.log",
+            "val13-n2-1.log",
+            "val13-report.txt",
+        ],
+    ) else {
         return;
-    }
-    let report = &outcome.report;
-    assert_eq!(
-        (report.pass, report.total, report.outcome),
-        (10, 10, Outcome::Pass),
-        "report: {report:#?}"
-    );
-    for metric in ["sigterm_failover_ms", "sigkill_failover_ms", "rapid_cycle_ms"] {
-        assert!(
-            report.metrics.contains_key(metric),
-            "no {metric} in {:?}",
-            report.metrics
-        );
-    }
-    assert_eq!(
-        common::phase::times_run("val13"),
-        1,
-        "the phases must run once per run, whatever the number of test processes"
-    );
-    for file in [
-        "val13-09-status-samples.jsonl",
-        "val13-10-writes.jsonl",
-        "val13-06-lease-history.txt",
-        "val13-audit-leader-events.json",
-        "val13-n1-1.log",
-        "val13-n2-1.log",
-        "val13-report.txt",
-    ] {
-        assert!(outcome.evidence_dir.join(file).is_file(), "the bundle lacks {file}");
-    }
+    };
     let events: Vec<serde_json::Value> = serde_json::from_str(
         &std::fs::read_to_string(outcome.evidence_dir.join("val13-audit-leader-events.json")).unwrap(),
     )
@@ -82,20 +55,11 @@ fn val13_report_is_pass_with_failover_metrics() {
 /// the follower check, the epoch check and the writes check all fail, and so does the slice.
 #[test]
 fn val13_sabotage_skip_fencing_fails_02_06_10() {
-    let outcome = outcome::<Val13>(Sabotage::SkipFencing);
-    if outcome.skipped("val13_sabotage_skip_fencing_fails_02_06_10") {
-        return;
-    }
-    let report = &outcome.report;
-    for id in ["VAL13-02", "VAL13-06", "VAL13-10"] {
-        let check = report.check(id).expect("the check exists");
-        assert_eq!(
-            check.status,
-            CheckStatus::Fail,
-            "{id} should fail without fencing; report: {report:#?}"
-        );
-    }
-    assert_eq!(report.outcome, Outcome::Fail);
+    assert_sabotage_fails::<Val13>(
+        Sabotage::SkipFencing,
+        &["VAL13-02", "VAL13-06", "VAL13-10"],
+        Outcome::Fail,
+    );
 }
 
 /// The committed observations of a passing run (fixtures/observations/val13.json) pass every

@@ -5,63 +5,37 @@
 //! show that the check then fails.
 
 use autonomy::evidence::Outcome;
-use autonomy_lab::{
-    self as common, check_tests,
-    harness::{assert_check_fails_when_broken, assert_fixture_passes, assert_sabotage_fails, outcome, Sabotage},
-    slices::{val15::Observations, Val15},
-};
+use autonomy_lab::slices::{val15::Observations, Val15};
+use autonomy_lab::{self as common, check_tests, harness::*};
 use rstest::rstest;
 
-check_tests!(Val15 {
-    val15_01_backup_created => "VAL15-01",
-    val15_02_backup_file_valid => "VAL15-02",
-    val15_03_backup_metadata_correct => "VAL15-03",
-    val15_04_checksum_verified => "VAL15-04",
-    val15_05_backup_timing_bound => "VAL15-05",
-    val15_06_restore_correct => "VAL15-06",
-    val15_07_restore_timing_bound => "VAL15-07",
-    val15_08_multi_backup_inventory => "VAL15-08",
-    val15_09_restore_requires_confirm => "VAL15-09",
-    val15_10_audit_events_captured => "VAL15-10",
-});
+check_tests!(Val15:
+    val15_01_backup_created val15_02_backup_file_valid val15_03_backup_metadata_correct
+    val15_04_checksum_verified val15_05_backup_timing_bound val15_06_restore_correct
+    val15_07_restore_timing_bound val15_08_multi_backup_inventory val15_09_restore_requires_confirm
+    val15_10_audit_events_captured
+);
 
 /// The whole report: 10/10 and PASS, with both timings, and the phases ran once.
 #[test]
 fn val15_report_is_pass_with_timings() {
-    let outcome = outcome::<Val15>(Sabotage::None);
-    let report = &outcome.report;
-    if outcome.skipped("val15_report_is_pass_with_timings") {
+    let Some(outcome) = assert_report_passes::<Val15>(
+        "val15_report_is_pass_with_timings",
+        &["backup_ms", "restore_ms"],
+        &[
+            "backups/backup-val15-a.dump",
+            "backups/backup-val15-b.dump",
+            "val15-ha-server.log",
+            "val15-ha-server-maint.log",
+            "val15-ha-server-post.log",
+        ],
+    ) else {
         return;
-    }
-    assert_eq!(
-        (report.pass, report.total, report.outcome),
-        (10, 10, Outcome::Pass),
-        "report: {report:#?}"
-    );
-    assert!(
-        report.metrics.contains_key("backup_ms") && report.metrics.contains_key("restore_ms"),
-        "{:?}",
-        report.metrics
-    );
+    };
     assert_eq!(
         outcome.observations.backups_in_first_node_log, 1,
         "the first node should have made exactly one backup"
     );
-    assert_eq!(
-        common::phase::times_run("val15"),
-        1,
-        "the phases must run once per run, whatever the number of test processes"
-    );
-    let evidence = &outcome.evidence_dir;
-    for file in [
-        "backups/backup-val15-a.dump",
-        "backups/backup-val15-b.dump",
-        "val15-ha-server.log",
-        "val15-ha-server-maint.log",
-        "val15-ha-server-post.log",
-    ] {
-        assert!(evidence.join(file).is_file(), "the bundle lacks {file}");
-    }
     let latest = common::run::evidence_root().join("latest/val15/val15-report.json");
     assert!(latest.exists(), "{} should exist", latest.display());
 }

@@ -7,26 +7,17 @@
 //! explicit SKIP). `val16_sabotage_*` runs the slice with protected writes unfenced;
 //! `val16_each_check_fails_*` breaks each check's evidence in turn and shows it turn FAIL.
 
-use autonomy::evidence::{CheckStatus, Outcome};
-use autonomy_lab::{
-    self as common, check_tests,
-    harness::{assert_check_fails_when_broken, assert_fixture_passes, outcome, Sabotage},
-    slices::{val16::Observations, Val16},
-};
+use autonomy::evidence::Outcome;
+use autonomy_lab::slices::{val16::Observations, Val16};
+use autonomy_lab::{self as common, check_tests, harness::*};
 use rstest::rstest;
 
-check_tests!(Val16 {
-    val16_01_baseline_single_leader => "VAL16-01",
-    val16_02_epoch_divergence_detected => "VAL16-02",
-    val16_03_stale_leader_stepped_down => "VAL16-03",
-    val16_04_stale_writes_rejected => "VAL16-04",
-    val16_05_recovered_single_leader => "VAL16-05",
-    val16_06_user_data_integrity => "VAL16-06",
-    val16_07_paused_leader_fenced => "VAL16-07",
-    val16_08_network_partition => "VAL16-08",
-    val16_09_no_dual_leader => "VAL16-09",
-    val16_10_audit_events_captured => "VAL16-10",
-});
+check_tests!(Val16:
+    val16_01_baseline_single_leader val16_02_epoch_divergence_detected val16_03_stale_leader_stepped_down
+    val16_04_stale_writes_rejected val16_05_recovered_single_leader val16_06_user_data_integrity
+    val16_07_paused_leader_fenced val16_08_network_partition val16_09_no_dual_leader
+    val16_10_audit_events_captured
+);
 
 /// The whole report: 10/10 and PASS (9 and PARTIAL where the partition cannot be made and the
 /// lab is not required), the metrics present, phases run once, the bundle complete.
@@ -90,24 +81,11 @@ fn val16_report_is_pass_with_detection_metrics() {
 /// after the injection, and the frozen leader commits what waited for it after it resumes.
 #[test]
 fn val16_sabotage_skip_fencing_fails_04_and_07() {
-    let outcome = outcome::<Val16>(Sabotage::SkipFencing);
-    if outcome.skipped("val16_sabotage_skip_fencing_fails_04_and_07") {
+    let Some(outcome) = assert_sabotage_fails::<Val16>(Sabotage::SkipFencing, &["VAL16-04", "VAL16-07"], Outcome::Fail)
+    else {
         return;
-    }
-    let report = &outcome.report;
+    };
     let obs = &outcome.observations;
-    assert_eq!(
-        obs.aborted, None,
-        "the sabotage run must get through its phases: {report:#?}"
-    );
-    for id in ["VAL16-04", "VAL16-07"] {
-        let check = report.check(id).expect("the check exists");
-        assert_eq!(
-            check.status,
-            CheckStatus::Fail,
-            "{id} should fail without fencing; report: {report:#?}"
-        );
-    }
     // And for the reason they guard: rows under the stale epoch after the injection, and the
     // frozen leader's rows after its successor's first.
     let injection = obs.injection.as_ref().expect("the injection ran");
@@ -125,7 +103,6 @@ fn val16_sabotage_skip_fencing_fails_04_and_07() {
         gap.is_some_and(|g| g < 0),
         "the frozen leader's write should land after its successor's first: gap {gap:?} us"
     );
-    assert_eq!(report.outcome, Outcome::Fail);
 }
 
 /// The committed observations of a passing run (fixtures/observations/val16.json) pass every

@@ -5,42 +5,21 @@
 //! suite, each change made to a copy of a drill's restored database and named by the verifier.
 //! The `judging_*` tests break one fact per check and show the check then fails.
 
-use autonomy::evidence::Outcome;
-use autonomy_lab::{
-    self as common, check_tests,
-    harness::{assert_check_fails_when_broken, assert_fixture_passes, outcome, Sabotage},
-    slices::{val19::Observations, Val19},
-};
+use autonomy_lab::slices::{val19::Observations, Val19};
+use autonomy_lab::{check_tests, harness::*};
 use rstest::rstest;
 
-check_tests!(Val19 {
-    val19_01_fixture_backed_up_with_sealed_baseline => "VAL19-01",
-    val19_02_restore_proven => "VAL19-02",
-    val19_03_drill_proven_and_removed => "VAL19-03",
-    val19_04_drill_timed_and_recorded => "VAL19-04",
-    val19_05_data_changes_named => "VAL19-05",
-    val19_06_schema_changes_named => "VAL19-06",
-    val19_07_sequence_and_large_object_named => "VAL19-07",
-    val19_08_physical_reorder_not_reported => "VAL19-08",
-    val19_09_damaged_backup_named => "VAL19-09",
-    val19_10_live_database_never_touched => "VAL19-10",
-});
+check_tests!(Val19:
+    val19_01_fixture_backed_up_with_sealed_baseline val19_02_restore_proven val19_03_drill_proven_and_removed
+    val19_04_drill_timed_and_recorded val19_05_data_changes_named val19_06_schema_changes_named
+    val19_07_sequence_and_large_object_named val19_08_physical_reorder_not_reported val19_09_damaged_backup_named
+    val19_10_live_database_never_touched
+);
 
 /// The whole report: 10/10 PASS with the drill's RTO, and the phases ran once.
 #[test]
 fn val19_report_is_pass() {
-    let outcome = outcome::<Val19>(Sabotage::None);
-    if outcome.skipped("val19_report_is_pass") {
-        return;
-    }
-    let report = &outcome.report;
-    assert_eq!(
-        (report.pass, report.total, report.outcome),
-        (10, 10, Outcome::Pass),
-        "{report:#?}"
-    );
-    assert!(report.metrics.contains_key("drill_rto_ms"), "{:?}", report.metrics);
-    assert_eq!(common::phase::times_run("val19"), 1, "the phases must run once per run");
+    assert_report_passes::<Val19>("val19_report_is_pass", &["drill_rto_ms"], &[]);
 }
 
 /// The committed observations of a passing run (fixtures/observations/val19.json) pass every

@@ -14,44 +14,23 @@ mod proof;
 use std::path::{Path, PathBuf};
 
 use autonomy::evidence::Report;
-use autonomy_lab::{
-    harness::report_of,
-    slices::{Val13, Val14, Val15, Val16, Val17},
-};
+use autonomy_lab::slices::{Val13, Val14, Val15, Val16, Val17};
 use common::cli::{Cli, CliRun};
 use proof::{Proof, Slice};
 
-/// In seed order; the names are the seed's.
-const SLICES: [Slice; 5] = [
-    Slice {
-        slice: "val13",
-        name: "HA Failover Validation",
-        run: report_of::<Val13>,
-    },
-    Slice {
-        slice: "val14",
-        name: "HA Replication Lag Baseline",
-        run: report_of::<Val14>,
-    },
-    Slice {
-        slice: "val15",
-        name: "Backup/Restore Validation",
-        run: report_of::<Val15>,
-    },
-    Slice {
-        slice: "val16",
-        name: "Split-Brain Chaos Validation",
-        run: report_of::<Val16>,
-    },
-    Slice {
-        slice: "val17",
-        name: "Quorum Loss Validation",
-        run: report_of::<Val17>,
-    },
-];
+/// The five HA slices, in their order in the report.
+fn slices() -> [Slice; 5] {
+    [
+        Slice::of::<Val13>(),
+        Slice::of::<Val14>(),
+        Slice::of::<Val15>(),
+        Slice::of::<Val16>(),
+        Slice::of::<Val17>(),
+    ]
+}
 
 fn proof() -> Proof {
-    proof::proof(&SLICES)
+    proof::proof(&slices())
 }
 
 /// True when no backend could run (the slices recorded SKIP); a failure under
@@ -159,7 +138,7 @@ fn val26_verdict() {
     eprintln!("\n{}", run.stdout.trim_end());
     assert_eq!(run.exit_code, Some(0), "lab report did not say READY:\n{run}");
     let text = &run.stdout;
-    for slice in &SLICES {
+    for slice in &slices() {
         let line = format!("{} {:<30} PASS (10/10 checks)", slice.slice.to_uppercase(), slice.name);
         assert!(text.contains(&line), "no `{line}` in:\n{text}");
     }
@@ -176,7 +155,7 @@ fn val26_verdict() {
     let json = proof.json();
     assert_eq!(json["verdict"], "HA DESIGN PARTNER READY");
     let files = json["evidence_files"].as_array().expect("evidence_files is a list");
-    for slice in &SLICES {
+    for slice in &slices() {
         let report = format!("{0}/{0}-report.json", slice.slice);
         assert!(
             files.iter().any(|f| f["path"] == report.as_str()),
@@ -208,7 +187,7 @@ fn val26_verdict_is_ready() {
 /// A copy of the run's five slice bundles, to break without touching the real one.
 fn copy_of_bundle(proof: &Proof) -> tempfile::TempDir {
     let copy = tempfile::tempdir().expect("a temp dir");
-    for slice in &SLICES {
+    for slice in &slices() {
         copy_dir(&proof.evidence_dir.join(slice.slice), &copy.path().join(slice.slice));
     }
     copy

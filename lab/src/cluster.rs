@@ -212,6 +212,17 @@ impl<'a> Cluster<'a> {
         watch::sample(self.clock, u64::MAX, node_id, &self.url(node_id))
     }
 
+    /// Every node as `id@url`, comma-separated: the report's `node`.
+    pub fn addresses(&self) -> String {
+        self.urls
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(id, url)| format!("{id}@{url}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     pub fn node_ids(&self) -> Vec<String> {
         self.urls.lock().unwrap().keys().cloned().collect()
     }

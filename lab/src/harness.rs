@@ -9,13 +9,15 @@
 use std::{
     fmt::Debug,
     path::{Path, PathBuf},
+    time::Duration,
 };
 
 use autonomy::evidence::{report::all_checks_outcome, writer::Bundle, Check, CheckStatus, Outcome, Report};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::{
-    backend::{self, PgBackend},
+    backend::{self, PgBackend, LAB_DATABASE},
+    cluster::Cluster,
     phase, run, verdict,
 };
 
@@ -89,6 +91,24 @@ pub struct SliceLab<'a> {
     pub sabotage: Sabotage,
 }
 
+impl<'a> SliceLab<'a> {
+    /// The nodes of this run on the lab database, every status polled each 50 ms, every node
+    /// started with `--unsafe-skip-fencing` when that is the sabotage.
+    pub fn cluster(&self, slice: &'static str) -> Cluster<'a> {
+        let mut cluster = Cluster::new(
+            self.bundle,
+            slice,
+            self.pg.url(LAB_DATABASE),
+            self.scratch.to_owned(),
+            Duration::from_millis(50),
+        );
+        if self.sabotage == Sabotage::SkipFencing {
+            cluster.extra_args.push("--unsafe-skip-fencing".into());
+        }
+        cluster
+    }
+}
+
 /// One validation slice (docs/VALIDATION.md): its phases, and its ten checks judged from what
 /// they observed.
 pub trait Slice {
@@ -98,6 +118,9 @@ pub trait Slice {
     /// The sabotages this slice can run, besides `Sabotage::None`.
     const SABOTAGES: &'static [Sabotage];
     type Observations: Observed;
+    /// The ten checks, from the observations alone (SKIP for every one when the lab was
+    /// skipped for `skip_reason`).
+    const EVALUATE: fn(&Self::Observations, Option<&str>) -> Vec<Check>;
 
     /// The observations before any phase ran.
     fn observations() -> Self::Observations {
@@ -107,10 +130,6 @@ pub trait Slice {
     /// Runs the phases on `lab`, recording what they see, and releases what they started.
     /// Returns why they stopped early, if they did (see `guarded`).
     fn run(lab: SliceLab<'_>, obs: &mut Self::Observations, report: &mut Report) -> Option<String>;
-
-    /// The ten checks, from the observations alone (SKIP for every one when the lab was
-    /// skipped for `skip_reason`).
-    fn evaluate(obs: &Self::Observations, skip_reason: Option<&str>) -> Vec<Check>;
 
     /// The report's metrics and any extra evidence files, once the checks are judged.
     fn summarize(_obs: &Self::Observations, _report: &mut Report, _bundle: &Bundle) {}
@@ -186,7 +205,7 @@ pub fn run_slice<S: Slice>(sabotage: Sabotage) -> SliceOutcome<S::Observations> 
             }
         }
     }
-    report.checks = S::evaluate(&obs, report.skip_reason.as_deref());
+    report.checks = (S::EVALUATE)(&obs, report.skip_reason.as_deref());
     S::summarize(&obs, &mut report, &bundle);
     let _ = bundle.write(
         &format!("{}-observations.json", S::ID),
@@ -213,26 +232,94 @@ pub fn report_of<S: Slice>() -> (Report, bool) {
     (outcome.report, ran_here)
 }
 
-/// Asserts that check `id` of the unsabotaged run passed, explaining any failure in full.
+/// Asserts that the check a test is named for passed in the unsabotaged run, explaining any
+/// failure in full. `test` is the test's name, `<slice>_<nn>_<check name>`: `val15_06_restore_correct`
+/// is check VAL15-06, and the report must name it `restore_correct`.
 #[track_caller]
-pub fn assert_check_passes<S: Slice>(id: &str) {
+pub fn assert_named_check_passes<S: Slice>(test: &str) {
+    let (id, name) = check_named_by(test);
     let outcome = outcome::<S>(Sabotage::None);
+    if let Some(check) = outcome.report.check(&id) {
+        assert_eq!(
+            check.name, name,
+            "{test} is named for {id}, whose name is {}",
+            check.name
+        );
+    }
     verdict::assert_check_passes(
         &outcome.report,
         &outcome.evidence_dir,
         outcome.observations.aborted(),
-        id,
+        &id,
     );
 }
 
-/// Asserts that `S` run with `sabotage` fails each of `ids`, and ends `expected`.
+/// `val15_06_restore_correct` → (`VAL15-06`, `restore_correct`).
+fn check_named_by(test: &str) -> (String, String) {
+    let mut parts = test.splitn(3, '_');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(slice), Some(number), Some(name)) => (format!("{}-{number}", slice.to_uppercase()), name.to_owned()),
+        _ => panic!("{test} is not named <slice>_<nn>_<check name>"),
+    }
+}
+
+/// Asserts the whole unsabotaged report of `S`: 10/10 and PASS, each of `metrics` present, the
+/// phases run once whatever the number of test processes, and each of `files` in the bundle.
+/// Returns the outcome for the test's own assertions; None when the lab was skipped.
 #[track_caller]
-pub fn assert_sabotage_fails<S: Slice>(sabotage: Sabotage, ids: &[&str], expected: Outcome) {
-    let outcome = outcome::<S>(sabotage);
-    if outcome.skipped(&format!("{} {sabotage:?}", S::ID)) {
-        return;
+pub fn assert_report_passes<S: Slice>(
+    test: &str,
+    metrics: &[&str],
+    files: &[&str],
+) -> Option<SliceOutcome<S::Observations>> {
+    let outcome = outcome::<S>(Sabotage::None);
+    if outcome.skipped(test) {
+        return None;
     }
     let report = &outcome.report;
+    assert_eq!(
+        (report.pass, report.total, report.outcome),
+        (10, 10, Outcome::Pass),
+        "report: {report:#?}"
+    );
+    for metric in metrics {
+        assert!(
+            report.metrics.contains_key(*metric),
+            "no {metric} in {:?}",
+            report.metrics
+        );
+    }
+    assert_eq!(
+        phase::times_run(S::ID),
+        1,
+        "the phases must run once per run, whatever the number of test processes"
+    );
+    for file in files {
+        assert!(outcome.evidence_dir.join(file).is_file(), "the bundle lacks {file}");
+    }
+    Some(outcome)
+}
+
+/// Asserts that `S` run with `sabotage` got through its phases (so a check fails for what the
+/// sabotage broke, not for a phase that stopped), fails each of `ids`, and ends `expected`.
+/// Returns the
+/// outcome for the test's own assertions; None when the lab was skipped.
+#[track_caller]
+pub fn assert_sabotage_fails<S: Slice>(
+    sabotage: Sabotage,
+    ids: &[&str],
+    expected: Outcome,
+) -> Option<SliceOutcome<S::Observations>> {
+    let outcome = outcome::<S>(sabotage);
+    if outcome.skipped(&format!("{} {sabotage:?}", S::ID)) {
+        return None;
+    }
+    let report = &outcome.report;
+    assert_eq!(
+        outcome.observations.aborted(),
+        None,
+        "the {sabotage:?} run must get through its phases: {report:#?}"
+    );
     for id in ids {
         let check = report
             .check(id)
@@ -244,6 +331,7 @@ pub fn assert_sabotage_fails<S: Slice>(sabotage: Sabotage, ids: &[&str], expecte
         );
     }
     assert_eq!(report.outcome, expected, "{sabotage:?}: outcome; report: {report:#?}");
+    Some(outcome)
 }
 
 /// Where the committed observations of a passing run of `S` are:
@@ -273,7 +361,7 @@ pub fn fixture<S: Slice>() -> S::Observations {
 /// mutation tests break.
 #[track_caller]
 pub fn assert_fixture_passes<S: Slice>() {
-    let checks = S::evaluate(&fixture::<S>(), None);
+    let checks = (S::EVALUATE)(&fixture::<S>(), None);
     assert_eq!(checks.len(), 10, "{checks:#?}");
     let failing: Vec<&Check> = checks.iter().filter(|c| c.status != CheckStatus::Pass).collect();
     assert!(failing.is_empty(), "the fixture of {} must pass: {failing:#?}", S::ID);
@@ -285,7 +373,7 @@ pub fn assert_fixture_passes<S: Slice>() {
 #[track_caller]
 pub fn assert_check_fails_when_broken<S: Slice>(id: &str, break_it: fn(&mut S::Observations)) {
     let mut observations = fixture::<S>();
-    let before = S::evaluate(&observations, None);
+    let before = (S::EVALUATE)(&observations, None);
     assert!(
         before
             .iter()
@@ -294,7 +382,7 @@ pub fn assert_check_fails_when_broken<S: Slice>(id: &str, break_it: fn(&mut S::O
         "{id} must pass on the fixture first: {before:#?}"
     );
     break_it(&mut observations);
-    let after = S::evaluate(&observations, None);
+    let after = (S::EVALUATE)(&observations, None);
     let check = after
         .iter()
         .find(|c| c.id == id)
@@ -302,15 +390,16 @@ pub fn assert_check_fails_when_broken<S: Slice>(id: &str, break_it: fn(&mut S::O
     assert_eq!(check.status, CheckStatus::Fail, "{id} should fail: {check:#?}");
 }
 
-/// One `#[test]` per check of a slice, each asserting its check passed in this run's
-/// unsabotaged run: `check_tests!(Val15 { val15_01_backup_created => "VAL15-01", ... })`.
+/// One `#[test]` per check of a slice, each asserting that its check passed in this run's
+/// unsabotaged run. A test is named `<slice>_<nn>_<check name>`, which says the check:
+/// `check_tests!(Val15: val15_01_backup_created val15_02_backup_file_valid ...)`.
 #[macro_export]
 macro_rules! check_tests {
-    ($slice:ty { $($test:ident => $id:literal),* $(,)? }) => {
+    ($slice:ty: $($test:ident)*) => {
         $(
             #[test]
             fn $test() {
-                $crate::harness::assert_check_passes::<$slice>($id);
+                $crate::harness::assert_named_check_passes::<$slice>(stringify!($test));
             }
         )*
     };

@@ -2,9 +2,14 @@
 
 use super::{
     backend::{self, PgBackend, LAB_DATABASE},
-    node::NodeSpec,
+    node::{Node, NodeSpec},
     run::lab_required,
 };
+
+/// The VAL15 fixture (`fixtures/val15.sql`): two tables of known rows.
+pub const VAL15_SQL: &str = include_str!("../../fixtures/val15.sql");
+/// The fidelity fixture (`fixtures/val19.sql`): every kind of object a restore must bring back.
+pub const VAL19_SQL: &str = include_str!("../../fixtures/val19.sql");
 
 pub struct Lab {
     pub pg: Box<dyn PgBackend>,
@@ -35,6 +40,22 @@ impl Lab {
     /// URL of the lab's application database.
     pub fn url(&self) -> String {
         self.pg.url(LAB_DATABASE)
+    }
+
+    /// A connection to the lab database, with `fixture` loaded.
+    #[track_caller]
+    pub fn load(&self, fixture: &str) -> postgres::Client {
+        let mut db = super::sql::connect(&self.url());
+        db.batch_execute(fixture)
+            .unwrap_or_else(|e| panic!("the fixture loads: {e}"));
+        db
+    }
+
+    /// Starts `node_id` on the lab database (in maintenance mode or not) and waits until it
+    /// leads.
+    #[track_caller]
+    pub fn leader(&self, node_id: &str, maintenance_mode: bool) -> Node {
+        Node::start_leader(self.node_spec(node_id, maintenance_mode)).unwrap_or_else(|e| panic!("{node_id}: {e}"))
     }
 
     /// A node on the lab database sharing the lab's backup and audit directories.

@@ -63,6 +63,17 @@ pub struct Slice {
     pub run: fn() -> (Report, bool),
 }
 
+impl Slice {
+    /// Slice `S`: its id, its name (its title after the number), its unsabotaged run.
+    pub fn of<S: autonomy_lab::harness::Slice>() -> Self {
+        Self {
+            slice: S::ID,
+            name: S::TITLE.split_once(" — ").map_or(S::TITLE, |(_, name)| name),
+            run: autonomy_lab::harness::report_of::<S>,
+        }
+    }
+}
+
 /// Runs (or reads) every slice, printing a line per slice, then the VAL26 report.
 pub fn proof(slices: &[Slice]) -> Proof {
     run_once("val26", || {

@@ -16,7 +16,6 @@ use super::{
 };
 use crate::{
     backend::LAB_DATABASE,
-    cluster::Cluster,
     harness::{guarded, Slice, SliceLab},
     node::Node,
     sql,
@@ -31,19 +30,11 @@ impl Slice for Val13 {
     const TITLE: &'static str = "VAL 13 — HA Failover Validation";
     const SABOTAGES: &'static [Sabotage] = &[Sabotage::SkipFencing];
     type Observations = Observations;
+    const EVALUATE: fn(&Observations, Option<&str>) -> Vec<Check> = evaluate;
 
     fn run(lab: SliceLab<'_>, obs: &mut Observations, report: &mut Report) -> Option<String> {
-        let mut cluster = Cluster::new(
-            lab.bundle,
-            Self::ID,
-            lab.pg.url(LAB_DATABASE),
-            lab.scratch.to_owned(),
-            Duration::from_millis(50),
-        );
+        let mut cluster = lab.cluster(Self::ID);
         cluster.samples_file = "val13-09-status-samples.jsonl".into();
-        if lab.sabotage == Sabotage::SkipFencing {
-            cluster.extra_args.push("--unsafe-skip-fencing".into());
-        }
         let mut lab = Lab {
             pg: &*lab.pg,
             sabotage: lab.sabotage,
@@ -51,20 +42,8 @@ impl Slice for Val13 {
         };
         let aborted = guarded(|| lab.phases(obs, report));
         lab.finish(obs);
-        report.node = Some(
-            lab.urls
-                .lock()
-                .unwrap()
-                .iter()
-                .map(|(id, url)| format!("{id}@{url}"))
-                .collect::<Vec<_>>()
-                .join(", "),
-        );
+        report.node = Some(lab.addresses());
         aborted
-    }
-
-    fn evaluate(obs: &Observations, skip_reason: Option<&str>) -> Vec<Check> {
-        evaluate(obs, skip_reason)
     }
 
     fn summarize(obs: &Observations, report: &mut Report, _bundle: &Bundle) {

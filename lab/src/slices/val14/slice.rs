@@ -40,6 +40,7 @@ impl Slice for Val14 {
     const TITLE: &'static str = "VAL 14 — HA Replication Lag Baseline";
     const SABOTAGES: &'static [Sabotage] = &[Sabotage::NodeWithoutMonitorRole];
     type Observations = Observations;
+    const EVALUATE: fn(&Observations, Option<&str>) -> Vec<Check> = evaluate;
 
     fn observations() -> Observations {
         Observations {
@@ -75,10 +76,6 @@ impl Slice for Val14 {
         }
         drop(standby);
         aborted
-    }
-
-    fn evaluate(obs: &Observations, skip_reason: Option<&str>) -> Vec<Check> {
-        evaluate(obs, skip_reason)
     }
 
     fn summarize(obs: &Observations, report: &mut Report, _bundle: &Bundle) {

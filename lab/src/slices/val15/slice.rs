@@ -59,6 +59,7 @@ impl Slice for Val15 {
     const TITLE: &'static str = "VAL 15 — Backup/Restore Validation";
     const SABOTAGES: &'static [Sabotage] = &[Sabotage::WrongRestore, Sabotage::AlterArchive, Sabotage::BypassConfirm];
     type Observations = Observations;
+    const EVALUATE: fn(&Observations, Option<&str>) -> Vec<Check> = evaluate;
 
     fn run(lab: SliceLab<'_>, obs: &mut Observations, report: &mut Report) -> Option<String> {
         let mut lab = Lab {
@@ -75,10 +76,6 @@ impl Slice for Val15 {
             .matches("backup created")
             .count();
         aborted
-    }
-
-    fn evaluate(obs: &Observations, skip_reason: Option<&str>) -> Vec<Check> {
-        evaluate(obs, skip_reason)
     }
 
     fn summarize(obs: &Observations, report: &mut Report, bundle: &Bundle) {
@@ -162,7 +159,7 @@ impl Lab<'_> {
             .map_err(|e| e.to_string())?
             .get(0);
         report.server_version = Some(version.clone());
-        let load = sql::exec_transcript(&mut db, include_str!("../../../../fixtures/val15.sql"))?;
+        let load = sql::exec_transcript(&mut db, crate::lab::VAL15_SQL)?;
         let counts = sql::exec_transcript(
             &mut db,
             "SELECT (SELECT count(*) FROM val15_small) AS small, (SELECT count(*) FROM val15_medium) AS medium",

@@ -36,24 +36,16 @@ impl Slice for Val16 {
     const TITLE: &'static str = "VAL 16 — Split-Brain Chaos Validation";
     const SABOTAGES: &'static [Sabotage] = &[Sabotage::SkipFencing];
     type Observations = Observations;
+    const EVALUATE: fn(&Observations, Option<&str>) -> Vec<Check> = evaluate;
 
     fn run(lab: SliceLab<'_>, obs: &mut Observations, report: &mut Report) -> Option<String> {
-        let mut cluster = Cluster::new(
-            lab.bundle,
-            Self::ID,
-            lab.pg.url(LAB_DATABASE),
-            lab.scratch.to_owned(),
-            Duration::from_millis(50),
-        );
-        cluster.extra_args = vec![
+        let mut cluster = lab.cluster(Self::ID);
+        cluster.extra_args.extend([
             "--lease-ttl-ms".into(),
             LEASE_TTL_MS.to_string(),
             "--renew-interval-ms".into(),
             RENEW_INTERVAL_MS.to_string(),
-        ];
-        if lab.sabotage == Sabotage::SkipFencing {
-            cluster.extra_args.push("--unsafe-skip-fencing".into());
-        }
+        ]);
         let mut writer = None;
         let mut host = None;
         let aborted = guarded(|| phases(&mut cluster, &*lab.pg, &mut writer, &mut host, obs, report));
@@ -62,21 +54,8 @@ impl Slice for Val16 {
         }
         finish(&mut cluster, &*lab.pg, obs);
         drop(host); // after the nodes in it are stopped
-        report.node = Some(
-            cluster
-                .urls
-                .lock()
-                .unwrap()
-                .iter()
-                .map(|(id, url)| format!("{id}@{url}"))
-                .collect::<Vec<_>>()
-                .join(", "),
-        );
+        report.node = Some(cluster.addresses());
         aborted
-    }
-
-    fn evaluate(obs: &Observations, skip_reason: Option<&str>) -> Vec<Check> {
-        evaluate(obs, skip_reason)
     }
 
     fn summarize(obs: &Observations, report: &mut Report, _bundle: &Bundle) {

@@ -30,35 +30,14 @@ impl Slice for Val17 {
     const TITLE: &'static str = "VAL 17 — Quorum Loss Validation";
     const SABOTAGES: &'static [Sabotage] = &[Sabotage::SkipFencing];
     type Observations = Observations;
+    const EVALUATE: fn(&Observations, Option<&str>) -> Vec<Check> = evaluate;
 
     fn run(lab: SliceLab<'_>, obs: &mut Observations, report: &mut Report) -> Option<String> {
-        let mut cluster = Cluster::new(
-            lab.bundle,
-            Self::ID,
-            lab.pg.url(LAB_DATABASE),
-            lab.scratch.to_owned(),
-            Duration::from_millis(50),
-        );
-        if lab.sabotage == Sabotage::SkipFencing {
-            cluster.extra_args.push("--unsafe-skip-fencing".into());
-        }
+        let mut cluster = lab.cluster(Self::ID);
         let aborted = guarded(|| phases(&mut cluster, &mut *lab.pg, obs, report));
         finish(&mut cluster, &*lab.pg, obs);
-        report.node = Some(
-            cluster
-                .urls
-                .lock()
-                .unwrap()
-                .iter()
-                .map(|(id, url)| format!("{id}@{url}"))
-                .collect::<Vec<_>>()
-                .join(", "),
-        );
+        report.node = Some(cluster.addresses());
         aborted
-    }
-
-    fn evaluate(obs: &Observations, skip_reason: Option<&str>) -> Vec<Check> {
-        evaluate(obs, skip_reason)
     }
 
     fn summarize(obs: &Observations, report: &mut Report, _bundle: &Bundle) {

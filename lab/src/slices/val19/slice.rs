@@ -118,6 +118,7 @@ impl Slice for Val19 {
     const TITLE: &'static str = "VAL 19 — Restore Fidelity";
     const SABOTAGES: &'static [Sabotage] = &[];
     type Observations = Observations;
+    const EVALUATE: fn(&Observations, Option<&str>) -> Vec<Check> = evaluate;
 
     fn run(lab: SliceLab<'_>, obs: &mut Observations, report: &mut Report) -> Option<String> {
         let mut lab = Lab {
@@ -131,10 +132,6 @@ impl Slice for Val19 {
         report.node = lab.node_addr.clone();
         report.server_version = lab.server_version.clone();
         aborted
-    }
-
-    fn evaluate(obs: &Observations, skip_reason: Option<&str>) -> Vec<Check> {
-        evaluate(obs, skip_reason)
     }
 
     fn summarize(obs: &Observations, report: &mut Report, _bundle: &Bundle) {
@@ -189,7 +186,7 @@ impl Lab<'_> {
             .map_err(|e| format!("read the server version: {e}"))?
             .get(0);
         self.server_version = Some(version);
-        live.batch_execute(include_str!("../../../../fixtures/val19.sql"))
+        live.batch_execute(crate::lab::VAL19_SQL)
             .map_err(|e| format!("load fixtures/val19.sql: {e}"))?;
         let facts = live
             .query_one(
