@@ -242,14 +242,7 @@ fn outage(cluster: &Cluster, pg: &mut dyn PgBackend) -> (u64, u64, u64, u64) {
     let starting = Instant::now();
     pg.start_again().unwrap();
     let restart = starting.elapsed();
-    poll_until(cluster, &everyone, |views| {
-        views.iter().all(|v| v.db_reachable == Some(true))
-            && views
-                .iter()
-                .filter(|v| v.can_accept_protected_writes == Some(true))
-                .count()
-                == 1
-    });
+    poll_until(cluster, &everyone, common::cluster::recovered);
     let recovery = starting.elapsed();
     (
         detection.as_micros() as u64,
@@ -310,15 +303,7 @@ fn kill_or_pause(cluster: &mut Cluster, db: &mut postgres::Client, signal: Signa
 fn partition(cluster: &mut Cluster, pg: &dyn PgBackend, host: &NetnsHost, relay_port: u16) -> (i64, i64, u64) {
     // Make the namespace node the leader: it starts (or stays) while the other steps aside.
     if !cluster.nodes.contains_key(PARTITIONED) {
-        let mut spec = cluster.spec(PARTITIONED);
-        spec.database_url = pg.url(LAB_DATABASE).replace(
-            &format!("127.0.0.1:{}", pg.port()),
-            &format!("{}:{relay_port}", host.host_ip),
-        );
-        spec.listen = format!("{}:0", host.ns_ip);
-        spec.extra_args.push("--allow-remote".into());
-        spec.wrapper = host.exec_prefix();
-        cluster.start_spec(spec).unwrap();
+        cluster.start_in_namespace(PARTITIONED, pg, host, relay_port).unwrap();
     }
     loop {
         let agreed = cluster.wait_for_agreement(Duration::from_secs(30)).unwrap();

@@ -36,16 +36,7 @@ fn a_drill_is_proven_then_names_tampered_data_and_cleans_up() {
     assert_eq!(proven.exit_code, Some(0), "{proven}");
     assert_eq!(proven.field("outcome").as_deref(), Some("proven"), "{proven}");
     assert_eq!(proven.field("kept").as_deref(), Some("false"), "{proven}");
-    for phase in [
-        "archive_check",
-        "create_database",
-        "pre_data",
-        "data",
-        "post_data",
-        "proof",
-        "amcheck",
-        "cleanup",
-    ] {
+    for phase in common::slices::val19::DRILL_PHASES {
         assert!(
             proven.stdout.contains(&format!("\nphase {phase} ms=")),
             "no phase {phase}: {proven}"

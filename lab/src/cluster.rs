@@ -15,6 +15,8 @@ use autonomy::{
 use serde::{Deserialize, Serialize};
 
 use super::{
+    backend::{PgBackend, LAB_DATABASE},
+    netns::NetnsHost,
     node::{Node, NodeSpec},
     watch::{self, Clock, StatusSample, StatusWatch},
     LAB_TOKEN,
@@ -32,6 +34,8 @@ pub struct StoredRow {
     /// When it was inserted, by the database clock (microseconds since 1970).
     pub created_us: i64,
 }
+
+crate::fenced_row!(StoredRow);
 
 /// An audit event reduced to what the checks read.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -158,6 +162,27 @@ impl<'a> Cluster<'a> {
     /// Starts (or restarts) one node and waits until it listens.
     pub fn start(&mut self, node_id: &str) -> Result<(), String> {
         self.start_all(&[node_id])
+    }
+
+    /// Starts `node_id` inside `host`'s network namespace, listening on the namespace's address
+    /// and reaching the database only through the host's relay on `relay_port` (which the
+    /// partition cuts).
+    pub fn start_in_namespace(
+        &mut self,
+        node_id: &str,
+        pg: &dyn PgBackend,
+        host: &NetnsHost,
+        relay_port: u16,
+    ) -> Result<(), String> {
+        let mut spec = self.spec(node_id);
+        spec.database_url = pg.url(LAB_DATABASE).replace(
+            &format!("127.0.0.1:{}", pg.port()),
+            &format!("{}:{relay_port}", host.host_ip),
+        );
+        spec.listen = format!("{}:0", host.ns_ip);
+        spec.extra_args.push("--allow-remote".into());
+        spec.wrapper = host.exec_prefix();
+        self.start_spec(spec)
     }
 
     /// Starts one node from `spec` (adjusted by the caller) and waits until it listens.
@@ -353,6 +378,17 @@ pub fn agreed(views: &[StatusSample]) -> bool {
             && v.epoch == leader.epoch
             && (v.is_leader() || v.role.as_deref() == Some("follower"))
     })
+}
+
+/// Every node reaches the database again and exactly one accepts protected writes: a cluster
+/// recovered from losing its database.
+pub fn recovered(views: &[StatusSample]) -> bool {
+    views.iter().all(|v| v.db_reachable == Some(true))
+        && views
+            .iter()
+            .filter(|v| v.can_accept_protected_writes == Some(true))
+            .count()
+            == 1
 }
 
 /// Every rollout with SQL, in id order.

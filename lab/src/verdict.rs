@@ -101,3 +101,52 @@ pub fn assert_check_passes(
         evidence_dir.display(),
     );
 }
+
+/// A protected write as stored: its id, the epoch it committed at, the node that wrote it.
+pub trait FencedRow {
+    fn id(&self) -> i64;
+    fn epoch(&self) -> i64;
+    fn leader_id(&self) -> &str;
+}
+
+/// Rows whose epoch was not held by the node that wrote them, or that committed after a row
+/// of a later epoch (ids are taken inside the fenced transaction, so in id order epochs never
+/// fall), each with why. `history` is the lease history: (epoch, holder).
+pub fn misattributed_rows<'a, R: FencedRow>(rows: &'a [R], history: &[(i64, String)]) -> Vec<(&'a R, String)> {
+    let holders: std::collections::BTreeMap<i64, &str> = history.iter().map(|(e, h)| (*e, h.as_str())).collect();
+    let mut wrong = Vec::new();
+    let mut highest = i64::MIN;
+    let mut ordered: Vec<&R> = rows.iter().collect();
+    ordered.sort_by_key(|r| r.id());
+    for row in ordered {
+        let (epoch, writer) = (row.epoch(), row.leader_id());
+        match holders.get(&epoch) {
+            Some(holder) if *holder == writer => {}
+            Some(holder) => wrong.push((row, format!("epoch {epoch} was held by {holder}, not {writer}"))),
+            None => wrong.push((row, format!("epoch {epoch} was never acquired"))),
+        }
+        if epoch < highest {
+            wrong.push((row, format!("epoch {epoch} committed after a row of epoch {highest}")));
+        }
+        highest = highest.max(epoch);
+    }
+    wrong
+}
+
+/// `FencedRow` for a row struct with `id`, `epoch` and `leader_id` fields.
+#[macro_export]
+macro_rules! fenced_row {
+    ($row:ty) => {
+        impl $crate::verdict::FencedRow for $row {
+            fn id(&self) -> i64 {
+                self.id
+            }
+            fn epoch(&self) -> i64 {
+                self.epoch
+            }
+            fn leader_id(&self) -> &str {
+                &self.leader_id
+            }
+        }
+    };
+}

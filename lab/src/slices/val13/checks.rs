@@ -1,11 +1,10 @@
 //! VAL13's ten checks (issue 3, seed 004), each computed from the phases' observations alone.
 
-use std::collections::BTreeMap;
-
 use autonomy::evidence::Check;
 
 use super::observations::{Failover, Observations, RowSeen};
 use crate::{
+    verdict::misattributed_rows,
     verdict::{Judge, Verdict},
     watch::{dual_leaders, max_leaders_per_round},
 };
@@ -97,34 +96,6 @@ fn failover_verdict(f: &Failover, file: &str) -> Verdict {
     )
 }
 
-/// Rows whose epoch was not held by the node that wrote them, or that committed after a row
-/// of a later epoch (ids are taken after the fencing check, so in id order epochs never fall).
-pub fn stale_rows<'a>(rows: &'a [RowSeen], history: &[(i64, String)]) -> Vec<(&'a RowSeen, String)> {
-    let holders: BTreeMap<i64, &str> = history.iter().map(|(e, h)| (*e, h.as_str())).collect();
-    let mut stale = Vec::new();
-    let mut highest = i64::MIN;
-    let mut ordered: Vec<&RowSeen> = rows.iter().collect();
-    ordered.sort_by_key(|r| r.id);
-    for row in ordered {
-        match holders.get(&row.epoch) {
-            Some(holder) if *holder == row.leader_id => {}
-            Some(holder) => stale.push((
-                row,
-                format!("epoch {} was held by {holder}, not {}", row.epoch, row.leader_id),
-            )),
-            None => stale.push((row, format!("epoch {} was never acquired", row.epoch))),
-        }
-        if row.epoch < highest {
-            stale.push((
-                row,
-                format!("epoch {} committed after a row of epoch {highest}", row.epoch),
-            ));
-        }
-        highest = highest.max(row.epoch);
-    }
-    stale
-}
-
 fn epoch_monotonic(obs: &Observations) -> Option<Verdict> {
     let failovers = obs.failovers();
     if failovers.is_empty() || obs.lease_history.is_empty() {
@@ -134,7 +105,7 @@ fn epoch_monotonic(obs: &Observations) -> Option<Verdict> {
         .iter()
         .all(|f| f.epoch_after.is_some_and(|after| after > f.epoch_before));
     let history_rising = obs.lease_history.windows(2).all(|w| w[1].0 > w[0].0);
-    let stale = stale_rows(&obs.rows, &obs.lease_history);
+    let stale = misattributed_rows(&obs.rows, &obs.lease_history);
     let epochs: Vec<String> = failovers
         .iter()
         .map(|f| {
@@ -229,7 +200,7 @@ fn writes_during_failover(obs: &Observations) -> Option<Verdict> {
         .filter(|r| names.contains(r.name.as_str()))
         .cloned()
         .collect();
-    let stale = stale_rows(&writer_rows, &obs.lease_history);
+    let stale = misattributed_rows(&writer_rows, &obs.lease_history);
     let ok = before > 0 && after > 0 && lost.is_empty() && unsettled == 0 && stale.is_empty();
     Some((
         ok,

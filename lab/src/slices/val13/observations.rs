@@ -107,3 +107,4 @@ impl Observations {
 }
 
 crate::observed_with_aborted_field!(Observations);
+crate::fenced_row!(RowSeen);

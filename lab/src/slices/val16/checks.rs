@@ -7,6 +7,7 @@ use autonomy::evidence::Check;
 use super::{observations::Observations, slice::LEASE_TTL_MS};
 use crate::{
     cluster::{agreed, write_gap_us, StoredRow},
+    verdict::misattributed_rows,
     verdict::{Judge, Verdict},
     watch::dual_leaders,
 };
@@ -99,32 +100,6 @@ pub fn evaluate(obs: &Observations, skip_reason: Option<&str>) -> Vec<Check> {
 
 fn gap_ms(gap_us: Option<i64>) -> String {
     gap_us.map_or("none".into(), |us| format!("{:.1}", us as f64 / 1000.0))
-}
-
-/// Rows whose epoch was not granted to their writer, or that were inserted after a row of a
-/// later epoch (in id order epochs never fall: ids are taken inside the fenced transaction).
-pub fn misattributed_rows<'a>(rows: &'a [StoredRow], history: &[(i64, String)]) -> Vec<(&'a StoredRow, String)> {
-    let holders: BTreeMap<i64, &str> = history.iter().map(|(e, h)| (*e, h.as_str())).collect();
-    let mut wrong = Vec::new();
-    let mut highest = i64::MIN;
-    for row in rows {
-        match holders.get(&row.epoch) {
-            Some(holder) if *holder == row.leader_id => {}
-            Some(holder) => wrong.push((
-                row,
-                format!("epoch {} was held by {holder}, not {}", row.epoch, row.leader_id),
-            )),
-            None => wrong.push((row, format!("epoch {} was never granted", row.epoch))),
-        }
-        if row.epoch < highest {
-            wrong.push((
-                row,
-                format!("epoch {} inserted after a row of epoch {highest}", row.epoch),
-            ));
-        }
-        highest = highest.max(row.epoch);
-    }
-    wrong
 }
 
 fn data_integrity(obs: &Observations) -> Verdict {

@@ -327,15 +327,7 @@ fn partition(
     writer: &mut Option<Writer>,
 ) -> Result<Partition, String> {
     let relay_port = host.relay_to(pg.port())?;
-    let mut spec = cluster.spec(PARTITIONED);
-    spec.database_url = pg.url(LAB_DATABASE).replace(
-        &format!("127.0.0.1:{}", pg.port()),
-        &format!("{}:{relay_port}", host.host_ip),
-    );
-    spec.listen = format!("{}:0", host.ns_ip);
-    spec.extra_args.push("--allow-remote".into());
-    spec.wrapper = host.exec_prefix();
-    cluster.start_spec(spec)?;
+    cluster.start_in_namespace(PARTITIONED, pg, host, relay_port)?;
     cluster.nodes[PARTITIONED].wait_for_role("leader", Duration::from_secs(15))?;
     let follower = NODES[0];
     let spec = cluster.spec(follower);

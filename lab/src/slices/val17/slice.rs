@@ -130,14 +130,7 @@ fn phases(
     obs.restart_issued_us = Some(cluster.clock.now_us());
     pg.start_again()?;
     obs.accepting_us = Some(cluster.clock.now_us());
-    let recovered = cluster.wait_for(Duration::from_secs(35), |views| {
-        views.iter().all(|v| v.db_reachable == Some(true))
-            && views
-                .iter()
-                .filter(|v| v.can_accept_protected_writes == Some(true))
-                .count()
-                == 1
-    });
+    let recovered = cluster.wait_for(Duration::from_secs(35), crate::cluster::recovered);
     obs.recovery_ms = recovered.as_ref().ok().map(|_| {
         (cluster
             .clock
