@@ -11,7 +11,7 @@
 
 use std::{
     io::{Read, Write},
-    process::Stdio,
+    process::{Child, ExitStatus, Stdio},
     time::Instant,
 };
 
@@ -115,9 +115,56 @@ pub fn replay_archive(
     crate::ident::validate("backup id", &mark.backup_id)?;
     crate::ident::validate("restore id", &mark.restore_id)?;
     let started = Instant::now();
-    // pg_restore reads the archive from its stdin: the file already opened and hashed, so
-    // nothing swapped in at the path afterwards can be restored instead.
-    let mut restore = tools
+    let mut restore = spawn_pg_restore(tools, archive)?;
+    let mut script = restore.stdout.take().expect("stdout was piped");
+    let mut psql = match spawn_psql(tools, &clear_database_sql(fence, node_id, epoch)) {
+        Ok(child) => child,
+        Err(error) => {
+            let _ = restore.kill();
+            let _ = restore.wait();
+            return Err(error);
+        }
+    };
+
+    let restore_stderr = drain(restore.stderr.take().expect("stderr was piped"));
+    let psql_stderr = drain(psql.stderr.take().expect("stderr was piped"));
+    let mut to_psql = psql.stdin.take().expect("stdin was piped");
+    let (relayed, tail) = relay_holding_back(&mut script, &mut to_psql);
+    if !relayed {
+        let _ = restore.kill();
+    }
+    drop(script);
+    let restore_status = restore.wait().map_err(|source| BackupError::Spawn {
+        tool: "pg_restore",
+        source,
+    })?;
+    let finish = if relayed && restore_status.success() {
+        with_fence_before_commit(&tail, &fence_before_commit_sql(fence, node_id, epoch, mark))
+    } else {
+        None
+    };
+    let committing = finish.is_some();
+    if let Some(finish) = finish {
+        let _ = to_psql.write_all(finish.as_bytes());
+    }
+    // End of input without a COMMIT: psql exits and PostgreSQL rolls the transaction back.
+    drop(to_psql);
+    let psql_status = psql
+        .wait()
+        .map_err(|source| BackupError::Spawn { tool: "psql", source })?;
+    replay_result(
+        (psql_status, &psql_stderr.join().unwrap_or_default()),
+        (restore_status, &restore_stderr.join().unwrap_or_default()),
+        committing,
+    )?;
+    Ok(started.elapsed().as_millis() as u64)
+}
+
+/// pg_restore writing the archive's script to its stdout. It reads the archive from its stdin:
+/// the file already opened and hashed, so nothing swapped in at the path afterwards can be
+/// restored instead.
+fn spawn_pg_restore(tools: &PgTools, archive: &StagedArchive) -> Result<Child, BackupError> {
+    tools
         .command("pg_restore")
         .args(["--single-transaction", "--exit-on-error", "--file=-"])
         .stdin(Stdio::from(
@@ -129,32 +176,27 @@ pub fn replay_archive(
         .map_err(|source| BackupError::Spawn {
             tool: "pg_restore",
             source,
-        })?;
-    let mut script = restore.stdout.take().expect("stdout was piped");
+        })
+}
 
-    let psql = tools
+/// psql running `first` and then the script on its stdin, stopping at the first error.
+fn spawn_psql(tools: &PgTools, first: &str) -> Result<Child, BackupError> {
+    tools
         .command("psql")
         .args(["--no-psqlrc", "--quiet", "--no-password", "--set=ON_ERROR_STOP=1"])
-        .arg(format!("--command={}", clear_database_sql(fence, node_id, epoch)))
+        .arg(format!("--command={first}"))
         .arg("--file=-")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
-        .spawn();
-    let mut psql = match psql {
-        Ok(child) => child,
-        Err(source) => {
-            let _ = restore.kill();
-            let _ = restore.wait();
-            return Err(BackupError::Spawn { tool: "psql", source });
-        }
-    };
+        .spawn()
+        .map_err(|source| BackupError::Spawn { tool: "psql", source })
+}
 
-    let restore_stderr = drain(restore.stderr.take().expect("stderr was piped"));
-    let psql_stderr = drain(psql.stderr.take().expect("stderr was piped"));
-    let mut to_psql = psql.stdin.take().expect("stdin was piped");
-    // Relay the script, holding back its tail (the archive's COMMIT). A write error means psql
-    // stopped on an error; pg_restore is then ended, and psql's message reported below.
+/// Relays the script, holding back its tail (the archive's COMMIT); returns whether all of it
+/// was read and sent but the tail, and the tail. A write error means psql stopped on an error;
+/// the caller then ends pg_restore, and psql's message is the one reported.
+fn relay_holding_back(script: &mut impl Read, to_psql: &mut impl Write) -> (bool, Vec<u8>) {
     let mut tail: Vec<u8> = Vec::new();
     let mut chunk = vec![0u8; 256 * 1024];
     let relayed = loop {
@@ -173,50 +215,40 @@ pub fn replay_archive(
             Err(_) => break false,
         }
     };
-    if !relayed {
-        let _ = restore.kill();
-    }
-    drop(script);
-    let restore_status = restore.wait().map_err(|source| BackupError::Spawn {
-        tool: "pg_restore",
-        source,
-    })?;
-    // The script ends `COMMIT;`, then comments and (in recent minor versions) `\unrestrict
-    // <key>`: the fencing check goes in just before that COMMIT, the rest follows it.
-    let text = String::from_utf8_lossy(&tail);
-    let commit_at = text.rfind("\nCOMMIT;\n");
-    let committing = relayed && restore_status.success() && commit_at.is_some();
-    if let (true, Some(at)) = (committing, commit_at) {
-        let finish = format!(
-            "{}{}{}",
-            &text[..=at],
-            fence_before_commit_sql(fence, node_id, epoch, mark),
-            &text[at + "\nCOMMIT;\n".len()..]
-        );
-        let _ = to_psql.write_all(finish.as_bytes());
-    }
-    // End of input without a COMMIT: psql exits and PostgreSQL rolls the transaction back.
-    drop(to_psql);
-    let psql_status = psql
-        .wait()
-        .map_err(|source| BackupError::Spawn { tool: "psql", source })?;
-    let restore_stderr = restore_stderr.join().unwrap_or_default();
-    let psql_stderr = psql_stderr.join().unwrap_or_default();
+    (relayed, tail)
+}
 
+/// The held-back tail with `fence` just before its COMMIT; None when it has no COMMIT. The
+/// script ends `COMMIT;`, then comments and (in recent minor versions) `\unrestrict <key>`:
+/// the rest follows the fence's own COMMIT.
+fn with_fence_before_commit(tail: &[u8], fence: &str) -> Option<String> {
+    const COMMIT: &str = "\nCOMMIT;\n";
+    let text = String::from_utf8_lossy(tail);
+    let at = text.rfind(COMMIT)?;
+    Some(format!("{}{fence}{}", &text[..=at], &text[at + COMMIT.len()..]))
+}
+
+/// The replay's result from how psql and pg_restore ended (status and stderr each), and
+/// whether the COMMIT was sent.
+fn replay_result(
+    (psql_status, psql_stderr): (ExitStatus, &[u8]),
+    (restore_status, restore_stderr): (ExitStatus, &[u8]),
+    committing: bool,
+) -> Result<(), BackupError> {
     // psql first: when it stops on an error, pg_restore dies of the closed pipe, and the
     // useful message is psql's.
     if !psql_status.success() {
         return Err(BackupError::Tool {
             tool: "psql (restore transaction rolled back)",
             status: psql_status.to_string(),
-            stderr: stderr_tail(&psql_stderr, 2000),
+            stderr: stderr_tail(psql_stderr, 2000),
         });
     }
     if !restore_status.success() {
         return Err(BackupError::Tool {
             tool: "pg_restore (restore transaction rolled back)",
             status: restore_status.to_string(),
-            stderr: stderr_tail(&restore_stderr, 2000),
+            stderr: stderr_tail(restore_stderr, 2000),
         });
     }
     if !committing {
@@ -226,7 +258,7 @@ pub fn replay_archive(
             stderr: "the archive's script did not end with its COMMIT; nothing was committed".into(),
         });
     }
-    Ok(started.elapsed().as_millis() as u64)
+    Ok(())
 }
 
 fn drain(mut stream: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {

@@ -5,9 +5,11 @@ use crate::{
     backup::{
         inventory,
         manifest::{self, RestoreReport, RestoreRequest, RestoreStatus},
+        proof::ProofReport,
         restore,
         service::{terminate_other_sessions, RestoringFlag},
-        BackupError, BackupService,
+        store::StagedArchive,
+        BackupError, BackupService, Manifest,
     },
     db::DbError,
     ident,
@@ -34,38 +36,10 @@ impl BackupService {
         let _restoring = RestoringFlag::raise(&self.restoring);
         let started = std::time::Instant::now();
 
-        let recorded = {
-            let client = self.db.get().await?;
-            inventory::get(&*client, backup_id).await?
-        };
-        if let Err(reason) = manifest::trust_for_restore(&manifest, recorded.as_ref(), request.allow_unsealed_manifest)
-        {
-            return Err(self.reject_restore(BackupError::ManifestUntrusted {
-                backup_id: backup_id.to_owned(),
-                reason,
-            }));
-        }
-        // The archive is opened once: the file hashed is the file restored.
-        let store = self.store.clone();
-        let id = backup_id.to_owned();
-        let opened = tokio::task::spawn_blocking(move || {
-            let mut staged = store.stage_archive(&id)?;
-            let actual = staged.sha256()?;
-            Ok::<_, BackupError>((staged, actual))
-        })
-        .await
-        .expect("hashing does not panic");
-        let (archive, actual) = match opened {
-            Ok(opened) => opened,
-            Err(error) => return Err(self.reject_restore(error)),
-        };
-        if actual != manifest.sha256 {
-            return Err(self.reject_restore(BackupError::ChecksumMismatch {
-                backup_id: backup_id.to_owned(),
-                expected: manifest.sha256.clone(),
-                actual,
-            }));
-        }
+        let indexed = self
+            .trusted_by_inventory(&manifest, request.allow_unsealed_manifest)
+            .await?;
+        let archive = self.open_verified_archive(&manifest).await?;
         let mark = restore::RestoreMark {
             backup_id: backup_id.to_owned(),
             restore_id: new_restore_id(),
@@ -82,101 +56,143 @@ impl BackupService {
             }),
             || format!("restore of backup `{backup_id}` refused: the database was not touched"),
         )?;
-        if recorded.is_none() {
-            // The restore's transaction records itself in this row.
-            let indexed = async {
+        let replayed = async {
+            if !indexed {
+                // The restore's transaction records itself in this row.
                 let client = self.db.get().await?;
-                Ok::<_, BackupError>(inventory::upsert_completed(&*client, &manifest).await?)
+                inventory::upsert_completed(&*client, &manifest).await?;
             }
-            .await;
-            if let Err(error) = indexed {
-                return Err(self.restore_failed(&mark, error).await);
-            }
-        }
-
-        let terminated = async {
-            let mut client = self.db.get().await?;
-            // The store's own fence, not a read of where one store keeps its lease.
-            let tx = client.transaction().await.map_err(DbError::query("begin"))?;
-            let holds = self.fence.holds(&tx, &self.state.node_id, epoch).await?;
-            tx.commit().await.map_err(DbError::query("commit"))?;
-            if !holds || self.state.leader_epoch() != Some(epoch) {
-                return Err(BackupError::Fenced(epoch));
-            }
-            Ok(terminate_other_sessions(&client).await?)
+            let terminated_sessions = self.terminate_sessions_fenced(epoch).await?;
+            self.replay(archive, epoch, &mark).await?;
+            Ok(terminated_sessions)
         }
         .await;
-        let terminated_sessions = match terminated {
+        let terminated_sessions = match replayed {
             Ok(count) => count,
             Err(error) => return Err(self.restore_failed(&mark, error).await),
         };
-
-        let tools = self.tools.clone();
-        let node_id = self.state.node_id.clone();
-        let replay_mark = mark.clone();
-        let fence = self.fence;
-        let replayed = tokio::task::spawn_blocking(move || {
-            restore::replay_archive(&tools, &archive, fence, &node_id, epoch, &replay_mark)
-        })
-        .await
-        .expect("the restore thread does not panic");
-        if let Err(error) = replayed {
-            return Err(self.restore_failed(&mark, error).await);
-        }
         let restore_ms = started.elapsed().as_millis() as u64;
         let proof = self.prove_restore(&manifest).await;
-        let (status, outcome) = match proof.as_ref().map(|p| p.outcome.as_str()) {
-            None => (RestoreStatus::Restored, "no_baseline"),
-            Some("proven") => (RestoreStatus::Restored, "proven"),
-            Some("differences") => (RestoreStatus::RestoredWithDifferences, "differences"),
-            Some(_) => (RestoreStatus::RestoredUnproven, "not_run"),
+        let report = RestoreReport {
+            backup_id: backup_id.to_owned(),
+            restore_id: mark.restore_id,
+            status: restore_status(proof.as_ref()),
+            checksum: manifest.sha256,
+            restore_ms,
+            terminated_sessions,
+            proof,
         };
-        match self.db.get().await {
-            Ok(client) => {
-                if let Err(error) =
-                    inventory::record_restore_outcome(&*client, backup_id, &mark.restore_id, outcome).await
-                {
-                    tracing::error!(%error, backup_id, "could not record the restore's outcome in the inventory");
-                }
-            }
-            Err(error) => tracing::error!(%error, backup_id, "could not record the restore's outcome in the inventory"),
+        self.record_restored(&report, epoch).await?;
+        Ok(report)
+    }
+
+    /// The manifest against the inventory's row of the backup; returns whether there is one.
+    async fn trusted_by_inventory(&self, manifest: &Manifest, allow_unsealed: bool) -> Result<bool, BackupError> {
+        let recorded = {
+            let client = self.db.get().await?;
+            inventory::get(&*client, &manifest.backup_id).await?
+        };
+        match manifest::trust_for_restore(manifest, recorded.as_ref(), allow_unsealed) {
+            Ok(()) => Ok(recorded.is_some()),
+            Err(reason) => Err(self.reject_restore(BackupError::ManifestUntrusted {
+                backup_id: manifest.backup_id.clone(),
+                reason,
+            })),
+        }
+    }
+
+    /// Stages the archive and checks it against the manifest. It is opened once: the file
+    /// hashed is the file restored.
+    async fn open_verified_archive(&self, manifest: &Manifest) -> Result<StagedArchive, BackupError> {
+        let store = self.store.clone();
+        let id = manifest.backup_id.clone();
+        let opened = tokio::task::spawn_blocking(move || {
+            let mut staged = store.stage_archive(&id)?;
+            let actual = staged.sha256()?;
+            Ok::<_, BackupError>((staged, actual))
+        })
+        .await
+        .expect("hashing does not panic");
+        match opened {
+            Ok((archive, actual)) if actual == manifest.sha256 => Ok(archive),
+            Ok((_, actual)) => Err(self.reject_restore(BackupError::ChecksumMismatch {
+                backup_id: manifest.backup_id.clone(),
+                expected: manifest.sha256.clone(),
+                actual,
+            })),
+            Err(error) => Err(self.reject_restore(error)),
+        }
+    }
+
+    /// Ends the application's sessions, after checking through the store's own fence (not a
+    /// read of where one store keeps its lease) that this node still leads at `epoch`.
+    async fn terminate_sessions_fenced(&self, epoch: i64) -> Result<i64, BackupError> {
+        let mut client = self.db.get().await?;
+        let tx = client.transaction().await.map_err(DbError::query("begin"))?;
+        let holds = self.fence.holds(&tx, &self.state.node_id, epoch).await?;
+        tx.commit().await.map_err(DbError::query("commit"))?;
+        if !holds || self.state.leader_epoch() != Some(epoch) {
+            return Err(BackupError::Fenced(epoch));
+        }
+        Ok(terminate_other_sessions(&client).await?)
+    }
+
+    /// Replays the archive on a blocking thread, all or nothing.
+    async fn replay(
+        &self,
+        archive: StagedArchive,
+        epoch: i64,
+        mark: &restore::RestoreMark,
+    ) -> Result<u64, BackupError> {
+        let tools = self.tools.clone();
+        let node_id = self.state.node_id.clone();
+        let mark = mark.clone();
+        let fence = self.fence;
+        tokio::task::spawn_blocking(move || restore::replay_archive(&tools, &archive, fence, &node_id, epoch, &mark))
+            .await
+            .expect("the restore thread does not panic")
+    }
+
+    /// The committed restore's outcome in the inventory (logged if that fails: the restore
+    /// stands) and in the audit (required: an unaudited restore is reported as such).
+    async fn record_restored(&self, report: &RestoreReport, epoch: i64) -> Result<(), BackupError> {
+        let (backup_id, status) = (report.backup_id.as_str(), report.status.as_str());
+        let outcome = restore_outcome(report.proof.as_ref());
+        let recorded = async {
+            let client = self.db.get().await?;
+            inventory::record_restore_outcome(&*client, backup_id, &report.restore_id, outcome).await
+        }
+        .await;
+        if let Err(error) = recorded {
+            tracing::error!(%error, backup_id, "could not record the restore's outcome in the inventory");
         }
         self.audit_required(
             "ha.backup.restored",
             serde_json::json!({
                 "backup_id": backup_id,
-                "restore_id": mark.restore_id,
-                "status": status.as_str(),
-                "sha256": manifest.sha256,
-                "restore_ms": restore_ms,
-                "terminated_sessions": terminated_sessions,
+                "restore_id": report.restore_id,
+                "status": status,
+                "sha256": report.checksum,
+                "restore_ms": report.restore_ms,
+                "terminated_sessions": report.terminated_sessions,
                 "epoch": epoch,
-                "proof": proof.as_ref().map(|p| p.outcome.clone()),
-                "differences": proof.as_ref().map_or(0, |p| p.differences.len()),
+                "proof": report.proof.as_ref().map(|p| p.outcome.clone()),
+                "differences": report.proof.as_ref().map_or(0, |p| p.differences.len()),
             }),
             || {
                 format!(
-                    "restore of backup `{backup_id}` COMMITTED ({}; the database now holds the backup), but its outcome could not be audited",
-                    status.as_str()
+                    "restore of backup `{backup_id}` COMMITTED ({status}; the database now holds the backup), but its outcome could not be audited"
                 )
             },
         )?;
         tracing::info!(
             backup_id,
-            restore_ms,
-            terminated_sessions,
-            status = status.as_str(),
+            restore_ms = report.restore_ms,
+            terminated_sessions = report.terminated_sessions,
+            status,
             "backup restored"
         );
-        Ok(RestoreReport {
-            backup_id: backup_id.to_owned(),
-            restore_id: mark.restore_id,
-            status,
-            checksum: manifest.sha256,
-            restore_ms,
-            terminated_sessions,
-            proof,
-        })
+        Ok(())
     }
 
     /// A restore refused before anything was touched: audited (best effort: a refusal changes
@@ -210,6 +226,25 @@ impl BackupService {
             }),
         );
         error
+    }
+}
+
+/// What a committed restore is, by its proof: restored as backed up, with differences, or unproven.
+fn restore_status(proof: Option<&ProofReport>) -> RestoreStatus {
+    match proof.map(|p| p.outcome.as_str()) {
+        None | Some("proven") => RestoreStatus::Restored,
+        Some("differences") => RestoreStatus::RestoredWithDifferences,
+        Some(_) => RestoreStatus::RestoredUnproven,
+    }
+}
+
+/// The inventory's `last_restore_outcome` of a committed restore, by its proof.
+fn restore_outcome(proof: Option<&ProofReport>) -> &'static str {
+    match proof.map(|p| p.outcome.as_str()) {
+        None => "no_baseline",
+        Some("proven") => "proven",
+        Some("differences") => "differences",
+        Some(_) => "not_run",
     }
 }
 

@@ -162,93 +162,53 @@ impl BackupService {
     }
 
     async fn create_as(&self, epoch: i64, backup_id: &str) -> Result<BackupRecord, BackupError> {
-        let backup_id = backup_id.to_owned();
         self.audit_required(
             "ha.backup.started",
             serde_json::json!({ "backup_id": backup_id, "epoch": epoch }),
             || "backup refused: nothing was started".to_owned(),
         )?;
         let created_at = OffsetDateTime::now_utc();
-        let database = self.tools.database.clone();
-        let registered = async {
-            let mut client = self.db.get().await?;
-            let tx = client.transaction().await.map_err(DbError::query("begin"))?;
-            if !self.fence.holds(&tx, &self.state.node_id, epoch).await? {
-                return Err(BackupError::Fenced(epoch));
-            }
-            inventory::insert_running(&tx, &backup_id, created_at, &database, &self.state.node_id, epoch).await?;
-            let version: String = tx
-                .query_one("SHOW server_version", &[])
-                .await
-                .map_err(DbError::query("read the server version"))?
-                .get(0);
-            tx.commit().await.map_err(DbError::query("commit"))?;
-            Ok(version)
-        }
-        .await;
-        let server_version = match registered {
+        let server_version = match self.register_running(epoch, backup_id, created_at).await {
             Ok(version) => version,
-            Err(error) => return Err(self.record_failure(&backup_id, error).await),
+            Err(error) => return Err(self.record_failure(backup_id, error).await),
         };
-
-        let excluded_schemas = vec![db::SCHEMA.to_owned()];
-        let (dumped, baseline) = self.dump_with_baseline(&backup_id, &excluded_schemas).await;
-        let (outcome, baseline) = match (dumped, baseline) {
-            (Ok(outcome), Ok(mut baseline)) => match self.archived_sequence_positions(&backup_id).await {
-                Ok(positions) => {
-                    proof::sequences::apply(&mut baseline, &positions);
-                    (outcome, baseline)
-                }
-                Err(error) => {
-                    self.store.discard(&backup_id);
-                    return Err(self.record_failure(&backup_id, error).await);
-                }
-            },
-            (Err(error), _) | (_, Err(error)) => {
-                self.store.discard(&backup_id);
-                return Err(self.record_failure(&backup_id, error).await);
-            }
-        };
-
-        let manifest = Manifest {
-            manifest_version: manifest::MANIFEST_VERSION,
-            backup_id: backup_id.clone(),
-            created_at,
-            completed_at: OffsetDateTime::now_utc(),
-            database,
-            server_version,
-            size_bytes: outcome.size_bytes,
-            sha256: outcome.sha256,
-            duration_ms: outcome.duration_ms,
-            status: BackupStatus::Completed,
-            node_id: self.state.node_id.clone(),
-            epoch,
-            excluded_schemas,
-            storage: Storage::default(),
-            baseline: Some(baseline),
-            manifest_sha256: None,
-        };
-        let store = self.store.clone();
-        let published = manifest.clone();
-        if let Err(error) = tokio::task::spawn_blocking(move || store.publish(&published))
-            .await
-            .expect("publishing does not panic")
-        {
-            self.store.discard(&backup_id);
-            return Err(self.record_failure(&backup_id, error).await);
-        }
-        let indexed = async {
-            let mut client = self.db.get().await?;
-            let tx = client.transaction().await.map_err(DbError::query("begin"))?;
-            if !self.fence.holds(&tx, &self.state.node_id, epoch).await? {
-                return Ok(false);
-            }
-            inventory::upsert_completed(&tx, &manifest).await?;
-            tx.commit().await.map_err(DbError::query("commit"))?;
-            Ok::<_, BackupError>(true)
+        let written = async {
+            let excluded_schemas = vec![db::SCHEMA.to_owned()];
+            let (outcome, baseline) = self.dump_and_baseline(backup_id, &excluded_schemas).await?;
+            let manifest = Manifest {
+                manifest_version: manifest::MANIFEST_VERSION,
+                backup_id: backup_id.to_owned(),
+                created_at,
+                completed_at: OffsetDateTime::now_utc(),
+                database: self.tools.database.clone(),
+                server_version,
+                size_bytes: outcome.size_bytes,
+                sha256: outcome.sha256,
+                duration_ms: outcome.duration_ms,
+                status: BackupStatus::Completed,
+                node_id: self.state.node_id.clone(),
+                epoch,
+                excluded_schemas,
+                storage: Storage::default(),
+                baseline: Some(baseline),
+                manifest_sha256: None,
+            };
+            let store = self.store.clone();
+            let published = manifest.clone();
+            tokio::task::spawn_blocking(move || store.publish(&published))
+                .await
+                .expect("publishing does not panic")?;
+            Ok(manifest)
         }
         .await;
-        match indexed {
+        let manifest = match written {
+            Ok(manifest) => manifest,
+            Err(error) => {
+                self.store.discard(backup_id);
+                return Err(self.record_failure(backup_id, error).await);
+            }
+        };
+        match self.index_fenced(&manifest, epoch).await {
             Ok(true) => {}
             Ok(false) => {
                 // The archive and manifest are complete; the next leader indexes them.
@@ -259,7 +219,7 @@ impl BackupService {
                 return Err(BackupError::Fenced(epoch));
             }
             // Complete in the repository; the next listing's rebuild indexes it.
-            Err(error) => return Err(self.record_failure(&backup_id, error).await),
+            Err(error) => return Err(self.record_failure(backup_id, error).await),
         }
         self.audit_required(
             "ha.backup.created",
@@ -280,6 +240,55 @@ impl BackupService {
         )?;
         tracing::info!(backup_id = %manifest.backup_id, size_bytes = manifest.size_bytes, duration_ms = manifest.duration_ms, "backup created");
         Ok(BackupRecord::from(&manifest))
+    }
+
+    /// The backup's `running` row, written under the fence; returns the server's version.
+    async fn register_running(
+        &self,
+        epoch: i64,
+        backup_id: &str,
+        created_at: OffsetDateTime,
+    ) -> Result<String, BackupError> {
+        let mut client = self.db.get().await?;
+        let tx = client.transaction().await.map_err(DbError::query("begin"))?;
+        if !self.fence.holds(&tx, &self.state.node_id, epoch).await? {
+            return Err(BackupError::Fenced(epoch));
+        }
+        let database = &self.tools.database;
+        inventory::insert_running(&tx, backup_id, created_at, database, &self.state.node_id, epoch).await?;
+        let version: String = tx
+            .query_one("SHOW server_version", &[])
+            .await
+            .map_err(DbError::query("read the server version"))?
+            .get(0);
+        tx.commit().await.map_err(DbError::query("commit"))?;
+        Ok(version)
+    }
+
+    /// The archive and its baseline, the baseline's sequences where the archive positions them.
+    async fn dump_and_baseline(
+        &self,
+        backup_id: &str,
+        excluded_schemas: &[String],
+    ) -> Result<(dump::DumpOutcome, Baseline), BackupError> {
+        let (dumped, baseline) = self.dump_with_baseline(backup_id, excluded_schemas).await;
+        let (outcome, mut baseline) = (dumped?, baseline?);
+        let positions = self.archived_sequence_positions(backup_id).await?;
+        proof::sequences::apply(&mut baseline, &positions);
+        Ok((outcome, baseline))
+    }
+
+    /// The completed backup's inventory row, written under the fence; false when the fence
+    /// refused it (this node no longer leads at `epoch`).
+    async fn index_fenced(&self, manifest: &Manifest, epoch: i64) -> Result<bool, BackupError> {
+        let mut client = self.db.get().await?;
+        let tx = client.transaction().await.map_err(DbError::query("begin"))?;
+        if !self.fence.holds(&tx, &self.state.node_id, epoch).await? {
+            return Ok(false);
+        }
+        inventory::upsert_completed(&tx, manifest).await?;
+        tx.commit().await.map_err(DbError::query("commit"))?;
+        Ok(true)
     }
 
     /// pg_dump in an exported snapshot while the baseline reads every table in that same

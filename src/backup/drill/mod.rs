@@ -206,87 +206,20 @@ impl BackupService {
         target: &Target,
         report: &mut VerifyReport,
     ) -> Restored {
-        let node_id = self.db.node_id().to_owned();
         if target.kind == TargetKind::Scratch {
-            let clock = PhaseClock::start();
-            let created = self.create_scratch(target, report).await;
-            clock.stop(report, "create_database");
-            if let Err(error) = created {
-                report.fail(error);
-                return Restored::Nothing;
-            }
-            // Staged once for every section: pg_restore reads a seekable file.
-            let store = self.store.clone();
-            let id = manifest.backup_id.clone();
-            let staged = tokio::task::spawn_blocking(move || store.stage_archive(&id))
-                .await
-                .expect("staging does not panic");
-            let staged = match staged {
-                Ok(staged) => std::sync::Arc::new(staged),
-                Err(error) => {
-                    report.fail(error);
-                    return Restored::Created;
-                }
-            };
-            let tools = self.tools.for_config(&target.config);
-            for (section, phase) in sections::SECTIONS {
-                let clock = PhaseClock::start();
-                let (tools, staged) = (tools.clone(), staged.clone());
-                let restored =
-                    tokio::task::spawn_blocking(move || sections::restore_section(&tools, &staged.path, section))
-                        .await
-                        .expect("the restore thread does not panic");
-                clock.stop(report, phase);
-                if let Err(error) = restored {
-                    report.fail(error);
-                    return Restored::Created;
-                }
+            if let Err(restored) = self.restore_into_scratch(manifest, target, report).await {
+                return restored;
             }
         }
-
         let clock = PhaseClock::start();
-        let client = match db::connect_config(target.config.clone(), &node_id, "verify").await {
+        let client = match self.open_target(target).await {
             Ok(client) => client,
-            Err(error) => {
-                report.fail(format!("cannot reach the database {}: {error}", target.described));
-                return Restored::Created;
+            Err((restored, reason)) => {
+                report.fail(reason);
+                return restored;
             }
         };
-        if target.kind == TargetKind::Existing {
-            match target::refuse_managed(&client).await {
-                Ok(None) => {}
-                Ok(Some(refusal)) => {
-                    report.fail(refusal);
-                    return Restored::Nothing;
-                }
-                Err(error) => {
-                    report.fail(error);
-                    return Restored::Nothing;
-                }
-            }
-        }
-        let found = async {
-            let snapshot = proof::tables::begin_snapshot(&client).await?;
-            let (config, node_id) = (target.config.clone(), node_id.clone());
-            let open = move || {
-                let (config, node_id) = (config.clone(), node_id.clone());
-                async move { db::connect_config(config, &node_id, "verify-reader").await }
-            };
-            let found = proof::baseline::take_parallel(
-                &client,
-                &snapshot,
-                &manifest.excluded_schemas,
-                proof::baseline::default_readers(),
-                open,
-            )
-            .await?;
-            client
-                .batch_execute("COMMIT")
-                .await
-                .map_err(DbError::query("end the proof's snapshot"))?;
-            Ok::<_, BackupError>(found)
-        }
-        .await;
+        let found = self.read_baseline(&client, target, &manifest.excluded_schemas).await;
         clock.stop(report, "proof");
         match found {
             Ok(found) => {
@@ -311,6 +244,98 @@ impl BackupService {
             Err(error) => report.fail(error),
         }
         Restored::Created
+    }
+
+    /// Creates the scratch database and restores the archive into it section by section, each
+    /// a phase. On failure, says how far it got (the failure is in the report).
+    async fn restore_into_scratch(
+        &self,
+        manifest: &Manifest,
+        target: &Target,
+        report: &mut VerifyReport,
+    ) -> Result<(), Restored> {
+        let clock = PhaseClock::start();
+        let created = self.create_scratch(target, report).await;
+        clock.stop(report, "create_database");
+        if let Err(error) = created {
+            report.fail(error);
+            return Err(Restored::Nothing);
+        }
+        // Staged once for every section: pg_restore reads a seekable file.
+        let store = self.store.clone();
+        let id = manifest.backup_id.clone();
+        let staged = tokio::task::spawn_blocking(move || store.stage_archive(&id))
+            .await
+            .expect("staging does not panic");
+        let staged = match staged {
+            Ok(staged) => std::sync::Arc::new(staged),
+            Err(error) => {
+                report.fail(error);
+                return Err(Restored::Created);
+            }
+        };
+        let tools = self.tools.for_config(&target.config);
+        for (section, phase) in sections::SECTIONS {
+            let clock = PhaseClock::start();
+            let (tools, staged) = (tools.clone(), staged.clone());
+            let restored =
+                tokio::task::spawn_blocking(move || sections::restore_section(&tools, &staged.path, section))
+                    .await
+                    .expect("the restore thread does not panic");
+            clock.stop(report, phase);
+            if let Err(error) = restored {
+                report.fail(error);
+                return Err(Restored::Created);
+            }
+        }
+        Ok(())
+    }
+
+    /// A session on the database to prove. An existing target that autonomy manages is
+    /// refused: a drill proves restores, never a live node's database.
+    async fn open_target(&self, target: &Target) -> Result<tokio_postgres::Client, (Restored, String)> {
+        let client = db::connect_config(target.config.clone(), self.db.node_id(), "verify")
+            .await
+            .map_err(|error| {
+                let reason = format!("cannot reach the database {}: {error}", target.described);
+                (Restored::Created, reason)
+            })?;
+        if target.kind == TargetKind::Existing {
+            match target::refuse_managed(&client).await {
+                Ok(None) => {}
+                Ok(Some(refusal)) => return Err((Restored::Nothing, refusal)),
+                Err(error) => return Err((Restored::Nothing, error.to_string())),
+            }
+        }
+        Ok(client)
+    }
+
+    /// The target's baseline, read in a snapshot of its own by parallel sessions.
+    async fn read_baseline(
+        &self,
+        client: &tokio_postgres::Client,
+        target: &Target,
+        excluded_schemas: &[String],
+    ) -> Result<proof::Baseline, BackupError> {
+        let snapshot = proof::tables::begin_snapshot(client).await?;
+        let (config, node_id) = (target.config.clone(), self.db.node_id().to_owned());
+        let open = move || {
+            let (config, node_id) = (config.clone(), node_id.clone());
+            async move { db::connect_config(config, &node_id, "verify-reader").await }
+        };
+        let found = proof::baseline::take_parallel(
+            client,
+            &snapshot,
+            excluded_schemas,
+            proof::baseline::default_readers(),
+            open,
+        )
+        .await?;
+        client
+            .batch_execute("COMMIT")
+            .await
+            .map_err(DbError::query("end the proof's snapshot"))?;
+        Ok(found)
     }
 
     /// Drops what earlier drills abandoned on the drill's server, then creates this drill's

@@ -3,15 +3,17 @@
 use serde::Serialize;
 use time::{Duration, OffsetDateTime};
 
-use super::{digest::FileDigest, load::SliceEvidence};
+use super::{
+    bounds::{self, Bound},
+    digest::FileDigest,
+    load::SliceEvidence,
+};
 use crate::evidence::{Check, CheckStatus, Metric, Outcome, Report};
 
 /// Every report must fall within one 6-hour window: one run of one build, not a collage.
 pub const EVIDENCE_WINDOW: Duration = Duration::hours(6);
 /// Of `val26-report.json`.
 pub const SCHEMA_VERSION: u32 = 1;
-pub const SIGTERM_FAILOVER_MS_BOUND: u64 = 5_000;
-pub const LOSS_DETECTION_MS_BOUND: u64 = 30_000;
 
 /// The readiness levels; only the first is reachable with VAL13–VAL17.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -23,6 +25,41 @@ pub struct Readiness {
     pub ga_gaps: Vec<String>,
     pub public_production: bool,
     pub public_production_gaps: Vec<String>,
+}
+
+/// One readiness level as the reports show it.
+pub struct Level<'a> {
+    /// Names the level in the HTML page (`level-<key>`).
+    pub key: &'static str,
+    pub name: &'static str,
+    pub ready: bool,
+    pub gaps: &'a [String],
+}
+
+impl Readiness {
+    /// The three levels, lowest first.
+    pub fn levels(&self) -> [Level<'_>; 3] {
+        [
+            Level {
+                key: "design-partner",
+                name: "HA Design Partner Ready",
+                ready: self.design_partner,
+                gaps: &self.design_partner_gaps,
+            },
+            Level {
+                key: "ga",
+                name: "HA GA Ready",
+                ready: self.ga,
+                gaps: &self.ga_gaps,
+            },
+            Level {
+                key: "public",
+                name: "HA Public Production Claim",
+                ready: self.public_production,
+                gaps: &self.public_production_gaps,
+            },
+        ]
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -146,59 +183,81 @@ const PUBLIC_GAPS: [&str; 3] = [
     "production-grade monitoring and alerting not validated",
 ];
 
-pub fn assess(evidence_dir: &str, slices: Vec<SliceEvidence>, now: OffsetDateTime) -> Val26 {
-    let times: Vec<OffsetDateTime> = slices
-        .iter()
-        .filter_map(|s| s.report())
-        .map(|r| r.generated_at)
-        .collect();
-    let (window_start, window_end) = (times.iter().min().copied(), times.iter().max().copied());
-    let window_coherent = match (window_start, window_end) {
-        (Some(start), Some(end)) => end - start <= EVIDENCE_WINDOW,
-        _ => false,
-    };
-    let mut checks: Vec<Check> = slices.iter().enumerate().map(|(n, s)| slice_check(n + 1, s)).collect();
-    let report = |slice: &str| slices.iter().find(|s| s.slice == slice).and_then(|s| s.report());
-    checks.push(metric_check(
-        "VAL26-06",
-        "sigterm_failover",
-        "SIGTERM leader failover <= 5,000 ms (VAL13-03)",
-        report("val13"),
-        &["VAL13-03"],
-        Some(("sigterm_failover_ms", SIGTERM_FAILOVER_MS_BOUND)),
-    ));
-    checks.push(metric_check(
-        "VAL26-07",
-        "zero_data_loss",
-        "zero data loss across leader failover (VAL13-04)",
-        report("val13"),
-        &["VAL13-04"],
-        None,
-    ));
-    checks.push(metric_check(
-        "VAL26-08",
-        "restore_correct",
-        "backup restore correctness verified (VAL15-06)",
-        report("val15"),
-        &["VAL15-06"],
-        None,
-    ));
-    checks.push(metric_check(
-        "VAL26-09",
-        "quorum_loss_blocked",
-        "quorum loss detected and writes blocked within 30,000 ms (VAL17-02, -03, -04)",
-        report("val17"),
-        &["VAL17-02", "VAL17-03", "VAL17-04"],
-        Some(("loss_detection_ms", LOSS_DETECTION_MS_BOUND)),
-    ));
-    let failing: Vec<String> = checks
-        .iter()
-        .filter(|c| c.status != CheckStatus::Pass)
-        .map(|c| c.id.clone())
-        .collect();
-    let mut design_partner_gaps: Vec<String> = failing.iter().map(|id| format!("{id} did not pass")).collect();
-    if !window_coherent {
-        design_partner_gaps.push(match (window_start, window_end) {
+/// VAL26-06..09: named checks of one slice, and a bounded metric of it where there is one.
+struct MetricCheck {
+    id: &'static str,
+    name: &'static str,
+    /// `{bound}` stands for the bound, as printed by [`Bound::described`].
+    threshold: &'static str,
+    slice: &'static str,
+    source_checks: &'static [&'static str],
+    bound: Option<Bound>,
+}
+
+const METRIC_CHECKS: [MetricCheck; 4] = [
+    MetricCheck {
+        id: "VAL26-06",
+        name: "sigterm_failover",
+        threshold: "SIGTERM leader failover <= {bound} (VAL13-03)",
+        slice: "val13",
+        source_checks: &["VAL13-03"],
+        bound: Some(bounds::SIGTERM_FAILOVER),
+    },
+    MetricCheck {
+        id: "VAL26-07",
+        name: "zero_data_loss",
+        threshold: "zero data loss across leader failover (VAL13-04)",
+        slice: "val13",
+        source_checks: &["VAL13-04"],
+        bound: None,
+    },
+    MetricCheck {
+        id: "VAL26-08",
+        name: "restore_correct",
+        threshold: "backup restore correctness verified (VAL15-06)",
+        slice: "val15",
+        source_checks: &["VAL15-06"],
+        bound: None,
+    },
+    MetricCheck {
+        id: "VAL26-09",
+        name: "quorum_loss_blocked",
+        threshold: "quorum loss detected and writes blocked within {bound} (VAL17-02, -03, -04)",
+        slice: "val17",
+        source_checks: &["VAL17-02", "VAL17-03", "VAL17-04"],
+        bound: Some(bounds::LOSS_DETECTION),
+    },
+];
+
+/// The earliest and latest report times found, and whether they fit the evidence window.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    start: Option<OffsetDateTime>,
+    end: Option<OffsetDateTime>,
+    coherent: bool,
+}
+
+impl Window {
+    fn of(slices: &[SliceEvidence]) -> Self {
+        let times: Vec<OffsetDateTime> = slices
+            .iter()
+            .filter_map(|s| s.report())
+            .map(|r| r.generated_at)
+            .collect();
+        let (start, end) = (times.iter().min().copied(), times.iter().max().copied());
+        let coherent = match (start, end) {
+            (Some(start), Some(end)) => end - start <= EVIDENCE_WINDOW,
+            _ => false,
+        };
+        Self { start, end, coherent }
+    }
+
+    /// Why the window does not hold, when it does not.
+    fn gap(self) -> Option<String> {
+        if self.coherent {
+            return None;
+        }
+        Some(match (self.start, self.end) {
             (Some(start), Some(end)) => {
                 let seconds = (end - start).whole_seconds();
                 format!(
@@ -209,25 +268,27 @@ pub fn assess(evidence_dir: &str, slices: Vec<SliceEvidence>, now: OffsetDateTim
                 )
             }
             _ => "no report found: no evidence window".into(),
-        });
+        })
     }
+}
+
+pub fn assess(evidence_dir: &str, slices: Vec<SliceEvidence>, now: OffsetDateTime) -> Val26 {
+    let window = Window::of(&slices);
+    let mut checks: Vec<Check> = slices.iter().enumerate().map(|(n, s)| slice_check(n + 1, s)).collect();
+    let report = |slice: &str| slices.iter().find(|s| s.slice == slice).and_then(|s| s.report());
+    checks.extend(
+        METRIC_CHECKS
+            .iter()
+            .map(|check| metric_check(check, report(check.slice))),
+    );
+    let mut design_partner_gaps: Vec<String> = checks
+        .iter()
+        .filter(|c| c.status != CheckStatus::Pass)
+        .map(|c| format!("{} did not pass", c.id))
+        .collect();
+    design_partner_gaps.extend(window.gap());
     let design_partner = design_partner_gaps.is_empty();
-    checks.push(Check {
-        id: "VAL26-10".into(),
-        name: "design_partner_ready".into(),
-        status: if design_partner {
-            CheckStatus::Pass
-        } else {
-            CheckStatus::Fail
-        },
-        value: Some(format!("window_coherent={window_coherent}")),
-        threshold: "VAL26-01..09 all PASS and every report within one 6-hour window".into(),
-        detail: if design_partner {
-            "all criteria hold".into()
-        } else {
-            design_partner_gaps.join("; ")
-        },
-    });
+    checks.push(summary_check(&design_partner_gaps, window.coherent));
     let pass = checks.iter().filter(|c| c.status == CheckStatus::Pass).count();
     let ga_gaps: Vec<String> = GA_GAPS.iter().map(|g| (*g).to_owned()).collect();
     let mut public_production_gaps = ga_gaps.clone();
@@ -237,9 +298,9 @@ pub fn assess(evidence_dir: &str, slices: Vec<SliceEvidence>, now: OffsetDateTim
         generated_at: now,
         evidence_dir: evidence_dir.to_owned(),
         slices,
-        window_start,
-        window_end,
-        window_coherent,
+        window_start: window.start,
+        window_end: window.end,
+        window_coherent: window.coherent,
         pass,
         fail: checks.len() - pass,
         checks,
@@ -258,6 +319,27 @@ pub fn assess(evidence_dir: &str, slices: Vec<SliceEvidence>, now: OffsetDateTim
         },
         evidence_files: Vec::new(),
         report_files: Vec::new(),
+    }
+}
+
+/// VAL26-10: every other check passed and the reports fit one window.
+fn summary_check(design_partner_gaps: &[String], window_coherent: bool) -> Check {
+    let design_partner = design_partner_gaps.is_empty();
+    Check {
+        id: "VAL26-10".into(),
+        name: "design_partner_ready".into(),
+        status: if design_partner {
+            CheckStatus::Pass
+        } else {
+            CheckStatus::Fail
+        },
+        value: Some(format!("window_coherent={window_coherent}")),
+        threshold: "VAL26-01..09 all PASS and every report within one 6-hour window".into(),
+        detail: if design_partner {
+            "all criteria hold".into()
+        } else {
+            design_partner_gaps.join("; ")
+        },
     }
 }
 
@@ -326,15 +408,9 @@ fn missing_reason(evidence: &SliceEvidence) -> String {
     }
 }
 
-/// VAL26-06..09: named checks of one slice passed, and a metric (if named) within its bound.
-fn metric_check(
-    id: &str,
-    name: &str,
-    threshold: &str,
-    report: Option<&Report>,
-    source_checks: &[&str],
-    metric: Option<(&str, u64)>,
-) -> Check {
+/// VAL26-06..09: the named checks of one slice passed, and its metric (if bounded) within its bound.
+fn metric_check(check: &MetricCheck, report: Option<&Report>) -> Check {
+    let source_checks = check.source_checks;
     let (status, value, detail) = match report {
         None => (CheckStatus::Fail, None, "the source report is MISSING".to_owned()),
         Some(report) => {
@@ -343,10 +419,10 @@ fn metric_check(
                 .copied()
                 .filter(|id| report.check(id).is_none_or(|c| c.status != CheckStatus::Pass))
                 .collect();
-            let measured = metric.map(|(name, bound)| (name, bound, report.metrics.get(name)));
+            let measured = check.bound.map(|bound| (bound, report.metrics.get(bound.metric)));
             let metric_ok = match measured {
                 None => true,
-                Some((_, bound, Some(Metric::Value(value)))) => *value <= bound,
+                Some((bound, Some(Metric::Value(value)))) => *value <= bound.ms,
                 Some(_) => false,
             };
             (
@@ -355,7 +431,9 @@ fn metric_check(
                 } else {
                     CheckStatus::Fail
                 },
-                measured.map(|(name, _, value)| format!("{name}={}", value.map_or("none".into(), ToString::to_string))),
+                measured.map(|(bound, value)| {
+                    format!("{}={}", bound.metric, value.map_or("none".into(), ToString::to_string))
+                }),
                 if not_passing.is_empty() {
                     format!("{} passed", source_checks.join(", "))
                 } else {
@@ -364,12 +442,16 @@ fn metric_check(
             )
         }
     };
+    let threshold = match check.bound {
+        Some(bound) => check.threshold.replace("{bound}", &bound.described()),
+        None => check.threshold.to_owned(),
+    };
     Check {
-        id: id.into(),
-        name: name.into(),
+        id: check.id.into(),
+        name: check.name.into(),
         status,
         value,
-        threshold: threshold.into(),
+        threshold,
         detail,
     }
 }

@@ -4,7 +4,8 @@
 use std::fmt::Write;
 
 use super::{
-    assess::{Val26, LOSS_DETECTION_MS_BOUND, SIGTERM_FAILOVER_MS_BOUND},
+    assess::Val26,
+    bounds::{self, Bound},
     svg::{self, Bar, Distribution, Line},
     text::rfc3339,
 };
@@ -65,9 +66,40 @@ fn value_ms(report: Option<&Report>, metric: &str) -> Option<f64> {
     }
 }
 
+/// A bar of `metric` against no bound.
+fn measured(label: &str, report: Option<&Report>, metric: &str) -> Bar {
+    Bar {
+        label: label.into(),
+        value_ms: value_ms(report, metric),
+        bound_ms: None,
+    }
+}
+
+/// A bar of the bounded metric against its bound.
+fn bounded(label: &str, report: Option<&Report>, bound: Bound) -> Bar {
+    Bar {
+        bound_ms: Some(bound.ms as f64),
+        ..measured(label, report, bound.metric)
+    }
+}
+
 pub fn render(val26: &Val26) -> String {
     let report = |slice: &str| val26.report(slice);
     let mut out = String::new();
+    header(&mut out, val26);
+    coverage(&mut out, val26);
+    matrix(&mut out, val26);
+    failover(&mut out, report("val13"));
+    lag(&mut out, report("val14"));
+    backup(&mut out, report("val15"));
+    quorum(&mut out, report("val16"), report("val17"));
+    readiness(&mut out, val26);
+    files(&mut out, val26);
+    let _ = writeln!(out, "<script>{SCRIPT}</script></body></html>");
+    out
+}
+
+fn header(out: &mut String, val26: &Val26) {
     let ready = val26.readiness.design_partner;
     let _ = write!(
         out,
@@ -84,31 +116,21 @@ pub fn render(val26: &Val26) -> String {
         val26.pass,
         val26.fail
     );
-    topology(&mut out, val26);
+    topology(out, val26);
     out.push_str("</header><pre id=\"script-errors\" hidden></pre>");
+}
 
-    coverage(&mut out, val26);
-    matrix(&mut out, val26);
-
+fn failover(out: &mut String, val13: Option<&Report>) {
     out.push_str("<section id=\"failover\"><h2>Failover (VAL13)</h2>");
-    let val13 = report("val13");
     let mut failovers = vec![
-        Bar {
-            label: "SIGTERM graceful".into(),
-            value_ms: value_ms(val13, "sigterm_failover_ms"),
-            bound_ms: Some(SIGTERM_FAILOVER_MS_BOUND as f64),
-        },
-        Bar {
-            label: "SIGKILL unplanned".into(),
-            value_ms: value_ms(val13, "sigkill_failover_ms"),
-            bound_ms: Some(5_000.0),
-        },
+        bounded("SIGTERM graceful", val13, bounds::SIGTERM_FAILOVER),
+        bounded("SIGKILL unplanned", val13, bounds::SIGKILL_FAILOVER),
     ];
-    if let Some(Metric::Series(cycles)) = val13.and_then(|r| r.metrics.get("rapid_cycle_ms")) {
+    if let Some(Metric::Series(cycles)) = val13.and_then(|r| r.metrics.get(bounds::RAPID_CYCLE.metric)) {
         failovers.extend(cycles.iter().enumerate().map(|(n, ms)| Bar {
             label: format!("rapid cycle {}", n + 1),
             value_ms: Some(*ms as f64),
-            bound_ms: Some(5_000.0),
+            bound_ms: Some(bounds::RAPID_CYCLE.ms as f64),
         }));
     }
     out.push_str(&svg::bars(
@@ -117,70 +139,37 @@ pub fn render(val26: &Val26) -> String {
         &failovers,
     ));
     out.push_str("<p class=\"note\">From the leader's signal to a follower reporting itself leader, status polled every 50 ms. Bars are red past their bound.</p></section>");
+}
 
-    lag(&mut out, report("val14"));
-
+fn backup(out: &mut String, val15: Option<&Report>) {
     out.push_str("<section id=\"backup\"><h2>Backup and restore (VAL15)</h2>");
-    let val15 = report("val15");
     out.push_str(&svg::bars(
         "chart-backup",
         "backup and restore durations against their bounds",
         &[
-            Bar {
-                label: "backup".into(),
-                value_ms: value_ms(val15, "backup_ms"),
-                bound_ms: Some(30_000.0),
-            },
-            Bar {
-                label: "restore".into(),
-                value_ms: value_ms(val15, "restore_ms"),
-                bound_ms: Some(60_000.0),
-            },
+            bounded("backup", val15, bounds::BACKUP),
+            bounded("restore", val15, bounds::RESTORE),
         ],
     ));
     out.push_str("</section>");
+}
 
+fn quorum(out: &mut String, val16: Option<&Report>, val17: Option<&Report>) {
     out.push_str("<section id=\"quorum\"><h2>Quorum loss and split brain (VAL17, VAL16)</h2>");
-    let (val16, val17) = (report("val16"), report("val17"));
     out.push_str(&svg::bars(
         "chart-quorum",
         "quorum loss detection and recovery, split-brain detection",
         &[
-            Bar {
-                label: "quorum loss detected".into(),
-                value_ms: value_ms(val17, "loss_detection_ms"),
-                bound_ms: Some(LOSS_DETECTION_MS_BOUND as f64),
-            },
-            Bar {
-                label: "quorum recovered".into(),
-                value_ms: value_ms(val17, "recovery_ms"),
-                bound_ms: Some(30_000.0),
-            },
-            Bar {
-                label: "split brain detected".into(),
-                value_ms: value_ms(val16, "detection_ms"),
-                bound_ms: None,
-            },
-            Bar {
-                label: "one leader again".into(),
-                value_ms: value_ms(val16, "recovery_ms"),
-                bound_ms: None,
-            },
-            Bar {
-                label: "partition takeover".into(),
-                value_ms: value_ms(val16, "partition_takeover_ms"),
-                bound_ms: None,
-            },
+            bounded("quorum loss detected", val17, bounds::LOSS_DETECTION),
+            bounded("quorum recovered", val17, bounds::QUORUM_RECOVERY),
+            measured("split brain detected", val16, "detection_ms"),
+            measured("one leader again", val16, "recovery_ms"),
+            measured("partition takeover", val16, "partition_takeover_ms"),
         ],
     ));
     out.push_str(
         "<p class=\"note\">VAL16's times have no seed bound; its checks judge them (see the matrix).</p></section>",
     );
-
-    readiness(&mut out, val26);
-    files(&mut out, val26);
-    let _ = writeln!(out, "<script>{SCRIPT}</script></body></html>");
-    out
 }
 
 fn topology(out: &mut String, val26: &Val26) {
@@ -287,48 +276,26 @@ fn lag(out: &mut String, val14: Option<&Report>) {
         "chart-drain",
         "standby catch-up after each workload",
         &[
-            Bar {
-                label: "light drain".into(),
-                value_ms: value_ms(val14, "light_drain_ms"),
-                bound_ms: Some(2_000.0),
-            },
-            Bar {
-                label: "heavy drain".into(),
-                value_ms: value_ms(val14, "heavy_drain_ms"),
-                bound_ms: Some(5_000.0),
-            },
+            bounded("light drain", val14, bounds::LIGHT_DRAIN),
+            bounded("heavy drain", val14, bounds::HEAVY_DRAIN),
         ],
     ));
     out.push_str("<p class=\"note\">The thresholds are DERIVED from these lab values (healthy = max(p95 × 3 + 1, 10 ms), degraded = max(healthy × 10, 100 ms), alert = max(healthy × 50, 500 ms)), not workplan targets: recalibrate them against production write_lag before alerting on them.</p></section>");
 }
 
 fn readiness(out: &mut String, val26: &Val26) {
-    let readiness = &val26.readiness;
     out.push_str("<section id=\"readiness\"><h2>Readiness</h2>");
-    for (id, name, ready, gaps) in [
-        (
-            "level-design-partner",
-            "HA Design Partner Ready",
-            readiness.design_partner,
-            &readiness.design_partner_gaps,
-        ),
-        ("level-ga", "HA GA Ready", readiness.ga, &readiness.ga_gaps),
-        (
-            "level-public",
-            "HA Public Production Claim",
-            readiness.public_production,
-            &readiness.public_production_gaps,
-        ),
-    ] {
+    for level in val26.readiness.levels() {
+        let (key, name, ready) = (level.key, level.name, level.ready);
         let _ = write!(
             out,
-            r#"<div id="{id}" class="level {}"><h3>{name}: {}</h3>"#,
+            r#"<div id="level-{key}" class="level {}"><h3>{name}: {}</h3>"#,
             if ready { "pass" } else { "fail" },
             if ready { "✓ READY" } else { "✗ NOT YET" }
         );
-        if !gaps.is_empty() {
+        if !level.gaps.is_empty() {
             out.push_str("<ul>");
-            for gap in gaps.iter() {
+            for gap in level.gaps {
                 let _ = write!(out, "<li>missing: {}</li>", escape(gap));
             }
             out.push_str("</ul>");

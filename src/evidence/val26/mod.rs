@@ -2,6 +2,7 @@
 //! directory (docs/VALIDATION.md, VAL26). Reads files only, never a live system.
 
 pub mod assess;
+pub mod bounds;
 pub mod digest;
 pub mod html;
 pub mod load;

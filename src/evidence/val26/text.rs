@@ -2,7 +2,10 @@
 
 use std::fmt::Write;
 
-use super::assess::Val26;
+use super::{
+    assess::Val26,
+    bounds::{self, Bound},
+};
 use crate::evidence::{CheckStatus, Metric, Report};
 
 /// A report time as RFC 3339 (the text and HTML reports print times alike).
@@ -20,8 +23,9 @@ fn mark(ok: bool) -> &'static str {
 }
 
 /// One line per figure: the value against its bound, or "not measured".
-fn bounded(out: &mut String, label: &str, report: &Report, metric: &str, bound_ms: u64) {
-    let _ = match report.metrics.get(metric) {
+fn bounded(out: &mut String, label: &str, report: &Report, bound: Bound) {
+    let bound_ms = bound.ms;
+    let _ = match report.metrics.get(bound.metric) {
         Some(Metric::Value(ms)) => writeln!(
             out,
             "  {label}: {ms} ms [target <= {bound_ms} ms] {}",
@@ -35,6 +39,24 @@ fn bounded(out: &mut String, label: &str, report: &Report, metric: &str, bound_m
         ),
         None => writeln!(out, "  {label}: not measured [target <= {bound_ms} ms] FAIL"),
     };
+}
+
+/// A line of fixed text.
+fn line(out: &mut String, text: &str) {
+    out.push_str(text);
+    out.push('\n');
+}
+
+/// Lines of fixed text, each on its own.
+fn fixed(out: &mut String, lines: &[&str]) {
+    for text in lines {
+        line(out, text);
+    }
+}
+
+/// A line naming a check of the report and its status.
+fn checked(out: &mut String, label: &str, report: &Report, id: &str) {
+    let _ = writeln!(out, "  {label}: {} ({id})", check_mark(report, id));
 }
 
 fn plain(report: &Report, metric: &str) -> String {
@@ -54,37 +76,52 @@ fn check_mark(report: &Report, id: &str) -> &'static str {
 
 pub fn render(val26: &Val26) -> String {
     let mut out = String::new();
-    let report = |slice: &str| val26.report(slice);
-    let backends = val26.backends();
-    let server = val26.server_version();
     let _ = writeln!(out, "VAL26 — HA Proof Report");
     let _ = writeln!(out, "Generated: {}", rfc3339(val26.generated_at));
     let _ = writeln!(out, "Evidence dir: {}", val26.evidence_dir);
+    topology(&mut out, val26);
+    coverage(&mut out, val26);
+    for section in SECTIONS {
+        section.render(&mut out, val26);
+    }
+    matrix(&mut out, val26);
+    readiness(&mut out, val26);
+    let _ = writeln!(out, "\nVerdict: {}", val26.verdict);
+    out
+}
+
+/// What was tested: the topology and the faults the found reports show were injected, not what
+/// the suite is meant to do.
+fn topology(out: &mut String, val26: &Val26) {
+    let backends = val26.backends();
+    let has_standby = val26.report("val14").is_some();
     let _ = writeln!(out, "\nTested Topology:");
-    let _ = writeln!(
+    line(
         out,
-        "  Cluster: two or three autonomy nodes on one machine, single region"
+        "  Cluster: two or three autonomy nodes on one machine, single region",
     );
     let _ = writeln!(
         out,
         "  Database: PostgreSQL {} on the {} backend (single primary{})",
-        server.unwrap_or("(version unknown)"),
+        val26.server_version().unwrap_or("(version unknown)"),
         if backends.is_empty() {
             "(none)".into()
         } else {
             backends.join(" + ")
         },
-        if report("val14").is_some() {
+        if has_standby {
             "; VAL14 adds a streaming standby"
         } else {
             ""
         }
     );
-    // What the found reports show was done, not what the suite is meant to do.
-    let partitioned = report("val16").and_then(|r| r.check("VAL16-08")).map(|c| c.status);
-    let _ = writeln!(
+    let partitioned = val26
+        .report("val16")
+        .and_then(|r| r.check("VAL16-08"))
+        .map(|c| c.status);
+    line(
         out,
-        "  Chaos: SIGTERM, SIGKILL and SIGSTOP of leaders; SQL metadata injection for split brain;"
+        "  Chaos: SIGTERM, SIGKILL and SIGSTOP of leaders; SQL metadata injection for split brain;",
     );
     let _ = writeln!(
         out,
@@ -98,7 +135,7 @@ pub fn render(val26: &Val26) -> String {
     let _ = writeln!(
         out,
         "         abrupt database stop/start for quorum loss{}",
-        if report("val14").is_some() {
+        if has_standby {
             "; a silent relay cut and a stop of the standby for replication"
         } else {
             " (VAL14 MISSING: no standby evidence)"
@@ -109,15 +146,16 @@ pub fn render(val26: &Val26) -> String {
         "  Evidence: {}",
         val26.window_summary("single coherent evidence window (<= 6 h)")
     );
-    let _ = writeln!(
+    fixed(
         out,
-        "  Note: All timing figures are from controlled local runs on one machine."
+        &[
+            "  Note: All timing figures are from controlled local runs on one machine.",
+            "        Results are NOT representative of cloud VM or multi-region deployments.",
+        ],
     );
-    let _ = writeln!(
-        out,
-        "        Results are NOT representative of cloud VM or multi-region deployments."
-    );
+}
 
+fn coverage(out: &mut String, val26: &Val26) {
     let _ = writeln!(out, "\nScenario Coverage:");
     for slice in &val26.slices {
         let _ = writeln!(
@@ -128,128 +166,135 @@ pub fn render(val26: &Val26) -> String {
             val26.coverage_line(&slice.slice)
         );
     }
+}
 
-    if let Some(r) = report("val13") {
-        let _ = writeln!(out, "\nFailover Timeline (VAL13):");
-        bounded(&mut out, "SIGTERM graceful failover", r, "sigterm_failover_ms", 5_000);
-        bounded(&mut out, "SIGKILL unplanned failover", r, "sigkill_failover_ms", 5_000);
-        bounded(&mut out, "Rapid cycles", r, "rapid_cycle_ms", 5_000);
-        let _ = writeln!(out, "  Zero data loss across failover: {}", check_mark(r, "VAL13-04"));
-        let _ = writeln!(
-            out,
-            "  Method: signal the leader, poll the follower's /v1/ha/status every 50 ms"
-        );
-    } else {
-        let _ = writeln!(
-            out,
-            "\nFailover Timeline (VAL13): MISSING (no val13 report: see Scenario Coverage)"
-        );
-    }
-    if let Some(r) = report("val14") {
-        let _ = writeln!(
-            out,
-            "\nReplication Lag Distribution (VAL14, pg_stat_replication.write_lag):"
-        );
-        let _ = writeln!(out, "  Idle p95: {} (baseline noise floor)", plain(r, "idle_p95_ms"));
-        let _ = writeln!(out, "  Light load p95: {} (100 rows x 500 B)", plain(r, "light_p95_ms"));
-        bounded(&mut out, "Light drain", r, "light_drain_ms", 2_000);
-        let _ = writeln!(
-            out,
-            "  Heavy load p99: {} (500 rows x 2,000 B)",
-            plain(r, "heavy_p99_ms")
-        );
-        bounded(&mut out, "Heavy drain", r, "heavy_drain_ms", 5_000);
-        let _ = writeln!(out, "  Derived alerting thresholds (healthy = max(p95 x 3 + 1, 10)):");
-        let _ = writeln!(
-            out,
-            "    Healthy:  <= {} (lag expected within normal ops)",
-            plain(r, "healthy_ms")
-        );
-        let _ = writeln!(
-            out,
-            "    Degraded: <= {} (standby lagging; investigate)",
-            plain(r, "degraded_ms")
-        );
-        let _ = writeln!(
-            out,
-            "    Alert:    >  {} (alert threshold = {})",
-            plain(r, "degraded_ms"),
-            plain(r, "alert_ms")
-        );
-        let _ = writeln!(
-            out,
-            "  Note: Thresholds are DERIVED from measured lab values, not workplan targets."
-        );
-        let _ = writeln!(
-            out,
-            "        Recalibrate against production observed_p95 before alerting deployment."
-        );
-    } else {
-        let _ = writeln!(
-            out,
-            "\nReplication Lag Distribution (VAL14): MISSING (no val14 report: see Scenario Coverage)"
-        );
-    }
-    if let Some(r) = report("val15") {
-        let _ = writeln!(out, "\nBackup/Restore Results (VAL15):");
-        bounded(&mut out, "Backup duration", r, "backup_ms", 30_000);
-        bounded(&mut out, "Restore duration", r, "restore_ms", 60_000);
-        let _ = writeln!(out, "  SHA-256 checksum: {} (VAL15-04)", check_mark(r, "VAL15-04"));
-        let _ = writeln!(out, "  Restore correctness: {} (VAL15-06)", check_mark(r, "VAL15-06"));
-    } else {
-        let _ = writeln!(
-            out,
-            "\nBackup/Restore Results (VAL15): MISSING (no val15 report: see Scenario Coverage)"
-        );
-    }
-    if let Some(r) = report("val16") {
-        let _ = writeln!(out, "\nSplit Brain (VAL16):");
-        let _ = writeln!(
-            out,
-            "  Epoch divergence detected: {} ({})",
-            plain(r, "detection_ms"),
-            check_mark(r, "VAL16-02")
-        );
-        let _ = writeln!(
-            out,
-            "  Recovered to one leader: {} ({})",
-            plain(r, "recovery_ms"),
-            check_mark(r, "VAL16-05")
-        );
-        let _ = writeln!(
-            out,
-            "  Network partition takeover: {} ({})",
-            plain(r, "partition_takeover_ms"),
-            check_mark(r, "VAL16-08")
-        );
-        let _ = writeln!(out, "  No dual leader over the slice: {}", check_mark(r, "VAL16-09"));
-    } else {
-        let _ = writeln!(
-            out,
-            "\nSplit Brain (VAL16): MISSING (no val16 report: see Scenario Coverage)"
-        );
-    }
-    if let Some(r) = report("val17") {
-        let _ = writeln!(out, "\nQuorum Loss (VAL17):");
-        bounded(&mut out, "Loss detection", r, "loss_detection_ms", 30_000);
-        bounded(&mut out, "Recovery", r, "recovery_ms", 30_000);
-        let _ = writeln!(
-            out,
-            "  write_block_active during loss: {} (VAL17-03)",
-            check_mark(r, "VAL17-03")
-        );
-        let _ = writeln!(
-            out,
-            "  Protected writes refused during loss: {} (VAL17-04)",
-            check_mark(r, "VAL17-04")
-        );
-    } else {
-        let _ = writeln!(
-            out,
-            "\nQuorum Loss (VAL17): MISSING (no val17 report: see Scenario Coverage)"
-        );
-    }
+/// One slice's figures: its lines from the report, or one line saying the report is missing.
+struct Section {
+    slice: &'static str,
+    title: &'static str,
+    /// Where the figures come from, when the title should say so.
+    source: Option<&'static str>,
+    lines: fn(&mut String, &Report),
+}
 
+const SECTIONS: [Section; 5] = [
+    Section {
+        slice: "val13",
+        title: "Failover Timeline",
+        source: None,
+        lines: failover,
+    },
+    Section {
+        slice: "val14",
+        title: "Replication Lag Distribution",
+        source: Some("pg_stat_replication.write_lag"),
+        lines: replication_lag,
+    },
+    Section {
+        slice: "val15",
+        title: "Backup/Restore Results",
+        source: None,
+        lines: backup_restore,
+    },
+    Section {
+        slice: "val16",
+        title: "Split Brain",
+        source: None,
+        lines: split_brain,
+    },
+    Section {
+        slice: "val17",
+        title: "Quorum Loss",
+        source: None,
+        lines: quorum_loss,
+    },
+];
+
+impl Section {
+    fn render(&self, out: &mut String, val26: &Val26) {
+        let (slice, title, id) = (self.slice, self.title, self.slice.to_uppercase());
+        let Some(report) = val26.report(slice) else {
+            let _ = writeln!(
+                out,
+                "\n{title} ({id}): MISSING (no {slice} report: see Scenario Coverage)"
+            );
+            return;
+        };
+        let source = self.source.map(|source| format!(", {source}")).unwrap_or_default();
+        let _ = writeln!(out, "\n{title} ({id}{source}):");
+        (self.lines)(out, report);
+    }
+}
+
+fn failover(out: &mut String, r: &Report) {
+    bounded(out, "SIGTERM graceful failover", r, bounds::SIGTERM_FAILOVER);
+    bounded(out, "SIGKILL unplanned failover", r, bounds::SIGKILL_FAILOVER);
+    bounded(out, "Rapid cycles", r, bounds::RAPID_CYCLE);
+    let _ = writeln!(out, "  Zero data loss across failover: {}", check_mark(r, "VAL13-04"));
+    line(
+        out,
+        "  Method: signal the leader, poll the follower's /v1/ha/status every 50 ms",
+    );
+}
+
+fn replication_lag(out: &mut String, r: &Report) {
+    let _ = writeln!(out, "  Idle p95: {} (baseline noise floor)", plain(r, "idle_p95_ms"));
+    let _ = writeln!(out, "  Light load p95: {} (100 rows x 500 B)", plain(r, "light_p95_ms"));
+    bounded(out, "Light drain", r, bounds::LIGHT_DRAIN);
+    let _ = writeln!(
+        out,
+        "  Heavy load p99: {} (500 rows x 2,000 B)",
+        plain(r, "heavy_p99_ms")
+    );
+    bounded(out, "Heavy drain", r, bounds::HEAVY_DRAIN);
+    let _ = writeln!(out, "  Derived alerting thresholds (healthy = max(p95 x 3 + 1, 10)):");
+    for (band, metric, meaning) in [
+        ("Healthy:  <=", "healthy_ms", "lag expected within normal ops"),
+        ("Degraded: <=", "degraded_ms", "standby lagging; investigate"),
+    ] {
+        let _ = writeln!(out, "    {band} {} ({meaning})", plain(r, metric));
+    }
+    let _ = writeln!(
+        out,
+        "    Alert:    >  {} (alert threshold = {})",
+        plain(r, "degraded_ms"),
+        plain(r, "alert_ms")
+    );
+    fixed(
+        out,
+        &[
+            "  Note: Thresholds are DERIVED from measured lab values, not workplan targets.",
+            "        Recalibrate against production observed_p95 before alerting deployment.",
+        ],
+    );
+}
+
+fn backup_restore(out: &mut String, r: &Report) {
+    bounded(out, "Backup duration", r, bounds::BACKUP);
+    bounded(out, "Restore duration", r, bounds::RESTORE);
+    checked(out, "SHA-256 checksum", r, "VAL15-04");
+    checked(out, "Restore correctness", r, "VAL15-06");
+}
+
+fn split_brain(out: &mut String, r: &Report) {
+    for (label, metric, check) in [
+        ("Epoch divergence detected", "detection_ms", "VAL16-02"),
+        ("Recovered to one leader", "recovery_ms", "VAL16-05"),
+        ("Network partition takeover", "partition_takeover_ms", "VAL16-08"),
+    ] {
+        let _ = writeln!(out, "  {label}: {} ({})", plain(r, metric), check_mark(r, check));
+    }
+    let _ = writeln!(out, "  No dual leader over the slice: {}", check_mark(r, "VAL16-09"));
+}
+
+fn quorum_loss(out: &mut String, r: &Report) {
+    bounded(out, "Loss detection", r, bounds::LOSS_DETECTION);
+    bounded(out, "Recovery", r, bounds::QUORUM_RECOVERY);
+    checked(out, "write_block_active during loss", r, "VAL17-03");
+    checked(out, "Protected writes refused during loss", r, "VAL17-04");
+}
+
+fn matrix(out: &mut String, val26: &Val26) {
     let _ = writeln!(out, "\n10-Check Matrix:");
     for check in &val26.checks {
         let _ = writeln!(
@@ -263,32 +308,20 @@ pub fn render(val26: &Val26) -> String {
         let _ = writeln!(out, "      {}", check.detail);
     }
     let _ = writeln!(out, "  Overall: PASS={} FAIL={}", val26.pass, val26.fail);
+}
 
+fn readiness(out: &mut String, val26: &Val26) {
     let readiness = &val26.readiness;
     let _ = writeln!(out, "\nRisks and Open Gaps:");
     for gap in &readiness.public_production_gaps {
         let _ = writeln!(out, "  - {gap}");
     }
     let _ = writeln!(out, "\nReadiness Conclusion:");
-    let level = |out: &mut String, name: &str, ready: bool, gaps: &[String]| {
-        let _ = writeln!(out, "  {name} {}", if ready { "✓" } else { "✗ (NOT YET)" });
-        for gap in gaps {
+    for level in readiness.levels() {
+        let mark = if level.ready { "✓" } else { "✗ (NOT YET)" };
+        let _ = writeln!(out, "  {} {mark}", level.name.to_uppercase());
+        for gap in level.gaps {
             let _ = writeln!(out, "      missing: {gap}");
         }
-    };
-    level(
-        &mut out,
-        "HA DESIGN PARTNER READY",
-        readiness.design_partner,
-        &readiness.design_partner_gaps,
-    );
-    level(&mut out, "HA GA READY", readiness.ga, &readiness.ga_gaps);
-    level(
-        &mut out,
-        "HA PUBLIC PRODUCTION CLAIM",
-        readiness.public_production,
-        &readiness.public_production_gaps,
-    );
-    let _ = writeln!(out, "\nVerdict: {}", val26.verdict);
-    out
+    }
 }
