@@ -38,26 +38,14 @@ pub fn dump_into(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|source| BackupError::Spawn {
-            tool: "pg_dump",
-            source,
-        })?;
+        .map_err(BackupError::spawn("pg_dump"))?;
 
-    // Drain stderr on its own thread so a chatty pg_dump can never block on a full pipe.
-    let mut stderr = child.stderr.take().expect("stderr was piped");
-    let stderr_reader = std::thread::spawn(move || {
-        let mut buffer = Vec::new();
-        let _ = stderr.read_to_end(&mut buffer);
-        buffer
-    });
+    let stderr_reader = crate::backup::pgtools::drain(child.stderr.take().expect("stderr was piped"));
 
     let mut stdout = child.stdout.take().expect("stdout was piped");
     let streamed = stream_and_hash(&mut stdout, archive);
     drop(stdout);
-    let status = child.wait().map_err(|source| BackupError::Spawn {
-        tool: "pg_dump",
-        source,
-    })?;
+    let status = child.wait().map_err(BackupError::spawn("pg_dump"))?;
     let stderr = stderr_reader.join().unwrap_or_default();
     // A write error is the cause: pg_dump then dies of the closed pipe (SIGPIPE), which is
     // only its symptom.

@@ -72,6 +72,11 @@ pub enum BackupError {
 }
 
 impl BackupError {
+    /// For a tool that could not be started or waited for.
+    pub fn spawn(tool: &'static str) -> impl FnOnce(std::io::Error) -> BackupError {
+        move |source| BackupError::Spawn { tool, source }
+    }
+
     pub fn io(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
         move |source| BackupError::Io {
             path: path.to_owned(),

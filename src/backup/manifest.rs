@@ -88,34 +88,9 @@ pub fn trust_for_restore(
     allow_unsealed: bool,
 ) -> Result<(), ManifestError> {
     if let Some(recorded) = recorded {
-        let disagree = |field, manifest: String, inventory: String| ManifestError::DisagreesWithInventory {
-            field,
-            manifest,
-            inventory,
-        };
-        if let Some(version) = recorded.manifest_version {
-            if version != manifest.manifest_version {
-                return Err(disagree(
-                    "manifest_version",
-                    manifest.manifest_version.to_string(),
-                    version.to_string(),
-                ));
-            }
-        }
-        if let Some(sha256) = &recorded.checksum {
-            if *sha256 != manifest.sha256 {
-                return Err(disagree("sha256", manifest.sha256.clone(), sha256.clone()));
-            }
-        }
-        if let Some(size) = recorded.size_bytes {
-            if size != manifest.size_bytes {
-                return Err(disagree(
-                    "size_bytes",
-                    manifest.size_bytes.to_string(),
-                    size.to_string(),
-                ));
-            }
-        }
+        agree("manifest_version", manifest.manifest_version, recorded.manifest_version)?;
+        agree("sha256", &manifest.sha256, recorded.checksum.as_ref())?;
+        agree("size_bytes", manifest.size_bytes, recorded.size_bytes)?;
     }
     if manifest.manifest_version < MANIFEST_VERSION && !allow_unsealed {
         return Err(ManifestError::Unsealable {
@@ -124,6 +99,22 @@ pub fn trust_for_restore(
         });
     }
     Ok(())
+}
+
+/// The manifest's `field` against the inventory's, where the inventory recorded one.
+fn agree<T: PartialEq + std::fmt::Display>(
+    field: &'static str,
+    manifest: T,
+    inventory: Option<T>,
+) -> Result<(), ManifestError> {
+    match inventory {
+        Some(inventory) if inventory != manifest => Err(ManifestError::DisagreesWithInventory {
+            field,
+            manifest: manifest.to_string(),
+            inventory: inventory.to_string(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// SHA-256 of the manifest document without its `manifest_sha256` field, serialised compactly

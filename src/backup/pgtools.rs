@@ -108,7 +108,7 @@ pub fn run_to_end(mut command: Command, tool: &'static str) -> Result<Vec<u8>, c
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .output()
-        .map_err(|source| crate::backup::BackupError::Spawn { tool, source })?;
+        .map_err(crate::backup::BackupError::spawn(tool))?;
     if !output.status.success() {
         return Err(crate::backup::BackupError::Tool {
             tool,
@@ -123,4 +123,14 @@ pub fn run_to_end(mut command: Command, tool: &'static str) -> Result<Vec<u8>, c
 pub fn stderr_tail(stderr: &[u8], limit: usize) -> String {
     let start = stderr.len().saturating_sub(limit);
     String::from_utf8_lossy(&stderr[start..]).trim().to_owned()
+}
+
+/// Reads `stream` to its end on a thread of its own, so a chatty tool never blocks on a full
+/// pipe; the handle returns what was read.
+pub fn drain(mut stream: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut buffer = Vec::new();
+        let _ = stream.read_to_end(&mut buffer);
+        buffer
+    })
 }

@@ -18,7 +18,7 @@ use std::{
 use crate::{
     backup::store::StagedArchive,
     backup::{
-        pgtools::{stderr_tail, PgTools},
+        pgtools::{drain, stderr_tail, PgTools},
         BackupError,
     },
     ha::store::WriteFence,
@@ -134,10 +134,7 @@ pub fn replay_archive(
         let _ = restore.kill();
     }
     drop(script);
-    let restore_status = restore.wait().map_err(|source| BackupError::Spawn {
-        tool: "pg_restore",
-        source,
-    })?;
+    let restore_status = restore.wait().map_err(BackupError::spawn("pg_restore"))?;
     let finish = if relayed && restore_status.success() {
         with_fence_before_commit(&tail, &fence_before_commit_sql(fence, node_id, epoch, mark))
     } else {
@@ -149,9 +146,7 @@ pub fn replay_archive(
     }
     // End of input without a COMMIT: psql exits and PostgreSQL rolls the transaction back.
     drop(to_psql);
-    let psql_status = psql
-        .wait()
-        .map_err(|source| BackupError::Spawn { tool: "psql", source })?;
+    let psql_status = psql.wait().map_err(BackupError::spawn("psql"))?;
     replay_result(
         (psql_status, &psql_stderr.join().unwrap_or_default()),
         (restore_status, &restore_stderr.join().unwrap_or_default()),
@@ -173,10 +168,7 @@ fn spawn_pg_restore(tools: &PgTools, archive: &StagedArchive) -> Result<Child, B
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|source| BackupError::Spawn {
-            tool: "pg_restore",
-            source,
-        })
+        .map_err(BackupError::spawn("pg_restore"))
 }
 
 /// psql running `first` and then the script on its stdin, stopping at the first error.
@@ -190,7 +182,7 @@ fn spawn_psql(tools: &PgTools, first: &str) -> Result<Child, BackupError> {
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|source| BackupError::Spawn { tool: "psql", source })
+        .map_err(BackupError::spawn("psql"))
 }
 
 /// Relays the script, holding back its tail (the archive's COMMIT); returns whether all of it
@@ -259,12 +251,4 @@ fn replay_result(
         });
     }
     Ok(())
-}
-
-fn drain(mut stream: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
-    std::thread::spawn(move || {
-        let mut buffer = Vec::new();
-        let _ = stream.read_to_end(&mut buffer);
-        buffer
-    })
 }

@@ -14,6 +14,15 @@ fn json<T: Serialize>(value: &T) -> String {
     serde_json::to_string_pretty(value).expect("output values always serialise")
 }
 
+/// A list: JSON as it is, or one text line per item (`empty` when there are none).
+fn listing<T: Serialize>(items: &[T], format: OutputFormat, empty: &str, line: impl Fn(&T) -> String) -> String {
+    match format {
+        OutputFormat::Json => json(&items),
+        OutputFormat::Text if items.is_empty() => empty.to_owned(),
+        OutputFormat::Text => items.iter().map(line).collect::<Vec<_>>().join("\n"),
+    }
+}
+
 fn opt<T: ToString>(value: &Option<T>) -> String {
     value.as_ref().map_or_else(|| "-".to_owned(), ToString::to_string)
 }
@@ -36,27 +45,19 @@ pub fn backup(record: &BackupRecord, format: OutputFormat) -> String {
 /// (`files=archive_missing`, … for a completed backup that can no longer be restored) and its
 /// last restore.
 pub fn backups(records: &[BackupRecord], format: OutputFormat) -> String {
-    match format {
-        OutputFormat::Json => json(&records),
-        OutputFormat::Text if records.is_empty() => "no backups".to_owned(),
-        OutputFormat::Text => records
-            .iter()
-            .map(|r| {
-                let mut line = backup(r, format);
-                if let Some(files) = r.files {
-                    line.push_str(&format!(" files={}", files.as_str()));
-                }
-                if let Some(outcome) = &r.last_restore_outcome {
-                    line.push_str(&format!(" last_restore={outcome}"));
-                }
-                if let Some(error) = &r.error {
-                    line.push_str(&format!(" error={error:?}"));
-                }
-                line
-            })
-            .collect::<Vec<_>>()
-            .join("\n"),
-    }
+    listing(records, format, "no backups", |r| {
+        let mut line = backup(r, format);
+        if let Some(files) = r.files {
+            line.push_str(&format!(" files={}", files.as_str()));
+        }
+        if let Some(outcome) = &r.last_restore_outcome {
+            line.push_str(&format!(" last_restore={outcome}"));
+        }
+        if let Some(error) = &r.error {
+            line.push_str(&format!(" error={error:?}"));
+        }
+        line
+    })
 }
 
 pub fn restore(report: &RestoreReport, format: OutputFormat) -> String {
@@ -295,36 +296,20 @@ pub fn rollout(rollout: &Rollout, format: OutputFormat) -> String {
 }
 
 pub fn rollouts(rollouts: &[Rollout], format: OutputFormat) -> String {
-    match format {
-        OutputFormat::Json => json(&rollouts),
-        OutputFormat::Text if rollouts.is_empty() => "no rollouts".to_owned(),
-        OutputFormat::Text => rollouts
-            .iter()
-            .map(|r| rollout(r, format))
-            .collect::<Vec<_>>()
-            .join("\n"),
-    }
+    listing(rollouts, format, "no rollouts", |r| rollout(r, format))
 }
 
 pub fn events(events: &[AuditEvent], format: OutputFormat) -> String {
-    match format {
-        OutputFormat::Json => json(&events),
-        OutputFormat::Text if events.is_empty() => "no events".to_owned(),
-        OutputFormat::Text => events
-            .iter()
-            .map(|e| {
-                let time = e
-                    .time
-                    .format(&time::format_description::well_known::Rfc3339)
-                    .unwrap_or_default();
-                format!(
-                    "{time} {} node_id={} id={} {}",
-                    e.event_type, e.node_id, e.id, e.details
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("\n"),
-    }
+    listing(events, format, "no events", |e| {
+        let time = e
+            .time
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        format!(
+            "{time} {} node_id={} id={} {}",
+            e.event_type, e.node_id, e.id, e.details
+        )
+    })
 }
 
 #[cfg(test)]
@@ -379,23 +364,7 @@ mod tests {
         assert!(!status(&report(None), OutputFormat::Text).contains("replication"));
         let mut with_standby = report(None);
         with_standby.replication_health = Some(Health::Alert);
-        with_standby.replication = vec![StandbyStatus {
-            application_name: "s1".into(),
-            slot_name: Some("s1".into()),
-            state: "disconnected".into(),
-            client_addr: None,
-            sent_lsn: None,
-            write_lsn: None,
-            flush_lsn: None,
-            replay_lsn: None,
-            write_lag_ms: 0.0,
-            flush_lag_ms: 0.0,
-            replay_lag_ms: 0.0,
-            byte_lag: Some(4096),
-            stalled_ms: 0.0,
-            health: Health::Alert,
-            reason: "disconnected: nothing streams from slot s1".into(),
-        }];
+        with_standby.replication = vec![StandbyStatus::disconnected("s1".into(), Some("s1".into()), Some(4096))];
         let text = status(&with_standby, OutputFormat::Text);
         assert!(
             text.ends_with(

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use tokio_postgres::{Client, GenericClient, Row};
+use tokio_postgres::{types::ToSql, Client, GenericClient, Row};
 
 use crate::{
     db::{self, DbError},
@@ -18,6 +18,26 @@ use crate::{
 
 /// The channel a releasing leader notifies, so followers try to acquire at once.
 pub const RELEASE_CHANNEL: &str = "autonomy_ha_lease";
+
+/// Runs `with`, whose CTE `changed` returns the lease row when the statement took or extended
+/// it: whether it did, and the lease row as it stands either way, in one round trip.
+async fn changed_and_row(
+    client: &Client,
+    with: &str,
+    changed: &str,
+    params: &[&(dyn ToSql + Sync)],
+    doing: &'static str,
+) -> Result<(bool, LeaseRow), DbError> {
+    let sql = format!(
+        "{with}
+         SELECT true, {ROW_COLUMNS} FROM {changed}
+         UNION ALL
+         SELECT false, {ROW_COLUMNS} FROM autonomy_ha.leader_lease
+          WHERE NOT EXISTS (SELECT 1 FROM {changed})"
+    );
+    let row = client.query_one(&sql, params).await.map_err(DbError::query(doing))?;
+    Ok((row.get(0), lease_from_row(&row, 1)))
+}
 
 fn lease_from_row(row: &Row, offset: usize) -> LeaseRow {
     LeaseRow {
@@ -48,8 +68,7 @@ pub async fn try_acquire(client: &Client, node_id: &str, address: &str, ttl: Dur
     // acquired in a transaction begun after its session registered. So only a row acquired
     // before this statement can be judged by the snapshot. A valid row naming no session at all
     // was not written by a node (a release also expires it): nobody holds it.
-    let sql = format!(
-        "WITH me AS (
+    let with = "WITH me AS (
              SELECT pid, backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()
          ), taken AS (
              UPDATE autonomy_ha.leader_lease l
@@ -72,50 +91,33 @@ pub async fn try_acquire(client: &Client, node_id: &str, address: &str, ttl: Dur
          ), history AS (
              INSERT INTO autonomy_ha.lease_history (epoch, holder_id, holder_address, acquired_at)
              SELECT epoch, holder_id, holder_address, acquired_at FROM taken
-         )
-         SELECT true, {ROW_COLUMNS} FROM taken
-         UNION ALL
-         SELECT false, {ROW_COLUMNS} FROM autonomy_ha.leader_lease
-          WHERE NOT EXISTS (SELECT 1 FROM taken)"
-    );
-    let row = client
-        .query_one(&sql, &[&node_id, &address, &ttl_ms(ttl)])
-        .await
-        .map_err(DbError::query("acquire the leader lease"))?;
-    let lease = lease_from_row(&row, 1);
-    Ok(if row.get::<_, bool>(0) {
-        Attempt::Acquired(lease)
-    } else {
-        Attempt::Held(lease)
-    })
+         )";
+    let params: [&(dyn ToSql + Sync); 3] = [&node_id, &address, &ttl_ms(ttl)];
+    Ok(
+        match changed_and_row(client, with, "taken", &params, "acquire the leader lease").await? {
+            (true, lease) => Attempt::Acquired(lease),
+            (false, lease) => Attempt::Held(lease),
+        },
+    )
 }
 
 /// Extends the lease this node holds at `epoch` through its lease session; one round trip,
 /// returning the row as it stands either way.
 pub async fn renew(client: &Client, node_id: &str, epoch: i64, ttl: Duration) -> Result<Renewal, DbError> {
-    let sql = format!(
-        "WITH renewed AS (
+    let with = "WITH renewed AS (
              UPDATE autonomy_ha.leader_lease
                 SET expires_at = now() + $3::bigint * interval '1 millisecond'
               WHERE holder_id = $1 AND epoch = $2 AND expires_at > now()
                 AND holder_pid = pg_backend_pid()
           RETURNING *
-         )
-         SELECT true, {ROW_COLUMNS} FROM renewed
-         UNION ALL
-         SELECT false, {ROW_COLUMNS} FROM autonomy_ha.leader_lease
-          WHERE NOT EXISTS (SELECT 1 FROM renewed)"
-    );
-    let row = client
-        .query_one(&sql, &[&node_id, &epoch, &ttl_ms(ttl)])
-        .await
-        .map_err(DbError::query("renew the leader lease"))?;
-    let lease = lease_from_row(&row, 1);
-    Ok(if row.get::<_, bool>(0) {
-        Renewal::Renewed(lease)
-    } else {
-        Renewal::Refused(lease)
-    })
+         )";
+    let params: [&(dyn ToSql + Sync); 3] = [&node_id, &epoch, &ttl_ms(ttl)];
+    Ok(
+        match changed_and_row(client, with, "renewed", &params, "renew the leader lease").await? {
+            (true, lease) => Renewal::Renewed(lease),
+            (false, lease) => Renewal::Refused(lease),
+        },
+    )
 }
 
 /// Gives the lease up at once (clean shutdown) and wakes the followers, so a successor need

@@ -201,13 +201,7 @@ mod tests {
     use crate::ha::election::Term;
 
     fn lease(holder: &str, epoch: i64, valid: bool) -> LeaseRow {
-        LeaseRow {
-            holder_id: Some(holder.into()),
-            holder_address: Some(format!("http://{holder}")),
-            epoch,
-            valid,
-            expires_in_ms: if valid { 1000 } else { 0 },
-        }
+        LeaseRow::held_by(holder, epoch, valid)
     }
 
     fn leading(epoch: i64, valid_for: Duration) -> Snapshot {

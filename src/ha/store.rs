@@ -24,6 +24,18 @@ pub struct LeaseRow {
 }
 
 impl LeaseRow {
+    /// For tests: `holder` (reachable at `http://<holder>`) at `epoch`, valid for a second or expired.
+    #[cfg(test)]
+    pub(crate) fn held_by(holder: &str, epoch: i64, valid: bool) -> Self {
+        Self {
+            holder_id: Some(holder.into()),
+            holder_address: Some(format!("http://{holder}")),
+            epoch,
+            valid,
+            expires_in_ms: if valid { 1_000 } else { 0 },
+        }
+    }
+
     /// The holder, if its lease is still valid.
     pub fn live_holder(&self) -> Option<&str> {
         self.holder_id.as_deref().filter(|_| self.valid)

@@ -82,23 +82,26 @@ async fn run_to_completion<T: Send + 'static>(
     }
 }
 
+/// The request in a JSON body, or its default for an empty one; `expected` says what the body
+/// should have been when it is not.
+fn body_or_default<T: Default + serde::de::DeserializeOwned>(body: &[u8], expected: &str) -> Result<T, ApiError> {
+    if body.is_empty() {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", format!("{expected}: {e}")))
+}
+
 pub async fn restore_backup(
     State(app): State<AppState>,
     Path(backup_id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<RestoreReport>, ApiError> {
     // An empty body is a request without confirmation, refused below with the usual message.
-    let request: RestoreRequest = if body.is_empty() {
-        RestoreRequest::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_body",
-                format!("the restore body is not {{\"confirm\": true, \"allow_unsealed_manifest\": bool}}: {e}"),
-            )
-        })?
-    };
+    let request: RestoreRequest = body_or_default(
+        &body,
+        "the restore body is not {\"confirm\": true, \"allow_unsealed_manifest\": bool}",
+    )?;
     let backups = app.backups.clone();
     let report = run_to_completion(async move { backups.restore(&backup_id, request).await }).await?;
     Ok(Json(report))
@@ -111,17 +114,10 @@ pub async fn verify_backup(
     Path(backup_id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<VerifyReport>, ApiError> {
-    let request: VerifyRequest = if body.is_empty() {
-        VerifyRequest::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_body",
-                format!("the verify body is not {{\"target_url\": …, \"keep\": bool, \"proof_only\": bool}}: {e}"),
-            )
-        })?
-    };
+    let request: VerifyRequest = body_or_default(
+        &body,
+        "the verify body is not {\"target_url\": …, \"keep\": bool, \"proof_only\": bool}",
+    )?;
     let backups = app.backups.clone();
     let report = run_to_completion(async move { backups.verify(&backup_id, request).await }).await?;
     Ok(Json(report))

@@ -27,14 +27,12 @@ pub const PINNED_SETTINGS: &str = "SET DateStyle = 'ISO, YMD'; SET IntervalStyle
 /// (for `pg_dump --snapshot`) and returns the snapshot's id. Everything read on `client` until
 /// the transaction ends sees exactly what pg_dump sees.
 pub async fn begin_snapshot(client: &Client) -> Result<String, BackupError> {
-    client
-        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        .await
-        .map_err(DbError::query("opening the baseline snapshot"))?;
-    client
-        .batch_execute(PINNED_SETTINGS)
-        .await
-        .map_err(DbError::query("pinning the baseline's output settings"))?;
+    begin_pinned(
+        client,
+        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        "opening the baseline snapshot",
+    )
+    .await?;
     let row = client
         .query_one("SELECT pg_export_snapshot()", &[])
         .await
@@ -51,12 +49,13 @@ pub async fn join_snapshot(client: &Client, snapshot: &str) -> Result<(), Backup
             "`{snapshot}` is not a snapshot id as pg_export_snapshot returns them"
         )));
     }
-    client
-        .batch_execute(&format!(
-            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{snapshot}'"
-        ))
-        .await
-        .map_err(DbError::query("importing the baseline snapshot"))?;
+    let begin = format!("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT '{snapshot}'");
+    begin_pinned(client, &begin, "importing the baseline snapshot").await
+}
+
+/// Runs `begin`, which opens the snapshot's transaction, then pins the output settings in it.
+async fn begin_pinned(client: &Client, begin: &str, doing: &'static str) -> Result<(), BackupError> {
+    client.batch_execute(begin).await.map_err(DbError::query(doing))?;
     client
         .batch_execute(PINNED_SETTINGS)
         .await

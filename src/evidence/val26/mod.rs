@@ -176,6 +176,18 @@ mod tests {
             .join(bundle)
     }
 
+    /// The bundle's five reports copied into a directory of their own, to write beside.
+    fn copied(bundle: &str) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        for (slice, _) in SLICES {
+            let to = dir.path().join(slice);
+            std::fs::create_dir_all(&to).unwrap();
+            let name = format!("{slice}-report.json");
+            std::fs::copy(fixture(bundle).join(slice).join(&name), to.join(&name)).unwrap();
+        }
+        dir
+    }
+
     fn generated(bundle: &str) -> Val26 {
         generate(&fixture(bundle), time::OffsetDateTime::now_utc()).expect("the sample bundle can be assessed")
     }
@@ -274,13 +286,7 @@ mod tests {
 
     #[test]
     fn written_reports_verify_until_a_file_changes() {
-        let dir = tempfile::tempdir().expect("a temp dir");
-        for (slice, _) in SLICES {
-            let to = dir.path().join(slice);
-            std::fs::create_dir_all(&to).unwrap();
-            let name = format!("{slice}-report.json");
-            std::fs::copy(fixture("complete").join(slice).join(&name), to.join(&name)).unwrap();
-        }
+        let dir = copied("complete");
         let now = time::OffsetDateTime::now_utc();
         let mut val26 = generate(dir.path(), now).unwrap();
         let html = write(dir.path(), &mut val26, false).unwrap();
@@ -305,13 +311,7 @@ mod tests {
 
     #[test]
     fn an_edited_html_report_or_verdict_is_found() {
-        let dir = tempfile::tempdir().expect("a temp dir");
-        for (slice, _) in SLICES {
-            let to = dir.path().join(slice);
-            std::fs::create_dir_all(&to).unwrap();
-            let name = format!("{slice}-report.json");
-            std::fs::copy(fixture("failed-check").join(slice).join(&name), to.join(&name)).unwrap();
-        }
+        let dir = copied("failed-check");
         let now = time::OffsetDateTime::now_utc();
         write(dir.path(), &mut generate(dir.path(), now).unwrap(), false).unwrap();
         let html = dir.path().join("val26/val26-report.html");

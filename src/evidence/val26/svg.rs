@@ -120,6 +120,25 @@ fn open(out: &mut String, id: &str, title: &str, rows: usize) -> f64 {
     bottom
 }
 
+/// A row's label, right-aligned left of the plot, its baseline at `baseline`.
+fn row_label(out: &mut String, label: &str, baseline: f64) {
+    let _ = write!(
+        out,
+        r#"<text class="row-label" x="{:.1}" y="{baseline:.1}" text-anchor="end">{}</text>"#,
+        LABEL_WIDTH - 8.0,
+        escape(label)
+    );
+}
+
+/// In place of a row's values: there are none.
+fn not_measured(out: &mut String, baseline: f64) {
+    let _ = write!(
+        out,
+        r#"<text class="value missing" x="{:.1}" y="{baseline:.1}">not measured</text>"#,
+        LABEL_WIDTH + 4.0
+    );
+}
+
 /// Horizontal bars on a log axis; each bar's bound is a mark on its row, and the bar is red
 /// when it passes the bound. A bar without a value says "not measured".
 pub fn bars(id: &str, title: &str, bars: &[Bar]) -> String {
@@ -129,13 +148,7 @@ pub fn bars(id: &str, title: &str, bars: &[Bar]) -> String {
     axis.draw(&mut out, bottom);
     for (row, bar) in bars.iter().enumerate() {
         let y = TOP + row as f64 * ROW_HEIGHT;
-        let _ = write!(
-            out,
-            r#"<text class="row-label" x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
-            LABEL_WIDTH - 8.0,
-            y + 19.0,
-            escape(&bar.label)
-        );
+        row_label(&mut out, &bar.label, y + 19.0);
         match bar.value_ms {
             Some(ms) => {
                 let within = bar.bound_ms.is_none_or(|bound| ms <= bound);
@@ -154,14 +167,7 @@ pub fn bars(id: &str, title: &str, bars: &[Bar]) -> String {
                     duration_label(ms)
                 );
             }
-            None => {
-                let _ = write!(
-                    out,
-                    r#"<text class="value missing" x="{:.1}" y="{:.1}">not measured</text>"#,
-                    LABEL_WIDTH + 4.0,
-                    y + 19.0
-                );
-            }
+            None => not_measured(&mut out, y + 19.0),
         }
         if let Some(bound) = bar.bound_ms {
             let x = axis.x(bound);
@@ -208,20 +214,9 @@ pub fn distribution(id: &str, title: &str, rows: &[Distribution], lines: &[Line]
     }
     for (row, distribution) in rows.iter().enumerate() {
         let y = TOP + row as f64 * ROW_HEIGHT + ROW_HEIGHT / 2.0;
-        let _ = write!(
-            out,
-            r#"<text class="row-label" x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
-            LABEL_WIDTH - 8.0,
-            y + 4.0,
-            escape(&distribution.label)
-        );
+        row_label(&mut out, &distribution.label, y + 4.0);
         if distribution.points.is_empty() {
-            let _ = write!(
-                out,
-                r#"<text class="value missing" x="{:.1}" y="{:.1}">not measured</text>"#,
-                LABEL_WIDTH + 4.0,
-                y + 4.0
-            );
+            not_measured(&mut out, y + 4.0);
             continue;
         }
         let xs: Vec<f64> = distribution.points.iter().map(|(_, ms)| axis.x(*ms)).collect();

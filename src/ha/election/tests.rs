@@ -18,13 +18,7 @@ fn ms(n: u64) -> Duration {
 }
 
 fn row(holder: &str, epoch: i64, valid: bool) -> LeaseRow {
-    LeaseRow {
-        holder_id: Some(holder.into()),
-        holder_address: Some(format!("http://{holder}")),
-        epoch,
-        valid,
-        expires_in_ms: if valid { 1_000 } else { 0 },
-    }
+    LeaseRow::held_by(holder, epoch, valid)
 }
 
 fn audits(actions: &[Action]) -> Vec<Record> {

@@ -88,14 +88,14 @@ impl Tracker {
             );
             report
                 .entry(key)
-                .or_insert_with(|| disconnected(name, Some(slot), raw.unreplayed_bytes));
+                .or_insert_with(|| StandbyStatus::disconnected(name, Some(slot), raw.unreplayed_bytes));
         }
         for (key, known) in &mut self.known {
             if !report.contains_key(key) {
                 known.behind_since = None;
                 report.insert(
                     key.clone(),
-                    disconnected(known.name.clone(), known.slot_name.clone(), None),
+                    StandbyStatus::disconnected(known.name.clone(), known.slot_name.clone(), None),
                 );
             }
         }
@@ -161,26 +161,29 @@ fn connected(name: String, raw: &RawStandby, stalled_ms: f64, thresholds: LagThr
     }
 }
 
-fn disconnected(name: String, slot_name: Option<String>, byte_lag: Option<i64>) -> StandbyStatus {
-    StandbyStatus {
-        application_name: name,
-        reason: match &slot_name {
-            Some(slot) => format!("disconnected: nothing streams from slot {slot}"),
-            None => "disconnected: no longer in pg_stat_replication".into(),
-        },
-        slot_name,
-        state: "disconnected".into(),
-        client_addr: None,
-        sent_lsn: None,
-        write_lsn: None,
-        flush_lsn: None,
-        replay_lsn: None,
-        write_lag_ms: 0.0,
-        flush_lag_ms: 0.0,
-        replay_lag_ms: 0.0,
-        byte_lag,
-        stalled_ms: 0.0,
-        health: Health::Alert,
+impl StandbyStatus {
+    /// A standby no longer in pg_stat_replication (or whose slot nothing streams from): an alert.
+    pub fn disconnected(name: String, slot_name: Option<String>, byte_lag: Option<i64>) -> StandbyStatus {
+        StandbyStatus {
+            application_name: name,
+            reason: match &slot_name {
+                Some(slot) => format!("disconnected: nothing streams from slot {slot}"),
+                None => "disconnected: no longer in pg_stat_replication".into(),
+            },
+            slot_name,
+            state: "disconnected".into(),
+            client_addr: None,
+            sent_lsn: None,
+            write_lsn: None,
+            flush_lsn: None,
+            replay_lsn: None,
+            write_lag_ms: 0.0,
+            flush_lag_ms: 0.0,
+            replay_lag_ms: 0.0,
+            byte_lag,
+            stalled_ms: 0.0,
+            health: Health::Alert,
+        }
     }
 }
 
