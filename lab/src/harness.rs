@@ -141,6 +141,25 @@ pub trait Slice {
     }
 }
 
+/// Connects to the lab database and records its server version in `report`. Returns the
+/// connection and the opening of the slice's `<id>-pg-setup.txt`: the backend, its
+/// description, the server version and the URL with the password redacted, a line each.
+pub fn connect_and_describe(pg: &dyn PgBackend, report: &mut Report) -> Result<(postgres::Client, String), String> {
+    let mut db = crate::sql::connect(&pg.url(LAB_DATABASE));
+    let version: String = db
+        .query_one("SHOW server_version", &[])
+        .map_err(|e| format!("read the server version: {e}"))?
+        .get(0);
+    report.server_version = Some(version.clone());
+    let setup = format!(
+        "backend={}\n{}\nserver_version={version}\nurl={}\n",
+        pg.kind(),
+        pg.describe(),
+        pg.redacted_url(LAB_DATABASE)
+    );
+    Ok((db, setup))
+}
+
 /// Why `phases` stopped early, if they did: the error they returned, or the message of a panic
 /// inside them (recorded like any other abort, so the report and the phase cache are still
 /// written and the other checks do not re-run the slice).

@@ -15,10 +15,9 @@ use super::{
     observations::{FollowerWrite, Formation, Observations, Rejoin, Sabotage},
 };
 use crate::{
-    backend::LAB_DATABASE,
+    harness::connect_and_describe,
     harness::{guarded, Slice, SliceLab},
     node::Node,
-    sql,
     writes::{Writer, WRITES_BEFORE_FAULT, WRITES_WAIT},
 };
 
@@ -65,22 +64,8 @@ impl Slice for Val13 {
 impl Lab<'_> {
     fn phases(&mut self, obs: &mut Observations, report: &mut Report) -> Result<(), String> {
         // Setup: the database, then both nodes at the same moment.
-        let mut db = sql::connect(&self.pg.url(LAB_DATABASE));
-        let version: String = db
-            .query_one("SHOW server_version", &[])
-            .map_err(|e| e.to_string())?
-            .get(0);
-        report.server_version = Some(version.clone());
-        self.write(
-            "val13-pg-setup.txt",
-            format!(
-                "backend={}\n{}\nserver_version={version}\nurl={}\nsabotage={:?}\n",
-                self.pg.kind(),
-                self.pg.describe(),
-                self.pg.redacted_url(LAB_DATABASE),
-                self.sabotage
-            ),
-        )?;
+        let (mut db, setup) = connect_and_describe(self.pg, report)?;
+        self.write("val13-pg-setup.txt", format!("{setup}sabotage={:?}\n", self.sabotage))?;
         let started = Instant::now();
         let mut spawned = Vec::new();
         for node_id in NODES {

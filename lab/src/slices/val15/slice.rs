@@ -11,6 +11,7 @@ use super::checks::{evaluate, opt, tf};
 use crate::{
     backend::{PgBackend, LAB_DATABASE},
     cli::{Cli, CliRun},
+    harness::connect_and_describe,
     harness::{guarded, Sabotage, Slice, SliceLab},
     node::{Node, NodeSpec},
     sql,
@@ -153,26 +154,13 @@ impl Lab<'_> {
     fn phases(&mut self, obs: &mut Observations, report: &mut Report) -> Result<(), String> {
         // Phase 1: setup.
         let url = self.pg.url(LAB_DATABASE);
-        let mut db = sql::connect(&url);
-        let version: String = db
-            .query_one("SHOW server_version", &[])
-            .map_err(|e| e.to_string())?
-            .get(0);
-        report.server_version = Some(version.clone());
+        let (mut db, setup) = connect_and_describe(self.pg, report)?;
         let load = sql::exec_transcript(&mut db, crate::lab::VAL15_SQL)?;
         let counts = sql::exec_transcript(
             &mut db,
             "SELECT (SELECT count(*) FROM val15_small) AS small, (SELECT count(*) FROM val15_medium) AS medium",
         )?;
-        self.write(
-            "val15-pg-setup.txt",
-            format!(
-                "backend={}\n{}\nserver_version={version}\nurl={}\n\n{load}",
-                self.pg.kind(),
-                self.pg.describe(),
-                self.pg.redacted_url(LAB_DATABASE)
-            ),
-        )?;
+        self.write("val15-pg-setup.txt", format!("{setup}\n{load}"))?;
         self.write("val15-05-db-before.txt", counts)?;
         obs.fingerprint_before = Some(sql::fingerprint(&mut db));
 

@@ -14,9 +14,10 @@ use super::{
 use crate::{
     backend::{PgBackend, LAB_DATABASE},
     cluster::{look_up, rows_table, single_write, stored_rows, Agreement, Cluster, SingleWrite},
+    harness::connect_and_describe,
     harness::{guarded, Slice, SliceLab},
     netns::NetnsHost,
-    run, sql,
+    run,
     writes::{Writer, WRITES_BEFORE_FAULT, WRITES_WAIT},
 };
 
@@ -79,21 +80,10 @@ fn phases(
     obs: &mut Observations,
     report: &mut Report,
 ) -> Result<(), String> {
-    let mut db = sql::connect(&pg.url(LAB_DATABASE));
-    let version: String = db
-        .query_one("SHOW server_version", &[])
-        .map_err(|e| e.to_string())?
-        .get(0);
-    report.server_version = Some(version.clone());
+    let (mut db, setup) = connect_and_describe(pg, report)?;
     cluster.write(
         "val16-pg-setup.txt",
-        format!(
-            "backend={}\n{}\nserver_version={version}\nurl={}\nnode flags={:?}\n",
-            pg.kind(),
-            pg.describe(),
-            pg.redacted_url(LAB_DATABASE),
-            cluster.extra_args
-        ),
+        format!("{setup}node flags={:?}\n", cluster.extra_args),
     )?;
 
     // 01: one leader; a first batch of data through it.

@@ -12,8 +12,8 @@ use super::{
 use crate::{
     backend::{PgBackend, LAB_DATABASE},
     cluster::{look_up, rows_table, stored_rows, Cluster},
+    harness::connect_and_describe,
     harness::{guarded, Slice, SliceLab},
-    sql,
 };
 
 pub const NODES: [&str; 2] = ["val17-n1", "val17-n2"];
@@ -56,21 +56,8 @@ fn phases(
     obs: &mut Observations,
     report: &mut Report,
 ) -> Result<(), String> {
-    let mut db = sql::connect(&pg.url(LAB_DATABASE));
-    let version: String = db
-        .query_one("SHOW server_version", &[])
-        .map_err(|e| e.to_string())?
-        .get(0);
-    report.server_version = Some(version.clone());
-    cluster.write(
-        "val17-pg-setup.txt",
-        format!(
-            "backend={}\n{}\nserver_version={version}\nurl={}\n",
-            pg.kind(),
-            pg.describe(),
-            pg.redacted_url(LAB_DATABASE)
-        ),
-    )?;
+    let (mut db, setup) = connect_and_describe(pg, report)?;
+    cluster.write("val17-pg-setup.txt", format!("{setup}"))?;
 
     // 01: a healthy cluster, with data written through the leader.
     cluster.start_all(&NODES)?;
