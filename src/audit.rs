@@ -12,12 +12,84 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use time::OffsetDateTime;
 
+use crate::ident::NodeId;
+
+/// Declares the event types once, each with its stored name: serde, `as_str`, `parse` and
+/// `Display` all follow from the one list.
+macro_rules! event_types {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident { $($(#[$doc:meta])* $variant:ident = $text:literal,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        $vis enum $name {
+            $($(#[$doc])* #[serde(rename = $text)] $variant,)*
+        }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)*
+                }
+            }
+
+            /// The value `text` stands for; None for any other string.
+            pub fn parse(text: &str) -> Option<Self> {
+                match text {
+                    $($text => Some($name::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+event_types! {
+    /// What an audit event records, stored as its dotted name (`ha.backup.created`).
+    pub enum EventType {
+        /// This node took the lease at a new epoch.
+        LeaderAcquired = "ha.leader.acquired",
+        /// This node stopped leading (its term ended without a release).
+        LeaderSteppedDown = "ha.leader.stepped_down",
+        /// This node gave the lease up (clean shutdown).
+        LeaderReleased = "ha.leader.released",
+        /// The lease row was rewritten under this node while it led.
+        SplitBrainDetected = "ha.split_brain.detected",
+        QuorumLost = "ha.quorum.lost",
+        QuorumRestored = "ha.quorum.restored",
+        /// Another process leads under this node's id.
+        DuplicateNodeId = "ha.node.duplicate_id",
+        /// The node runs with `--unsafe-skip-fencing`.
+        FencingDisabled = "ha.fencing.disabled",
+        BackupStarted = "ha.backup.started",
+        BackupCreated = "ha.backup.created",
+        BackupFailed = "ha.backup.failed",
+        /// The backup completed but its inventory row was fenced off.
+        BackupFenced = "ha.backup.fenced",
+        /// A backup left `running` by a node that died, cleared.
+        BackupInterrupted = "ha.backup.interrupted",
+        BackupVerified = "ha.backup.verified",
+        RestoreStarted = "ha.backup.restore_started",
+        Restored = "ha.backup.restored",
+        RestoreRejected = "ha.backup.restore_rejected",
+        RestoreFailed = "ha.backup.restore_failed",
+        /// A started restore that a restarted node found without an outcome.
+        RestoreInterrupted = "ha.backup.restore_interrupted",
+    }
+}
+
 /// One audit event, exactly as stored (one JSON object per line).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct AuditEvent {
     pub id: String,
     #[serde(with = "time::serde::rfc3339")]
     pub time: OffsetDateTime,
+    /// As stored: every line reads back, also one naming a type this version does not write
+    /// ([`EventType::parse`] tells which it is).
     #[serde(rename = "type")]
     pub event_type: String,
     pub node_id: String,
@@ -70,7 +142,7 @@ impl Default for AuditHealth {
 
 /// A node's writer. Appends are serialised so lines never interleave.
 pub struct AuditLog {
-    node_id: String,
+    node_id: NodeId,
     dir: PathBuf,
     path: PathBuf,
     /// The file, and whether its last line may be unterminated (a write that failed part-way,
@@ -85,7 +157,7 @@ impl AuditLog {
     /// Opens (creating, 0700 and 0600: events name the database's backups and restores)
     /// `<dir>/<node_id>.jsonl`. The directory's parent must exist: a mistyped path is an error,
     /// not a new tree.
-    pub fn open(dir: &Path, node_id: &str) -> Result<Self, AuditError> {
+    pub fn open(dir: &Path, node_id: &NodeId) -> Result<Self, AuditError> {
         let path = dir.join(format!("{node_id}.jsonl"));
         let write_err = |source| AuditError::Write {
             path: path.clone(),
@@ -105,7 +177,7 @@ impl AuditLog {
             .map_err(write_err)?;
         let torn = ends_unterminated(&file).map_err(write_err)?;
         Ok(Self {
-            node_id: node_id.to_owned(),
+            node_id: node_id.clone(),
             dir: dir.to_owned(),
             path,
             file: Mutex::new((file, torn)),
@@ -132,12 +204,12 @@ impl AuditLog {
     }
 
     /// Appends one event and fsyncs it before returning: a reported event is on disk.
-    pub fn record(&self, event_type: &str, details: serde_json::Value) -> Result<AuditEvent, AuditError> {
+    pub fn record(&self, event_type: EventType, details: serde_json::Value) -> Result<AuditEvent, AuditError> {
         let event = AuditEvent {
             id: new_event_id(),
             time: OffsetDateTime::now_utc(),
-            event_type: event_type.to_owned(),
-            node_id: self.node_id.clone(),
+            event_type: event_type.as_str().to_owned(),
+            node_id: self.node_id.to_string(),
             details,
         };
         let mut line = serde_json::to_vec(&event).expect("an audit event always serialises");
@@ -178,6 +250,13 @@ fn ends_unterminated(file: &File) -> std::io::Result<bool> {
     let mut last = [0u8; 1];
     file.read_exact_at(&mut last, len - 1)?;
     Ok(last[0] != b'\n')
+}
+
+impl AuditEvent {
+    /// Whether this event is of `event_type`.
+    pub fn is(&self, event_type: EventType) -> bool {
+        self.event_type == event_type.as_str()
+    }
 }
 
 fn new_event_id() -> String {
@@ -254,17 +333,21 @@ pub fn query(dir: &Path, query: &AuditQuery) -> Result<Vec<AuditEvent>, AuditErr
 mod tests {
     use super::*;
 
+    fn node(id: &str) -> NodeId {
+        NodeId::parse(id).expect("a valid node id")
+    }
+
     #[test]
     fn records_are_queried_across_nodes_by_type_and_time() {
         let dir = tempfile::tempdir().expect("a temp dir");
-        let a = AuditLog::open(dir.path(), "node-a").expect("open a");
-        let b = AuditLog::open(dir.path(), "node-b").expect("open b");
-        a.record("ha.backup.created", serde_json::json!({"backup_id": "x"}))
+        let a = AuditLog::open(dir.path(), &node("node-a")).expect("open a");
+        let b = AuditLog::open(dir.path(), &node("node-b")).expect("open b");
+        a.record(EventType::BackupCreated, serde_json::json!({"backup_id": "x"}))
             .expect("write");
         let mid = OffsetDateTime::now_utc();
-        b.record("ha.backup.created", serde_json::json!({"backup_id": "y"}))
+        b.record(EventType::BackupCreated, serde_json::json!({"backup_id": "y"}))
             .expect("write");
-        b.record("ha.backup.restored", serde_json::json!({})).expect("write");
+        b.record(EventType::Restored, serde_json::json!({})).expect("write");
 
         let created = AuditQuery {
             event_type: Some("ha.backup.created".into()),
@@ -282,6 +365,20 @@ mod tests {
     }
 
     #[test]
+    fn event_types_are_stored_by_their_dotted_names() {
+        assert_eq!(EventType::BackupCreated.as_str(), "ha.backup.created");
+        assert_eq!(
+            serde_json::to_string(&EventType::SplitBrainDetected).unwrap(),
+            "\"ha.split_brain.detected\""
+        );
+        assert_eq!(
+            EventType::parse("ha.node.duplicate_id"),
+            Some(EventType::DuplicateNodeId)
+        );
+        assert_eq!(EventType::parse("ha.unknown"), None);
+    }
+
+    #[test]
     fn a_missing_directory_is_an_error_not_an_empty_store() {
         let dir = tempfile::tempdir().expect("a temp dir");
         let error = query(&dir.path().join("absent"), &AuditQuery::default()).unwrap_err();
@@ -291,14 +388,15 @@ mod tests {
     #[test]
     fn a_damaged_line_is_skipped_and_the_rest_still_read() {
         let dir = tempfile::tempdir().expect("a temp dir");
-        let log = AuditLog::open(dir.path(), "node-a").expect("open");
-        log.record("ha.backup.created", serde_json::json!({})).expect("write");
+        let log = AuditLog::open(dir.path(), &node("node-a")).expect("open");
+        log.record(EventType::BackupCreated, serde_json::json!({}))
+            .expect("write");
         let mut file = OpenOptions::new()
             .append(true)
             .open(dir.path().join("node-a.jsonl"))
             .unwrap();
         file.write_all(b"{\"id\": \"ev-\xe2\x82\n{not json\n").unwrap();
-        log.record("ha.backup.restored", serde_json::json!({})).expect("write");
+        log.record(EventType::Restored, serde_json::json!({})).expect("write");
         let events = query(dir.path(), &AuditQuery::default()).expect("damage is skipped");
         assert_eq!(events.len(), 2);
     }
@@ -309,8 +407,9 @@ mod tests {
         let path = dir.path().join("node-a.jsonl");
         // A crash mid-append left half a line without its newline.
         fs::write(&path, b"{\"id\": \"ev-1\", \"ti").unwrap();
-        let log = AuditLog::open(dir.path(), "node-a").expect("open");
-        log.record("ha.backup.created", serde_json::json!({})).expect("write");
+        let log = AuditLog::open(dir.path(), &node("node-a")).expect("open");
+        log.record(EventType::BackupCreated, serde_json::json!({}))
+            .expect("write");
         let events = query(dir.path(), &AuditQuery::default()).expect("query");
         assert_eq!(events.len(), 1, "the event after the torn line was lost");
     }
@@ -320,7 +419,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().expect("a temp dir");
         let store = dir.path().join("audit");
-        AuditLog::open(&store, "node-a").expect("open");
+        AuditLog::open(&store, &node("node-a")).expect("open");
         let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&store), 0o700);
         assert_eq!(mode(&store.join("node-a.jsonl")), 0o600);
@@ -330,7 +429,7 @@ mod tests {
     fn a_store_whose_parent_is_missing_is_not_created() {
         let dir = tempfile::tempdir().expect("a temp dir");
         let typo = dir.path().join("no-such-parent").join("audit");
-        assert!(AuditLog::open(&typo, "node-a").is_err());
+        assert!(AuditLog::open(&typo, &node("node-a")).is_err());
         assert!(!dir.path().join("no-such-parent").exists());
     }
 }

@@ -4,12 +4,15 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use thiserror::Error;
 
-use crate::{ha::replication::LagThresholds, ident};
+use crate::{
+    ha::replication::LagThresholds,
+    ident::{self, NodeId},
+};
 
 /// Everything a node needs to run; constructed only through [`ServeConfig::validate`].
 #[derive(Clone)]
 pub struct ServeConfig {
-    pub node_id: String,
+    pub node_id: NodeId,
     pub listen: SocketAddr,
     /// libpq-style URL of the application database; holds a password, so never printed.
     pub database_url: String,
@@ -123,7 +126,7 @@ pub struct ServeInputs {
 
 impl ServeConfig {
     pub fn validate(inputs: ServeInputs) -> Result<Self, ConfigError> {
-        ident::validate("node id", &inputs.node_id)?;
+        let node_id = NodeId::parse(&inputs.node_id)?;
         let api_token = inputs
             .api_token
             .filter(|t| !t.is_empty())
@@ -186,7 +189,7 @@ impl ServeConfig {
             return Err(ConfigError::ReplicationPollInterval(replication_poll));
         }
         Ok(Self {
-            node_id: inputs.node_id,
+            node_id,
             listen: inputs.listen,
             database_url: inputs.database_url,
             backup_dir: inputs.backup_dir,

@@ -4,6 +4,8 @@ use thiserror::Error;
 use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, Client, NoTls};
 
+use crate::ident::NodeId;
+
 /// The schema autonomy owns; never dumped, never restored.
 pub const SCHEMA: &str = "autonomy_ha";
 
@@ -174,14 +176,14 @@ pub async fn migrate(client: &mut Client) -> Result<(), DbError> {
 /// the control plane issues a handful of short statements per request.
 pub struct SharedClient {
     database_url: String,
-    node_id: String,
+    node_id: NodeId,
     /// Shown in application_name, so each session's job is visible in pg_stat_activity.
     purpose: &'static str,
     client: tokio::sync::Mutex<Option<Client>>,
 }
 
 impl SharedClient {
-    pub fn new(database_url: String, node_id: String, purpose: &'static str) -> Self {
+    pub fn new(database_url: String, node_id: NodeId, purpose: &'static str) -> Self {
         Self {
             database_url,
             node_id,
@@ -193,7 +195,7 @@ impl SharedClient {
     /// A session of its own on the same database, for work that must hold a transaction open
     /// without blocking this shared one (a backup's baseline snapshot).
     pub async fn open_another(&self, purpose: &str) -> Result<Client, DbError> {
-        connect(&self.database_url, &self.node_id, purpose).await
+        connect(&self.database_url, self.node_id.as_str(), purpose).await
     }
 
     /// The node's connection settings with another database named: a drill's scratch
@@ -204,7 +206,7 @@ impl SharedClient {
         Ok(config)
     }
 
-    pub fn node_id(&self) -> &str {
+    pub fn node_id(&self) -> &NodeId {
         &self.node_id
     }
 
@@ -212,7 +214,7 @@ impl SharedClient {
     pub async fn get(&self) -> Result<tokio::sync::MappedMutexGuard<'_, Client>, DbError> {
         let mut slot = self.client.lock().await;
         if slot.as_ref().is_none_or(Client::is_closed) {
-            *slot = Some(connect(&self.database_url, &self.node_id, self.purpose).await?);
+            *slot = Some(connect(&self.database_url, self.node_id.as_str(), self.purpose).await?);
         }
         Ok(tokio::sync::MutexGuard::map(slot, |slot| {
             slot.as_mut().expect("connected above")

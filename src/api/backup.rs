@@ -4,6 +4,8 @@
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::ident::BackupId;
+
 /// Where a backup stands; a manifest exists only for completed backups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -109,7 +111,7 @@ impl RestoreStatus {
 /// The answer to a restore request.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RestoreReport {
-    pub backup_id: String,
+    pub backup_id: BackupId,
     /// Names this restore in the audit (`ha.backup.restore_started` …) and the inventory.
     #[serde(default)]
     pub restore_id: String,
@@ -156,11 +158,31 @@ pub struct Difference {
     pub found: String,
 }
 
+/// What a proof found, a restore's or a drill's: `proven` (nothing differs from the baseline),
+/// `differences` (each one named), or `not_run` (it could not finish, so it proves nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProofOutcome {
+    Proven,
+    Differences,
+    NotRun,
+}
+
+impl ProofOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProofOutcome::Proven => "proven",
+            ProofOutcome::Differences => "differences",
+            ProofOutcome::NotRun => "not_run",
+        }
+    }
+}
+
 /// The proof of one restore: every table of the baseline compared with the database.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProofReport {
-    /// `proven` (no difference), `differences`, or `not_run` (with `error`).
-    pub outcome: String,
+    /// `not_run` comes with `error`.
+    pub outcome: ProofOutcome,
     pub tables_checked: usize,
     #[serde(default)]
     pub objects_checked: usize,

@@ -9,9 +9,10 @@ mod status;
 mod verify;
 
 pub use backup::{
-    BackupRecord, BackupStatus, Difference, FileState, ProofReport, RestoreReport, RestoreRequest, RestoreStatus,
+    BackupRecord, BackupStatus, Difference, FileState, ProofOutcome, ProofReport, RestoreReport, RestoreRequest,
+    RestoreStatus,
 };
 pub use error::ErrorBody;
 pub use rollout::{NewRollout, Rollout};
 pub use status::{ReplicationSample, Role, SplitBrain, StatusReport};
-pub use verify::{DrillOutcome, Phase, VerifyReport, VerifyRequest};
+pub use verify::{DrillOutcome, DrillPhase, Phase, VerifyReport, VerifyRequest};

@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 use crate::{
     audit::AuditHealth,
     ha::replication::{Health, LagThresholds, StandbyStatus},
+    ident::NodeId,
 };
 
 /// A node's role as it acts on it right now.
@@ -35,7 +36,7 @@ impl std::fmt::Display for Role {
 /// The body of `GET /v1/ha/status`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatusReport {
-    pub node_id: String,
+    pub node_id: NodeId,
     pub role: Role,
     /// The holder of the valid lease (None when nobody holds one or the database is unreachable).
     pub holder_id: Option<String>,

@@ -2,7 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::Difference;
+use crate::{
+    api::{Difference, ProofOutcome},
+    ident::BackupId,
+};
 
 /// What `POST /v1/ha/backups/{id|latest}/verify` accepts.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -23,20 +26,45 @@ pub struct VerifyRequest {
 /// `proven`: restored, identical to the baseline, every btree index sound. `differences`:
 /// the backup or its restore does not hold what the baseline says (each one named).
 /// `not_run`: the drill could not finish, so it proves nothing (`error` says why).
+pub type DrillOutcome = ProofOutcome;
+
+/// The steps of a drill, in the order they run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum DrillOutcome {
-    Proven,
-    Differences,
-    NotRun,
+pub enum DrillPhase {
+    ArchiveCheck,
+    CreateDatabase,
+    PreData,
+    Data,
+    PostData,
+    Proof,
+    Amcheck,
+    Cleanup,
 }
 
-impl DrillOutcome {
+impl DrillPhase {
+    /// Every phase, in the order a drill runs them.
+    pub const ALL: [DrillPhase; 8] = [
+        DrillPhase::ArchiveCheck,
+        DrillPhase::CreateDatabase,
+        DrillPhase::PreData,
+        DrillPhase::Data,
+        DrillPhase::PostData,
+        DrillPhase::Proof,
+        DrillPhase::Amcheck,
+        DrillPhase::Cleanup,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
-            DrillOutcome::Proven => "proven",
-            DrillOutcome::Differences => "differences",
-            DrillOutcome::NotRun => "not_run",
+            DrillPhase::ArchiveCheck => "archive_check",
+            DrillPhase::CreateDatabase => "create_database",
+            DrillPhase::PreData => "pre_data",
+            DrillPhase::Data => "data",
+            DrillPhase::PostData => "post_data",
+            DrillPhase::Proof => "proof",
+            DrillPhase::Amcheck => "amcheck",
+            DrillPhase::Cleanup => "cleanup",
         }
     }
 }
@@ -44,15 +72,14 @@ impl DrillOutcome {
 /// One timed step of the drill: the recovery-time breakdown an operator reports (schema, data, indexes).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Phase {
-    /// archive_check, create_database, pre_data, data, post_data, proof, amcheck, cleanup
-    pub name: String,
+    pub name: DrillPhase,
     pub ms: u64,
 }
 
 /// The proof report of one drill (text and JSON).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VerifyReport {
-    pub backup_id: String,
+    pub backup_id: BackupId,
     pub outcome: DrillOutcome,
     /// Where the drill restored: `postgresql://user@host:port/database`, no credentials.
     pub target: String,
@@ -78,9 +105,9 @@ pub struct VerifyReport {
 }
 
 impl VerifyReport {
-    pub fn new(backup_id: &str, target: String, database: String) -> Self {
+    pub fn new(backup_id: &BackupId, target: String, database: String) -> Self {
         Self {
-            backup_id: backup_id.to_owned(),
+            backup_id: backup_id.clone(),
             outcome: DrillOutcome::NotRun,
             target,
             database,
@@ -112,5 +139,31 @@ impl VerifyReport {
                 DrillOutcome::Differences
             };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phases_and_outcomes_serialise_as_their_names() {
+        for phase in DrillPhase::ALL {
+            assert_eq!(
+                serde_json::to_string(&phase).unwrap(),
+                format!("\"{}\"", phase.as_str())
+            );
+        }
+        for outcome in [ProofOutcome::Proven, ProofOutcome::Differences, ProofOutcome::NotRun] {
+            assert_eq!(
+                serde_json::to_string(&outcome).unwrap(),
+                format!("\"{}\"", outcome.as_str())
+            );
+        }
+        let phase = Phase {
+            name: DrillPhase::PreData,
+            ms: 3,
+        };
+        assert_eq!(serde_json::to_string(&phase).unwrap(), r#"{"name":"pre_data","ms":3}"#);
     }
 }

@@ -42,7 +42,7 @@ pub async fn upsert_completed(client: &impl GenericClient, m: &Manifest) -> Resu
                  sha256 = EXCLUDED.sha256, duration_ms = EXCLUDED.duration_ms, error = NULL,
                  manifest_version = EXCLUDED.manifest_version",
             &[
-                &m.backup_id,
+                &m.backup_id.as_str(),
                 &m.created_at,
                 &m.completed_at,
                 &m.database,
@@ -50,7 +50,7 @@ pub async fn upsert_completed(client: &impl GenericClient, m: &Manifest) -> Resu
                 &(m.size_bytes as i64),
                 &m.sha256,
                 &(m.duration_ms as i64),
-                &m.node_id,
+                &m.node_id.as_str(),
                 &m.epoch,
                 &(m.manifest_version as i32),
             ],
@@ -185,7 +185,10 @@ pub async fn rebuild_from_manifests(client: &impl GenericClient, manifests: &[Ma
         .map(|row| row.get(0))
         .collect();
     let mut added = 0;
-    for manifest in manifests.iter().filter(|m| !known.contains(&m.backup_id)) {
+    for manifest in manifests
+        .iter()
+        .filter(|m| !known.iter().any(|id| m.backup_id == id.as_str()))
+    {
         added += upsert_completed(client, manifest).await?;
     }
     Ok(added)

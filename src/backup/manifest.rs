@@ -7,6 +7,8 @@ pub use crate::api::{BackupRecord, RestoreReport, RestoreRequest, RestoreStatus}
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::ident::{BackupId, NodeId};
+
 /// How an archive is stored; recorded now so encryption and object stores fit later.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Storage {
@@ -29,7 +31,7 @@ impl Default for Storage {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     pub manifest_version: u32,
-    pub backup_id: String,
+    pub backup_id: BackupId,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
@@ -40,7 +42,7 @@ pub struct Manifest {
     pub sha256: String,
     pub duration_ms: u64,
     pub status: BackupStatus,
-    pub node_id: String,
+    pub node_id: NodeId,
     pub epoch: i64,
     pub excluded_schemas: Vec<String>,
     pub storage: Storage,
@@ -161,7 +163,7 @@ pub fn open(body: &[u8]) -> Result<Manifest, ManifestError> {
 impl From<&Manifest> for BackupRecord {
     fn from(m: &Manifest) -> Self {
         Self {
-            backup_id: m.backup_id.clone(),
+            backup_id: m.backup_id.to_string(),
             status: m.status,
             created_at: m.created_at,
             completed_at: Some(m.completed_at),
@@ -170,7 +172,7 @@ impl From<&Manifest> for BackupRecord {
             size_bytes: Some(m.size_bytes),
             checksum: Some(m.sha256.clone()),
             duration_ms: Some(m.duration_ms),
-            node_id: m.node_id.clone(),
+            node_id: m.node_id.to_string(),
             epoch: m.epoch,
             error: None,
             last_verified_at: None,
@@ -190,7 +192,7 @@ mod tests {
     fn manifest() -> Manifest {
         Manifest {
             manifest_version: MANIFEST_VERSION,
-            backup_id: "bk-1".into(),
+            backup_id: BackupId::parse("bk-1").unwrap(),
             created_at: OffsetDateTime::UNIX_EPOCH,
             completed_at: OffsetDateTime::UNIX_EPOCH,
             database: "app".into(),
@@ -199,7 +201,7 @@ mod tests {
             sha256: "ab".repeat(32),
             duration_ms: 5,
             status: BackupStatus::Completed,
-            node_id: "n1".into(),
+            node_id: NodeId::parse("n1").unwrap(),
             epoch: 3,
             excluded_schemas: vec!["autonomy_ha".into()],
             storage: Storage::default(),

@@ -1,12 +1,16 @@
 //! After a crash: backups left `running` and restores left without an outcome, found and recorded.
 
-use crate::backup::{inventory, BackupError, BackupService};
+use crate::{
+    audit::EventType,
+    backup::{inventory, BackupError, BackupService},
+    ident::BackupId,
+};
 
 impl BackupService {
     /// Marks `running` backups that no live operation owns as failed (`live`: this node's one
     /// running now, if any), audits each, and removes partial files no running backup claims.
     /// Best effort: a database or repository that fails here is tried again next time.
-    pub async fn reconcile_interrupted(&self, live: Option<&str>) {
+    pub async fn reconcile_interrupted(&self, live: Option<&BackupId>) {
         // The directory is read before the rows: a backup's `running` row is committed before
         // its partial file exists, so a partial seen here whose row is not `running` below is
         // dead, even if another node starts a backup meanwhile.
@@ -23,7 +27,8 @@ impl BackupService {
         };
         let outcome = async {
             let client = self.db.get().await?;
-            let failed = inventory::fail_interrupted(&*client, &self.state.node_id, live).await?;
+            let failed =
+                inventory::fail_interrupted(&*client, self.state.node_id.as_str(), live.map(BackupId::as_str)).await?;
             let running = inventory::running(&*client).await?;
             Ok::<_, BackupError>((failed, running))
         }
@@ -38,13 +43,13 @@ impl BackupService {
         for backup_id in &failed {
             tracing::warn!(backup_id, "a backup was interrupted before it finished; marked failed");
             self.audit_quietly(
-                "ha.backup.interrupted",
+                EventType::BackupInterrupted,
                 serde_json::json!({ "backup_id": backup_id, "reason": "the node running it stopped or lost its database before it finished" }),
             );
         }
         let stale: Vec<_> = partials
             .into_iter()
-            .filter(|(id, _)| !running.iter().any(|r| r == id))
+            .filter(|(id, _)| !running.iter().any(|r| *id == r.as_str()))
             .map(|(_, name)| name)
             .collect();
         let store = self.store.clone();
@@ -77,15 +82,15 @@ impl BackupService {
             }
         };
         let restore_id = |event: &crate::audit::AuditEvent| event.details["restore_id"].as_str().map(str::to_owned);
-        let mine: Vec<_> = events.iter().filter(|e| e.node_id == node_id).collect();
+        let mine: Vec<_> = events.iter().filter(|e| e.node_id == node_id.as_str()).collect();
         let unfinished: Vec<_> = mine
             .iter()
-            .filter(|e| e.event_type == "ha.backup.restore_started")
+            .filter(|e| e.is(EventType::RestoreStarted))
             .filter(|started| {
                 let id = restore_id(started);
                 !mine
                     .iter()
-                    .any(|e| e.event_type != "ha.backup.restore_started" && restore_id(e) == id)
+                    .any(|e| !e.is(EventType::RestoreStarted) && restore_id(e) == id)
             })
             .collect();
         for started in unfinished {
@@ -116,7 +121,7 @@ impl BackupService {
             };
             tracing::warn!(backup_id, restore_id = %id, committed, "found a restore whose outcome was never audited");
             self.audit_quietly(
-                "ha.backup.restore_interrupted",
+                EventType::RestoreInterrupted,
                 serde_json::json!({
                     "backup_id": backup_id,
                     "restore_id": id,

@@ -21,7 +21,7 @@ use crate::{
         BackupError, Manifest,
     },
     fsio::{self, partial_of},
-    ident,
+    ident::{self, BackupId},
 };
 
 /// A manifest larger than this is not one of ours (a baseline of 100,000 tables is ~30 MB).
@@ -73,9 +73,9 @@ impl LocalRepository {
     /// anywhere leaves no archive that looks complete, and the manifest's presence still
     /// means the archive is complete.
     pub fn publish(&self, manifest: &Manifest) -> Result<(), BackupError> {
-        let partial = self.partial_archive_path(&manifest.backup_id)?;
-        let archive = self.archive_path(&manifest.backup_id)?;
-        let manifest_path = self.manifest_path(&manifest.backup_id)?;
+        let partial = self.partial_archive_path(manifest.backup_id.as_str())?;
+        let archive = self.archive_path(manifest.backup_id.as_str())?;
+        let manifest_path = self.manifest_path(manifest.backup_id.as_str())?;
         let manifest_partial = partial_of(&manifest_path);
         let body = crate::backup::manifest::seal(manifest);
         if let Err(error) = write_private(&manifest_partial, &body) {
@@ -125,10 +125,12 @@ impl LocalRepository {
         }
         crate::backup::manifest::open(&body)
             .and_then(|manifest| {
-                if manifest.backup_id == backup_id {
+                if manifest.backup_id == *backup_id {
                     Ok(manifest)
                 } else {
-                    Err(crate::backup::manifest::ManifestError::OtherBackup(manifest.backup_id))
+                    Err(crate::backup::manifest::ManifestError::OtherBackup(
+                        manifest.backup_id.to_string(),
+                    ))
                 }
             })
             .map_err(|reason| BackupError::ManifestUntrusted {
@@ -141,7 +143,7 @@ impl LocalRepository {
     pub fn manifests(&self) -> Result<Vec<Manifest>, BackupError> {
         let mut manifests = Vec::new();
         for id in self.entries_with_suffix(".json")? {
-            match self.manifest(&id) {
+            match self.manifest(id.as_str()) {
                 Ok(manifest) => manifests.push(manifest),
                 Err(error) => tracing::warn!(%error, "skipping an unreadable manifest"),
             }
@@ -151,13 +153,13 @@ impl LocalRepository {
     }
 
     /// The ids of the directory's entries named `<valid id><suffix>`.
-    fn entries_with_suffix(&self, suffix: &str) -> Result<Vec<String>, BackupError> {
+    fn entries_with_suffix(&self, suffix: &str) -> Result<Vec<BackupId>, BackupError> {
         let mut ids = Vec::new();
         for entry in fs::read_dir(&self.dir).map_err(BackupError::io(&self.dir))? {
             let name = entry.map_err(BackupError::io(&self.dir))?.file_name();
             if let Some(id) = name.to_str().and_then(|n| n.strip_suffix(suffix)) {
-                if ident::validate("backup id", id).is_ok() {
-                    ids.push(id.to_owned());
+                if let Ok(id) = BackupId::parse(id) {
+                    ids.push(id);
                 }
             }
         }
@@ -166,7 +168,7 @@ impl LocalRepository {
 
     /// The newest backup by id (ids sort by time) with a manifest file, trusted or not: a
     /// drill of `latest` must not pass over a damaged newest backup to an older sound one.
-    pub fn latest_backup_id(&self) -> Result<Option<String>, BackupError> {
+    pub fn latest_backup_id(&self) -> Result<Option<BackupId>, BackupError> {
         Ok(self.entries_with_suffix(".json")?.into_iter().max())
     }
 
@@ -204,7 +206,7 @@ impl LocalRepository {
     }
 
     /// The partial files in the repository: (backup id, file name).
-    pub fn partial_files(&self) -> Result<Vec<(String, String)>, BackupError> {
+    pub fn partial_files(&self) -> Result<Vec<(BackupId, String)>, BackupError> {
         let mut found = Vec::new();
         for suffix in PARTIAL_SUFFIXES {
             for id in self.entries_with_suffix(suffix)? {
@@ -280,7 +282,7 @@ impl BackupStore for LocalRepository {
         LocalRepository::manifests(self)
     }
 
-    fn latest_backup_id(&self) -> Result<Option<String>, BackupError> {
+    fn latest_backup_id(&self) -> Result<Option<BackupId>, BackupError> {
         LocalRepository::latest_backup_id(self)
     }
 
@@ -288,7 +290,7 @@ impl BackupStore for LocalRepository {
         LocalRepository::file_state(self, backup_id)
     }
 
-    fn leftovers(&self) -> Result<Vec<(String, String)>, BackupError> {
+    fn leftovers(&self) -> Result<Vec<(BackupId, String)>, BackupError> {
         self.partial_files()
     }
 

@@ -22,14 +22,15 @@ use crate::{
         BackupError,
     },
     ha::store::WriteFence,
+    ident::{BackupId, NodeId},
 };
 
 /// Runs first, inside the restore's transaction. It is a protected write: the lease must still
 /// name this node and epoch (no row lock: holding one for the whole restore would block this
 /// node's own renewals). `public` is re-created as PostgreSQL 15 creates it, because pg_dump
-/// does not dump a default `public` schema. `node_id` is a validated identifier (A-Z a-z 0-9 . _ -),
-/// so it cannot break out of its quotes.
-fn clear_database_sql(fence: WriteFence, node_id: &str, epoch: i64) -> String {
+/// does not dump a default `public` schema. A node id (A-Z a-z 0-9 . _ -) cannot break out of
+/// its quotes.
+fn clear_database_sql(fence: WriteFence, node_id: &NodeId, epoch: i64) -> String {
     let holds = fence.sql_holds_unlocked(node_id, epoch);
     format!(
         r#"
@@ -64,9 +65,9 @@ $autonomy_restore$;
 /// share lock makes any takeover wait for the COMMIT. A node that lost the lease during a long
 /// restore (paused, cut off, shut down) rolls the whole restore back. In the same transaction
 /// the backup's inventory row records this restore as committed, so after a crash at any
-/// point the row says whether the restore committed. Every value is a validated identifier
-/// (A-Z a-z 0-9 . _ -) or a number, so none can break out of its quotes.
-fn fence_before_commit_sql(fence: WriteFence, node_id: &str, epoch: i64, mark: &RestoreMark) -> String {
+/// point the row says whether the restore committed. Every value is an identifier (A-Z a-z 0-9
+/// . _ -) or a number, so none can break out of its quotes.
+fn fence_before_commit_sql(fence: WriteFence, node_id: &NodeId, epoch: i64, mark: &RestoreMark) -> String {
     let RestoreMark { backup_id, restore_id } = mark;
     let check = fence.plpgsql_check(node_id, epoch);
     format!(
@@ -94,7 +95,8 @@ COMMIT;
 /// Which restore this is, recorded in the inventory by the restore's own transaction.
 #[derive(Debug, Clone)]
 pub struct RestoreMark {
-    pub backup_id: String,
+    pub backup_id: BackupId,
+    /// Checked where it is quoted into the restore's SQL (`rs-<UTC time>-<hex>`).
     pub restore_id: String,
 }
 
@@ -107,12 +109,10 @@ pub fn replay_archive(
     tools: &PgTools,
     archive: &StagedArchive,
     fence: WriteFence,
-    node_id: &str,
+    node_id: &NodeId,
     epoch: i64,
     mark: &RestoreMark,
 ) -> Result<u64, BackupError> {
-    crate::ident::validate("node id", node_id)?;
-    crate::ident::validate("backup id", &mark.backup_id)?;
     crate::ident::validate("restore id", &mark.restore_id)?;
     let started = Instant::now();
     let mut restore = spawn_pg_restore(tools, archive)?;

@@ -2,26 +2,26 @@
 //! the replay, the proof, and the outcome in the inventory and the audit.
 
 use crate::{
+    audit::EventType,
     backup::{
         inventory,
         manifest::{self, RestoreReport, RestoreRequest, RestoreStatus},
-        proof::ProofReport,
+        proof::{ProofOutcome, ProofReport},
         restore,
         service::{terminate_other_sessions, RestoringFlag},
         store::StagedArchive,
         BackupError, BackupService, Manifest,
     },
     db::DbError,
-    ident,
+    ident::BackupId,
 };
 
 impl BackupService {
-    pub async fn restore(&self, backup_id: &str, request: RestoreRequest) -> Result<RestoreReport, BackupError> {
-        ident::validate("backup id", backup_id)?;
+    pub async fn restore(&self, backup_id: &BackupId, request: RestoreRequest) -> Result<RestoreReport, BackupError> {
         if !request.confirm {
             return Err(BackupError::NotConfirmed);
         }
-        let manifest = match self.store.manifest(backup_id) {
+        let manifest = match self.store.manifest(backup_id.as_str()) {
             Ok(manifest) => manifest,
             Err(error @ (BackupError::ManifestUntrusted { .. } | BackupError::NotRegularFile { .. })) => {
                 return Err(self.reject_restore(error))
@@ -30,7 +30,7 @@ impl BackupService {
         };
         let epoch = self.leader_epoch()?;
         if !self.state.maintenance_mode {
-            return Err(BackupError::NotInMaintenance(self.state.node_id.clone()));
+            return Err(BackupError::NotInMaintenance(self.state.node_id.to_string()));
         }
         let _running = self.operation.try_lock().map_err(|_| BackupError::Busy)?;
         let _restoring = RestoringFlag::raise(&self.restoring);
@@ -41,12 +41,12 @@ impl BackupService {
             .await?;
         let archive = self.open_verified_archive(&manifest).await?;
         let mark = restore::RestoreMark {
-            backup_id: backup_id.to_owned(),
+            backup_id: backup_id.clone(),
             restore_id: new_restore_id(),
         };
         // Durable before the database is touched: a restore is never without a record.
         self.audit_required(
-            "ha.backup.restore_started",
+            EventType::RestoreStarted,
             serde_json::json!({
                 "backup_id": backup_id,
                 "restore_id": mark.restore_id,
@@ -74,7 +74,7 @@ impl BackupService {
         let restore_ms = started.elapsed().as_millis() as u64;
         let proof = self.prove_restore(&manifest).await;
         let report = RestoreReport {
-            backup_id: backup_id.to_owned(),
+            backup_id: backup_id.clone(),
             restore_id: mark.restore_id,
             status: restore_status(proof.as_ref()),
             checksum: manifest.sha256,
@@ -90,12 +90,12 @@ impl BackupService {
     async fn trusted_by_inventory(&self, manifest: &Manifest, allow_unsealed: bool) -> Result<bool, BackupError> {
         let recorded = {
             let client = self.db.get().await?;
-            inventory::get(&*client, &manifest.backup_id).await?
+            inventory::get(&*client, manifest.backup_id.as_str()).await?
         };
         match manifest::trust_for_restore(manifest, recorded.as_ref(), allow_unsealed) {
             Ok(()) => Ok(recorded.is_some()),
             Err(reason) => Err(self.reject_restore(BackupError::ManifestUntrusted {
-                backup_id: manifest.backup_id.clone(),
+                backup_id: manifest.backup_id.to_string(),
                 reason,
             })),
         }
@@ -107,7 +107,7 @@ impl BackupService {
         let store = self.store.clone();
         let id = manifest.backup_id.clone();
         let opened = tokio::task::spawn_blocking(move || {
-            let mut staged = store.stage_archive(&id)?;
+            let mut staged = store.stage_archive(id.as_str())?;
             let actual = staged.sha256()?;
             Ok::<_, BackupError>((staged, actual))
         })
@@ -116,7 +116,7 @@ impl BackupService {
         match opened {
             Ok((archive, actual)) if actual == manifest.sha256 => Ok(archive),
             Ok((_, actual)) => Err(self.reject_restore(BackupError::ChecksumMismatch {
-                backup_id: manifest.backup_id.clone(),
+                backup_id: manifest.backup_id.to_string(),
                 expected: manifest.sha256.clone(),
                 actual,
             })),
@@ -167,7 +167,7 @@ impl BackupService {
             tracing::error!(%error, backup_id, "could not record the restore's outcome in the inventory");
         }
         self.audit_required(
-            "ha.backup.restored",
+            EventType::Restored,
             serde_json::json!({
                 "backup_id": backup_id,
                 "restore_id": report.restore_id,
@@ -176,7 +176,7 @@ impl BackupService {
                 "restore_ms": report.restore_ms,
                 "terminated_sessions": report.terminated_sessions,
                 "epoch": epoch,
-                "proof": report.proof.as_ref().map(|p| p.outcome.clone()),
+                "proof": report.proof.as_ref().map(|p| p.outcome),
                 "differences": report.proof.as_ref().map_or(0, |p| p.differences.len()),
             }),
             || {
@@ -199,7 +199,7 @@ impl BackupService {
     /// nothing) and returned.
     fn reject_restore(&self, error: BackupError) -> BackupError {
         self.audit_quietly(
-            "ha.backup.restore_rejected",
+            EventType::RestoreRejected,
             serde_json::json!({ "reason": error.to_string(), "backup_id": backup_id_of(&error) }),
         );
         error
@@ -217,7 +217,7 @@ impl BackupService {
             Err(_) => None,
         };
         self.audit_quietly(
-            "ha.backup.restore_failed",
+            EventType::RestoreFailed,
             serde_json::json!({
                 "backup_id": mark.backup_id,
                 "restore_id": mark.restore_id,
@@ -231,21 +231,16 @@ impl BackupService {
 
 /// What a committed restore is, by its proof: restored as backed up, with differences, or unproven.
 fn restore_status(proof: Option<&ProofReport>) -> RestoreStatus {
-    match proof.map(|p| p.outcome.as_str()) {
-        None | Some("proven") => RestoreStatus::Restored,
-        Some("differences") => RestoreStatus::RestoredWithDifferences,
-        Some(_) => RestoreStatus::RestoredUnproven,
+    match proof.map(|p| p.outcome) {
+        None | Some(ProofOutcome::Proven) => RestoreStatus::Restored,
+        Some(ProofOutcome::Differences) => RestoreStatus::RestoredWithDifferences,
+        Some(ProofOutcome::NotRun) => RestoreStatus::RestoredUnproven,
     }
 }
 
 /// The inventory's `last_restore_outcome` of a committed restore, by its proof.
 fn restore_outcome(proof: Option<&ProofReport>) -> &'static str {
-    match proof.map(|p| p.outcome.as_str()) {
-        None => "no_baseline",
-        Some("proven") => "proven",
-        Some("differences") => "differences",
-        Some(_) => "not_run",
-    }
+    proof.map_or("no_baseline", |p| p.outcome.as_str())
 }
 
 /// The backup a refusal names, for its audit record.

@@ -8,7 +8,7 @@ use std::sync::{
 use time::OffsetDateTime;
 
 use crate::{
-    audit::AuditLog,
+    audit::{AuditLog, EventType},
     backup::{
         dump, inventory,
         manifest::{self, Storage},
@@ -20,7 +20,7 @@ use crate::{
     },
     db::{self, DbError, SharedClient},
     ha::{store::WriteFence, NodeState},
-    ident,
+    ident::BackupId,
 };
 
 pub struct BackupService {
@@ -35,7 +35,7 @@ pub struct BackupService {
     pub(crate) operation: tokio::sync::Mutex<()>,
     /// The backup this node is taking, if any. Held while a listing clears interrupted rows,
     /// so it never takes a backup that is just starting for a dead one.
-    live_backup: tokio::sync::Mutex<Option<String>>,
+    live_backup: tokio::sync::Mutex<Option<BackupId>>,
     /// True while a restore replaces the data: protected writes are refused meanwhile, since
     /// the restore would discard them after they were acknowledged.
     pub(crate) restoring: AtomicBool,
@@ -109,7 +109,7 @@ impl BackupService {
         if self.state.leader_epoch().is_some() {
             self.rebuild_inventory().await?;
             let live = self.live_backup.lock().await;
-            self.reconcile_interrupted(live.as_deref()).await;
+            self.reconcile_interrupted(live.as_ref()).await;
         }
         let mut records = {
             let client = self.db.get().await?;
@@ -137,13 +137,12 @@ impl BackupService {
         Ok(records)
     }
 
-    pub async fn get(&self, backup_id: &str) -> Result<BackupRecord, BackupError> {
-        ident::validate("backup id", backup_id)?;
+    pub async fn get(&self, backup_id: &BackupId) -> Result<BackupRecord, BackupError> {
         self.list()
             .await?
             .into_iter()
-            .find(|record| record.backup_id == backup_id)
-            .ok_or_else(|| BackupError::NotFound(backup_id.to_owned()))
+            .find(|record| *backup_id == record.backup_id.as_str())
+            .ok_or_else(|| BackupError::NotFound(backup_id.to_string()))
     }
 
     pub async fn create(&self) -> Result<BackupRecord, BackupError> {
@@ -161,9 +160,9 @@ impl BackupService {
         created
     }
 
-    async fn create_as(&self, epoch: i64, backup_id: &str) -> Result<BackupRecord, BackupError> {
+    async fn create_as(&self, epoch: i64, backup_id: &BackupId) -> Result<BackupRecord, BackupError> {
         self.audit_required(
-            "ha.backup.started",
+            EventType::BackupStarted,
             serde_json::json!({ "backup_id": backup_id, "epoch": epoch }),
             || "backup refused: nothing was started".to_owned(),
         )?;
@@ -177,7 +176,7 @@ impl BackupService {
             let (outcome, baseline) = self.dump_and_baseline(backup_id, &excluded_schemas).await?;
             let manifest = Manifest {
                 manifest_version: manifest::MANIFEST_VERSION,
-                backup_id: backup_id.to_owned(),
+                backup_id: backup_id.clone(),
                 created_at,
                 completed_at: OffsetDateTime::now_utc(),
                 database: self.tools.database.clone(),
@@ -204,7 +203,7 @@ impl BackupService {
         let manifest = match written {
             Ok(manifest) => manifest,
             Err(error) => {
-                self.store.discard(backup_id);
+                self.store.discard(backup_id.as_str());
                 return Err(self.record_failure(backup_id, error).await);
             }
         };
@@ -213,7 +212,7 @@ impl BackupService {
             Ok(false) => {
                 // The archive and manifest are complete; the next leader indexes them.
                 self.audit_quietly(
-                    "ha.backup.fenced",
+                    EventType::BackupFenced,
                     serde_json::json!({ "backup_id": manifest.backup_id, "epoch": epoch, "archive_complete": true }),
                 );
                 return Err(BackupError::Fenced(epoch));
@@ -222,7 +221,7 @@ impl BackupService {
             Err(error) => return Err(self.record_failure(backup_id, error).await),
         }
         self.audit_required(
-            "ha.backup.created",
+            EventType::BackupCreated,
             serde_json::json!({
                 "backup_id": manifest.backup_id,
                 "sha256": manifest.sha256,
@@ -246,7 +245,7 @@ impl BackupService {
     async fn register_running(
         &self,
         epoch: i64,
-        backup_id: &str,
+        backup_id: &BackupId,
         created_at: OffsetDateTime,
     ) -> Result<String, BackupError> {
         let mut client = self.db.get().await?;
@@ -255,7 +254,15 @@ impl BackupService {
             return Err(BackupError::Fenced(epoch));
         }
         let database = &self.tools.database;
-        inventory::insert_running(&tx, backup_id, created_at, database, &self.state.node_id, epoch).await?;
+        inventory::insert_running(
+            &tx,
+            backup_id.as_str(),
+            created_at,
+            database,
+            self.state.node_id.as_str(),
+            epoch,
+        )
+        .await?;
         let version: String = tx
             .query_one("SHOW server_version", &[])
             .await
@@ -268,7 +275,7 @@ impl BackupService {
     /// The archive and its baseline, the baseline's sequences where the archive positions them.
     async fn dump_and_baseline(
         &self,
-        backup_id: &str,
+        backup_id: &BackupId,
         excluded_schemas: &[String],
     ) -> Result<(dump::DumpOutcome, Baseline), BackupError> {
         let (dumped, baseline) = self.dump_with_baseline(backup_id, excluded_schemas).await;
@@ -296,7 +303,7 @@ impl BackupService {
     /// snapshot's transaction stays open until pg_dump has finished (it imports it at start).
     async fn dump_with_baseline(
         &self,
-        backup_id: &str,
+        backup_id: &BackupId,
         excluded_schemas: &[String],
     ) -> (Result<dump::DumpOutcome, BackupError>, Result<Baseline, BackupError>) {
         let client = match self.db.open_another("baseline").await {
@@ -307,7 +314,7 @@ impl BackupService {
             Ok(snapshot) => snapshot,
             Err(error) => return (Err(error), Err(BackupError::Proof("no snapshot".into()))),
         };
-        let archive = match self.store.create_archive(backup_id) {
+        let archive = match self.store.create_archive(backup_id.as_str()) {
             Ok(archive) => archive,
             Err(error) => return (Err(error), Err(BackupError::Proof("no archive to write".into()))),
         };
@@ -343,13 +350,13 @@ impl BackupService {
     /// Where the finished (still partial) archive positions each sequence.
     async fn archived_sequence_positions(
         &self,
-        backup_id: &str,
+        backup_id: &BackupId,
     ) -> Result<std::collections::BTreeMap<String, String>, BackupError> {
         let store = self.store.clone();
         let tools = self.tools.clone();
-        let id = backup_id.to_owned();
+        let id = backup_id.clone();
         tokio::task::spawn_blocking(move || {
-            let staged = store.stage_unpublished(&id)?;
+            let staged = store.stage_unpublished(id.as_str())?;
             proof::sequences::archived_positions(&tools, &staged.path)
         })
         .await
@@ -379,15 +386,15 @@ impl BackupService {
         })
     }
 
-    async fn record_failure(&self, backup_id: &str, error: BackupError) -> BackupError {
-        tracing::error!(backup_id, %error, "backup failed");
+    async fn record_failure(&self, backup_id: &BackupId, error: BackupError) -> BackupError {
+        tracing::error!(%backup_id, %error, "backup failed");
         if let Ok(client) = self.db.get().await {
-            if let Err(db_error) = inventory::mark_failed(&*client, backup_id, &error.to_string()).await {
+            if let Err(db_error) = inventory::mark_failed(&*client, backup_id.as_str(), &error.to_string()).await {
                 tracing::error!(%db_error, "could not record the failed backup");
             }
         }
         self.audit_quietly(
-            "ha.backup.failed",
+            EventType::BackupFailed,
             serde_json::json!({ "backup_id": backup_id, "error": error.to_string() }),
         );
         // The row above may not have been written (the database is what failed): whatever
@@ -400,22 +407,22 @@ impl BackupService {
     /// is refused (or, after a commit, reported) as `audit_io` with `what` saying what was done.
     pub(crate) fn audit_required(
         &self,
-        event_type: &str,
+        event_type: EventType,
         details: serde_json::Value,
         what: impl FnOnce() -> String,
     ) -> Result<(), BackupError> {
         match self.audit.record(event_type, details) {
             Ok(_) => Ok(()),
             Err(source) => {
-                tracing::error!(error = %source, event_type, "could not write an audit event");
+                tracing::error!(error = %source, event_type = event_type.as_str(), "could not write an audit event");
                 Err(BackupError::Audit { what: what(), source })
             }
         }
     }
 
-    pub(crate) fn audit_quietly(&self, event_type: &str, details: serde_json::Value) {
+    pub(crate) fn audit_quietly(&self, event_type: EventType, details: serde_json::Value) {
         if let Err(error) = self.audit.record(event_type, details) {
-            tracing::error!(%error, event_type, "could not write an audit event");
+            tracing::error!(%error, event_type = event_type.as_str(), "could not write an audit event");
         }
     }
 }
@@ -448,6 +455,11 @@ pub(crate) fn utc_stamp() -> String {
 }
 
 /// `bk-<UTC time>-<6 hex>`: sorts by time, unique without coordination.
-fn new_backup_id() -> String {
-    format!("bk-{}-{}", utc_stamp(), hex::encode(rand::random::<[u8; 3]>()))
+fn new_backup_id() -> BackupId {
+    BackupId::parse(&format!(
+        "bk-{}-{}",
+        utc_stamp(),
+        hex::encode(rand::random::<[u8; 3]>())
+    ))
+    .expect("bk-, a UTC stamp and hex digits make a valid backup id")
 }

@@ -12,7 +12,10 @@ use std::{
 
 use sha2::{Digest, Sha256};
 
-use crate::backup::{repository::FileState, BackupError, Manifest};
+use crate::{
+    backup::{repository::FileState, BackupError, Manifest},
+    ident::BackupId,
+};
 
 /// Where backups are kept. Blocking: call it from a blocking thread.
 pub trait BackupStore: Send + Sync + 'static {
@@ -50,13 +53,13 @@ pub trait BackupStore: Send + Sync + 'static {
 
     /// The newest backup by id with a manifest entry, trusted or not: a drill of `latest`
     /// must not pass over a damaged newest backup to an older sound one.
-    fn latest_backup_id(&self) -> Result<Option<String>, BackupError>;
+    fn latest_backup_id(&self) -> Result<Option<BackupId>, BackupError>;
 
     /// Whether a completed backup's archive and manifest are where they should be.
     fn file_state(&self, backup_id: &str) -> Result<FileState, BackupError>;
 
     /// What unfinished backups left: (backup id, name of the leftover).
-    fn leftovers(&self) -> Result<Vec<(String, String)>, BackupError>;
+    fn leftovers(&self) -> Result<Vec<(BackupId, String)>, BackupError>;
 
     /// Removes these leftovers (names as `leftovers` gives them); returns those it removed.
     fn remove_leftovers(&self, names: &[String]) -> Result<Vec<String>, BackupError>;

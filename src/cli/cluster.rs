@@ -31,7 +31,7 @@ impl ClusterView {
         let leaders = answers
             .iter()
             .filter(|s| s.role == Role::Leader)
-            .map(|s| s.node_id.clone())
+            .map(|s| s.node_id.to_string())
             .collect();
         let first = answers.first().map(|s| (s.holder_id.clone(), s.epoch));
         let agree = first

@@ -78,7 +78,7 @@ pub fn restore(report: &RestoreReport, format: OutputFormat) -> String {
                 Some(proof) => {
                     line.push_str(&format!(
                         " proof={} tables_checked={} objects_checked={} differences={} proof_ms={}",
-                        proof.outcome,
+                        proof.outcome.as_str(),
                         proof.tables_checked,
                         proof.objects_checked,
                         proof.differences.len(),
@@ -114,7 +114,7 @@ pub fn verify(report: &VerifyReport, format: OutputFormat) -> String {
         report.manifest_sealed
     );
     for phase in &report.phases {
-        text.push_str(&format!("\nphase {} ms={}", phase.name, phase.ms));
+        text.push_str(&format!("\nphase {} ms={}", phase.name.as_str(), phase.ms));
     }
     push_differences(&mut text, &report.differences);
     if !report.abandoned_dropped.is_empty() {
@@ -319,7 +319,7 @@ mod tests {
 
     fn report(split_brain: Option<SplitBrain>) -> StatusReport {
         StatusReport {
-            node_id: "n1".into(),
+            node_id: crate::ident::NodeId::parse("n1").unwrap(),
             role: Role::Follower,
             holder_id: Some("n2".into()),
             holder_address: None,

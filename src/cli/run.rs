@@ -5,7 +5,7 @@ use thiserror::Error;
 use crate::{
     audit::{self, AuditQuery},
     backup::{
-        drill::{DrillOutcome, VerifyReport},
+        drill::{DrillOutcome, VerifyReport, WhichBackup},
         manifest::{RestoreReport, RestoreRequest, RestoreStatus},
         BackupRecord,
     },
@@ -21,7 +21,7 @@ use crate::{
         rollouts::{self, NewRollout, Rollout},
         StatusReport,
     },
-    ident,
+    ident::BackupId,
 };
 
 #[derive(Debug, Error)]
@@ -276,7 +276,7 @@ fn backup(node: &Node, command: BackupCommand, format: OutputFormat) -> Result<S
             confirm,
             allow_unsealed_manifest,
         } => {
-            ident::validate("backup id", &backup_id).map_err(|e| CliError::Usage(e.to_string()))?;
+            let backup_id = BackupId::parse(&backup_id).map_err(|e| CliError::Usage(e.to_string()))?;
             if !confirm {
                 return Err(CliError::Usage(format!(
                     "restoring backup `{backup_id}` replaces every object in the database with the archive's contents; \
@@ -342,10 +342,10 @@ fn verify(
         reason,
         exit: Exit::DRILL_NOT_RUN,
     };
-    let which = backup_id.unwrap_or_else(|| "latest".to_owned());
-    if which != "latest" {
-        ident::validate("backup id", &which).map_err(|e| not_run(e.to_string()))?;
-    }
+    let which = match backup_id {
+        None => WhichBackup::Latest,
+        Some(which) => WhichBackup::parse(&which).map_err(|e| not_run(e.to_string()))?,
+    };
     let report: VerifyReport = node
         .client()
         .post(

@@ -14,6 +14,7 @@ use tokio_postgres::{types::ToSql, Client, GenericClient, Row};
 use crate::{
     db::{self, DbError},
     ha::store::{Attempt, LeaseRow, LeaseSession, LeaseStore, Notice, Renewal, StoreError, WriteFence},
+    ident::NodeId,
 };
 
 /// The channel a releasing leader notifies, so followers try to acquire at once.
@@ -188,7 +189,7 @@ fn ttl_ms(ttl: Duration) -> i64 {
 /// and start time the row names while it holds the lease.
 pub struct RowLeaseStore {
     pub database_url: String,
-    pub node_id: String,
+    pub node_id: NodeId,
     /// This node's API address, written into the row as the leader hint.
     pub address: String,
     pub ttl: Duration,
@@ -198,7 +199,7 @@ pub struct RowLeaseSession {
     client: Client,
     /// Release notifications; ends when the connection does.
     events: tokio::sync::mpsc::UnboundedReceiver<String>,
-    node_id: String,
+    node_id: NodeId,
     address: String,
     ttl: Duration,
 }
@@ -207,7 +208,7 @@ impl LeaseStore for RowLeaseStore {
     type Session = RowLeaseSession;
 
     async fn open(&self) -> Result<RowLeaseSession, StoreError> {
-        let (client, events) = db::connect_with_events(&self.database_url, &self.node_id, "lease").await?;
+        let (client, events) = db::connect_with_events(&self.database_url, self.node_id.as_str(), "lease").await?;
         listen_for_releases(&client).await?;
         Ok(RowLeaseSession {
             client,
@@ -225,11 +226,11 @@ impl LeaseStore for RowLeaseStore {
 
 impl LeaseSession for RowLeaseSession {
     async fn try_acquire(&mut self) -> Result<Attempt, StoreError> {
-        Ok(try_acquire(&self.client, &self.node_id, &self.address, self.ttl).await?)
+        Ok(try_acquire(&self.client, self.node_id.as_str(), &self.address, self.ttl).await?)
     }
 
     async fn renew(&mut self, epoch: i64) -> Result<Renewal, StoreError> {
-        Ok(renew(&self.client, &self.node_id, epoch, self.ttl).await?)
+        Ok(renew(&self.client, self.node_id.as_str(), epoch, self.ttl).await?)
     }
 
     async fn read(&mut self) -> Result<LeaseRow, StoreError> {
@@ -237,7 +238,7 @@ impl LeaseSession for RowLeaseSession {
     }
 
     async fn release(&mut self, epoch: i64) -> Result<bool, StoreError> {
-        Ok(release(&mut self.client, &self.node_id, epoch).await?)
+        Ok(release(&mut self.client, self.node_id.as_str(), epoch).await?)
     }
 
     async fn next_notice(&mut self) -> Notice {

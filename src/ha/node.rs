@@ -219,7 +219,7 @@ impl AuditWriter {
                     // A failed write must not stop the election: it is logged, and the audit
                     // health in the status shows it (backups and restores are refused then).
                     if let Err(error) = audit.record(record.event_type(), record.details()) {
-                        tracing::error!(%error, event_type = record.event_type(), "could not write an audit event");
+                        tracing::error!(%error, event_type = record.event_type().as_str(), "could not write an audit event");
                     }
                 }
             })

@@ -12,7 +12,7 @@ use tokio_postgres::{error::SqlState, Client, Row};
 use crate::{
     db::DbError,
     ha::store::WriteFence,
-    ident::{self, InvalidIdent},
+    ident::{self, InvalidIdent, NodeId},
 };
 
 /// How a protected write is fenced.
@@ -115,7 +115,7 @@ fn contains_nul(value: &serde_json::Value) -> bool {
 /// Commits one rollout under `fencing`; the row is returned only after the commit.
 pub async fn create(
     client: &mut Client,
-    node_id: &str,
+    node_id: &NodeId,
     fencing: Fencing,
     new: &NewRollout,
 ) -> Result<Rollout, RolloutError> {
@@ -131,7 +131,7 @@ pub async fn create(
 
 async fn insert(
     client: &mut Client,
-    node_id: &str,
+    node_id: &NodeId,
     fencing: Fencing,
     new: &NewRollout,
 ) -> Result<Rollout, RolloutError> {
@@ -167,7 +167,7 @@ async fn insert(
             "INSERT INTO autonomy_app.rollouts (name, spec, epoch, leader_id)
              VALUES ($1, $2, $3, $4)
              RETURNING id, name, spec, epoch, leader_id, created_at",
-            &[&new.name, &new.spec, &epoch, &node_id],
+            &[&new.name, &new.spec, &epoch, &node_id.as_str()],
         )
         .await
         .map_err(|source| match source.code() {

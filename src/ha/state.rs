@@ -10,9 +10,12 @@ use tokio::sync::mpsc;
 use super::replication::ReplicationView;
 use time::OffsetDateTime;
 
-use crate::ha::{
-    election::{Divergence, Event, Snapshot},
-    store::LeaseRow,
+use crate::{
+    ha::{
+        election::{Divergence, Event, Snapshot},
+        store::LeaseRow,
+    },
+    ident::NodeId,
 };
 
 impl StatusReport {
@@ -52,7 +55,7 @@ struct Published {
 /// Shared between the lease loop (which publishes the election's view) and the API handlers
 /// (which read it, and tell the loop what they saw over a channel).
 pub struct NodeState {
-    pub node_id: String,
+    pub node_id: NodeId,
     pub maintenance_mode: bool,
     inner: Mutex<Published>,
     events: mpsc::UnboundedSender<Event>,
@@ -65,7 +68,7 @@ fn wall_clock_of(instant: Instant) -> OffsetDateTime {
 
 impl NodeState {
     /// The state, and the receiving end of the events the handlers send to the lease loop.
-    pub fn new(node_id: String, maintenance_mode: bool) -> (Self, mpsc::UnboundedReceiver<Event>) {
+    pub fn new(node_id: NodeId, maintenance_mode: bool) -> (Self, mpsc::UnboundedReceiver<Event>) {
         let (events, inbox) = mpsc::unbounded_channel();
         let state = Self {
             node_id,
@@ -113,7 +116,7 @@ impl NodeState {
         }
         let inner = self.lock();
         match inner.snapshot.lease.as_ref().and_then(LeaseRow::live_holder) {
-            Some(holder) if inner.snapshot.reachable && holder != self.node_id => Role::Follower,
+            Some(holder) if inner.snapshot.reachable && self.node_id != holder => Role::Follower,
             _ => Role::Candidate,
         }
     }
@@ -219,7 +222,7 @@ mod tests {
     }
 
     fn node() -> (NodeState, mpsc::UnboundedReceiver<Event>) {
-        NodeState::new("n1".into(), false)
+        NodeState::new(NodeId::parse("n1").unwrap(), false)
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::future::Future;
 
 use tokio_postgres::Transaction;
 
-use crate::db::DbError;
+use crate::{db::DbError, ident::NodeId};
 
 /// The lease as the store sees it now.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -135,16 +135,16 @@ pub enum WriteFence {
 
 impl WriteFence {
     /// True if a write of `node_id` at `epoch` may commit in `tx`.
-    pub async fn holds(self, tx: &Transaction<'_>, node_id: &str, epoch: i64) -> Result<bool, DbError> {
+    pub async fn holds(self, tx: &Transaction<'_>, node_id: &NodeId, epoch: i64) -> Result<bool, DbError> {
         match self {
-            WriteFence::LeaseRow => crate::ha::lease::holds_lease_in_tx(tx, node_id, epoch).await,
+            WriteFence::LeaseRow => crate::ha::lease::holds_lease_in_tx(tx, node_id.as_str(), epoch).await,
         }
     }
 
     /// A boolean SQL expression: the lease names the node at the epoch now, taking no lock (a
     /// long write's early check, which must not block the node's own renewals). The same
     /// quoting rule as `plpgsql_check`.
-    pub fn sql_holds_unlocked(self, node_id: &str, epoch: i64) -> String {
+    pub fn sql_holds_unlocked(self, node_id: &NodeId, epoch: i64) -> String {
         match self {
             WriteFence::LeaseRow => format!(
                 "EXISTS (SELECT 1 FROM autonomy_ha.leader_lease
@@ -154,9 +154,9 @@ impl WriteFence {
     }
 
     /// The same check as a PL/pgSQL statement that sets FOUND, for writes replayed through psql
-    /// (a restore). Both values must be validated identifiers or numbers: they are not quoted
-    /// beyond the literal.
-    pub fn plpgsql_check(self, node_id: &str, epoch: i64) -> String {
+    /// (a restore). Quoted as a literal only: a node id cannot hold a quote, and the epoch is a
+    /// number.
+    pub fn plpgsql_check(self, node_id: &NodeId, epoch: i64) -> String {
         match self {
             WriteFence::LeaseRow => format!(
                 "PERFORM 1 FROM autonomy_ha.leader_lease

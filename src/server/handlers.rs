@@ -12,12 +12,13 @@ use serde::Deserialize;
 use crate::{
     audit::{self, AuditEvent, AuditQuery},
     backup::{
-        drill::{VerifyReport, VerifyRequest},
+        drill::{VerifyReport, VerifyRequest, WhichBackup},
         manifest::{RestoreReport, RestoreRequest},
-        BackupRecord, BackupService,
+        BackupError, BackupRecord, BackupService,
     },
     db::SharedClient,
     ha::{replication::ReplicationMonitor, NodeState, StatusReport},
+    ident::BackupId,
     server::error::ApiError,
 };
 
@@ -58,6 +59,7 @@ pub async fn get_backup(
     State(app): State<AppState>,
     Path(backup_id): Path<String>,
 ) -> Result<Json<BackupRecord>, ApiError> {
+    let backup_id = BackupId::parse(&backup_id).map_err(BackupError::from)?;
     Ok(Json(app.backups.get(&backup_id).await?))
 }
 
@@ -102,6 +104,7 @@ pub async fn restore_backup(
         &body,
         "the restore body is not {\"confirm\": true, \"allow_unsealed_manifest\": bool}",
     )?;
+    let backup_id = BackupId::parse(&backup_id).map_err(BackupError::from)?;
     let backups = app.backups.clone();
     let report = run_to_completion(async move { backups.restore(&backup_id, request).await }).await?;
     Ok(Json(report))
@@ -118,8 +121,9 @@ pub async fn verify_backup(
         &body,
         "the verify body is not {\"target_url\": …, \"keep\": bool, \"proof_only\": bool}",
     )?;
+    let which = WhichBackup::parse(&backup_id).map_err(BackupError::from)?;
     let backups = app.backups.clone();
-    let report = run_to_completion(async move { backups.verify(&backup_id, request).await }).await?;
+    let report = run_to_completion(async move { backups.verify(which, request).await }).await?;
     Ok(Json(report))
 }
 

@@ -58,7 +58,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let audit = Arc::new(AuditLog::open(&config.audit_dir, &config.node_id)?);
     let backup_store: Arc<dyn BackupStore> = Arc::new(LocalRepository::open(&config.backup_dir)?);
     let tools = PgTools::new(&config.database_url, config.pg_bin_dir.clone()).context("parse --database-url")?;
-    let mut client = db::connect(&config.database_url, &config.node_id, "migrate")
+    let mut client = db::connect(&config.database_url, config.node_id.as_str(), "migrate")
         .await
         .context("connect to the database named by --database-url")?;
     db::migrate(&mut client)
@@ -99,7 +99,10 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
 
     if config.skip_fencing {
         tracing::error!("--unsafe-skip-fencing is set: protected writes are NOT fenced; this is test sabotage only");
-        let _ = audit.record("ha.fencing.disabled", serde_json::json!({ "node_id": config.node_id }));
+        let _ = audit.record(
+            crate::audit::EventType::FencingDisabled,
+            serde_json::json!({ "node_id": config.node_id }),
+        );
     }
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);

@@ -13,18 +13,45 @@ pub mod target;
 use time::OffsetDateTime;
 
 use report::PhaseClock;
-pub use report::{DrillOutcome, Phase, VerifyReport};
+pub use report::{DrillOutcome, DrillPhase, Phase, VerifyReport};
 use target::{Target, TargetKind};
 
 use crate::{
+    audit::EventType,
     backup::{
         inventory,
         proof::{self, Difference},
         BackupError, BackupService, Manifest,
     },
     db::{self, DbError},
-    ident,
+    ident::{BackupId, InvalidIdent},
 };
+
+/// Which backup a drill restores: the repository's newest, or one by id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WhichBackup {
+    Latest,
+    Id(BackupId),
+}
+
+impl WhichBackup {
+    /// `latest`, or a backup id.
+    pub fn parse(which: &str) -> Result<Self, InvalidIdent> {
+        match which {
+            "latest" => Ok(WhichBackup::Latest),
+            id => BackupId::parse(id).map(WhichBackup::Id),
+        }
+    }
+}
+
+impl std::fmt::Display for WhichBackup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WhichBackup::Latest => f.write_str("latest"),
+            WhichBackup::Id(id) => id.fmt(f),
+        }
+    }
+}
 
 /// What the archive check found.
 enum ArchiveCheck {
@@ -39,25 +66,30 @@ enum ArchiveCheck {
 
 /// The phases whose sum is the restore's time to recovery (the proof and amcheck come after
 /// the data is back).
-const RECOVERY_PHASES: [&str; 5] = ["archive_check", "create_database", "pre_data", "data", "post_data"];
+const RECOVERY_PHASES: [DrillPhase; 5] = [
+    DrillPhase::ArchiveCheck,
+    DrillPhase::CreateDatabase,
+    DrillPhase::PreData,
+    DrillPhase::Data,
+    DrillPhase::PostData,
+];
 
 impl BackupService {
-    /// Runs a drill of `which` (a backup id, or `latest`). Errors mean the drill did not
-    /// start (bad request, unknown backup, not leader, busy); once started, every outcome,
-    /// `not_run` included, is a report.
-    pub async fn verify(&self, which: &str, request: VerifyRequest) -> Result<VerifyReport, BackupError> {
-        let backup_id = if which == "latest" {
-            let store = self.store.clone();
-            tokio::task::spawn_blocking(move || store.latest_backup_id())
-                .await
-                .expect("the repository scan does not panic")?
-                .ok_or_else(|| BackupError::NotFound("latest (the repository holds no backup)".into()))?
-        } else {
-            ident::validate("backup id", which)?;
-            which.to_owned()
+    /// Runs a drill of `which`. Errors mean the drill did not start (bad request, unknown
+    /// backup, not leader, busy); once started, every outcome, `not_run` included, is a report.
+    pub async fn verify(&self, which: WhichBackup, request: VerifyRequest) -> Result<VerifyReport, BackupError> {
+        let backup_id = match which {
+            WhichBackup::Latest => {
+                let store = self.store.clone();
+                tokio::task::spawn_blocking(move || store.latest_backup_id())
+                    .await
+                    .expect("the repository scan does not panic")?
+                    .ok_or_else(|| BackupError::NotFound("latest (the repository holds no backup)".into()))?
+            }
+            WhichBackup::Id(backup_id) => backup_id,
         };
-        if !self.store.has_manifest(&backup_id)? {
-            return Err(BackupError::NotFound(backup_id));
+        if !self.store.has_manifest(backup_id.as_str())? {
+            return Err(BackupError::NotFound(backup_id.to_string()));
         }
         let target = self.drill_target(&backup_id, &request)?;
         self.leader_epoch()?;
@@ -66,7 +98,7 @@ impl BackupService {
 
         let clock = PhaseClock::start();
         let checked = self.check_archive(&backup_id).await;
-        clock.stop(&mut report, "archive_check");
+        clock.stop(&mut report, DrillPhase::ArchiveCheck);
         match checked {
             Err(error) => report.fail(error),
             Ok(ArchiveCheck::Mismatch { manifest, difference }) => {
@@ -93,7 +125,7 @@ impl BackupService {
                 report
                     .phases
                     .iter()
-                    .filter(|phase| RECOVERY_PHASES.contains(&phase.name.as_str()))
+                    .filter(|phase| RECOVERY_PHASES.contains(&phase.name))
                     .map(|phase| phase.ms)
                     .sum(),
             );
@@ -105,7 +137,7 @@ impl BackupService {
 
     /// Where this drill restores; a bad `--target-url` or flag combination is refused here,
     /// before anything is touched.
-    fn drill_target(&self, backup_id: &str, request: &VerifyRequest) -> Result<Target, BackupError> {
+    fn drill_target(&self, backup_id: &BackupId, request: &VerifyRequest) -> Result<Target, BackupError> {
         let given = request
             .target_url
             .as_deref()
@@ -121,7 +153,7 @@ impl BackupService {
                 }
             })
             .transpose()?;
-        let scratch = target::scratch_name(backup_id);
+        let scratch = target::scratch_name(backup_id.as_str());
         match (given, request.proof_only) {
             (None, true) => Err(BackupError::InvalidRequest(
                 "--proof-only needs --target-url: the database that already holds the restore to prove".into(),
@@ -141,13 +173,13 @@ impl BackupService {
     /// The manifest (its seal checked, and against the inventory's record) and the archive
     /// against its checksum. A backup that fails here is a difference: it could not be
     /// restored as recorded.
-    async fn check_archive(&self, backup_id: &str) -> Result<ArchiveCheck, BackupError> {
+    async fn check_archive(&self, backup_id: &BackupId) -> Result<ArchiveCheck, BackupError> {
         let manifest_difference = |found: String| Difference {
             object: format!("manifest {backup_id}.json"),
             expected: "sealed by its manifest_sha256, agreeing with the inventory".into(),
             found,
         };
-        let manifest = match self.store.manifest(backup_id) {
+        let manifest = match self.store.manifest(backup_id.as_str()) {
             Ok(manifest) => manifest,
             Err(BackupError::ManifestUntrusted { reason, .. }) => {
                 return Ok(ArchiveCheck::Mismatch {
@@ -165,7 +197,7 @@ impl BackupService {
         };
         let recorded = {
             let client = self.db.get().await?;
-            inventory::get(&*client, backup_id).await?
+            inventory::get(&*client, backup_id.as_str()).await?
         };
         // A drill restores nothing live, so an unsealed (old) manifest is drilled as it is.
         if let Err(reason) = crate::backup::manifest::trust_for_restore(&manifest, recorded.as_ref(), true) {
@@ -175,8 +207,8 @@ impl BackupService {
             });
         }
         let store = self.store.clone();
-        let id = backup_id.to_owned();
-        let actual = tokio::task::spawn_blocking(move || store.archive_sha256(&id))
+        let id = backup_id.clone();
+        let actual = tokio::task::spawn_blocking(move || store.archive_sha256(id.as_str()))
             .await
             .expect("hashing does not panic");
         let found = match actual {
@@ -220,7 +252,7 @@ impl BackupService {
             }
         };
         let found = self.read_baseline(&client, target, &manifest.excluded_schemas).await;
-        clock.stop(report, "proof");
+        clock.stop(report, DrillPhase::Proof);
         match found {
             Ok(found) => {
                 report.tables_checked = expected.tables.len();
@@ -235,7 +267,7 @@ impl BackupService {
 
         let clock = PhaseClock::start();
         let checked = amcheck::check_indexes(&client, &manifest.excluded_schemas).await;
-        clock.stop(report, "amcheck");
+        clock.stop(report, DrillPhase::Amcheck);
         match checked {
             Ok(checked) => {
                 report.indexes_checked = checked.indexes_checked;
@@ -256,7 +288,7 @@ impl BackupService {
     ) -> Result<(), Restored> {
         let clock = PhaseClock::start();
         let created = self.create_scratch(target, report).await;
-        clock.stop(report, "create_database");
+        clock.stop(report, DrillPhase::CreateDatabase);
         if let Err(error) = created {
             report.fail(error);
             return Err(Restored::Nothing);
@@ -264,7 +296,7 @@ impl BackupService {
         // Staged once for every section: pg_restore reads a seekable file.
         let store = self.store.clone();
         let id = manifest.backup_id.clone();
-        let staged = tokio::task::spawn_blocking(move || store.stage_archive(&id))
+        let staged = tokio::task::spawn_blocking(move || store.stage_archive(id.as_str()))
             .await
             .expect("staging does not panic");
         let staged = match staged {
@@ -294,7 +326,7 @@ impl BackupService {
     /// A session on the database to prove. An existing target that autonomy manages is
     /// refused: a drill proves restores, never a live node's database.
     async fn open_target(&self, target: &Target) -> Result<tokio_postgres::Client, (Restored, String)> {
-        let client = db::connect_config(target.config.clone(), self.db.node_id(), "verify")
+        let client = db::connect_config(target.config.clone(), self.db.node_id().as_str(), "verify")
             .await
             .map_err(|error| {
                 let reason = format!("cannot reach the database {}: {error}", target.described);
@@ -321,7 +353,7 @@ impl BackupService {
         let (config, node_id) = (target.config.clone(), self.db.node_id().to_owned());
         let open = move || {
             let (config, node_id) = (config.clone(), node_id.clone());
-            async move { db::connect_config(config, &node_id, "verify-reader").await }
+            async move { db::connect_config(config, node_id.as_str(), "verify-reader").await }
         };
         let found = proof::baseline::take_parallel(
             client,
@@ -342,7 +374,7 @@ impl BackupService {
     /// scratch database like the application's.
     async fn create_scratch(&self, target: &Target, report: &mut VerifyReport) -> Result<(), String> {
         let node_id = self.db.node_id().to_owned();
-        let server = db::connect_config(target.maintenance.clone(), &node_id, "verify")
+        let server = db::connect_config(target.maintenance.clone(), node_id.as_str(), "verify")
             .await
             .map_err(|e| {
                 format!(
@@ -372,7 +404,7 @@ impl BackupService {
         }
         let clock = PhaseClock::start();
         let cleaned = async {
-            let server = db::connect_config(target.maintenance.clone(), self.db.node_id(), "verify").await?;
+            let server = db::connect_config(target.maintenance.clone(), self.db.node_id().as_str(), "verify").await?;
             if keep {
                 target::mark_kept(&server, &target.database).await
             } else {
@@ -380,7 +412,7 @@ impl BackupService {
             }
         }
         .await;
-        clock.stop(report, "cleanup");
+        clock.stop(report, DrillPhase::Cleanup);
         match cleaned {
             Ok(()) => report.kept = keep,
             Err(error) => {
@@ -403,7 +435,7 @@ impl BackupService {
             Ok(client) => {
                 if let Err(error) = inventory::record_verification(
                     &*client,
-                    &report.backup_id,
+                    report.backup_id.as_str(),
                     OffsetDateTime::now_utc(),
                     report.outcome.as_str(),
                 )
@@ -415,7 +447,7 @@ impl BackupService {
             Err(error) => tracing::error!(%error, "could not record the verification in the inventory"),
         }
         self.audit_quietly(
-            "ha.backup.verified",
+            EventType::BackupVerified,
             serde_json::json!({
                 "backup_id": report.backup_id,
                 "outcome": report.outcome.as_str(),

@@ -1,7 +1,7 @@
 //! What a restore drill (`ha backup verify`) reports: its outcome, each phase's time, and
 //! every difference it found.
 
-pub use crate::api::{DrillOutcome, Phase, VerifyReport};
+pub use crate::api::{DrillOutcome, DrillPhase, Phase, VerifyReport};
 
 /// Times one phase of the drill, from `start` to `stop`.
 pub struct PhaseClock {
@@ -15,9 +15,9 @@ impl PhaseClock {
         }
     }
 
-    pub fn stop(self, report: &mut VerifyReport, name: &str) {
+    pub fn stop(self, report: &mut VerifyReport, name: DrillPhase) {
         report.phases.push(Phase {
-            name: name.to_owned(),
+            name,
             ms: self.started.elapsed().as_millis() as u64,
         });
     }

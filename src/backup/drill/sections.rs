@@ -4,12 +4,17 @@
 use std::path::Path;
 
 use crate::backup::{
+    drill::DrillPhase,
     pgtools::{run_to_end, PgTools},
     BackupError,
 };
 
-/// pg_restore's sections, in order, with the phase name each is reported under.
-pub const SECTIONS: [(&str, &str); 3] = [("pre-data", "pre_data"), ("data", "data"), ("post-data", "post_data")];
+/// pg_restore's sections, in order, with the phase each is reported under.
+pub const SECTIONS: [(&str, DrillPhase); 3] = [
+    ("pre-data", DrillPhase::PreData),
+    ("data", DrillPhase::Data),
+    ("post-data", DrillPhase::PostData),
+];
 
 /// Restores one section of `archive` into the database `tools` names. Blocking.
 pub fn restore_section(tools: &PgTools, archive: &Path, section: &str) -> Result<(), BackupError> {

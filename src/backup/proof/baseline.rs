@@ -1,7 +1,7 @@
 //! A backup's baseline (what its database held, in the dump's snapshot) and the comparison of a
 //! restored database against it.
 
-pub use crate::api::{Difference, ProofReport};
+pub use crate::api::{Difference, ProofOutcome, ProofReport};
 
 use std::collections::BTreeMap;
 
@@ -126,11 +126,10 @@ impl ProofReport {
         let differences = compare(expected, found);
         Self {
             outcome: if differences.is_empty() {
-                "proven"
+                ProofOutcome::Proven
             } else {
-                "differences"
-            }
-            .into(),
+                ProofOutcome::Differences
+            },
             tables_checked: expected.tables.len(),
             objects_checked: expected.objects.len(),
             differences,
@@ -141,7 +140,7 @@ impl ProofReport {
 
     pub fn not_run(error: String) -> Self {
         Self {
-            outcome: "not_run".into(),
+            outcome: ProofOutcome::NotRun,
             tables_checked: 0,
             objects_checked: 0,
             differences: Vec::new(),
@@ -178,7 +177,7 @@ mod tests {
     fn equal_baselines_are_proven() {
         let a = baseline(&[("public.a", 3, "aa"), ("public.b", 0, "00")]);
         let report = ProofReport::of(&a, &a.clone(), 5);
-        assert_eq!((report.outcome.as_str(), report.tables_checked), ("proven", 2));
+        assert_eq!((report.outcome, report.tables_checked), (ProofOutcome::Proven, 2));
     }
 
     #[test]

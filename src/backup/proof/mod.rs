@@ -8,5 +8,5 @@ pub mod objects;
 pub mod sequences;
 pub mod tables;
 
-pub use baseline::{Baseline, Difference, ProofReport};
+pub use baseline::{Baseline, Difference, ProofOutcome, ProofReport};
 pub use content::{ContentHash, TableContent};

@@ -4,6 +4,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use crate::audit::EventType;
+
 /// A divergence between this node's leadership and the lease: another holder or another epoch
 /// than the one it was leading at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,15 +46,15 @@ pub enum Record {
 }
 
 impl Record {
-    pub fn event_type(&self) -> &'static str {
+    pub fn event_type(&self) -> EventType {
         match self {
-            Record::Acquired { .. } => "ha.leader.acquired",
-            Record::SteppedDown { .. } => "ha.leader.stepped_down",
-            Record::Released { .. } => "ha.leader.released",
-            Record::SplitBrain(_) => "ha.split_brain.detected",
-            Record::QuorumLost { .. } => "ha.quorum.lost",
-            Record::QuorumRestored { .. } => "ha.quorum.restored",
-            Record::DuplicateNodeId { .. } => "ha.node.duplicate_id",
+            Record::Acquired { .. } => EventType::LeaderAcquired,
+            Record::SteppedDown { .. } => EventType::LeaderSteppedDown,
+            Record::Released { .. } => EventType::LeaderReleased,
+            Record::SplitBrain(_) => EventType::SplitBrainDetected,
+            Record::QuorumLost { .. } => EventType::QuorumLost,
+            Record::QuorumRestored { .. } => EventType::QuorumRestored,
+            Record::DuplicateNodeId { .. } => EventType::DuplicateNodeId,
         }
     }
 

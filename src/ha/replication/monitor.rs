@@ -11,6 +11,7 @@ use tokio_postgres::Client;
 
 use super::{sample, LagThresholds, ReplicationView, Tracker};
 use crate::db;
+use crate::ident::NodeId;
 
 /// The latest replication view; status requests read it without touching the database.
 #[derive(Debug)]
@@ -46,7 +47,7 @@ impl ReplicationMonitor {
 /// last standbys (their `sampled_at` ages) and records the error; the next round reconnects.
 pub async fn run_sampler(
     database_url: String,
-    node_id: String,
+    node_id: NodeId,
     monitor: std::sync::Arc<ReplicationMonitor>,
     interval: Duration,
     mut shutdown: watch::Receiver<bool>,
@@ -58,7 +59,7 @@ pub async fn run_sampler(
     loop {
         let outcome = tokio::time::timeout(timeout, async {
             if session.is_none() {
-                session = Some(db::connect(&database_url, &node_id, "replication").await?);
+                session = Some(db::connect(&database_url, node_id.as_str(), "replication").await?);
             }
             let client = session.as_ref().expect("connected just above");
             sample::read(client).await
