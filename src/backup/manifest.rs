@@ -240,40 +240,21 @@ mod tests {
         downgraded.manifest_version = 2;
         downgraded.sha256 = "cd".repeat(32);
         downgraded.size_bytes = 99;
+        // The field the inventory's record disagrees on.
+        let disagreeing = |manifest: &Manifest, allow: bool| match trust_for_restore(manifest, Some(&recorded), allow) {
+            Err(ManifestError::DisagreesWithInventory { field, .. }) => field,
+            other => panic!("expected a disagreement with the inventory, got {other:?}"),
+        };
         for allow in [false, true] {
-            let error = trust_for_restore(&downgraded, Some(&recorded), allow).unwrap_err();
-            assert!(
-                matches!(
-                    error,
-                    ManifestError::DisagreesWithInventory {
-                        field: "manifest_version",
-                        ..
-                    }
-                ),
-                "{error}"
-            );
+            assert_eq!(disagreeing(&downgraded, allow), "manifest_version");
         }
         // Same version, but another backup's archive figures.
         let mut swapped = original.clone();
         swapped.sha256 = "cd".repeat(32);
-        let error = trust_for_restore(&swapped, Some(&recorded), true).unwrap_err();
-        assert!(
-            matches!(error, ManifestError::DisagreesWithInventory { field: "sha256", .. }),
-            "{error}"
-        );
+        assert_eq!(disagreeing(&swapped, true), "sha256");
         let mut resized = original.clone();
         resized.size_bytes = 11;
-        let error = trust_for_restore(&resized, Some(&recorded), true).unwrap_err();
-        assert!(
-            matches!(
-                error,
-                ManifestError::DisagreesWithInventory {
-                    field: "size_bytes",
-                    ..
-                }
-            ),
-            "{error}"
-        );
+        assert_eq!(disagreeing(&resized, true), "size_bytes");
         assert_eq!(trust_for_restore(&original, Some(&recorded), false), Ok(()));
     }
 

@@ -225,10 +225,16 @@ mod tests {
         NodeState::new(NodeId::parse("n1").unwrap(), false)
     }
 
+    /// Node n1 once the lease loop has published `snapshot`.
+    fn published(snapshot: Snapshot) -> (NodeState, mpsc::UnboundedReceiver<Event>) {
+        let (state, inbox) = node();
+        state.publish(snapshot);
+        (state, inbox)
+    }
+
     #[test]
     fn leadership_ends_at_the_local_deadline_even_if_the_loop_publishes_nothing() {
-        let (state, _inbox) = node();
-        state.publish(leading(3, Duration::from_millis(30)));
+        let (state, _inbox) = published(leading(3, Duration::from_millis(30)));
         assert_eq!(state.leader_epoch(), Some(3));
         std::thread::sleep(Duration::from_millis(40));
         assert_eq!(state.leader_epoch(), None);
@@ -238,8 +244,7 @@ mod tests {
 
     #[test]
     fn an_unreachable_database_blocks_writes_and_hides_the_holder() {
-        let (state, _inbox) = node();
-        state.publish(Snapshot {
+        let (state, _inbox) = published(Snapshot {
             lease: Some(lease("n1", 1, true)),
             last_epoch: 1,
             ..Snapshot::default()
@@ -271,8 +276,7 @@ mod tests {
 
     #[test]
     fn a_leader_accepts_writes_unless_a_restore_pauses_them() {
-        let (state, _inbox) = node();
-        state.publish(leading(2, Duration::from_secs(60)));
+        let (state, _inbox) = published(leading(2, Duration::from_secs(60)));
         let report = state.report(false);
         assert!(report.can_accept_protected_writes && !report.write_block_active);
         assert!(report.last_renewed_at.is_some());
@@ -282,8 +286,7 @@ mod tests {
 
     #[test]
     fn a_fenced_write_closes_the_gate_at_once_and_tells_the_loop() {
-        let (state, mut inbox) = node();
-        state.publish(leading(2, Duration::from_secs(60)));
+        let (state, mut inbox) = published(leading(2, Duration::from_secs(60)));
         state.step_down_from(1); // an older term's write: nothing changes
         assert_eq!(state.leader_epoch(), Some(2));
         state.step_down_from(2);
@@ -299,8 +302,7 @@ mod tests {
 
     #[test]
     fn resigning_refuses_writes_from_that_instant() {
-        let (state, mut inbox) = node();
-        state.publish(leading(2, Duration::from_secs(60)));
+        let (state, mut inbox) = published(leading(2, Duration::from_secs(60)));
         state.resign();
         assert_eq!(state.leader_epoch(), None);
         assert!(!state.report(false).can_accept_protected_writes);
@@ -309,8 +311,7 @@ mod tests {
 
     #[test]
     fn a_split_brain_is_reported_with_its_epochs() {
-        let (state, _inbox) = node();
-        state.publish(Snapshot {
+        let (state, _inbox) = published(Snapshot {
             lease: Some(lease("rogue", 900, true)),
             last_epoch: 2,
             reachable: true,

@@ -50,6 +50,13 @@ fn stepped_down(epoch: i64, reason: &'static str) -> Vec<Record> {
     vec![Record::SteppedDown { epoch, reason }]
 }
 
+/// The step ended the term at `epoch` for `reason` and asked for the lease again.
+#[track_caller]
+fn assert_stepped_down_and_retries(actions: &[Action], epoch: i64, reason: &'static str) {
+    assert_eq!(audits(actions), stepped_down(epoch, reason));
+    assert_eq!(request(actions), Some(&Action::TryAcquire));
+}
+
 /// An election for `n1` that has acquired epoch `epoch` at `t0`.
 fn leader(epoch: i64, t0: Instant) -> Election {
     let mut e = candidate(t0);
@@ -94,8 +101,7 @@ fn leadership_ends_at_the_local_deadline_and_the_step_down_is_audited() {
     );
     let late = e.step(Event::Tick, deadline);
     assert_eq!(e.snapshot().leader_epoch(deadline), None);
-    assert_eq!(audits(&late), stepped_down(1, DEADLINE_PASSED));
-    assert_eq!(request(&late), Some(&Action::TryAcquire));
+    assert_stepped_down_and_retries(&late, 1, DEADLINE_PASSED);
 }
 
 #[test]
@@ -145,8 +151,7 @@ fn a_refused_renew_still_naming_this_node_is_read_again_before_it_is_judged() {
     let refused = e.step(Event::Refused(row("n1", 3, true)), t0 + ms(501));
     assert_eq!(request(&refused), Some(&Action::Read));
     let expired = e.step(Event::RowRead(row("n1", 3, false)), t0 + ms(502));
-    assert_eq!(audits(&expired), stepped_down(3, EXPIRED_BEFORE_RENEW));
-    assert_eq!(request(&expired), Some(&Action::TryAcquire));
+    assert_stepped_down_and_retries(&expired, 3, EXPIRED_BEFORE_RENEW);
 }
 
 #[test]
@@ -222,8 +227,7 @@ fn a_fenced_write_ends_leadership_and_a_read_tells_why() {
     assert_eq!(e.snapshot().leader_epoch(t0 + ms(100)), None);
     assert_eq!(request(&fenced), Some(&Action::Read));
     let read = e.step(Event::RowRead(row("n1", 4, false)), t0 + ms(101));
-    assert_eq!(audits(&read), stepped_down(4, FENCED_WRITE));
-    assert_eq!(request(&read), Some(&Action::TryAcquire));
+    assert_stepped_down_and_retries(&read, 4, FENCED_WRITE);
 
     // The lease was rewritten: a split brain.
     let mut e = leader(5, t0);
