@@ -57,7 +57,7 @@ fn phases(
     report: &mut Report,
 ) -> Result<(), String> {
     let (mut db, setup) = connect_and_describe(pg, report)?;
-    cluster.write("val17-pg-setup.txt", format!("{setup}"))?;
+    cluster.write("val17-pg-setup.txt", setup)?;
 
     // 01: a healthy cluster, with data written through the leader.
     cluster.start_all(&NODES)?;
