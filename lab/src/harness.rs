@@ -391,6 +391,18 @@ pub fn assert_fixture_passes<S: Slice>() {
 /// lost data and a write check failing, so other checks may turn too.)
 #[track_caller]
 pub fn assert_check_fails_when_broken<S: Slice>(id: &str, break_it: fn(&mut S::Observations)) {
+    judge_broken::<S>(id, break_it, false);
+}
+
+/// `assert_check_fails_when_broken`, and no other check fails: for a slice whose facts each
+/// guard one check.
+#[track_caller]
+pub fn assert_only_check_fails_when_broken<S: Slice>(id: &str, break_it: fn(&mut S::Observations)) {
+    judge_broken::<S>(id, break_it, true);
+}
+
+#[track_caller]
+fn judge_broken<S: Slice>(id: &str, break_it: fn(&mut S::Observations), alone: bool) {
     let mut observations = fixture::<S>();
     let before = (S::EVALUATE)(&observations, None);
     assert!(
@@ -402,11 +414,19 @@ pub fn assert_check_fails_when_broken<S: Slice>(id: &str, break_it: fn(&mut S::O
     );
     break_it(&mut observations);
     let after = (S::EVALUATE)(&observations, None);
-    let check = after
+    let failed: Vec<&str> = after
         .iter()
-        .find(|c| c.id == id)
-        .unwrap_or_else(|| panic!("the report has no check {id}"));
-    assert_eq!(check.status, CheckStatus::Fail, "{id} should fail: {check:#?}");
+        .filter(|c| c.status == CheckStatus::Fail)
+        .map(|c| c.id.as_str())
+        .collect();
+    assert!(failed.contains(&id), "{id} should fail: {after:#?}");
+    if alone {
+        assert_eq!(
+            failed,
+            vec![id],
+            "breaking {id}'s evidence must fail exactly {id}: {after:#?}"
+        );
+    }
 }
 
 /// One `#[test]` per check of a slice, each asserting that its check passed in this run's
