@@ -101,6 +101,12 @@ fn val14_fixture_observations_pass_every_check() {
     assert_fixture_passes::<Val14>();
 }
 
+/// The committed observations have the fields this run's observations have, and no others.
+#[test]
+fn val14_fixture_has_the_fields_of_this_run() {
+    assert_fixture_matches_this_run::<Val14>("val14_fixture_has_the_fields_of_this_run");
+}
+
 /// Each check fails when the evidence it guards is broken: the committed observations of a
 /// passing run, with one fact changed, turn the named check to FAIL. No database is needed:
 /// `cargo test --test val14 each_check_fails` takes a second.

@@ -112,6 +112,12 @@ fn val16_fixture_observations_pass_every_check() {
     assert_fixture_passes::<Val16>();
 }
 
+/// The committed observations have the fields this run's observations have, and no others.
+#[test]
+fn val16_fixture_has_the_fields_of_this_run() {
+    assert_fixture_matches_this_run::<Val16>("val16_fixture_has_the_fields_of_this_run");
+}
+
 /// Each check fails when the evidence it guards is broken: the committed observations of a
 /// passing run, with one fact changed, turn the named check to FAIL. No database is needed:
 /// `cargo test --test val16 each_check_fails` takes a second.

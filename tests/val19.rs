@@ -29,6 +29,12 @@ fn val19_fixture_observations_pass_every_check() {
     assert_fixture_passes::<Val19>();
 }
 
+/// The committed observations have the fields this run's observations have, and no others.
+#[test]
+fn val19_fixture_has_the_fields_of_this_run() {
+    assert_fixture_matches_this_run::<Val19>("val19_fixture_has_the_fields_of_this_run");
+}
+
 /// One fact broken per check, on the committed observations of a passing run: the check fails.
 #[rstest]
 #[case::fixture_without_large_objects("VAL19-01", |o: &mut Observations| o.fixture.as_mut().unwrap().large_objects = 0)]

@@ -386,6 +386,62 @@ pub fn assert_fixture_passes<S: Slice>() {
     assert!(failing.is_empty(), "the fixture of {} must pass: {failing:#?}", S::ID);
 }
 
+/// Asserts that the committed observations of `S` have every field this run's observations
+/// have, and no other: a fixture that has drifted from the slice (a field added with a default,
+/// one renamed) would let the mutation cases break evidence the slice no longer records.
+#[track_caller]
+pub fn assert_fixture_matches_this_run<S: Slice>(test: &str) {
+    let outcome = outcome::<S>(Sabotage::None);
+    if outcome.skipped(test) {
+        return;
+    }
+    let live = serde_json::to_value(&outcome.observations).expect("the observations serialise");
+    let path = fixture_path::<S>();
+    let committed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut drift = Vec::new();
+    field_drift(&live, &committed, "", &mut drift);
+    assert!(
+        drift.is_empty(),
+        "{} has drifted from this run's observations: {drift:?}; copy a passing run's {}-observations.json over it",
+        path.display(),
+        S::ID
+    );
+}
+
+/// The fields `live` and `committed` do not share, as paths (`sigkill.epoch_after`), wherever
+/// both hold an object at the same place outside arrays. Only names are compared: a value or a
+/// null may differ between runs.
+fn field_drift(live: &serde_json::Value, committed: &serde_json::Value, at: &str, drift: &mut Vec<String>) {
+    use serde_json::Value;
+    let path = |name: &str| {
+        if at.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{at}.{name}")
+        }
+    };
+    match (live, committed) {
+        (Value::Object(live), Value::Object(committed)) => {
+            for name in live.keys().filter(|k| !committed.contains_key(*k)) {
+                drift.push(format!("missing {}", path(name)));
+            }
+            for name in committed.keys().filter(|k| !live.contains_key(*k)) {
+                drift.push(format!("extra {}", path(name)));
+            }
+            for (name, field) in live {
+                if let Some(other) = committed.get(name) {
+                    field_drift(field, other, &path(name), drift);
+                }
+            }
+        }
+        // Not into arrays: their items differ from run to run (audit events of other types,
+        // with other details), so their fields say nothing about the slice's own shape.
+        _ => {}
+    }
+}
+
 /// Asserts that check `id` fails when `break_it` changes one fact of the committed passing
 /// observations. (A fact can guard more than one check: an acknowledged write lost is both
 /// lost data and a write check failing, so other checks may turn too.)
