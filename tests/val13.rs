@@ -7,7 +7,7 @@
 
 use autonomy::evidence::Outcome;
 use autonomy_lab::slices::{val13::Observations, Val13};
-use autonomy_lab::{check_tests, harness::*};
+use autonomy_lab::{check_tests, fixture_tests, harness::*};
 use rstest::rstest;
 
 check_tests!(Val13:
@@ -62,18 +62,7 @@ fn val13_sabotage_skip_fencing_fails_02_06_10() {
     );
 }
 
-/// The committed observations of a passing run (fixtures/observations/val13.json) pass every
-/// check: the ground the mutation cases below break.
-#[test]
-fn val13_fixture_observations_pass_every_check() {
-    assert_fixture_passes::<Val13>();
-}
-
-/// The committed observations have the fields this run's observations have, and no others.
-#[test]
-fn val13_fixture_has_the_fields_of_this_run() {
-    assert_fixture_matches_this_run::<Val13>("val13_fixture_has_the_fields_of_this_run");
-}
+fixture_tests!(Val13: val13_fixture_observations_pass_every_check val13_fixture_has_the_fields_of_this_run);
 
 /// Each check fails when the evidence it guards is broken: the committed observations of a
 /// passing run, with one fact changed, turn the named check to FAIL. No database is needed:

@@ -8,7 +8,7 @@
 
 use autonomy::{evidence::Outcome, ha::replication::Health};
 use autonomy_lab::slices::{val14::Observations, Val14};
-use autonomy_lab::{check_tests, harness::*};
+use autonomy_lab::{check_tests, fixture_tests, harness::*};
 use rstest::rstest;
 
 check_tests!(Val14:
@@ -94,18 +94,7 @@ fn val14_sabotage_node_without_monitor_role_fails_02_and_10() {
     assert!(reported.reason.contains("pg_monitor"), "{reported:#?}");
 }
 
-/// The committed observations of a passing run (fixtures/observations/val14.json) pass every
-/// check: the ground the mutation cases below break.
-#[test]
-fn val14_fixture_observations_pass_every_check() {
-    assert_fixture_passes::<Val14>();
-}
-
-/// The committed observations have the fields this run's observations have, and no others.
-#[test]
-fn val14_fixture_has_the_fields_of_this_run() {
-    assert_fixture_matches_this_run::<Val14>("val14_fixture_has_the_fields_of_this_run");
-}
+fixture_tests!(Val14: val14_fixture_observations_pass_every_check val14_fixture_has_the_fields_of_this_run);
 
 /// Each check fails when the evidence it guards is broken: the committed observations of a
 /// passing run, with one fact changed, turn the named check to FAIL. No database is needed:

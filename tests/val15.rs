@@ -6,7 +6,7 @@
 
 use autonomy::evidence::Outcome;
 use autonomy_lab::slices::{val15::Observations, Val15};
-use autonomy_lab::{self as common, check_tests, harness::*};
+use autonomy_lab::{self as common, check_tests, fixture_tests, harness::*};
 use rstest::rstest;
 
 check_tests!(Val15:
@@ -121,18 +121,7 @@ fn val15_sabotage_bypassed_confirm_fails_09() {
     assert_sabotage_fails::<Val15>(Sabotage::BypassConfirm, &["VAL15-09"], Outcome::Partial);
 }
 
-/// The committed observations of a passing run (fixtures/observations/val15.json) pass every
-/// check: the ground the mutation cases below break.
-#[test]
-fn val15_fixture_observations_pass_every_check() {
-    assert_fixture_passes::<Val15>();
-}
-
-/// The committed observations have the fields this run's observations have, and no others.
-#[test]
-fn val15_fixture_has_the_fields_of_this_run() {
-    assert_fixture_matches_this_run::<Val15>("val15_fixture_has_the_fields_of_this_run");
-}
+fixture_tests!(Val15: val15_fixture_observations_pass_every_check val15_fixture_has_the_fields_of_this_run);
 
 /// Each check fails when the evidence it guards is broken: the committed observations of a
 /// passing run, with one fact changed, turn the named check to FAIL (no database needed).

@@ -9,7 +9,7 @@
 
 use autonomy::evidence::Outcome;
 use autonomy_lab::slices::{val16::Observations, Val16};
-use autonomy_lab::{self as common, check_tests, harness::*};
+use autonomy_lab::{self as common, check_tests, fixture_tests, harness::*};
 use rstest::rstest;
 
 check_tests!(Val16:
@@ -105,18 +105,7 @@ fn val16_sabotage_skip_fencing_fails_04_and_07() {
     );
 }
 
-/// The committed observations of a passing run (fixtures/observations/val16.json) pass every
-/// check: the ground the mutation cases below break.
-#[test]
-fn val16_fixture_observations_pass_every_check() {
-    assert_fixture_passes::<Val16>();
-}
-
-/// The committed observations have the fields this run's observations have, and no others.
-#[test]
-fn val16_fixture_has_the_fields_of_this_run() {
-    assert_fixture_matches_this_run::<Val16>("val16_fixture_has_the_fields_of_this_run");
-}
+fixture_tests!(Val16: val16_fixture_observations_pass_every_check val16_fixture_has_the_fields_of_this_run);
 
 /// Each check fails when the evidence it guards is broken: the committed observations of a
 /// passing run, with one fact changed, turn the named check to FAIL. No database is needed:

@@ -6,7 +6,7 @@
 //! The `judging_*` tests break one fact per check and show the check then fails.
 
 use autonomy_lab::slices::{val19::Observations, Val19};
-use autonomy_lab::{check_tests, harness::*};
+use autonomy_lab::{check_tests, fixture_tests, harness::*};
 use rstest::rstest;
 
 check_tests!(Val19:
@@ -22,18 +22,7 @@ fn val19_report_is_pass() {
     assert_report_passes::<Val19>("val19_report_is_pass", &["drill_rto_ms"], &[]);
 }
 
-/// The committed observations of a passing run (fixtures/observations/val19.json) pass every
-/// check: the ground the cases below break.
-#[test]
-fn val19_fixture_observations_pass_every_check() {
-    assert_fixture_passes::<Val19>();
-}
-
-/// The committed observations have the fields this run's observations have, and no others.
-#[test]
-fn val19_fixture_has_the_fields_of_this_run() {
-    assert_fixture_matches_this_run::<Val19>("val19_fixture_has_the_fields_of_this_run");
-}
+fixture_tests!(Val19: val19_fixture_observations_pass_every_check val19_fixture_has_the_fields_of_this_run);
 
 /// One fact broken per check, on the committed observations of a passing run: the check fails.
 #[rstest]

@@ -496,3 +496,25 @@ macro_rules! check_tests {
         )*
     };
 }
+
+/// The two tests of a slice's committed observations: they pass every check (the ground the
+/// mutation cases break), and they have the fields this run's observations have, no others.
+/// `fixture_tests!(Val13: val13_fixture_observations_pass_every_check val13_fixture_has_the_fields_of_this_run)`.
+#[macro_export]
+macro_rules! fixture_tests {
+    ($slice:ty: $passes:ident $fields:ident) => {
+        /// The committed observations of a passing run (`fixtures/observations/`) pass every
+        /// check: the ground the mutation cases break.
+        #[test]
+        fn $passes() {
+            $crate::harness::assert_fixture_passes::<$slice>();
+        }
+
+        /// The committed observations have the fields this run's observations have, and no
+        /// others.
+        #[test]
+        fn $fields() {
+            $crate::harness::assert_fixture_matches_this_run::<$slice>(stringify!($fields));
+        }
+    };
+}
