@@ -242,12 +242,17 @@ pub fn run_slice<S: Slice>(sabotage: Sabotage) -> SliceOutcome<S::Observations> 
 
 /// The outcome of `S` with `sabotage` in this run: run here, or read from the phase cache.
 pub fn outcome<S: Slice>(sabotage: Sabotage) -> SliceOutcome<S::Observations> {
-    phase::run_once(&sabotage.bundle_name(S::ID), || run_slice::<S>(sabotage))
+    outcome_here::<S>(sabotage).0
+}
+
+/// `outcome`, also saying whether this call ran the phases (rather than finding them run).
+fn outcome_here<S: Slice>(sabotage: Sabotage) -> (SliceOutcome<S::Observations>, bool) {
+    phase::run_once_here(&sabotage.bundle_name(S::ID), || run_slice::<S>(sabotage))
 }
 
 /// The unsabotaged report of `S` for this run, and whether this call ran its phases.
 pub fn report_of<S: Slice>() -> (Report, bool) {
-    let (outcome, ran_here) = phase::run_once_here(S::ID, || run_slice::<S>(Sabotage::None));
+    let (outcome, ran_here) = outcome_here::<S>(Sabotage::None);
     (outcome.report, ran_here)
 }
 

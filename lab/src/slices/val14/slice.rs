@@ -17,6 +17,7 @@ use crate::{
     backend::{PgBackend, LAB_DATABASE, LAB_PG_PASSWORD},
     background::Background,
     cluster::Cluster,
+    harness::connect_and_describe,
     harness::{guarded, Slice, SliceLab},
     sql,
     standby::StandbyPg,
@@ -138,25 +139,14 @@ fn phases<'a>(
     report: &mut Report,
 ) -> Result<(), String> {
     let primary_url = pg.url(LAB_DATABASE);
-    let mut db = sql::connect(&primary_url);
-    let version: String = db
-        .query_one("SHOW server_version", &[])
-        .map_err(|e| e.to_string())?
-        .get(0);
-    report.server_version = Some(version.clone());
+    let (mut db, setup) = connect_and_describe(pg, report)?;
 
     // 01: a standby streams from the primary, and a row written there shows up on it.
     let standby = standby_slot.insert(pg.start_standby(STANDBY)?);
     bundle
         .write(
             "val14-pg-setup.txt",
-            format!(
-                "backend={}\nprimary: {}\nserver_version={version}\nurl={}\n{}\n",
-                pg.kind(),
-                pg.describe(),
-                pg.redacted_url(LAB_DATABASE),
-                standby.describe()
-            ),
+            format!("{setup}standby: {}\n", standby.describe()),
         )
         .map_err(|e| e.to_string())?;
     let streaming = wait_until(Duration::from_secs(10), || {

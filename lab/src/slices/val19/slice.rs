@@ -11,6 +11,7 @@ use super::checks::evaluate;
 use crate::{
     backend::{PgBackend, LAB_DATABASE},
     cli::{Cli, CliRun},
+    harness::connect_and_describe,
     harness::{guarded, Sabotage, Slice, SliceLab},
     node::{Node, NodeSpec},
     sql,
@@ -126,11 +127,9 @@ impl Slice for Val19 {
             bundle: lab.bundle,
             scratch: lab.scratch,
             node_addr: None,
-            server_version: None,
         };
-        let aborted = guarded(|| lab.phases(obs));
+        let aborted = guarded(|| lab.phases(obs, report));
         report.node = lab.node_addr.clone();
-        report.server_version = lab.server_version.clone();
         aborted
     }
 
@@ -151,7 +150,6 @@ struct Lab<'a> {
     bundle: &'a Bundle,
     scratch: &'a Path,
     node_addr: Option<String>,
-    server_version: Option<String>,
 }
 
 /// The drills' scratch databases present on the server.
@@ -177,15 +175,10 @@ impl Lab<'_> {
         self.write(name, run.transcript())
     }
 
-    fn phases(&mut self, obs: &mut Observations) -> Result<(), String> {
+    fn phases(&mut self, obs: &mut Observations, report: &mut Report) -> Result<(), String> {
         // 1. The fidelity fixture, and what it holds.
         let live_url = self.pg.url(LAB_DATABASE);
-        let mut live = sql::connect(&live_url);
-        let version: String = live
-            .query_one("SHOW server_version", &[])
-            .map_err(|e| format!("read the server version: {e}"))?
-            .get(0);
-        self.server_version = Some(version);
+        let (mut live, _) = connect_and_describe(self.pg, report)?;
         live.batch_execute(crate::lab::VAL19_SQL)
             .map_err(|e| format!("load fixtures/val19.sql: {e}"))?;
         let facts = live
