@@ -36,7 +36,7 @@ fn val16_report_is_pass_with_detection_metrics() {
         }
     };
     assert_eq!(
-        (report.pass, report.skip, report.outcome),
+        (report.counts.pass, report.counts.skip, report.outcome),
         expected,
         "report: {report:#?}"
     );

@@ -302,7 +302,7 @@ pub fn assert_report_passes<S: Slice>(
     }
     let report = &outcome.report;
     assert_eq!(
-        (report.pass, report.total, report.outcome),
+        (report.counts.pass, report.counts.total, report.outcome),
         (10, 10, Outcome::Pass),
         "report: {report:#?}"
     );

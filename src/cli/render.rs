@@ -200,7 +200,7 @@ fn status_line(report: &StatusReport) -> String {
             standby.flush_lag_ms,
             standby.replay_lag_ms,
             opt(&standby.byte_lag),
-            opt(&standby.replay_lsn),
+            opt(&standby.positions.replay_lsn),
             standby.reason
         ));
     }

@@ -15,7 +15,7 @@ use crate::{
         lab, render,
     },
     client::{ClientError, NodeClient},
-    config::{ConfigError, ServeConfig, ServeInputs},
+    config::{ConfigError, ServeConfig},
     exit::Exit,
     ha::{
         rollouts::{self, NewRollout, Rollout},
@@ -290,32 +290,7 @@ fn backup(node: &Node, command: BackupCommand, format: OutputFormat) -> Result<S
                     allow_unsealed_manifest,
                 },
             )?;
-            let output = render::restore(&report, format);
-            match report.status {
-                RestoreStatus::Restored => Ok(output),
-                RestoreStatus::RestoredWithDifferences => Err(CliError::Incomplete {
-                    output,
-                    reason: format!(
-                        "the restore of backup `{backup_id}` COMMITTED, but the database does not match the backup's \
-                         baseline: {} difference(s), listed above. Restore again, or another backup",
-                        report.proof.as_ref().map_or(0, |p| p.differences.len())
-                    ),
-                    exit: Exit::RestoreUnproven,
-                }),
-                RestoreStatus::RestoredUnproven => Err(CliError::Incomplete {
-                    output,
-                    reason: format!(
-                        "the restore of backup `{backup_id}` COMMITTED, but its proof could not run ({}): nothing \
-                         shows the database is what was backed up. Run `autonomy ha backup verify {backup_id}`",
-                        report
-                            .proof
-                            .as_ref()
-                            .and_then(|p| p.error.as_deref())
-                            .unwrap_or("no reason given")
-                    ),
-                    exit: Exit::RestoreUnproven,
-                }),
-            }
+            finished(render::restore(&report, format), restore_shortfall(&report, &backup_id))
         }
         BackupCommand::Verify {
             backup_id,
@@ -353,50 +328,64 @@ fn verify(
             &serde_json::json!({ "target_url": target_url, "keep": keep, "proof_only": proof_only }),
         )
         .map_err(|e| not_run(e.to_string()))?;
-    let output = render::verify(&report, format);
+    finished(render::verify(&report, format), drill_shortfall(&report))
+}
+
+/// The command's output, or its output with the exit code and the reason it fell short.
+fn finished(output: String, shortfall: Option<(String, Exit)>) -> Result<String, CliError> {
+    match shortfall {
+        None => Ok(output),
+        Some((reason, exit)) => Err(CliError::Incomplete { output, reason, exit }),
+    }
+}
+
+/// Why a committed restore is not shown to be the backup, and its exit code; None when proven.
+fn restore_shortfall(report: &RestoreReport, backup_id: &BackupId) -> Option<(String, Exit)> {
+    let reason = match report.status {
+        RestoreStatus::Restored => return None,
+        RestoreStatus::RestoredWithDifferences => format!(
+            "the restore of backup `{backup_id}` COMMITTED, but the database does not match the backup's \
+             baseline: {} difference(s), listed above. Restore again, or another backup",
+            report.proof.as_ref().map_or(0, |p| p.differences.len())
+        ),
+        RestoreStatus::RestoredUnproven => format!(
+            "the restore of backup `{backup_id}` COMMITTED, but its proof could not run ({}): nothing \
+             shows the database is what was backed up. Run `autonomy ha backup verify {backup_id}`",
+            report
+                .proof
+                .as_ref()
+                .and_then(|p| p.error.as_deref())
+                .unwrap_or("no reason given")
+        ),
+    };
+    Some((reason, Exit::RestoreUnproven))
+}
+
+/// Why a drill did not prove its backup, and the drill's exit code; None when proven.
+fn drill_shortfall(report: &VerifyReport) -> Option<(String, Exit)> {
     match report.outcome {
-        DrillOutcome::Proven => Ok(output),
-        DrillOutcome::Differences => Err(CliError::Incomplete {
-            output,
-            reason: format!(
+        DrillOutcome::Proven => None,
+        DrillOutcome::Differences => Some((
+            format!(
                 "backup `{}` does not restore to what it recorded: {} difference(s), listed above",
                 report.backup_id,
                 report.differences.len()
             ),
-            exit: Exit::DIFFERENCES_FOUND,
-        }),
-        DrillOutcome::NotRun => Err(CliError::Incomplete {
-            output,
-            reason: format!(
+            Exit::DIFFERENCES_FOUND,
+        )),
+        DrillOutcome::NotRun => Some((
+            format!(
                 "the drill of backup `{}` could not run: {}",
                 report.backup_id,
                 report.error.as_deref().unwrap_or("no reason given")
             ),
-            exit: Exit::DRILL_NOT_RUN,
-        }),
+            Exit::DRILL_NOT_RUN,
+        )),
     }
 }
 
 fn serve(args: ServeArgs) -> Result<(), CliError> {
-    let config = ServeConfig::validate(ServeInputs {
-        node_id: args.node_id,
-        listen: args.listen,
-        allow_remote: args.allow_remote,
-        database_url: args.database_url,
-        backup_dir: args.backup_dir,
-        audit_dir: args.audit_dir,
-        maintenance_mode: args.maintenance_mode,
-        api_token: args.api_token,
-        lease_ttl_ms: args.lease_ttl_ms,
-        renew_interval_ms: args.renew_interval_ms,
-        poll_interval_ms: args.poll_interval_ms,
-        advertise_url: args.advertise_url,
-        pg_bin_dir: args.pg_bin_dir,
-        skip_fencing: args.unsafe_skip_fencing,
-        lag_healthy_ms: args.lag_healthy_ms,
-        lag_degraded_ms: args.lag_degraded_ms,
-        replication_poll_interval_ms: args.replication_poll_interval_ms,
-    })?;
+    let config = ServeConfig::validate(args)?;
     crate::config::check_directories(&config)?;
     let runtime = tokio::runtime::Runtime::new().map_err(|e| CliError::Serve(e.into()))?;
     runtime.block_on(crate::server::serve(config)).map_err(CliError::Serve)

@@ -50,7 +50,7 @@ pub fn text(report: &Report) -> String {
     out.push_str("\n## Summary\n");
     out.push_str(&format!(
         "pass={}  fail={}  skip={}  total={}\n",
-        report.pass, report.fail, report.skip, report.total
+        report.counts.pass, report.counts.fail, report.counts.skip, report.counts.total
     ));
     out.push_str(&format!("outcome={}\n", report.outcome));
     out

@@ -110,15 +110,34 @@ pub struct Report {
     pub checks: Vec<Check>,
     /// Named measurements, in milliseconds unless the name says otherwise.
     pub metrics: BTreeMap<String, Metric>,
-    pub pass: usize,
-    pub fail: usize,
-    pub skip: usize,
-    pub total: usize,
+    #[serde(flatten)]
+    pub counts: Tally,
     pub outcome: Outcome,
     /// Set when outcome is SKIP: why the slice could not run.
     pub skip_reason: Option<String>,
     /// The raw evidence files of the bundle, relative to the slice directory.
     pub files: Vec<String>,
+}
+
+/// How many of a report's checks passed, failed and were skipped, of how many.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tally {
+    pub pass: usize,
+    pub fail: usize,
+    pub skip: usize,
+    pub total: usize,
+}
+
+impl Tally {
+    pub fn of(checks: &[Check]) -> Self {
+        let count = |status: CheckStatus| checks.iter().filter(|c| c.status == status).count();
+        Self {
+            pass: count(CheckStatus::Pass),
+            fail: count(CheckStatus::Fail),
+            skip: count(CheckStatus::Skip),
+            total: checks.len(),
+        }
+    }
 }
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -138,10 +157,7 @@ impl Report {
             node: None,
             checks: Vec::new(),
             metrics: BTreeMap::new(),
-            pass: 0,
-            fail: 0,
-            skip: 0,
-            total: 0,
+            counts: Tally::default(),
             outcome: Outcome::Skip,
             skip_reason: None,
             files: Vec::new(),
@@ -150,10 +166,7 @@ impl Report {
 
     /// Fills the counts from `checks` and takes the outcome from `rule`.
     pub fn tally(mut self, rule: impl Fn(&[Check]) -> Outcome) -> Self {
-        self.pass = self.checks.iter().filter(|c| c.status == CheckStatus::Pass).count();
-        self.fail = self.checks.iter().filter(|c| c.status == CheckStatus::Fail).count();
-        self.skip = self.checks.iter().filter(|c| c.status == CheckStatus::Skip).count();
-        self.total = self.checks.len();
+        self.counts = Tally::of(&self.checks);
         self.outcome = if self.skip_reason.is_some() {
             Outcome::Skip
         } else {

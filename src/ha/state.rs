@@ -29,12 +29,7 @@ impl StatusReport {
     pub fn with_replication(mut self, view: ReplicationView) -> Self {
         self.replication = view.standbys;
         self.replication_health = view.health;
-        self.replication_sample = ReplicationSample {
-            sampled_at: view.sampled_at,
-            primary_lsn: view.primary_lsn,
-            thresholds: view.thresholds,
-            error: view.error,
-        };
+        self.replication_sample = view.sample;
         self
     }
 }

@@ -18,7 +18,7 @@ use crate::{
     db::{self, SharedClient},
     ha::{
         lease::RowLeaseStore,
-        node::{run_lease_loop, LeaseTiming},
+        node::run_lease_loop,
         replication::{self, ReplicationMonitor},
         store::LeaseStore,
         NodeState,
@@ -79,7 +79,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         database_url: config.database_url.clone(),
         node_id: config.node_id.clone(),
         address: address.clone(),
-        ttl: config.lease_ttl,
+        ttl: config.lease.ttl,
     };
     let (state, inbox) = NodeState::new(config.node_id.clone(), config.maintenance_mode);
     let state = Arc::new(state);
@@ -112,15 +112,15 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         state.clone(),
         inbox,
         audit,
-        LeaseTiming::new(config.lease_ttl, config.renew_interval, config.poll_interval),
+        config.lease,
     ));
 
-    let replication = Arc::new(ReplicationMonitor::new(config.lag_thresholds));
+    let replication = Arc::new(ReplicationMonitor::new(config.replication.lag_thresholds));
     tokio::spawn(replication::run_sampler(
         config.database_url.clone(),
         config.node_id.clone(),
         replication.clone(),
-        config.replication_poll_interval,
+        config.replication.poll_interval,
         shutdown_rx.clone(),
     ));
 

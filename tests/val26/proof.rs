@@ -101,8 +101,8 @@ pub fn proof(slices: &[Slice]) -> Proof {
             eprintln!(
                 "      {} {}/{} checks in {seconds:.1} s{}",
                 report.outcome,
-                report.pass,
-                report.total,
+                report.counts.pass,
+                report.counts.total,
                 if ran_here {
                     ""
                 } else {
@@ -112,7 +112,7 @@ pub fn proof(slices: &[Slice]) -> Proof {
             runs.push(SliceRun {
                 slice: slice.slice.into(),
                 outcome: report.outcome,
-                checks: format!("{}/{}", report.pass, report.total),
+                checks: format!("{}/{}", report.counts.pass, report.counts.total),
                 seconds,
                 ran_here,
             });

@@ -365,7 +365,7 @@ fn slice_check(number: usize, evidence: &SliceEvidence) -> Check {
             let all_pass = report.outcome == Outcome::Pass
                 && absent.is_empty()
                 && failing.is_empty()
-                && report.pass == report.total;
+                && report.counts.pass == report.counts.total;
             (
                 if all_pass { CheckStatus::Pass } else { CheckStatus::Fail },
                 Some(format!(
@@ -380,7 +380,7 @@ fn slice_check(number: usize, evidence: &SliceEvidence) -> Check {
                     (None, true, false) => format!("checks absent from the report: {}", absent.join(", ")),
                     (None, true, true) if !all_pass => format!(
                         "the report's own outcome is {} ({}/{} by its tally)",
-                        report.outcome, report.pass, report.total
+                        report.outcome, report.counts.pass, report.counts.total
                     ),
                     (None, true, true) => format!("{} ({})", evidence.path.display(), report.backend),
                 },

@@ -76,6 +76,17 @@ fn measured(label: &str, report: Option<&Report>, metric: &str) -> Bar {
 }
 
 /// A bar of the bounded metric against its bound.
+/// A chart (its element id and title) of one report's measurements against their bounds.
+fn bound_bars<const N: usize>(
+    out: &mut String,
+    (id, title): (&str, &str),
+    report: Option<&Report>,
+    bars: [(&str, Bound); N],
+) {
+    let bars = bars.map(|(label, bound)| bounded(label, report, bound));
+    out.push_str(&svg::bars(id, title, &bars));
+}
+
 fn bounded(label: &str, report: Option<&Report>, bound: Bound) -> Bar {
     Bar {
         bound_ms: Some(bound.ms as f64),
@@ -143,14 +154,12 @@ fn failover(out: &mut String, val13: Option<&Report>) {
 
 fn backup(out: &mut String, val15: Option<&Report>) {
     out.push_str("<section id=\"backup\"><h2>Backup and restore (VAL15)</h2>");
-    out.push_str(&svg::bars(
-        "chart-backup",
-        "backup and restore durations against their bounds",
-        &[
-            bounded("backup", val15, bounds::BACKUP),
-            bounded("restore", val15, bounds::RESTORE),
-        ],
-    ));
+    bound_bars(
+        out,
+        ("chart-backup", "backup and restore durations against their bounds"),
+        val15,
+        [("backup", bounds::BACKUP), ("restore", bounds::RESTORE)],
+    );
     out.push_str("</section>");
 }
 
@@ -272,14 +281,15 @@ fn lag(out: &mut String, val14: Option<&Report>) {
         &rows,
         &lines,
     ));
-    out.push_str(&svg::bars(
-        "chart-drain",
-        "standby catch-up after each workload",
-        &[
-            bounded("light drain", val14, bounds::LIGHT_DRAIN),
-            bounded("heavy drain", val14, bounds::HEAVY_DRAIN),
+    bound_bars(
+        out,
+        ("chart-drain", "standby catch-up after each workload"),
+        val14,
+        [
+            ("light drain", bounds::LIGHT_DRAIN),
+            ("heavy drain", bounds::HEAVY_DRAIN),
         ],
-    ));
+    );
     out.push_str("<p class=\"note\">The thresholds are DERIVED from these lab values (healthy = max(p95 × 3 + 1, 10 ms), degraded = max(healthy × 10, 100 ms), alert = max(healthy × 50, 500 ms)), not workplan targets: recalibrate them against production write_lag before alerting on them.</p></section>");
 }
 

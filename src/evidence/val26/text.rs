@@ -270,10 +270,15 @@ fn replication_lag(out: &mut String, r: &Report) {
 }
 
 fn backup_restore(out: &mut String, r: &Report) {
-    bounded(out, "Backup duration", r, bounds::BACKUP);
-    bounded(out, "Restore duration", r, bounds::RESTORE);
-    checked(out, "SHA-256 checksum", r, "VAL15-04");
-    checked(out, "Restore correctness", r, "VAL15-06");
+    bounded_then_checked(
+        out,
+        r,
+        [
+            ("Backup duration", bounds::BACKUP),
+            ("Restore duration", bounds::RESTORE),
+        ],
+        [("SHA-256 checksum", "VAL15-04"), ("Restore correctness", "VAL15-06")],
+    );
 }
 
 fn split_brain(out: &mut String, r: &Report) {
@@ -288,10 +293,28 @@ fn split_brain(out: &mut String, r: &Report) {
 }
 
 fn quorum_loss(out: &mut String, r: &Report) {
-    bounded(out, "Loss detection", r, bounds::LOSS_DETECTION);
-    bounded(out, "Recovery", r, bounds::QUORUM_RECOVERY);
-    checked(out, "write_block_active during loss", r, "VAL17-03");
-    checked(out, "Protected writes refused during loss", r, "VAL17-04");
+    bounded_then_checked(
+        out,
+        r,
+        [
+            ("Loss detection", bounds::LOSS_DETECTION),
+            ("Recovery", bounds::QUORUM_RECOVERY),
+        ],
+        [
+            ("write_block_active during loss", "VAL17-03"),
+            ("Protected writes refused during loss", "VAL17-04"),
+        ],
+    );
+}
+
+/// Lines of measurements against their bounds, then lines of checks' marks.
+fn bounded_then_checked(out: &mut String, r: &Report, measured: [(&str, Bound); 2], checks: [(&str, &str); 2]) {
+    for (label, bound) in measured {
+        bounded(out, label, r, bound);
+    }
+    for (label, id) in checks {
+        checked(out, label, r, id);
+    }
 }
 
 fn matrix(out: &mut String, val26: &Val26) {

@@ -6,10 +6,11 @@ pub mod sample;
 pub mod tracker;
 
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
 
 pub use monitor::{run_sampler, ReplicationMonitor};
 pub use tracker::Tracker;
+
+pub use crate::api::ReplicationSample;
 
 /// How a standby's lag compares with the thresholds; ordered from best to worst.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -60,6 +61,18 @@ impl LagThresholds {
     }
 }
 
+/// Where a standby is, as pg_stat_replication reports it: its address and its four WAL
+/// positions. All None when it is not connected (or hidden from a role without
+/// pg_read_all_stats).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StandbyPositions {
+    pub client_addr: Option<String>,
+    pub sent_lsn: Option<String>,
+    pub write_lsn: Option<String>,
+    pub flush_lsn: Option<String>,
+    pub replay_lsn: Option<String>,
+}
+
 /// One standby in `/v1/ha/status` → `replication`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StandbyStatus {
@@ -72,11 +85,8 @@ pub struct StandbyStatus {
     /// pg_stat_replication.state (`streaming`, `catchup`, `startup`, ...), or `disconnected`
     /// when the standby is no longer connected.
     pub state: String,
-    pub client_addr: Option<String>,
-    pub sent_lsn: Option<String>,
-    pub write_lsn: Option<String>,
-    pub flush_lsn: Option<String>,
-    pub replay_lsn: Option<String>,
+    #[serde(flatten)]
+    pub positions: StandbyPositions,
     /// pg_stat_replication's lag columns in milliseconds. PostgreSQL reports NULL once the
     /// standby has caught up and no WAL flows; that is reported as 0.
     pub write_lag_ms: f64,
@@ -94,20 +104,15 @@ pub struct StandbyStatus {
 }
 
 /// Everything the node knows about replication, from its latest sample.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ReplicationView {
-    /// When the sample was taken; None before the first one.
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub sampled_at: Option<OffsetDateTime>,
-    /// The primary's current WAL position.
-    pub primary_lsn: Option<String>,
+    /// When it was taken, the primary's WAL position then, the thresholds and the last
+    /// sampling error (the standbys are then those of the last successful sample, as old as
+    /// `sampled_at` says, each an alert).
+    pub sample: ReplicationSample,
     pub standbys: Vec<StandbyStatus>,
     /// The worst standby health; None when there is no standby to judge.
     pub health: Option<Health>,
-    pub thresholds: Option<LagThresholds>,
-    /// The last sampling error, if the latest attempt failed (the standbys are then those of
-    /// the last successful sample, as old as `sampled_at` says, each an alert).
-    pub error: Option<String>,
 }
 
 impl ReplicationView {
@@ -119,7 +124,7 @@ impl ReplicationView {
             standby.reason = format!("not sampled: {error}");
         }
         self.health = (!self.standbys.is_empty()).then_some(Health::Alert);
-        self.error = Some(error);
+        self.sample.error = Some(error);
     }
 }
 

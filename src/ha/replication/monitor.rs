@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 use tokio_postgres::Client;
 
-use super::{sample, LagThresholds, ReplicationView, Tracker};
+use super::{sample, LagThresholds, ReplicationSample, ReplicationView, Tracker};
 use crate::db;
 use crate::ident::NodeId;
 
@@ -25,7 +25,10 @@ impl ReplicationMonitor {
         Self {
             thresholds,
             view: Mutex::new(ReplicationView {
-                thresholds: Some(thresholds),
+                sample: ReplicationSample {
+                    thresholds: Some(thresholds),
+                    ..ReplicationSample::default()
+                },
                 ..ReplicationView::default()
             }),
         }
@@ -69,11 +72,11 @@ pub async fn run_sampler(
             Ok(Ok(sample)) => {
                 let (standbys, health) = tracker.observe(&sample, Instant::now(), monitor.thresholds);
                 monitor.update(|view| {
-                    view.sampled_at = Some(OffsetDateTime::now_utc());
-                    view.primary_lsn = sample.primary_lsn;
+                    view.sample.sampled_at = Some(OffsetDateTime::now_utc());
+                    view.sample.primary_lsn = sample.primary_lsn;
                     view.standbys = standbys;
                     view.health = health;
-                    view.error = None;
+                    view.sample.error = None;
                 });
             }
             Ok(Err(error)) => {

@@ -2,6 +2,7 @@
 
 use tokio_postgres::Client;
 
+use super::StandbyPositions;
 use crate::db::DbError;
 
 /// A walsender or an idle physical slot, as one sample saw it.
@@ -14,11 +15,7 @@ pub struct RawStandby {
     /// idle slot.
     pub state: Option<String>,
     pub connected: bool,
-    pub client_addr: Option<String>,
-    pub sent_lsn: Option<String>,
-    pub write_lsn: Option<String>,
-    pub flush_lsn: Option<String>,
-    pub replay_lsn: Option<String>,
+    pub positions: StandbyPositions,
     pub write_lag_ms: Option<f64>,
     pub flush_lag_ms: Option<f64>,
     pub replay_lag_ms: Option<f64>,
@@ -93,11 +90,13 @@ pub async fn read(client: &Client) -> Result<Sample, DbError> {
             slot_name: row.get(1),
             state: row.get(2),
             connected: row.get(3),
-            client_addr: row.get(4),
-            sent_lsn: row.get(5),
-            write_lsn: row.get(6),
-            flush_lsn: row.get(7),
-            replay_lsn: row.get(8),
+            positions: StandbyPositions {
+                client_addr: row.get(4),
+                sent_lsn: row.get(5),
+                write_lsn: row.get(6),
+                flush_lsn: row.get(7),
+                replay_lsn: row.get(8),
+            },
             write_lag_ms: row.get(9),
             flush_lag_ms: row.get(10),
             replay_lag_ms: row.get(11),

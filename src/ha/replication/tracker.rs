@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, time::Instant};
 
 use super::{
     sample::{RawStandby, Sample},
-    Health, LagThresholds, StandbyStatus,
+    Health, LagThresholds, StandbyPositions, StandbyStatus,
 };
 
 /// A standby seen connected since the node started.
@@ -52,7 +52,7 @@ impl Tracker {
                 .clone()
                 .map_or_else(|| name.clone(), |slot| format!("{name}/{slot}"));
             if report.contains_key(&key) {
-                key = format!("{key}@{}", raw.client_addr.as_deref().unwrap_or("?"));
+                key = format!("{key}@{}", raw.positions.client_addr.as_deref().unwrap_or("?"));
             }
             let known = self.known.entry(key.clone()).or_insert(Known {
                 name: name.clone(),
@@ -62,11 +62,11 @@ impl Tracker {
             });
             let behind = raw.unwritten_bytes.is_some_and(|bytes| bytes > 0);
             known.behind_since = match known.behind_since {
-                Some(since) if behind && known.write_lsn == raw.write_lsn => Some(since),
+                Some(since) if behind && known.write_lsn == raw.positions.write_lsn => Some(since),
                 _ if behind => Some(now),
                 _ => None,
             };
-            known.write_lsn = raw.write_lsn.clone();
+            known.write_lsn = raw.positions.write_lsn.clone();
             if raw.slot_name.is_some() {
                 known.slot_name = raw.slot_name.clone();
             }
@@ -128,7 +128,7 @@ fn connected(name: String, raw: &RawStandby, stalled_ms: f64, thresholds: LagThr
                 health,
                 format!(
                     "stalled {stalled_ms:.1} ms at write position {}",
-                    raw.write_lsn.as_deref().unwrap_or("?")
+                    raw.positions.write_lsn.as_deref().unwrap_or("?")
                 ),
             )
         }
@@ -146,11 +146,7 @@ fn connected(name: String, raw: &RawStandby, stalled_ms: f64, thresholds: LagThr
         application_name: name,
         slot_name: raw.slot_name.clone(),
         state: raw.state.clone().unwrap_or_else(|| "unknown".into()),
-        client_addr: raw.client_addr.clone(),
-        sent_lsn: raw.sent_lsn.clone(),
-        write_lsn: raw.write_lsn.clone(),
-        flush_lsn: raw.flush_lsn.clone(),
-        replay_lsn: raw.replay_lsn.clone(),
+        positions: raw.positions.clone(),
         write_lag_ms,
         flush_lag_ms: raw.flush_lag_ms.unwrap_or(0.0),
         replay_lag_ms: raw.replay_lag_ms.unwrap_or(0.0),
@@ -172,11 +168,7 @@ impl StandbyStatus {
             },
             slot_name,
             state: "disconnected".into(),
-            client_addr: None,
-            sent_lsn: None,
-            write_lsn: None,
-            flush_lsn: None,
-            replay_lsn: None,
+            positions: StandbyPositions::default(),
             write_lag_ms: 0.0,
             flush_lag_ms: 0.0,
             replay_lag_ms: 0.0,
@@ -199,11 +191,13 @@ mod tests {
             slot_name: Some(format!("{name}_slot")),
             state: Some("streaming".into()),
             connected: true,
-            client_addr: Some("127.0.0.1".into()),
-            sent_lsn: Some(write_lsn.into()),
-            write_lsn: Some(write_lsn.into()),
-            flush_lsn: Some(write_lsn.into()),
-            replay_lsn: Some(write_lsn.into()),
+            positions: StandbyPositions {
+                client_addr: Some("127.0.0.1".into()),
+                sent_lsn: Some(write_lsn.into()),
+                write_lsn: Some(write_lsn.into()),
+                flush_lsn: Some(write_lsn.into()),
+                replay_lsn: Some(write_lsn.into()),
+            },
             write_lag_ms,
             flush_lag_ms: write_lag_ms,
             replay_lag_ms: write_lag_ms,
@@ -218,11 +212,7 @@ mod tests {
             slot_name: Some(slot.into()),
             state: None,
             connected: false,
-            client_addr: None,
-            sent_lsn: None,
-            write_lsn: None,
-            flush_lsn: None,
-            replay_lsn: None,
+            positions: StandbyPositions::default(),
             write_lag_ms: None,
             flush_lag_ms: None,
             replay_lag_ms: None,

@@ -38,7 +38,7 @@ pub fn evaluate(obs: &Observations, skip_reason: Option<&str>) -> Vec<Check> {
             (!obs.sql_application_names.is_empty() || obs.reported.is_some()).then(|| {
                 let ok = obs.sql_application_names.iter().any(|n| n == STANDBY) && obs.reported.as_ref().is_some_and(|r| {
                     r.state == "streaming" && r.slot_name.as_deref() == Some(STANDBY)
-                        && [&r.sent_lsn, &r.write_lsn, &r.flush_lsn, &r.replay_lsn].iter().all(|lsn| lsn.is_some())
+                        && [&r.positions.sent_lsn, &r.positions.write_lsn, &r.positions.flush_lsn, &r.positions.replay_lsn].iter().all(|lsn| lsn.is_some())
                         && r.health == Health::Healthy
                 }) && obs.reported_health == Some(Health::Healthy);
                 (ok, Some(obs.reported.as_ref().map_or("not listed".into(), |r| format!("{} state={} health={} ({})", r.application_name, r.state, r.health, r.reason))),

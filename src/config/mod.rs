@@ -1,11 +1,15 @@
 //! One validated configuration for `autonomy ha serve`, built from flags and environment.
 
+mod flags;
+
+pub use flags::ServeArgs;
+
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use thiserror::Error;
 
 use crate::{
-    ha::replication::LagThresholds,
+    ha::{election::LeaseTiming, replication::LagThresholds},
     ident::{self, NodeId},
 };
 
@@ -21,11 +25,8 @@ pub struct ServeConfig {
     pub maintenance_mode: bool,
     /// Bearer token every API route but /healthz requires; never printed.
     pub api_token: String,
-    pub lease_ttl: Duration,
-    /// How often the leader renews the lease.
-    pub renew_interval: Duration,
-    /// How often a follower or candidate tries to take the lease.
-    pub poll_interval: Duration,
+    /// The lease's TTL and how often the leader renews it and the others try to take it.
+    pub lease: LeaseTiming,
     /// The URL other nodes hand to clients as the leader hint; `None` derives it from the
     /// bound listen address.
     pub advertise_url: Option<String>,
@@ -34,10 +35,16 @@ pub struct ServeConfig {
     /// Protected writes skip the leader and lease checks. Exists only so the test suite can
     /// show that its checks catch unfenced writes; never set it in production.
     pub skip_fencing: bool,
+    pub replication: ReplicationSettings,
+}
+
+/// How the node watches its standbys.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplicationSettings {
     /// The bands a standby's write lag is judged against.
     pub lag_thresholds: LagThresholds,
     /// How often pg_stat_replication is sampled.
-    pub replication_poll_interval: Duration,
+    pub poll_interval: Duration,
 }
 
 impl std::fmt::Debug for ServeConfig {
@@ -50,14 +57,11 @@ impl std::fmt::Debug for ServeConfig {
             .field("audit_dir", &self.audit_dir)
             .field("maintenance_mode", &self.maintenance_mode)
             .field("api_token", &"<redacted>")
-            .field("lease_ttl", &self.lease_ttl)
-            .field("renew_interval", &self.renew_interval)
-            .field("poll_interval", &self.poll_interval)
+            .field("lease", &self.lease)
             .field("advertise_url", &self.advertise_url)
             .field("pg_bin_dir", &self.pg_bin_dir)
             .field("skip_fencing", &self.skip_fencing)
-            .field("lag_thresholds", &self.lag_thresholds)
-            .field("replication_poll_interval", &self.replication_poll_interval)
+            .field("replication", &self.replication)
             .finish()
     }
 }
@@ -103,29 +107,8 @@ pub enum ConfigError {
     ReplicationPollInterval(u64),
 }
 
-/// The raw inputs, as clap parsed them.
-pub struct ServeInputs {
-    pub node_id: String,
-    pub listen: SocketAddr,
-    pub allow_remote: bool,
-    pub database_url: String,
-    pub backup_dir: PathBuf,
-    pub audit_dir: PathBuf,
-    pub maintenance_mode: bool,
-    pub api_token: Option<String>,
-    pub lease_ttl_ms: u64,
-    pub renew_interval_ms: Option<u64>,
-    pub poll_interval_ms: u64,
-    pub advertise_url: Option<String>,
-    pub pg_bin_dir: Option<PathBuf>,
-    pub skip_fencing: bool,
-    pub lag_healthy_ms: u64,
-    pub lag_degraded_ms: u64,
-    pub replication_poll_interval_ms: u64,
-}
-
 impl ServeConfig {
-    pub fn validate(inputs: ServeInputs) -> Result<Self, ConfigError> {
+    pub fn validate(inputs: ServeArgs) -> Result<Self, ConfigError> {
         let node_id = NodeId::parse(&inputs.node_id)?;
         let api_token = inputs
             .api_token
@@ -196,17 +179,21 @@ impl ServeConfig {
             audit_dir: inputs.audit_dir,
             maintenance_mode: inputs.maintenance_mode,
             api_token,
-            lease_ttl: Duration::from_millis(ttl),
-            renew_interval: Duration::from_millis(renew),
-            poll_interval: Duration::from_millis(poll),
+            lease: LeaseTiming::new(
+                Duration::from_millis(ttl),
+                Duration::from_millis(renew),
+                Duration::from_millis(poll),
+            ),
             advertise_url: inputs.advertise_url.map(|url| url.trim_end_matches('/').to_owned()),
             pg_bin_dir: inputs.pg_bin_dir,
-            skip_fencing: inputs.skip_fencing,
-            lag_thresholds: LagThresholds {
-                healthy_ms: healthy,
-                degraded_ms: degraded,
+            skip_fencing: inputs.unsafe_skip_fencing,
+            replication: ReplicationSettings {
+                lag_thresholds: LagThresholds {
+                    healthy_ms: healthy,
+                    degraded_ms: degraded,
+                },
+                poll_interval: Duration::from_millis(replication_poll),
             },
-            replication_poll_interval: Duration::from_millis(replication_poll),
         })
     }
 }
