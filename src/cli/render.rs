@@ -196,9 +196,9 @@ fn status_line(report: &StatusReport) -> String {
             standby.application_name,
             standby.state,
             standby.health,
-            standby.write_lag_ms,
-            standby.flush_lag_ms,
-            standby.replay_lag_ms,
+            standby.lag.write_lag_ms,
+            standby.lag.flush_lag_ms,
+            standby.lag.replay_lag_ms,
             opt(&standby.byte_lag),
             opt(&standby.positions.replay_lsn),
             standby.reason

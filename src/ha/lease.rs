@@ -21,14 +21,15 @@ use crate::{
 pub const RELEASE_CHANNEL: &str = "autonomy_ha_lease";
 
 /// Runs `with`, whose CTE `changed` returns the lease row when the statement took or extended
-/// it: whether it did, and the lease row as it stands either way, in one round trip.
-async fn changed_and_row(
+/// it: the lease row as it stands either way, in one round trip, handed to `if_changed` when
+/// the statement changed it and to `otherwise` when it did not.
+async fn changed_and_row<T, C: FnOnce(LeaseRow) -> T, U: FnOnce(LeaseRow) -> T>(
     client: &Client,
-    with: &str,
-    changed: &str,
+    (with, changed): (&str, &str),
     params: &[&(dyn ToSql + Sync)],
     doing: &'static str,
-) -> Result<(bool, LeaseRow), DbError> {
+    (if_changed, otherwise): (C, U),
+) -> Result<T, DbError> {
     let sql = format!(
         "{with}
          SELECT true, {ROW_COLUMNS} FROM {changed}
@@ -37,7 +38,12 @@ async fn changed_and_row(
           WHERE NOT EXISTS (SELECT 1 FROM {changed})"
     );
     let row = client.query_one(&sql, params).await.map_err(DbError::query(doing))?;
-    Ok((row.get(0), lease_from_row(&row, 1)))
+    let lease = lease_from_row(&row, 1);
+    Ok(if row.get(0) {
+        if_changed(lease)
+    } else {
+        otherwise(lease)
+    })
 }
 
 fn lease_from_row(row: &Row, offset: usize) -> LeaseRow {
@@ -94,12 +100,14 @@ pub async fn try_acquire(client: &Client, node_id: &str, address: &str, ttl: Dur
              SELECT epoch, holder_id, holder_address, acquired_at FROM taken
          )";
     let params: [&(dyn ToSql + Sync); 3] = [&node_id, &address, &ttl_ms(ttl)];
-    Ok(
-        match changed_and_row(client, with, "taken", &params, "acquire the leader lease").await? {
-            (true, lease) => Attempt::Acquired(lease),
-            (false, lease) => Attempt::Held(lease),
-        },
+    changed_and_row(
+        client,
+        (with, "taken"),
+        &params,
+        "acquire the leader lease",
+        (Attempt::Acquired, Attempt::Held),
     )
+    .await
 }
 
 /// Extends the lease this node holds at `epoch` through its lease session; one round trip,
@@ -113,12 +121,14 @@ pub async fn renew(client: &Client, node_id: &str, epoch: i64, ttl: Duration) ->
           RETURNING *
          )";
     let params: [&(dyn ToSql + Sync); 3] = [&node_id, &epoch, &ttl_ms(ttl)];
-    Ok(
-        match changed_and_row(client, with, "renewed", &params, "renew the leader lease").await? {
-            (true, lease) => Renewal::Renewed(lease),
-            (false, lease) => Renewal::Refused(lease),
-        },
+    changed_and_row(
+        client,
+        (with, "renewed"),
+        &params,
+        "renew the leader lease",
+        (Renewal::Renewed, Renewal::Refused),
     )
+    .await
 }
 
 /// Gives the lease up at once (clean shutdown) and wakes the followers, so a successor need

@@ -30,10 +30,16 @@ pub struct AppState {
     pub replication: Arc<ReplicationMonitor>,
     pub backups: Arc<BackupService>,
     pub audit_dir: PathBuf,
-    /// `--unsafe-skip-fencing`: protected writes skip the leader and lease checks (tests only).
+    pub writes: ProtectedWrites,
+}
+
+/// What protected writes (and rollout reads) go through.
+#[derive(Clone)]
+pub struct ProtectedWrites {
+    /// Their session, apart from the lease loop's and the backups'.
+    pub db: Arc<SharedClient>,
+    /// `--unsafe-skip-fencing`: they skip the leader and lease checks (tests only).
     pub skip_fencing: bool,
-    /// The session protected writes and rollout reads use.
-    pub writes_db: Arc<SharedClient>,
 }
 
 pub async fn healthz() -> &'static str {

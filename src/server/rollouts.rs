@@ -38,7 +38,7 @@ pub async fn create(
         ));
     }
     let node = app.node.clone();
-    let fencing = match (node.leader_epoch(), app.skip_fencing) {
+    let fencing = match (node.leader_epoch(), app.writes.skip_fencing) {
         (Some(epoch), false) => Fencing::Checked {
             epoch,
             fence: app.backups.fence,
@@ -50,7 +50,7 @@ pub async fn create(
         },
     };
     // On its own task: a client that hangs up cannot cut the transaction off mid-commit.
-    let db = app.writes_db.clone();
+    let db = app.writes.db.clone();
     let name = new.name.clone();
     let write = tokio::spawn(async move {
         let mut client = db.get().await.map_err(RolloutError::from)?;
@@ -93,7 +93,7 @@ pub async fn create(
 
 pub async fn list(State(app): State<AppState>) -> Result<Json<Vec<Rollout>>, ApiError> {
     let read = async {
-        let client = app.writes_db.get().await.map_err(RolloutError::from)?;
+        let client = app.writes.db.get().await.map_err(RolloutError::from)?;
         rollouts::list(&client).await
     };
     match tokio::time::timeout(WRITE_TIMEOUT, read).await {

@@ -25,7 +25,7 @@ use crate::{
     },
     server::{
         auth::{require_token, ApiToken},
-        handlers::{self, AppState},
+        handlers::{self, AppState, ProtectedWrites},
         rollouts,
     },
 };
@@ -129,8 +129,10 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         node: state,
         backups,
         audit_dir: config.audit_dir.clone(),
-        skip_fencing: config.skip_fencing,
-        writes_db,
+        writes: ProtectedWrites {
+            db: writes_db,
+            skip_fencing: config.skip_fencing,
+        },
     };
     // The test fixture and operators read this line to learn the bound port (with --listen :0).
     tracing::info!(addr = %bound, "listening");

@@ -1,6 +1,6 @@
 //! The VAL26 check matrix, the evidence window and the readiness levels (docs/VALIDATION.md, VAL26).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 
 use super::{
@@ -82,6 +82,13 @@ pub struct Val26 {
     pub readiness: Readiness,
     /// `HA DESIGN PARTNER READY` or `NOT READY`.
     pub verdict: String,
+    #[serde(flatten)]
+    pub digests: Digests,
+}
+
+/// What `autonomy evidence verify` checks a VAL26 report's directory against.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Digests {
     /// The SHA-256 of every file of the slice bundles read (`digest.rs`); empty until hashed.
     pub evidence_files: Vec<FileDigest>,
     /// The SHA-256 of `val26-report.txt` and `.html` as written beside this JSON.
@@ -317,8 +324,7 @@ pub fn assess(evidence_dir: &str, slices: Vec<SliceEvidence>, now: OffsetDateTim
         } else {
             "NOT READY".into()
         },
-        evidence_files: Vec::new(),
-        report_files: Vec::new(),
+        digests: Digests::default(),
     }
 }
 

@@ -319,10 +319,10 @@ fn files(out: &mut String, val26: &Val26) {
     let _ = write!(
         out,
         r#"<section id="evidence"><h2>Evidence files</h2><p class="note">SHA-256 of the {} files VAL26 read; <code>autonomy lab verify-evidence {}</code> recomputes them and names any that changed.</p><details><summary>the list</summary><table id="evidence-files"><thead><tr><th>File</th><th>Bytes</th><th>SHA-256</th></tr></thead><tbody>"#,
-        val26.evidence_files.len(),
+        val26.digests.evidence_files.len(),
         escape(&val26.evidence_dir)
     );
-    for file in &val26.evidence_files {
+    for file in &val26.digests.evidence_files {
         let _ = write!(
             out,
             "<tr><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",

@@ -11,7 +11,7 @@ pub mod text;
 
 use std::path::{Path, PathBuf};
 
-pub use assess::{assess, Readiness, Val26};
+pub use assess::{assess, Digests, Readiness, Val26};
 pub use digest::{FileDigest, Mismatch};
 pub use load::{load, Coverage, SliceEvidence};
 use serde::Deserialize;
@@ -66,7 +66,7 @@ pub fn generate(dir: &Path, now: time::OffsetDateTime) -> Result<Val26, Val26Err
         return Err(Val26Error::NoReports(dir));
     }
     let mut val26 = assess(&dir.display().to_string(), slices, now);
-    val26.evidence_files = digest::digest_bundle(&dir);
+    val26.digests.evidence_files = digest::digest_bundle(&dir);
     Ok(val26)
 }
 
@@ -106,7 +106,7 @@ pub fn write(dir: &Path, val26: &mut Val26, force: bool) -> Result<PathBuf, Val2
     };
     put(TEXT, text::render(val26).as_bytes())?;
     put(HTML, html::render(val26).as_bytes())?;
-    val26.report_files = [TEXT, HTML]
+    val26.digests.report_files = [TEXT, HTML]
         .iter()
         .map(|name| digest::digest_file(&dir, &format!("val26/{name}")))
         .collect();
@@ -120,8 +120,8 @@ pub fn write(dir: &Path, val26: &mut Val26, force: bool) -> Result<PathBuf, Val2
 /// The parts of `val26-report.json` that `verify` checks.
 #[derive(Deserialize)]
 struct Recorded {
-    evidence_files: Vec<FileDigest>,
-    report_files: Vec<FileDigest>,
+    #[serde(flatten)]
+    digests: Digests,
     verdict: String,
     checks: Vec<crate::evidence::Check>,
 }
@@ -141,14 +141,14 @@ pub fn verify(dir: &Path, now: time::OffsetDateTime) -> Result<(usize, Vec<Misma
         path: path.clone(),
         reason: e.to_string(),
     })?;
-    if recorded.evidence_files.is_empty() {
+    if recorded.digests.evidence_files.is_empty() {
         return Err(Val26Error::NotAVal26Report {
             path,
             reason: "it lists no evidence files".into(),
         });
     }
-    let mut mismatches = digest::verify(&dir, &recorded.evidence_files);
-    mismatches.extend(digest::verify_listed(&dir, &recorded.report_files));
+    let mut mismatches = digest::verify(&dir, &recorded.digests.evidence_files);
+    mismatches.extend(digest::verify_listed(&dir, &recorded.digests.report_files));
     let now_assessed = assess(&dir.display().to_string(), load(&dir), now);
     let statuses = |checks: &[crate::evidence::Check]| -> Vec<String> {
         checks.iter().map(|c| format!("{} {}", c.id, c.status)).collect()
@@ -163,7 +163,10 @@ pub fn verify(dir: &Path, now: time::OffsetDateTime) -> Result<(usize, Vec<Misma
             ),
         });
     }
-    Ok((recorded.evidence_files.len() + recorded.report_files.len(), mismatches))
+    Ok((
+        recorded.digests.evidence_files.len() + recorded.digests.report_files.len(),
+        mismatches,
+    ))
 }
 
 #[cfg(test)]
@@ -206,8 +209,8 @@ mod tests {
         let val26 = generated("complete");
         assert_eq!(val26.failing_checks(), Vec::<&str>::new(), "{:#?}", val26.checks);
         assert_eq!(val26.verdict, "HA DESIGN PARTNER READY");
-        assert_eq!(val26.evidence_files.len(), 5);
-        assert!(val26.evidence_files.iter().all(|f| f.sha256.len() == 64));
+        assert_eq!(val26.digests.evidence_files.len(), 5);
+        assert!(val26.digests.evidence_files.iter().all(|f| f.sha256.len() == 64));
         let html = html::render(&val26);
         assert_eq!(html.matches(r#"<tr class="pass" data-check="VAL26-"#).count(), 10);
         assert!(!html.contains("not measured"), "every chart has its values");
@@ -219,7 +222,7 @@ mod tests {
         assert_eq!(val26.failing_checks(), ["VAL26-02", "VAL26-10"]);
         assert!(detail(&val26, "VAL26-02").starts_with("MISSING: no report file"));
         assert_eq!(val26.verdict, "NOT READY");
-        assert_eq!(val26.evidence_files.len(), 4);
+        assert_eq!(val26.digests.evidence_files.len(), 4);
     }
 
     #[test]

@@ -31,6 +31,21 @@ fn audits(actions: &[Action]) -> Vec<Record> {
         .collect()
 }
 
+/// A leader at `epoch` whose renew, sent at 500 ms, is refused at 501 ms with `lease`: the
+/// start, the election and what it did with the refusal.
+fn renew_refused(epoch: i64, lease: LeaseRow) -> (Instant, Election, Vec<Action>) {
+    let t0 = Instant::now();
+    let mut e = leader(epoch, t0);
+    e.step(Event::Tick, t0 + ms(500));
+    let refused = e.step(Event::Refused(lease), t0 + ms(501));
+    (t0, e, refused)
+}
+
+fn assert_unaudited(actions: &[Action]) {
+    let records = audits(actions);
+    assert!(records.is_empty(), "nothing to audit, yet: {records:?}");
+}
+
 fn request(actions: &[Action]) -> Option<&Action> {
     actions.last().filter(|a| {
         matches!(
@@ -43,6 +58,14 @@ fn request(actions: &[Action]) -> Option<&Action> {
 /// A new election for `n1` at `t0`.
 fn candidate(t0: Instant) -> Election {
     Election::new("n1", "http://n1", timing(), t0)
+}
+
+/// A candidate at `t0` that has connected and asked for the lease, its answer not yet in.
+fn acquiring(t0: Instant) -> Election {
+    let mut e = candidate(t0);
+    e.step(Event::Tick, t0);
+    e.step(Event::Connected, t0);
+    e
 }
 
 /// The one record of a step-down at `epoch` for `reason`.
@@ -120,10 +143,7 @@ fn a_renew_answered_after_the_deadline_does_not_resume_the_term() {
 
 #[test]
 fn a_rewritten_lease_is_a_split_brain_audited_once_and_closes_the_session() {
-    let t0 = Instant::now();
-    let mut e = leader(2, t0);
-    e.step(Event::Tick, t0 + ms(500));
-    let refused = e.step(Event::Refused(row("rogue", 900, true)), t0 + ms(501));
+    let (t0, mut e, refused) = renew_refused(2, row("rogue", 900, true));
     let records = audits(&refused);
     assert!(matches!(&records[0], Record::SplitBrain(d) if d.local_epoch == 2 && d.store_epoch == 900));
     assert_eq!(
@@ -139,16 +159,12 @@ fn a_rewritten_lease_is_a_split_brain_audited_once_and_closes_the_session() {
     // The next rounds see the same rewritten row: no second record.
     e.step(Event::Tick, t0 + ms(502));
     e.step(Event::Connected, t0 + ms(503));
-    let held = e.step(Event::Held(row("rogue", 900, true)), t0 + ms(504));
-    assert!(audits(&held).is_empty());
+    assert_unaudited(&e.step(Event::Held(row("rogue", 900, true)), t0 + ms(504)));
 }
 
 #[test]
 fn a_refused_renew_still_naming_this_node_is_read_again_before_it_is_judged() {
-    let t0 = Instant::now();
-    let mut e = leader(3, t0);
-    e.step(Event::Tick, t0 + ms(500));
-    let refused = e.step(Event::Refused(row("n1", 3, true)), t0 + ms(501));
+    let (t0, mut e, refused) = renew_refused(3, row("n1", 3, true));
     assert_eq!(request(&refused), Some(&Action::Read));
     let expired = e.step(Event::RowRead(row("n1", 3, false)), t0 + ms(502));
     assert_stepped_down_and_retries(&expired, 3, EXPIRED_BEFORE_RENEW);
@@ -176,7 +192,7 @@ fn the_audit_order_is_lost_then_restored_then_acquired() {
     assert!(!e.snapshot().reachable);
     // A second failure is not a second outage.
     e.step(Event::Tick, t0 + ms(1_400));
-    assert!(audits(&e.step(Event::Lost(Loss::ConnectRefused), t0 + ms(1_401))).is_empty());
+    assert_unaudited(&e.step(Event::Lost(Loss::ConnectRefused), t0 + ms(1_401)));
     e.step(Event::Tick, t0 + ms(1_800));
     e.step(Event::Connected, t0 + ms(1_801));
     let back = e.step(Event::Acquired(row("n1", 2, true)), t0 + ms(1_802));
@@ -262,9 +278,7 @@ fn shutdown_releases_the_lease_and_stops() {
 #[test]
 fn a_shutdown_during_an_acquisition_releases_what_it_won() {
     let t0 = Instant::now();
-    let mut e = candidate(t0);
-    e.step(Event::Tick, t0);
-    e.step(Event::Connected, t0);
+    let mut e = acquiring(t0);
     assert!(e.step(Event::Shutdown, t0).is_empty(), "waits for the answer in flight");
     let won = e.step(Event::Acquired(row("n1", 8, true)), t0 + ms(1));
     assert_eq!(request(&won), Some(&Action::Release { epoch: 8 }));
@@ -273,9 +287,7 @@ fn a_shutdown_during_an_acquisition_releases_what_it_won() {
 #[test]
 fn another_process_under_the_same_id_is_warned_about_once() {
     let t0 = Instant::now();
-    let mut e = candidate(t0);
-    e.step(Event::Tick, t0);
-    e.step(Event::Connected, t0);
+    let mut e = acquiring(t0);
     let imposter = LeaseRow {
         holder_address: Some("http://elsewhere".into()),
         ..row("n1", 3, true)
@@ -284,11 +296,10 @@ fn another_process_under_the_same_id_is_warned_about_once() {
     assert!(matches!(&audits(&first)[..], [Record::DuplicateNodeId { .. }]));
     assert_eq!(e.snapshot().warnings.len(), 1);
     e.step(Event::Tick, t0 + ms(200));
-    assert!(audits(&e.step(Event::Held(imposter), t0 + ms(201))).is_empty());
+    assert_unaudited(&e.step(Event::Held(imposter), t0 + ms(201)));
     // This node's own older session (same address) is no imposter.
     e.step(Event::Tick, t0 + ms(400));
-    let own = e.step(Event::Held(row("n1", 3, true)), t0 + ms(401));
-    assert!(audits(&own).is_empty());
+    assert_unaudited(&e.step(Event::Held(row("n1", 3, true)), t0 + ms(401)));
 }
 
 #[test]

@@ -73,6 +73,25 @@ pub struct StandbyPositions {
     pub replay_lsn: Option<String>,
 }
 
+/// pg_stat_replication's write_lag, flush_lag and replay_lag, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct LagColumns<T> {
+    pub write_lag_ms: T,
+    pub flush_lag_ms: T,
+    pub replay_lag_ms: T,
+}
+
+impl LagColumns<Option<f64>> {
+    /// PostgreSQL reports NULL once the standby has caught up and no WAL flows: no lag.
+    pub fn or_zero(self) -> LagColumns<f64> {
+        LagColumns {
+            write_lag_ms: self.write_lag_ms.unwrap_or(0.0),
+            flush_lag_ms: self.flush_lag_ms.unwrap_or(0.0),
+            replay_lag_ms: self.replay_lag_ms.unwrap_or(0.0),
+        }
+    }
+}
+
 /// One standby in `/v1/ha/status` → `replication`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StandbyStatus {
@@ -87,11 +106,9 @@ pub struct StandbyStatus {
     pub state: String,
     #[serde(flatten)]
     pub positions: StandbyPositions,
-    /// pg_stat_replication's lag columns in milliseconds. PostgreSQL reports NULL once the
-    /// standby has caught up and no WAL flows; that is reported as 0.
-    pub write_lag_ms: f64,
-    pub flush_lag_ms: f64,
-    pub replay_lag_ms: f64,
+    /// pg_stat_replication's lag columns; NULL (caught up, no WAL flowing) is reported as 0.
+    #[serde(flatten)]
+    pub lag: LagColumns<f64>,
     /// Bytes of WAL the primary has that the standby has not replayed yet.
     pub byte_lag: Option<i64>,
     /// How long the standby has been behind at one unchanged write position, as seen by this

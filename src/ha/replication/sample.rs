@@ -2,7 +2,7 @@
 
 use tokio_postgres::Client;
 
-use super::StandbyPositions;
+use super::{LagColumns, StandbyPositions};
 use crate::db::DbError;
 
 /// A walsender or an idle physical slot, as one sample saw it.
@@ -16,9 +16,8 @@ pub struct RawStandby {
     pub state: Option<String>,
     pub connected: bool,
     pub positions: StandbyPositions,
-    pub write_lag_ms: Option<f64>,
-    pub flush_lag_ms: Option<f64>,
-    pub replay_lag_ms: Option<f64>,
+    /// None where PostgreSQL reports NULL: caught up, or nothing connected.
+    pub lag: LagColumns<Option<f64>>,
     /// Bytes between the primary's flush position and the standby's write / replay position
     /// (for an idle slot: its restart_lsn).
     pub unwritten_bytes: Option<i64>,
@@ -97,9 +96,11 @@ pub async fn read(client: &Client) -> Result<Sample, DbError> {
                 flush_lsn: row.get(7),
                 replay_lsn: row.get(8),
             },
-            write_lag_ms: row.get(9),
-            flush_lag_ms: row.get(10),
-            replay_lag_ms: row.get(11),
+            lag: LagColumns {
+                write_lag_ms: row.get(9),
+                flush_lag_ms: row.get(10),
+                replay_lag_ms: row.get(11),
+            },
             unwritten_bytes: row.get(12),
             unreplayed_bytes: row.get(13),
         })

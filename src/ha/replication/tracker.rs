@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, time::Instant};
 
 use super::{
     sample::{RawStandby, Sample},
-    Health, LagThresholds, StandbyPositions, StandbyStatus,
+    Health, LagColumns, LagThresholds, StandbyPositions, StandbyStatus,
 };
 
 /// A standby seen connected since the node started.
@@ -106,7 +106,8 @@ impl Tracker {
 }
 
 fn connected(name: String, raw: &RawStandby, stalled_ms: f64, thresholds: LagThresholds) -> StandbyStatus {
-    let write_lag_ms = raw.write_lag_ms.unwrap_or(0.0);
+    let lag = raw.lag.or_zero();
+    let write_lag_ms = lag.write_lag_ms;
     let (health, reason) = match &raw.state {
         // Without pg_read_all_stats every column but the pid is NULL: nothing to judge by.
         None => (
@@ -147,9 +148,7 @@ fn connected(name: String, raw: &RawStandby, stalled_ms: f64, thresholds: LagThr
         slot_name: raw.slot_name.clone(),
         state: raw.state.clone().unwrap_or_else(|| "unknown".into()),
         positions: raw.positions.clone(),
-        write_lag_ms,
-        flush_lag_ms: raw.flush_lag_ms.unwrap_or(0.0),
-        replay_lag_ms: raw.replay_lag_ms.unwrap_or(0.0),
+        lag,
         byte_lag: raw.unreplayed_bytes,
         stalled_ms,
         health,
@@ -169,9 +168,7 @@ impl StandbyStatus {
             slot_name,
             state: "disconnected".into(),
             positions: StandbyPositions::default(),
-            write_lag_ms: 0.0,
-            flush_lag_ms: 0.0,
-            replay_lag_ms: 0.0,
+            lag: LagColumns::default(),
             byte_lag,
             stalled_ms: 0.0,
             health: Health::Alert,
@@ -198,9 +195,11 @@ mod tests {
                 flush_lsn: Some(write_lsn.into()),
                 replay_lsn: Some(write_lsn.into()),
             },
-            write_lag_ms,
-            flush_lag_ms: write_lag_ms,
-            replay_lag_ms: write_lag_ms,
+            lag: LagColumns {
+                write_lag_ms,
+                flush_lag_ms: write_lag_ms,
+                replay_lag_ms: write_lag_ms,
+            },
             unwritten_bytes: Some(unwritten),
             unreplayed_bytes: Some(unwritten),
         }
@@ -213,9 +212,7 @@ mod tests {
             state: None,
             connected: false,
             positions: StandbyPositions::default(),
-            write_lag_ms: None,
-            flush_lag_ms: None,
-            replay_lag_ms: None,
+            lag: LagColumns::default(),
             unwritten_bytes: Some(4096),
             unreplayed_bytes: Some(4096),
         }
@@ -237,7 +234,7 @@ mod tests {
             LagThresholds::default(),
         );
         assert_eq!(health, Some(Health::Healthy));
-        assert_eq!(standbys[0].write_lag_ms, 0.0);
+        assert_eq!(standbys[0].lag.write_lag_ms, 0.0);
         assert_eq!(standbys[0].state, "streaming");
     }
 
