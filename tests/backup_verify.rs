@@ -21,9 +21,7 @@ fn leftover_drill_databases(db: &mut postgres::Client) -> Vec<String> {
 
 #[test]
 fn a_drill_is_proven_then_names_tampered_data_and_cleans_up() {
-    let Some(lab) = Lab::start_or_skip("backup-verify") else {
-        return;
-    };
+    let lab = autonomy_lab::or_skip!(Lab::start_or_skip("backup-verify"));
     let mut db = lab.load(common::lab::VAL19_SQL);
     let node = lab.leader("verify-n1", false);
     let cli = Cli::for_server(&node.url);

@@ -67,9 +67,7 @@ fn check_cases(cases: Vec<Case<'_>>, db: &mut postgres::Client, audit_dir: &std:
 
 #[test]
 fn bad_input_is_refused_clearly_and_changes_nothing() {
-    let Some(lab) = Lab::start_or_skip("bad-input") else {
-        return;
-    };
+    let lab = autonomy_lab::or_skip!(Lab::start_or_skip("bad-input"));
     let url = lab.url();
     let mut db = lab.load(common::lab::VAL15_SQL);
     let spec = |node_id: &str, maintenance_mode: bool| lab.node_spec(node_id, maintenance_mode);

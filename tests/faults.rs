@@ -336,9 +336,7 @@ fn d05_a_fifo_in_place_of_the_archive_is_refused_at_once() {
 
 #[test]
 fn d05_a_fifo_in_place_of_the_manifest_is_refused_and_listing_still_works() {
-    let Some(lab) = Setup::start("faults-d05-manifest", Fixture::Small, true) else {
-        return;
-    };
+    let lab = autonomy_lab::or_skip!(Setup::start("faults-d05-manifest", Fixture::Small, true));
     let id = lab.backup();
     mkfifo(&lab.manifest_path(&id));
     let refused = lab
@@ -361,9 +359,7 @@ fn d06_a_full_repository_is_named_as_such() {
     if !is_root_or_skip("d06_a_full_repository_is_named_as_such", "mounting a tmpfs needs root") {
         return;
     }
-    let Some(lab) = Lab::start_or_skip("faults-d06") else {
-        return;
-    };
+    let lab = autonomy_lab::or_skip!(Lab::start_or_skip("faults-d06"));
     let mut db = sql::connect(&lab.url());
     load_big_table(&mut db, 16);
     let small = Tmpfs::mount(&lab.scratch.path().join("small"), "2m").expect("a 2 MB tmpfs mounts");
@@ -403,9 +399,7 @@ fn d06_an_immutable_repository_is_named_as_such() {
     if !is_root_or_skip("d06_an_immutable_repository_is_named_as_such", "chattr +i needs root") {
         return;
     }
-    let Some(lab) = Setup::start("faults-d06-eperm", Fixture::Small, false) else {
-        return;
-    };
+    let lab = autonomy_lab::or_skip!(Setup::start("faults-d06-eperm", Fixture::Small, false));
     {
         let _immutable = Immutable::set(&lab.backups_dir());
         let refused = lab.cli.run(&["ha", "backup", "create"]);
@@ -496,9 +490,7 @@ fn d07_a_backup_cut_off_by_postgres_stopping_is_failed_once_it_is_back() {
 
 #[test]
 fn d08_a_spec_nested_beyond_what_reads_back_is_refused() {
-    let Some(lab) = Setup::start("faults-d08", Fixture::Small, false) else {
-        return;
-    };
+    let lab = autonomy_lab::or_skip!(Setup::start("faults-d08", Fixture::Small, false));
     let mut spec = serde_json::json!({});
     for _ in 0..125 {
         spec = serde_json::json!({ "a": spec });
@@ -525,9 +517,7 @@ fn d08_a_spec_nested_beyond_what_reads_back_is_refused() {
 
 #[test]
 fn d09_a_frozen_node_never_holds_the_cli() {
-    let Some(lab) = Setup::start("faults-d09", Fixture::Small, false) else {
-        return;
-    };
+    let lab = autonomy_lab::or_skip!(Setup::start("faults-d09", Fixture::Small, false));
     {
         let _frozen = Frozen::freeze(&lab.node);
         let status = lab.cli.run_within(&["ha", "status"], Duration::from_secs(60));
@@ -556,9 +546,7 @@ fn d09_a_frozen_node_never_holds_the_cli() {
 
 #[test]
 fn d10_a_damaged_audit_line_hides_nothing_else() {
-    let Some(lab) = Setup::start("faults-d10", Fixture::Small, false) else {
-        return;
-    };
+    let lab = autonomy_lab::or_skip!(Setup::start("faults-d10", Fixture::Small, false));
     lab.backup();
     let audit_dir = lab.lab.audit_dir();
     std::fs::OpenOptions::new()
@@ -604,9 +592,7 @@ fn d10_a_damaged_audit_line_hides_nothing_else() {
 
 #[test]
 fn m01_a_drill_whose_archive_fails_its_check_still_says_the_manifest_was_sealed() {
-    let Some(lab) = Setup::start("faults-m01", Fixture::Small, false) else {
-        return;
-    };
+    let lab = autonomy_lab::or_skip!(Setup::start("faults-m01", Fixture::Small, false));
     let id = lab.backup();
     let archive = lab.lab.archive_path(&id);
     let mut bytes = std::fs::read(&archive).unwrap();
@@ -620,9 +606,7 @@ fn m01_a_drill_whose_archive_fails_its_check_still_says_the_manifest_was_sealed(
 
 #[test]
 fn m03_backups_whose_files_are_gone_are_listed_as_such() {
-    let Some(lab) = Setup::start("faults-m03", Fixture::Small, false) else {
-        return;
-    };
+    let lab = autonomy_lab::or_skip!(Setup::start("faults-m03", Fixture::Small, false));
     let intact = lab.backup();
     let no_archive = lab.backup();
     let no_manifest = lab.backup();
@@ -644,9 +628,7 @@ fn m03_backups_whose_files_are_gone_are_listed_as_such() {
 
 #[test]
 fn m04_every_error_is_code_and_message_json() {
-    let Some(lab) = Setup::start("faults-m04", Fixture::Small, false) else {
-        return;
-    };
+    let lab = autonomy_lab::or_skip!(Setup::start("faults-m04", Fixture::Small, false));
     // A body over the limit: refused from its announced length, before any of it is sent.
     let (status, content_type, answer) = post_head_only(&lab.node.url, "/v1/rollouts", 3 << 20);
     assert_eq!(status, 413, "{answer}");
@@ -675,9 +657,7 @@ fn m04_every_error_is_code_and_message_json() {
 
 #[test]
 fn m08_the_bearer_scheme_is_case_insensitive_and_the_token_is_not() {
-    let Some(lab) = Setup::start("faults-m08", Fixture::Small, false) else {
-        return;
-    };
+    let lab = autonomy_lab::or_skip!(Setup::start("faults-m08", Fixture::Small, false));
     let url = format!("{}/v1/ha/status", lab.node.url);
     let (status, _, answer) = http("GET", &url, Some(&format!("bearer {LAB_TOKEN}")), None);
     assert_eq!(status, 200, "{answer}");
@@ -689,9 +669,7 @@ fn m08_the_bearer_scheme_is_case_insensitive_and_the_token_is_not() {
 
 #[test]
 fn m11_archives_manifests_and_audit_files_are_private() {
-    let Some(lab) = Setup::start("faults-m11", Fixture::Small, false) else {
-        return;
-    };
+    let lab = autonomy_lab::or_skip!(Setup::start("faults-m11", Fixture::Small, false));
     let id = lab.backup();
     assert_eq!(mode(&lab.backups_dir()), 0o700, "the backup directory");
     assert_eq!(mode(&lab.lab.archive_path(&id)), 0o600, "the archive");
@@ -706,9 +684,7 @@ fn m11_archives_manifests_and_audit_files_are_private() {
 
 #[test]
 fn m12_a_second_process_with_the_same_node_id_says_so() {
-    let Some(lab) = Setup::start("faults-m12", Fixture::Small, false) else {
-        return;
-    };
+    let lab = autonomy_lab::or_skip!(Setup::start("faults-m12", Fixture::Small, false));
     let mut twin = lab.lab.node_spec("faults-m12", false);
     twin.log_path = lab.lab.scratch.path().join("faults-m12-twin.log");
     let twin = Node::start(twin).unwrap_or_else(|e| panic!("{e}"));

@@ -17,9 +17,7 @@ fn status(node: &Node) -> serde_json::Value {
 /// created once, under a lock), and exactly one of them leads.
 #[test]
 fn two_nodes_starting_at_once_elect_exactly_one_leader() {
-    let Some(lab) = Lab::start_or_skip("ha-single") else {
-        return;
-    };
+    let lab = autonomy_lab::or_skip!(Lab::start_or_skip("ha-single"));
     let spec = |node_id: &str| lab.node_spec(node_id, false);
     let mut a = Node::spawn(spec("node-a")).expect("node a starts");
     let mut b = Node::spawn(spec("node-b")).expect("node b starts");
@@ -77,9 +75,7 @@ fn settled(nodes: &[&Node], past_epoch: i64) -> Vec<serde_json::Value> {
 /// other two takes over at a higher epoch and the third follows it.
 #[test]
 fn three_nodes_elect_one_leader_and_one_successor() {
-    let Some(lab) = Lab::start_or_skip("ha-three") else {
-        return;
-    };
+    let lab = autonomy_lab::or_skip!(Lab::start_or_skip("ha-three"));
     let mut nodes: Vec<Node> = ["node-1", "node-2", "node-3"]
         .iter()
         .map(|id| Node::spawn(lab.node_spec(id, false)).expect("the node starts"))
@@ -107,9 +103,7 @@ fn three_nodes_elect_one_leader_and_one_successor() {
 /// node steps down at once and audits why; then exactly one node leads at a higher epoch.
 #[test]
 fn a_lost_lease_session_ends_leadership_and_is_audited() {
-    let Some(lab) = Lab::start_or_skip("ha-session-lost") else {
-        return;
-    };
+    let lab = autonomy_lab::or_skip!(Lab::start_or_skip("ha-session-lost"));
     let a = lab.leader("node-a", false);
     let b = Node::start(lab.node_spec("node-b", false)).unwrap_or_else(|e| panic!("{e}"));
     let before = settled(&[&a, &b], 0);

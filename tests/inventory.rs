@@ -6,9 +6,7 @@ use common::{cli::Cli, lab::Lab, sql};
 
 #[test]
 fn a_dropped_inventory_is_rebuilt_from_the_manifests() {
-    let Some(lab) = Lab::start_or_skip("inventory") else {
-        return;
-    };
+    let lab = autonomy_lab::or_skip!(Lab::start_or_skip("inventory"));
     let node = lab.leader("inventory-node", false);
     let cli = Cli::for_server(&node.url);
     let created = cli.run(&["ha", "backup", "create"]);

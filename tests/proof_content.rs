@@ -66,9 +66,7 @@ fn baseline(url: &str) -> autonomy::backup::proof::Baseline {
 
 #[test]
 fn content_hashes_follow_the_data_not_its_order_or_the_session() {
-    let Some(lab) = Lab::start_or_skip("proof-content") else {
-        return;
-    };
+    let lab = autonomy_lab::or_skip!(Lab::start_or_skip("proof-content"));
     let url = lab.url();
     let mut db = sql::connect(&url);
     db.batch_execute(SCHEMA).expect("the schema loads");
@@ -131,9 +129,7 @@ fn content_hashes_follow_the_data_not_its_order_or_the_session() {
 /// for table and object for object, whatever their number.
 #[test]
 fn parallel_readers_give_the_same_baseline() {
-    let Some(lab) = Lab::start_or_skip("proof-parallel") else {
-        return;
-    };
+    let lab = autonomy_lab::or_skip!(Lab::start_or_skip("proof-parallel"));
     sql::connect(&lab.url())
         .batch_execute(SCHEMA)
         .expect("the schema loads");
@@ -167,9 +163,7 @@ fn parallel_readers_give_the_same_baseline() {
 
 #[test]
 fn the_baseline_sees_its_snapshot_only() {
-    let Some(lab) = Lab::start_or_skip("proof-snapshot") else {
-        return;
-    };
+    let lab = autonomy_lab::or_skip!(Lab::start_or_skip("proof-snapshot"));
     let url = lab.url();
     let mut db = sql::connect(&url);
     db.batch_execute("CREATE TABLE t (n int); INSERT INTO t SELECT generate_series(1, 10)")
@@ -216,9 +210,7 @@ const OBJECTS: &str = "
 /// Each change a restore could get wrong is named, alone, by the object it touched.
 #[test]
 fn each_object_change_is_named() {
-    let Some(lab) = Lab::start_or_skip("proof-objects") else {
-        return;
-    };
+    let lab = autonomy_lab::or_skip!(Lab::start_or_skip("proof-objects"));
     let url = lab.url();
     let mut db = sql::connect(&url);
     db.batch_execute(OBJECTS).expect("the objects are created");

@@ -11,9 +11,7 @@ use common::{cli::Cli, lab::Lab, node::Node, sql};
 
 #[test]
 fn a_failed_restore_changes_nothing() {
-    let Some(lab) = Lab::start_or_skip("restore-atomic") else {
-        return;
-    };
+    let lab = autonomy_lab::or_skip!(Lab::start_or_skip("restore-atomic"));
     let url = lab.url();
     let mut db = lab.load(common::lab::VAL15_SQL);
     db.batch_execute("CREATE ROLE val15_owner; CREATE TABLE owned_elsewhere (id int); ALTER TABLE owned_elsewhere OWNER TO val15_owner;")
@@ -61,9 +59,7 @@ fn a_failed_restore_changes_nothing() {
 /// takeover while this node was paused), and then the lock is let go.
 #[test]
 fn a_restore_whose_node_lost_the_lease_meanwhile_changes_nothing() {
-    let Some(lab) = Lab::start_or_skip("restore-fenced") else {
-        return;
-    };
+    let lab = autonomy_lab::or_skip!(Lab::start_or_skip("restore-fenced"));
     let url = lab.url();
     // Sessions named like autonomy's own are spared by the restore's session termination.
     let spared = |purpose: &str| {

@@ -12,9 +12,7 @@ use common::{cli::Cli, lab::Lab, sql};
 
 #[test]
 fn a_restore_reports_its_proof_and_refuses_an_edited_manifest() {
-    let Some(lab) = Lab::start_or_skip("restore-proof") else {
-        return;
-    };
+    let lab = autonomy_lab::or_skip!(Lab::start_or_skip("restore-proof"));
     let mut db = lab.load(common::lab::VAL15_SQL);
     let node = lab.leader("proof-normal", false);
     let created = Cli::for_server(&node.url).run(&["ha", "backup", "create"]);
@@ -101,9 +99,7 @@ fn a_restore_reports_its_proof_and_refuses_an_edited_manifest() {
 /// position the archive holds, so the restore of a busy database is still proven.
 #[test]
 fn a_sequence_advancing_during_the_backup_is_still_proven() {
-    let Some(lab) = Lab::start_or_skip("restore-proof-busy") else {
-        return;
-    };
+    let lab = autonomy_lab::or_skip!(Lab::start_or_skip("restore-proof-busy"));
     lab.load(common::lab::VAL19_SQL);
     let node = lab.leader("proof-busy", true);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -117,10 +117,7 @@ impl<'a> Cluster<'a> {
     }
 
     pub fn write(&self, name: &str, body: impl AsRef<[u8]>) -> Result<(), String> {
-        self.bundle
-            .write(name, body)
-            .map(|_| ())
-            .map_err(|e| format!("write evidence {name}: {e}"))
+        crate::harness::write_evidence(self.bundle, name, body)
     }
 
     /// The spec of `node_id`'s next start, logging to `<slice>-<node>-<n>.log` in the bundle.
@@ -412,6 +409,32 @@ pub fn stored_rows(db: &mut postgres::Client) -> Result<Vec<StoredRow>, String> 
             created_us: r.get(5),
         })
         .collect())
+}
+
+/// (epoch, holder) of every acquisition, from autonomy_ha.lease_history.
+pub fn lease_history(db: &mut postgres::Client) -> Result<Vec<(i64, String)>, String> {
+    let rows = db
+        .query(
+            "SELECT epoch, holder_id FROM autonomy_ha.lease_history ORDER BY epoch",
+            &[],
+        )
+        .map_err(|e| format!("read the lease history: {e}"))?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// The lease history, an acquisition a line, then `rows` below it: the end state for the bundle.
+pub fn history_and_rows(history: &[(i64, String)], rows: String) -> String {
+    let history: Vec<String> = history.iter().map(|(e, h)| format!("epoch={e} holder={h}")).collect();
+    format!("{}\n\n{rows}", history.join("\n"))
+}
+
+/// Every write of a load, one JSON line each, for the bundle.
+pub fn writes_jsonl(writes: &[crate::writes::WriteLog]) -> String {
+    let lines: Vec<String> = writes
+        .iter()
+        .map(|w| serde_json::to_string(w).unwrap_or_default())
+        .collect();
+    lines.join("\n") + "\n"
 }
 
 /// The rows as a table for the bundle.

@@ -83,6 +83,29 @@ macro_rules! observed_with_aborted_field {
     };
 }
 
+/// The identity of a slice, inside its `impl Slice`: its id, title and sabotages (names of
+/// `Sabotage` variants); its observations are its module's `Observations`, judged by its
+/// module's `evaluate`.
+/// `slice_identity!("val13", "VAL 13 — HA Failover Validation", [SkipFencing]);`
+#[macro_export]
+macro_rules! slice_identity {
+    ($id:literal, $title:literal, [$($sabotage:ident),*]) => {
+        const ID: &'static str = $id;
+        const TITLE: &'static str = $title;
+        const SABOTAGES: &'static [$crate::harness::Sabotage] = &[$($crate::harness::Sabotage::$sabotage),*];
+        type Observations = Observations;
+        const EVALUATE: fn(&Observations, Option<&str>) -> Vec<::autonomy::evidence::Check> = evaluate;
+    };
+}
+
+/// Writes one evidence file of `bundle`; the error names it.
+pub fn write_evidence(bundle: &Bundle, name: &str, body: impl AsRef<[u8]>) -> Result<(), String> {
+    bundle
+        .write(name, body)
+        .map(|_| ())
+        .map_err(|e| format!("write evidence {name}: {e}"))
+}
+
 /// What one run of a slice is given: the database, the bundle, scratch space, the sabotage.
 pub struct SliceLab<'a> {
     pub pg: &'a mut dyn PgBackend,

@@ -16,6 +16,19 @@ pub struct Lab {
     pub scratch: tempfile::TempDir,
 }
 
+/// The value a test needs, or the end of the test when there is none: whatever returned None
+/// printed the SKIP (or, under AUTONOMY_LAB_REQUIRE=1, failed the test instead).
+/// `let lab = autonomy_lab::or_skip!(Lab::start_or_skip("inventory"));`
+#[macro_export]
+macro_rules! or_skip {
+    ($found:expr) => {
+        match $found {
+            Some(found) => found,
+            None => return,
+        }
+    };
+}
+
 impl Lab {
     /// Starts the backend AUTONOMY_LAB_BACKEND asks for. When none can run, prints SKIP and
     /// returns None — or fails the test under AUTONOMY_LAB_REQUIRE=1.

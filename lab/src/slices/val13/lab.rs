@@ -12,7 +12,7 @@ use nix::sys::signal::Signal;
 use super::observations::{Failover, Observations, RowSeen, Sabotage};
 use crate::{
     backend::{PgBackend, LAB_DATABASE},
-    cluster::Cluster,
+    cluster::{history_and_rows, lease_history, writes_jsonl, Cluster},
 };
 
 pub const NODES: [&str; 2] = ["val13-n1", "val13-n2"];
@@ -64,6 +64,18 @@ impl Lab<'_> {
             .collect())
     }
 
+    /// Records `failover` and, when the successor took over, every rollout read through it:
+    /// into the two evidence files named (the failover, the rows), titled `when`.
+    pub fn read_after(&self, failover: &Failover, when: &str, files: [&str; 2]) -> Result<Vec<RowSeen>, String> {
+        self.write(files[0], format!("{failover:#?}\n"))?;
+        if failover.failover_ms.is_none() {
+            return Err(format!("{} did not take over {when}", failover.to));
+        }
+        let read = self.read_rollouts(&failover.to)?;
+        self.write(files[1], rows_text(when, &read))?;
+        Ok(read)
+    }
+
     /// Signals `leader` and polls the other node every 50 ms until it is holder and leader
     /// (at most 10 s); then waits for the old leader's process to end.
     pub fn fail_over(&mut self, leader: &str, signal: Signal) -> Result<Failover, String> {
@@ -105,18 +117,10 @@ impl Lab<'_> {
     /// Stops everything and keeps what the checks need: samples, history, rows, audit.
     pub fn finish(&mut self, obs: &mut Observations) {
         obs.samples = self.cluster.stop();
-        let lines: Vec<String> = obs
-            .writes
-            .iter()
-            .map(|w| serde_json::to_string(w).unwrap_or_default())
-            .collect();
-        let _ = self.write("val13-10-writes.jsonl", lines.join("\n") + "\n");
+        let _ = self.write("val13-10-writes.jsonl", writes_jsonl(&obs.writes));
         if let Ok(mut db) = postgres::Client::connect(&self.pg.url(LAB_DATABASE), postgres::NoTls) {
-            if let Ok(rows) = db.query(
-                "SELECT epoch, holder_id FROM autonomy_ha.lease_history ORDER BY epoch",
-                &[],
-            ) {
-                obs.lease_history = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+            if let Ok(history) = lease_history(&mut db) {
+                obs.lease_history = history;
             }
             if let Ok(rows) = db.query(
                 "SELECT id, name, epoch, leader_id FROM autonomy_app.rollouts ORDER BY id",
@@ -133,18 +137,9 @@ impl Lab<'_> {
                     .collect();
             }
         }
-        let history: Vec<String> = obs
-            .lease_history
-            .iter()
-            .map(|(e, h)| format!("epoch={e} holder={h}"))
-            .collect();
         let _ = self.write(
             "val13-06-lease-history.txt",
-            format!(
-                "{}\n\n{}",
-                history.join("\n"),
-                rows_text("all rows at the end", &obs.rows)
-            ),
+            history_and_rows(&obs.lease_history, rows_text("all rows at the end", &obs.rows)),
         );
         let audit = autonomy::audit::query(&self.audit_dir(), &autonomy::audit::AuditQuery::default())
             .map(|events| {

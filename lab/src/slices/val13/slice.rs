@@ -5,14 +5,14 @@ use std::time::{Duration, Instant};
 
 use autonomy::{
     client::ClientError,
-    evidence::{writer::Bundle, Check, Report},
+    evidence::{writer::Bundle, Report},
 };
 use nix::sys::signal::Signal;
 
 use super::{
     checks::{evaluate, RAPID_CYCLES},
-    lab::{rows_text, Lab, NODES},
-    observations::{FollowerWrite, Formation, Observations, Rejoin, Sabotage},
+    lab::{Lab, NODES},
+    observations::{FollowerWrite, Formation, Observations, Rejoin},
 };
 use crate::{
     harness::connect_and_describe,
@@ -25,11 +25,7 @@ use crate::{
 pub struct Val13;
 
 impl Slice for Val13 {
-    const ID: &'static str = "val13";
-    const TITLE: &'static str = "VAL 13 — HA Failover Validation";
-    const SABOTAGES: &'static [Sabotage] = &[Sabotage::SkipFencing];
-    type Observations = Observations;
-    const EVALUATE: fn(&Observations, Option<&str>) -> Vec<Check> = evaluate;
+    crate::slice_identity!("val13", "VAL 13 — HA Failover Validation", [SkipFencing]);
 
     fn run(lab: SliceLab<'_>, obs: &mut Observations, report: &mut Report) -> Option<String> {
         let mut cluster = lab.cluster(Self::ID);
@@ -174,16 +170,11 @@ impl Lab<'_> {
 
         // 03: SIGTERM the leader; 04: everything acknowledged is readable through the successor.
         let sigterm = self.fail_over(&leader, Signal::SIGTERM)?;
-        self.write("val13-03-sigterm-failover.txt", format!("{sigterm:#?}\n"))?;
         let successor = sigterm.to.clone();
-        let taken_over = sigterm.failover_ms.is_some();
+        let files = ["val13-03-sigterm-failover.txt", "val13-04-data-after-failover.txt"];
+        let read = self.read_after(&sigterm, "after SIGTERM", files);
         obs.sigterm = Some(sigterm);
-        if !taken_over {
-            return Err(format!("{successor} did not take over after SIGTERM"));
-        }
-        let read = self.read_rollouts(&successor)?;
-        self.write("val13-04-data-after-failover.txt", rows_text("after SIGTERM", &read))?;
-        obs.read_after_sigterm = Some(read);
+        obs.read_after_sigterm = Some(read?);
 
         // 07: the old leader restarts and stays a follower.
         let before = self.status(&successor);
@@ -221,16 +212,13 @@ impl Lab<'_> {
         std::thread::sleep(Duration::from_millis(1500));
         obs.writes = writer.finish();
         let sigkill = sigkill?;
-        self.write("val13-05-sigkill-failover.txt", format!("{sigkill:#?}\n"))?;
-        let survivor = sigkill.to.clone();
-        let taken_over = sigkill.failover_ms.is_some();
+        let read = self.read_after(
+            &sigkill,
+            "after SIGKILL",
+            ["val13-05-sigkill-failover.txt", "val13-10-rows.txt"],
+        );
         obs.sigkill = Some(sigkill);
-        if !taken_over {
-            return Err(format!("{survivor} did not take over after SIGKILL"));
-        }
-        let read = self.read_rollouts(&survivor)?;
-        self.write("val13-10-rows.txt", rows_text("after SIGKILL", &read))?;
-        obs.read_after_sigkill = Some(read);
+        obs.read_after_sigkill = Some(read?);
 
         // 08: rapid cycles: restart the killed node, kill the leader, measure; three times.
         let mut killed = successor;

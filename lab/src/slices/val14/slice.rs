@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use autonomy::{
-    evidence::{lag, writer::Bundle, Check, Report},
+    evidence::{lag, writer::Bundle, Report},
     ha::{replication::Health, StatusReport},
 };
 
@@ -37,11 +37,11 @@ pub const HEAVY: (usize, usize) = (500, 2_000);
 pub struct Val14;
 
 impl Slice for Val14 {
-    const ID: &'static str = "val14";
-    const TITLE: &'static str = "VAL 14 — HA Replication Lag Baseline";
-    const SABOTAGES: &'static [Sabotage] = &[Sabotage::NodeWithoutMonitorRole];
-    type Observations = Observations;
-    const EVALUATE: fn(&Observations, Option<&str>) -> Vec<Check> = evaluate;
+    crate::slice_identity!(
+        "val14",
+        "VAL 14 — HA Replication Lag Baseline",
+        [NodeWithoutMonitorRole]
+    );
 
     fn observations() -> Observations {
         Observations {

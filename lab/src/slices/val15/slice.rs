@@ -56,11 +56,11 @@ crate::observed_with_aborted_field!(Observations);
 pub struct Val15;
 
 impl Slice for Val15 {
-    const ID: &'static str = "val15";
-    const TITLE: &'static str = "VAL 15 — Backup/Restore Validation";
-    const SABOTAGES: &'static [Sabotage] = &[Sabotage::WrongRestore, Sabotage::AlterArchive, Sabotage::BypassConfirm];
-    type Observations = Observations;
-    const EVALUATE: fn(&Observations, Option<&str>) -> Vec<Check> = evaluate;
+    crate::slice_identity!(
+        "val15",
+        "VAL 15 — Backup/Restore Validation",
+        [WrongRestore, AlterArchive, BypassConfirm]
+    );
 
     fn run(lab: SliceLab<'_>, obs: &mut Observations, report: &mut Report) -> Option<String> {
         let mut lab = Lab {
@@ -116,10 +116,7 @@ struct Lab<'a> {
 
 impl Lab<'_> {
     fn write(&self, name: &str, body: impl AsRef<[u8]>) -> Result<(), String> {
-        self.bundle
-            .write(name, body)
-            .map(|_| ())
-            .map_err(|e| format!("write evidence {name}: {e}"))
+        crate::harness::write_evidence(self.bundle, name, body)
     }
 
     fn node(&mut self, node_id: &str, maintenance_mode: bool, log: &str) -> Result<Node, String> {

@@ -4,16 +4,19 @@
 
 use std::time::{Duration, Instant};
 
-use autonomy::evidence::{writer::Bundle, Check, Report};
+use autonomy::evidence::{writer::Bundle, Report};
 use nix::sys::signal::Signal;
 
 use super::{
     checks::evaluate,
-    observations::{Divergence, Injection, Observations, Partition, Pause, Sabotage},
+    observations::{Divergence, Injection, Observations, Partition, Pause},
 };
 use crate::{
     backend::{PgBackend, LAB_DATABASE},
-    cluster::{look_up, rows_table, single_write, stored_rows, Agreement, Cluster, SingleWrite},
+    cluster::{
+        history_and_rows, lease_history, look_up, rows_table, single_write, stored_rows, writes_jsonl, Agreement,
+        Cluster, SingleWrite,
+    },
     harness::connect_and_describe,
     harness::{guarded, Slice, SliceLab},
     netns::NetnsHost,
@@ -33,11 +36,7 @@ pub const RENEW_INTERVAL_MS: u64 = 1_666;
 pub struct Val16;
 
 impl Slice for Val16 {
-    const ID: &'static str = "val16";
-    const TITLE: &'static str = "VAL 16 — Split-Brain Chaos Validation";
-    const SABOTAGES: &'static [Sabotage] = &[Sabotage::SkipFencing];
-    type Observations = Observations;
-    const EVALUATE: fn(&Observations, Option<&str>) -> Vec<Check> = evaluate;
+    crate::slice_identity!("val16", "VAL 16 — Split-Brain Chaos Validation", [SkipFencing]);
 
     fn run(lab: SliceLab<'_>, obs: &mut Observations, report: &mut Report) -> Option<String> {
         let mut cluster = lab.cluster(Self::ID);
@@ -382,11 +381,8 @@ fn finish(cluster: &mut Cluster, pg: &dyn PgBackend, obs: &mut Observations) {
         if let Ok(rows) = stored_rows(&mut db) {
             obs.rows = rows;
         }
-        if let Ok(rows) = db.query(
-            "SELECT epoch, holder_id FROM autonomy_ha.lease_history ORDER BY epoch",
-            &[],
-        ) {
-            obs.lease_history = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
+        if let Ok(history) = lease_history(&mut db) {
+            obs.lease_history = history;
         }
         if let Some(pause) = obs.pause.as_mut() {
             pause.rows_at_end = count_rows(&mut db, &pause.node, pause.epoch).ok();
@@ -397,20 +393,10 @@ fn finish(cluster: &mut Cluster, pg: &dyn PgBackend, obs: &mut Observations) {
             look_up(std::slice::from_mut(write), &obs.rows);
         }
     }
-    let lines: Vec<String> = obs
-        .writes
-        .iter()
-        .map(|w| serde_json::to_string(w).unwrap_or_default())
-        .collect();
-    let _ = cluster.write("val16-writes.jsonl", lines.join("\n") + "\n");
-    let history: Vec<String> = obs
-        .lease_history
-        .iter()
-        .map(|(e, h)| format!("epoch={e} holder={h}"))
-        .collect();
+    let _ = cluster.write("val16-writes.jsonl", writes_jsonl(&obs.writes));
     let _ = cluster.write(
         "val16-rows-and-lease-history.txt",
-        format!("{}\n\n{}", history.join("\n"), rows_table("at the end", &obs.rows)),
+        history_and_rows(&obs.lease_history, rows_table("at the end", &obs.rows)),
     );
     obs.audit = cluster.audit_events(&["ha.leader.", "ha.split_brain.", "ha.quorum.", "ha.fencing."]);
 }

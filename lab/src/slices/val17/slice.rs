@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
-use autonomy::evidence::{writer::Bundle, Check, Report};
+use autonomy::evidence::{writer::Bundle, Report};
 
 use super::{
     checks::evaluate,
-    observations::{Detection, Observations, Sabotage},
+    observations::{Detection, Observations},
 };
 use crate::{
     backend::{PgBackend, LAB_DATABASE},
@@ -26,11 +26,7 @@ const OUTAGE_HELD: Duration = Duration::from_secs(3);
 pub struct Val17;
 
 impl Slice for Val17 {
-    const ID: &'static str = "val17";
-    const TITLE: &'static str = "VAL 17 — Quorum Loss Validation";
-    const SABOTAGES: &'static [Sabotage] = &[Sabotage::SkipFencing];
-    type Observations = Observations;
-    const EVALUATE: fn(&Observations, Option<&str>) -> Vec<Check> = evaluate;
+    crate::slice_identity!("val17", "VAL 17 — Quorum Loss Validation", [SkipFencing]);
 
     fn run(lab: SliceLab<'_>, obs: &mut Observations, report: &mut Report) -> Option<String> {
         let mut cluster = lab.cluster(Self::ID);

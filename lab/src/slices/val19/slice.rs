@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use autonomy::evidence::{writer::Bundle, Check, Report};
+use autonomy::evidence::{writer::Bundle, Report};
 use serde::{Deserialize, Serialize};
 
 use super::checks::evaluate;
@@ -12,7 +12,7 @@ use crate::{
     backend::{PgBackend, LAB_DATABASE},
     cli::{Cli, CliRun},
     harness::connect_and_describe,
-    harness::{guarded, Sabotage, Slice, SliceLab},
+    harness::{guarded, Slice, SliceLab},
     node::{Node, NodeSpec},
     sql,
     sql::Fingerprint,
@@ -115,11 +115,7 @@ crate::observed_with_aborted_field!(Observations);
 pub struct Val19;
 
 impl Slice for Val19 {
-    const ID: &'static str = "val19";
-    const TITLE: &'static str = "VAL 19 — Restore Fidelity";
-    const SABOTAGES: &'static [Sabotage] = &[];
-    type Observations = Observations;
-    const EVALUATE: fn(&Observations, Option<&str>) -> Vec<Check> = evaluate;
+    crate::slice_identity!("val19", "VAL 19 — Restore Fidelity", []);
 
     fn run(lab: SliceLab<'_>, obs: &mut Observations, report: &mut Report) -> Option<String> {
         let mut lab = Lab {
@@ -165,10 +161,29 @@ fn drill_databases(admin: &mut postgres::Client) -> Result<Vec<String>, String> 
 
 impl Lab<'_> {
     fn write(&self, name: &str, body: impl AsRef<[u8]>) -> Result<(), String> {
-        self.bundle
-            .write(name, body)
-            .map(|_| ())
-            .map_err(|e| format!("write evidence {name}: {e}"))
+        crate::harness::write_evidence(self.bundle, name, body)
+    }
+
+    /// Runs `args` with `file` replaced by `damaged` (its `original` put back after), recorded in
+    /// `evidence`: the run of the damage `(name, what the run should name)`.
+    fn run_damaged(
+        &self,
+        cli: &Cli,
+        args: &[&str],
+        (file, original, damaged): (&Path, &[u8], &[u8]),
+        (name, names): &(&str, String),
+        evidence: &str,
+    ) -> Result<MutationRun, String> {
+        let shown = file.display();
+        std::fs::write(file, damaged).map_err(|e| format!("damage {shown}: {e}"))?;
+        let run = cli.run(args);
+        std::fs::write(file, original).map_err(|e| format!("put {shown} back: {e}"))?;
+        self.record(evidence, &run)?;
+        Ok(MutationRun {
+            name: (*name).into(),
+            names: Some(names.clone()),
+            run,
+        })
     }
 
     fn record(&self, name: &str, run: &CliRun) -> Result<(), String> {
@@ -300,28 +315,24 @@ impl Lab<'_> {
         let mut flipped = original.clone();
         let middle = flipped.len() / 2;
         flipped[middle] ^= 0xff;
-        std::fs::write(&archive, &flipped).map_err(|e| format!("flip an archive byte: {e}"))?;
-        let run = cli.run(&["ha", "backup", "verify", &backup_id]);
-        std::fs::write(&archive, &original).map_err(|e| format!("put the archive back: {e}"))?;
-        self.record("val19-09-verify-archive-flipped.txt", &run)?;
-        obs.damaged.push(MutationRun {
-            name: "archive_byte_flipped".into(),
-            names: Some(format!("archive {backup_id}.dump")),
-            run,
-        });
+        let damage = ("archive_byte_flipped", format!("archive {backup_id}.dump"));
+        let verify = ["ha", "backup", "verify", &backup_id];
+        let run = self.run_damaged(
+            &cli,
+            &verify,
+            (&archive, &original, &flipped),
+            &damage,
+            "val19-09-verify-archive-flipped.txt",
+        );
+        obs.damaged.push(run?);
         let mut edited: serde_json::Value =
             serde_json::from_slice(&manifest_body).map_err(|e| format!("parse the manifest: {e}"))?;
         edited["baseline"]["tables"]["public.customers"]["rows"] = serde_json::json!(0);
-        std::fs::write(&manifest_path, serde_json::to_vec_pretty(&edited).unwrap())
-            .map_err(|e| format!("edit the manifest: {e}"))?;
-        let run = cli.run(&["ha", "backup", "verify", &backup_id]);
-        std::fs::write(&manifest_path, &manifest_body).map_err(|e| format!("put the manifest back: {e}"))?;
-        self.record("val19-09-verify-manifest-edited.txt", &run)?;
-        obs.damaged.push(MutationRun {
-            name: "manifest_baseline_edited".into(),
-            names: Some(format!("manifest {backup_id}.json")),
-            run,
-        });
+        let edited = serde_json::to_vec_pretty(&edited).unwrap();
+        let damage = ("manifest_baseline_edited", format!("manifest {backup_id}.json"));
+        let files = (manifest_path.as_path(), manifest_body.as_slice(), edited.as_slice());
+        obs.damaged
+            .push(self.run_damaged(&cli, &verify, files, &damage, "val19-09-verify-manifest-edited.txt")?);
 
         // 7. The live database is never a drill's target, and the drills left it alone.
         let live_target = cli.run(&[
