@@ -276,21 +276,29 @@ async fn connect(url: &str, purpose: &str) -> Client {
         .unwrap_or_else(|e| panic!("connect to the lab database: {e}"))
 }
 
+/// Runs `command`, `what` it is, which must succeed; its stderr explains a failure.
+fn succeed(command: &mut Command, what: &str) {
+    let out = command.output().unwrap_or_else(|e| panic!("{what} did not start: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// `pgbench -i -s scale` (5M accounts rows at scale 50), a 1M-row copy of the accounts for the
 /// memory comparison, and a wider table of text, jsonb, bytea, timestamptz, numeric, arrays,
 /// interval, float8 and money (values with tabs, newlines and non-ASCII characters, and NULLs),
 /// all generated server-side.
 fn load(tools: &PgTools, url: &str, scale: usize) {
-    let out = tools
-        .command("pgbench")
+    let mut pgbench = tools.command("pgbench");
+    pgbench
         .args(["-i", "-q", "-s", &scale.to_string()])
-        .stdin(Stdio::null())
-        .output()
-        .expect("pgbench runs (it ships with PostgreSQL's client tools)");
-    assert!(
-        out.status.success(),
-        "pgbench -i -s {scale} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+        .stdin(Stdio::null());
+    succeed(
+        &mut pgbench,
+        &format!("pgbench -i -s {scale} (it ships with PostgreSQL's client tools)"),
     );
     let mut client = common::sql::connect(url);
     client

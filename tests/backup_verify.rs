@@ -25,8 +25,7 @@ fn a_drill_is_proven_then_names_tampered_data_and_cleans_up() {
     let mut db = lab.load(common::lab::VAL19_SQL);
     let node = lab.leader("verify-n1", false);
     let cli = Cli::for_server(&node.url);
-    let created = cli.run(&["ha", "backup", "create"]);
-    assert!(created.success(), "{created}");
+    let created = cli.run_ok(&["ha", "backup", "create"]);
     let id = created.field("backup_id").expect("a backup id");
 
     let proven = cli.run(&["ha", "backup", "verify", &id]);
@@ -185,8 +184,7 @@ fn a_drill_is_proven_then_names_tampered_data_and_cleans_up() {
     // `not_run`, exit 2, with the reason, and its scratch database is gone all the same.
     db.batch_execute("CREATE ROLE verify_owner; CREATE TABLE owned_elsewhere (x int); ALTER TABLE owned_elsewhere OWNER TO verify_owner")
         .unwrap();
-    let second = cli.run(&["ha", "backup", "create"]);
-    assert!(second.success(), "{second}");
+    cli.run_ok(&["ha", "backup", "create"]);
     db.batch_execute("DROP TABLE owned_elsewhere; DROP ROLE verify_owner")
         .unwrap();
     let failed = cli.run(&["ha", "backup", "verify", "--latest"]);

@@ -75,8 +75,7 @@ fn bad_input_is_refused_clearly_and_changes_nothing() {
 
     let node = Node::start_leader(spec("bad-input-normal", false)).unwrap_or_else(|e| panic!("{e}"));
     let cli = Cli::for_server(&node.url);
-    let created = cli.run(&["ha", "backup", "create"]);
-    assert!(created.success(), "{created}");
+    let created = cli.run_ok(&["ha", "backup", "create"]);
     let id = created.field("backup_id").expect("a backup id");
 
     // The server refuses an unconfirmed restore too, whatever the client does.

@@ -10,9 +10,14 @@ use autonomy_lab as common;
 #[path = "faults/fixture.rs"]
 mod fixture;
 
-use std::{io::Write, time::Duration};
+use std::{io::Write, thread::JoinHandle, time::Duration};
 
-use common::{cli::Cli, lab::Lab, node::Node, sql, LAB_TOKEN};
+use common::{
+    cli::{Cli, CliRun},
+    lab::Lab,
+    node::Node,
+    sql, LAB_TOKEN,
+};
 use fixture::*;
 use nix::sys::signal::Signal;
 
@@ -20,16 +25,22 @@ use nix::sys::signal::Signal;
 // Defect 1: a restore killed mid-way is never without a record
 // ---------------------------------------------------------------------------------------------
 
-#[test]
-fn d01_a_restore_killed_before_its_commit_changes_nothing_and_says_so_after_a_restart() {
-    let Some(mut lab) = Setup::start("faults-d01a", Fixture::Big(60), true) else {
-        return;
-    };
+/// A large database backed up and changed, and a restore of the backup under way (in
+/// maintenance mode, by node `label`): the lab, the backup's id and the restoring CLI call;
+/// None when no backend can run.
+fn restoring_after_a_change(label: &str) -> Option<(Setup, String, JoinHandle<CliRun>)> {
+    let mut lab = Setup::start(label, Fixture::Big(60), true)?;
     let id = lab.backup();
     lab.db
         .batch_execute("UPDATE marker SET note = 'after the backup'")
         .expect("a change");
     let restoring = lab.restore_in_background(&id);
+    Some((lab, id, restoring))
+}
+
+#[test]
+fn d01_a_restore_killed_before_its_commit_changes_nothing_and_says_so_after_a_restart() {
+    let (mut lab, id, restoring) = autonomy_lab::or_skip!(restoring_after_a_change("faults-d01a"));
     wait_for_sql(
         &mut lab.db,
         "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = 'psql' AND datname = current_database())",
@@ -73,14 +84,7 @@ fn d01_a_restore_killed_before_its_commit_changes_nothing_and_says_so_after_a_re
 
 #[test]
 fn d01_a_restore_killed_after_its_commit_is_recognised_from_the_audit_and_the_inventory() {
-    let Some(mut lab) = Setup::start("faults-d01b", Fixture::Big(60), true) else {
-        return;
-    };
-    let id = lab.backup();
-    lab.db
-        .batch_execute("UPDATE marker SET note = 'after the backup'")
-        .expect("a change");
-    let restoring = lab.restore_in_background(&id);
+    let (mut lab, id, restoring) = autonomy_lab::or_skip!(restoring_after_a_change("faults-d01b"));
     wait_for_sql(
         &mut lab.db,
         "SELECT EXISTS (SELECT 1 FROM pg_stat_activity
@@ -134,9 +138,7 @@ fn d02_an_audit_store_that_cannot_be_written_refuses_backups_and_restores() {
     ) {
         return;
     }
-    let Some(mut lab) = Setup::start("faults-d02", Fixture::Small, true) else {
-        return;
-    };
+    let mut lab = autonomy_lab::or_skip!(Setup::start("faults-d02", Fixture::Small, true));
     let id = lab.backup();
     lab.db
         .batch_execute("UPDATE val15_small SET payload = 'after the backup' WHERE id = 1")
@@ -189,9 +191,7 @@ fn d02_an_audit_store_that_cannot_be_written_refuses_backups_and_restores() {
 
 #[test]
 fn d03_a_restore_that_does_not_reproduce_its_baseline_exits_10() {
-    let Some(mut lab) = Setup::start("faults-d03", Fixture::Small, true) else {
-        return;
-    };
+    let mut lab = autonomy_lab::or_skip!(Setup::start("faults-d03", Fixture::Small, true));
     let id = lab.backup();
     // Whoever can write the repository can re-seal an edited manifest: the restore runs, and
     // its proof cannot reproduce what the baseline claims.
@@ -232,9 +232,7 @@ fn d03_a_restore_that_does_not_reproduce_its_baseline_exits_10() {
 
 #[test]
 fn d04_a_downgraded_manifest_is_refused_even_with_the_flag() {
-    let Some(mut lab) = Setup::start("faults-d04", Fixture::Small, true) else {
-        return;
-    };
+    let mut lab = autonomy_lab::or_skip!(Setup::start("faults-d04", Fixture::Small, true));
     let older = lab.backup();
     lab.db
         .batch_execute("UPDATE val15_small SET payload = 'between the backups' WHERE id = 1")
@@ -274,9 +272,7 @@ fn d04_a_downgraded_manifest_is_refused_even_with_the_flag() {
 
 #[test]
 fn d04_an_old_unsealed_manifest_restores_only_with_the_flag() {
-    let Some(mut lab) = Setup::start("faults-d04-old", Fixture::Small, true) else {
-        return;
-    };
+    let mut lab = autonomy_lab::or_skip!(Setup::start("faults-d04-old", Fixture::Small, true));
     let id = lab.backup();
     rewrite_manifest(&lab.manifest_path(&id), |m| {
         m["manifest_version"] = serde_json::json!(2);
@@ -310,9 +306,7 @@ fn d04_an_old_unsealed_manifest_restores_only_with_the_flag() {
 
 #[test]
 fn d05_a_fifo_in_place_of_the_archive_is_refused_at_once() {
-    let Some(mut lab) = Setup::start("faults-d05", Fixture::Small, true) else {
-        return;
-    };
+    let mut lab = autonomy_lab::or_skip!(Setup::start("faults-d05", Fixture::Small, true));
     let id = lab.backup();
     let live = sql::fingerprint(&mut lab.db);
     mkfifo(&lab.lab.archive_path(&id));
@@ -418,9 +412,7 @@ fn d06_an_immutable_repository_is_named_as_such() {
 
 #[test]
 fn d07_a_backup_killed_mid_way_is_failed_and_cleared_at_the_next_start() {
-    let Some(mut lab) = Setup::start("faults-d07", Fixture::Big(60), false) else {
-        return;
-    };
+    let mut lab = autonomy_lab::or_skip!(Setup::start("faults-d07", Fixture::Big(60), false));
     let (id, running) = lab.backup_caught_writing();
     lab.node.signal(Signal::SIGKILL);
     let _ = running.join();
@@ -454,9 +446,7 @@ fn d07_a_backup_killed_mid_way_is_failed_and_cleared_at_the_next_start() {
 
 #[test]
 fn d07_a_backup_cut_off_by_postgres_stopping_is_failed_once_it_is_back() {
-    let Some(mut lab) = Setup::start("faults-d07-pg", Fixture::Big(60), false) else {
-        return;
-    };
+    let mut lab = autonomy_lab::or_skip!(Setup::start("faults-d07-pg", Fixture::Big(60), false));
     let (id, running) = lab.backup_caught_writing();
     lab.lab.pg.stop_abruptly().expect("PostgreSQL stops");
     let failed = running.join().expect("the backup call returns");
@@ -507,8 +497,7 @@ fn d08_a_spec_nested_beyond_what_reads_back_is_refused() {
         answer.contains("\"code\":\"invalid_spec\"") && answer.contains("126 levels deep"),
         "{answer}"
     );
-    let listed = lab.cli.run(&["rollout", "list"]);
-    assert!(listed.success(), "{listed}");
+    lab.cli.run_ok(&["rollout", "list"]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -536,8 +525,7 @@ fn d09_a_frozen_node_never_holds_the_cli() {
             "{listed}"
         );
     }
-    let status = lab.cli.run(&["ha", "status"]);
-    assert!(status.success(), "{status}");
+    lab.cli.run_ok(&["ha", "status"]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -569,7 +557,7 @@ fn d10_a_damaged_audit_line_hides_nothing_else() {
         2,
         "{answer}"
     );
-    let queried = lab.cli.run(&[
+    let queried = lab.cli.run_ok(&[
         "audit",
         "query",
         "--event-type",
@@ -577,7 +565,6 @@ fn d10_a_damaged_audit_line_hides_nothing_else() {
         "--audit-dir",
         audit_dir.to_str().unwrap(),
     ]);
-    assert!(queried.success(), "{queried}");
     assert!(
         queried.stderr.contains("faults-d10.jsonl has a malformed line") && queried.stderr.contains("not UTF-8"),
         "{queried}"

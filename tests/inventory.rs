@@ -9,8 +9,7 @@ fn a_dropped_inventory_is_rebuilt_from_the_manifests() {
     let lab = autonomy_lab::or_skip!(Lab::start_or_skip("inventory"));
     let node = lab.leader("inventory-node", false);
     let cli = Cli::for_server(&node.url);
-    let created = cli.run(&["ha", "backup", "create"]);
-    assert!(created.success(), "{created}");
+    let created = cli.run_ok(&["ha", "backup", "create"]);
     let id = created.field("backup_id").expect("a backup id");
     let checksum = created.field("checksum").expect("a checksum");
 

@@ -68,8 +68,7 @@ fn baseline(url: &str) -> autonomy::backup::proof::Baseline {
 fn content_hashes_follow_the_data_not_its_order_or_the_session() {
     let lab = autonomy_lab::or_skip!(Lab::start_or_skip("proof-content"));
     let url = lab.url();
-    let mut db = sql::connect(&url);
-    db.batch_execute(SCHEMA).expect("the schema loads");
+    let mut db = lab.load(SCHEMA);
 
     let baseline = contents(&url, "");
     let names: Vec<&str> = baseline.keys().map(String::as_str).collect();
@@ -212,8 +211,7 @@ const OBJECTS: &str = "
 fn each_object_change_is_named() {
     let lab = autonomy_lab::or_skip!(Lab::start_or_skip("proof-objects"));
     let url = lab.url();
-    let mut db = sql::connect(&url);
-    db.batch_execute(OBJECTS).expect("the objects are created");
+    let mut db = lab.load(OBJECTS);
     let mut before = baseline(&url);
     for kind in [
         "schema public",

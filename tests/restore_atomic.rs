@@ -7,7 +7,12 @@
 use autonomy_lab as common;
 
 use autonomy::exit::Exit;
-use common::{cli::Cli, lab::Lab, node::Node, sql};
+use common::{
+    cli::{Cli, CliRun},
+    lab::Lab,
+    node::Node,
+    sql,
+};
 
 #[test]
 fn a_failed_restore_changes_nothing() {
@@ -33,15 +38,7 @@ fn a_failed_restore_changes_nothing() {
 
     let maint = Node::start_leader(spec("atomic-maint", true)).unwrap_or_else(|e| panic!("{e}"));
     let restored = Cli::for_server(&maint.url).run(&["ha", "backup", "restore", &id, "--confirm"]);
-    assert_eq!(
-        restored.exit_code,
-        Some(i32::from(Exit::OperationFailed.code())),
-        "the restore must fail:\n{restored}"
-    );
-    assert!(
-        restored.stderr.contains("val15_owner"),
-        "the error should name the missing role:\n{restored}"
-    );
+    assert_restore_failed(&restored, "val15_owner", "name the missing role");
 
     let mut db = sql::connect(&url);
     let after = sql::fingerprint(&mut db);
@@ -108,19 +105,22 @@ fn a_restore_whose_node_lost_the_lease_meanwhile_changes_nothing() {
     hold.commit().expect("let the restore go on");
 
     let restored = restore.join().expect("the restore thread");
-    assert_eq!(
-        restored.exit_code,
-        Some(i32::from(Exit::OperationFailed.code())),
-        "the restore must fail:\n{restored}"
-    );
-    assert!(
-        restored.stderr.contains("lost the leader lease"),
-        "the error should say the lease was lost:\n{restored}"
-    );
+    assert_restore_failed(&restored, "lost the leader lease", "say the lease was lost");
     let after = sql::fingerprint(&mut db);
     assert_eq!(
         before.diff(&after),
         Vec::<String>::new(),
         "a fenced restore changed the database"
     );
+}
+
+/// The restore failed as an operation (exit 8), its error saying `says` (it should `why`).
+#[track_caller]
+fn assert_restore_failed(restored: &CliRun, says: &str, why: &str) {
+    assert_eq!(
+        restored.exit_code,
+        Some(i32::from(Exit::OperationFailed.code())),
+        "the restore must fail:\n{restored}"
+    );
+    assert!(restored.stderr.contains(says), "the error should {why}:\n{restored}");
 }

@@ -49,10 +49,7 @@ fn val14_report_is_pass_with_lag_metrics() {
 /// thresholds as the report's metrics, as the node's flags.
 #[test]
 fn val14_lag_thresholds_command_reads_the_report() {
-    let outcome = outcome::<Val14>(Sabotage::None);
-    if outcome.skipped("val14_lag_thresholds_command_reads_the_report") {
-        return;
-    }
+    let outcome = autonomy_lab::or_skip!(unsabotaged::<Val14>("val14_lag_thresholds_command_reads_the_report"));
     let metric = |name: &str| outcome.report.metrics[name].to_string();
     let report_file = outcome.evidence_dir.join("val14-report.json");
     assert_cmd::Command::cargo_bin("autonomy")

@@ -45,10 +45,9 @@ fn val15_report_is_pass_with_timings() {
 /// the content-and-catalog fingerprint after the restore equals the one before the backup.
 #[test]
 fn val15_restore_returns_exactly_the_backed_up_database() {
-    let outcome = outcome::<Val15>(Sabotage::None);
-    if outcome.skipped("val15_restore_returns_exactly_the_backed_up_database") {
-        return;
-    }
+    let outcome = autonomy_lab::or_skip!(unsabotaged::<Val15>(
+        "val15_restore_returns_exactly_the_backed_up_database"
+    ));
     let obs = &outcome.observations;
     let before = obs
         .fingerprint_before
@@ -80,10 +79,7 @@ fn val15_restore_returns_exactly_the_backed_up_database() {
 /// read again after the restore, matches; the transcript in the bundle shows it.
 #[test]
 fn val15_restore_reports_its_proof() {
-    let outcome = outcome::<Val15>(Sabotage::None);
-    if outcome.skipped("val15_restore_reports_its_proof") {
-        return;
-    }
+    let outcome = autonomy_lab::or_skip!(unsabotaged::<Val15>("val15_restore_reports_its_proof"));
     let path = outcome.evidence_dir.join("val15-06-restore.txt");
     let transcript = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let field = |key: &str| {

@@ -23,10 +23,7 @@ check_tests!(Val16:
 /// lab is not required), the metrics present, phases run once, the bundle complete.
 #[test]
 fn val16_report_is_pass_with_detection_metrics() {
-    let outcome = outcome::<Val16>(Sabotage::None);
-    if outcome.skipped("val16_report_is_pass_with_detection_metrics") {
-        return;
-    }
+    let outcome = autonomy_lab::or_skip!(unsabotaged::<Val16>("val16_report_is_pass_with_detection_metrics"));
     let report = &outcome.report;
     let expected = match &outcome.observations.partition_skipped {
         None => (10, 0, Outcome::Pass),

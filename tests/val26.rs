@@ -210,6 +210,17 @@ fn lab(args: &[&str]) -> CliRun {
     Cli::for_server("http://127.0.0.1:9").with_token(None).run(args)
 }
 
+/// `lab report` of the bundle `dir`: NOT READY (exit 9), its output saying each of `lines`.
+#[track_caller]
+fn not_ready_naming(dir: &Path, lines: &[&str]) -> CliRun {
+    let run = lab(&["lab", "report", &dir.display().to_string()]);
+    assert_eq!(run.exit_code, Some(9), "NOT READY exits 9:\n{run}");
+    for line in lines {
+        assert!(run.stdout.contains(line), "the report does not say {line:?}:\n{run}");
+    }
+    run
+}
+
 fn report_path(dir: &Path, slice: &str) -> PathBuf {
     dir.join(slice).join(format!("{slice}-report.json"))
 }
@@ -222,15 +233,14 @@ fn mutated_bundle_without_one_slice_report_is_not_ready_and_names_it() {
     }
     let copy = copy_of_bundle(&proof);
     std::fs::remove_file(report_path(copy.path(), "val14")).expect("the val14 report can be deleted");
-    let run = lab(&["lab", "report", &copy.path().display().to_string()]);
-    assert_eq!(run.exit_code, Some(9), "NOT READY exits 9:\n{run}");
-    assert!(
-        run.stdout
-            .contains("VAL14 HA Replication Lag Baseline    MISSING (no report file)"),
-        "{run}"
+    let run = not_ready_naming(
+        copy.path(),
+        &[
+            "VAL14 HA Replication Lag Baseline    MISSING (no report file)",
+            "VAL26-02 FAIL",
+            "missing: VAL26-02 did not pass",
+        ],
     );
-    assert!(run.stdout.contains("VAL26-02 FAIL"), "{run}");
-    assert!(run.stdout.contains("missing: VAL26-02 did not pass"), "{run}");
     assert!(run.stdout.trim_end().ends_with(&format!(
         "HTML report: {}",
         copy.path().join("val26/val26-report.html").display()
@@ -259,19 +269,18 @@ fn mutated_bundle_with_one_check_edited_to_fail_is_not_ready_and_names_it() {
         .expect("VAL15-06 is in the report");
     check.status = autonomy::evidence::CheckStatus::Fail;
     std::fs::write(&path, serde_json::to_vec_pretty(&report).unwrap()).expect("the report can be edited");
-    let run = lab(&["lab", "report", &copy.path().display().to_string()]);
-    assert_eq!(run.exit_code, Some(9), "NOT READY exits 9:\n{run}");
     // The slice's own tally still says PASS 10/10: VAL26 reads the checks, not the summary.
-    assert!(
-        run.stdout
-            .contains("VAL15 Backup/Restore Validation      FAIL (its report says PASS) (9/10 checks)"),
-        "{run}"
+    let run = not_ready_naming(
+        copy.path(),
+        &[
+            "VAL15 Backup/Restore Validation      FAIL (its report says PASS) (9/10 checks)",
+            "VAL26-03 FAIL",
+            "not passing: VAL15-06",
+            "VAL26-08 FAIL",
+            "Restore correctness: FAIL (VAL15-06)",
+            "Verdict: NOT READY",
+        ],
     );
-    assert!(run.stdout.contains("VAL26-03 FAIL"), "{run}");
-    assert!(run.stdout.contains("not passing: VAL15-06"), "{run}");
-    assert!(run.stdout.contains("VAL26-08 FAIL"), "{run}");
-    assert!(run.stdout.contains("Restore correctness: FAIL (VAL15-06)"), "{run}");
-    assert!(run.stdout.contains("Verdict: NOT READY"), "{run}");
     assert!(
         run.stderr.contains("VAL26-03 did not pass; VAL26-08 did not pass"),
         "{run}"

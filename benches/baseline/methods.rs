@@ -55,17 +55,10 @@ pub(crate) fn copy_psql(tools: &PgTools, tables: &[String]) {
     for table in tables {
         psql.arg("-c").arg(format!("COPY {table} TO STDOUT"));
     }
-    let out = psql
-        .stdin(Stdio::null())
+    psql.stdin(Stdio::null())
         .stdout(std::fs::File::create("/dev/null").expect("/dev/null"))
-        .stderr(Stdio::piped())
-        .output()
-        .expect("psql runs");
-    assert!(
-        out.status.success(),
-        "psql COPY failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+        .stderr(Stdio::piped());
+    succeed(&mut psql, "psql COPY");
 }
 
 /// The baseline as a backup takes it: a fresh session and its snapshot, then every table and

@@ -84,6 +84,14 @@ impl Cli {
         self.run_within(args, Duration::from_secs(600))
     }
 
+    /// Runs `autonomy <args>`, which must succeed (the failure shows the whole run).
+    #[track_caller]
+    pub fn run_ok(&self, args: &[&str]) -> CliRun {
+        let run = self.run(args);
+        assert!(run.success(), "{run}");
+        run
+    }
+
     /// Runs `autonomy <args>`; a call still running after `deadline` is killed, and reported
     /// with no exit code and the deadline on its stderr.
     pub fn run_within(&self, args: &[&str], deadline: Duration) -> CliRun {

@@ -18,7 +18,8 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use crate::{
     backend::{self, PgBackend, LAB_DATABASE},
     cluster::Cluster,
-    phase, run, verdict,
+    phase, run,
+    verdict::{self, Judge},
 };
 
 /// A way to break what a check guards, to show that the check then fails (docs/VALIDATION.md).
@@ -94,7 +95,7 @@ macro_rules! slice_identity {
         const TITLE: &'static str = $title;
         const SABOTAGES: &'static [$crate::harness::Sabotage] = &[$($crate::harness::Sabotage::$sabotage),*];
         type Observations = Observations;
-        const EVALUATE: fn(&Observations, Option<&str>) -> Vec<::autonomy::evidence::Check> = evaluate;
+        const EVALUATE: fn(&$crate::verdict::Judge, &Observations) -> Vec<::autonomy::evidence::Check> = evaluate;
     };
 }
 
@@ -141,9 +142,9 @@ pub trait Slice {
     /// The sabotages this slice can run, besides `Sabotage::None`.
     const SABOTAGES: &'static [Sabotage];
     type Observations: Observed;
-    /// The ten checks, from the observations alone (SKIP for every one when the lab was
-    /// skipped for `skip_reason`).
-    const EVALUATE: fn(&Self::Observations, Option<&str>) -> Vec<Check>;
+    /// The ten checks, from the observations alone, as `judge` rules on them (SKIP for every
+    /// one when the lab was skipped, FAIL for one the phases did not reach).
+    const EVALUATE: fn(&Judge, &Self::Observations) -> Vec<Check>;
 
     /// The observations before any phase ran.
     fn observations() -> Self::Observations {
@@ -162,6 +163,12 @@ pub trait Slice {
     fn outcome(checks: &[Check]) -> Outcome {
         all_checks_outcome(checks)
     }
+}
+
+/// The checks of `S` on `obs`: SKIP for every one when the lab was skipped for `skip_reason`,
+/// FAIL for those the phases did not reach when they stopped early.
+pub fn judged<S: Slice>(obs: &S::Observations, skip_reason: Option<&str>) -> Vec<Check> {
+    (S::EVALUATE)(&Judge::new(skip_reason, obs.aborted()), obs)
 }
 
 /// Connects to the lab database and records its server version in `report`. Returns the
@@ -247,7 +254,7 @@ pub fn run_slice<S: Slice>(sabotage: Sabotage) -> SliceOutcome<S::Observations> 
             }
         }
     }
-    report.checks = (S::EVALUATE)(&obs, report.skip_reason.as_deref());
+    report.checks = judged::<S>(&obs, report.skip_reason.as_deref());
     S::summarize(&obs, &mut report, &bundle);
     let _ = bundle.write(
         &format!("{}-observations.json", S::ID),
@@ -266,6 +273,14 @@ pub fn run_slice<S: Slice>(sabotage: Sabotage) -> SliceOutcome<S::Observations> 
 /// The outcome of `S` with `sabotage` in this run: run here, or read from the phase cache.
 pub fn outcome<S: Slice>(sabotage: Sabotage) -> SliceOutcome<S::Observations> {
     outcome_here::<S>(sabotage).0
+}
+
+/// The unsabotaged outcome of `S` for test `test`, or None when the lab was skipped (printed,
+/// or a failure under AUTONOMY_LAB_REQUIRE=1).
+#[track_caller]
+pub fn unsabotaged<S: Slice>(test: &str) -> Option<SliceOutcome<S::Observations>> {
+    let outcome = outcome::<S>(Sabotage::None);
+    (!outcome.skipped(test)).then_some(outcome)
 }
 
 /// `outcome`, also saying whether this call ran the phases (rather than finding them run).
@@ -408,7 +423,7 @@ pub fn fixture<S: Slice>() -> S::Observations {
 /// mutation tests break.
 #[track_caller]
 pub fn assert_fixture_passes<S: Slice>() {
-    let checks = (S::EVALUATE)(&fixture::<S>(), None);
+    let checks = judged::<S>(&fixture::<S>(), None);
     assert_eq!(checks.len(), 10, "{checks:#?}");
     let failing: Vec<&Check> = checks.iter().filter(|c| c.status != CheckStatus::Pass).collect();
     assert!(failing.is_empty(), "the fixture of {} must pass: {failing:#?}", S::ID);
@@ -485,7 +500,7 @@ pub fn assert_only_check_fails_when_broken<S: Slice>(id: &str, break_it: fn(&mut
 #[track_caller]
 fn judge_broken<S: Slice>(id: &str, break_it: fn(&mut S::Observations), alone: bool) {
     let mut observations = fixture::<S>();
-    let before = (S::EVALUATE)(&observations, None);
+    let before = judged::<S>(&observations, None);
     assert!(
         before
             .iter()
@@ -494,7 +509,7 @@ fn judge_broken<S: Slice>(id: &str, break_it: fn(&mut S::Observations), alone: b
         "{id} must pass on the fixture first: {before:#?}"
     );
     break_it(&mut observations);
-    let after = (S::EVALUATE)(&observations, None);
+    let after = judged::<S>(&observations, None);
     let failed: Vec<&str> = after
         .iter()
         .filter(|c| c.status == CheckStatus::Fail)

@@ -114,8 +114,7 @@ impl Setup {
 
     #[track_caller]
     pub fn backup(&self) -> String {
-        let created = self.cli.run(&["ha", "backup", "create"]);
-        assert!(created.success(), "{created}");
+        let created = self.cli.run_ok(&["ha", "backup", "create"]);
         created.field("backup_id").expect("a backup id")
     }
 

@@ -13,8 +13,7 @@ pub const FORMATION_MS_THRESHOLD: u64 = 10_000;
 pub const FAILOVER_MS_THRESHOLD: u64 = 5_000;
 pub const RAPID_CYCLES: usize = 3;
 
-pub fn evaluate(obs: &Observations, skip_reason: Option<&str>) -> Vec<Check> {
-    let judge = Judge::new(skip_reason, obs.aborted.as_deref());
+pub fn evaluate(judge: &Judge, obs: &Observations) -> Vec<Check> {
     vec![
         judge.check("VAL13-01", "cluster_formed", "one leader and one follower within 10,000 ms; both agree on holder and epoch",
             obs.formation.as_ref().map(|f| {

@@ -24,8 +24,7 @@ pub const SILENT_CUT_MS_THRESHOLD: u64 = 2_000;
 /// A row written on the primary must be readable on the standby within this.
 pub const MARKER_VISIBLE_MS_THRESHOLD: u64 = 5_000;
 
-pub fn evaluate(obs: &Observations, skip_reason: Option<&str>) -> Vec<Check> {
-    let judge = Judge::new(skip_reason, obs.aborted.as_deref());
+pub fn evaluate(judge: &Judge, obs: &Observations) -> Vec<Check> {
     vec![
         judge.check("VAL14-01", "standby_streaming", "pg_stat_replication shows the standby streaming, it is in recovery, and a row written on the primary is readable on it within 5,000 ms",
             obs.streaming_state.as_ref().map(|state| {

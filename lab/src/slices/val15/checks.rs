@@ -21,8 +21,7 @@ pub fn opt<T: ToString>(value: &Option<T>) -> String {
 }
 
 /// The ten checks of seed 000, each from the observations alone.
-pub fn evaluate(obs: &Observations, skip_reason: Option<&str>) -> Vec<Check> {
-    let judge = Judge::new(skip_reason, obs.aborted.as_deref());
+pub fn evaluate(judge: &Judge, obs: &Observations) -> Vec<Check> {
     let check =
         |id: &str, name: &str, threshold: &str, verdict: Option<Verdict>| judge.check(id, name, threshold, verdict);
     let listed_ids = |run: &CliRun| -> Vec<(String, String)> {

@@ -12,8 +12,7 @@ use crate::{
     watch::dual_leaders,
 };
 
-pub fn evaluate(obs: &Observations, skip_reason: Option<&str>) -> Vec<Check> {
-    let judge = Judge::new(skip_reason, obs.aborted.as_deref());
+pub fn evaluate(judge: &Judge, obs: &Observations) -> Vec<Check> {
     let partition_threshold = "with iptables dropping the leader's traffic to PostgreSQL in its own network namespace: it blocks writes before the follower takes over at a higher epoch; no row of the new epoch is older than one of the old; it rejoins as follower after the heal";
     vec![
         judge.check("VAL16-01", "baseline_single_leader", "exactly one leader, every other node its follower at the same epoch",

@@ -16,8 +16,7 @@ pub const STATUS_LATENCY_US_THRESHOLD: u64 = 1_000_000;
 /// Answers per node the loss window must hold for VAL17-03/05 to mean something.
 pub const MIN_SAMPLES_DURING_LOSS: usize = 10;
 
-pub fn evaluate(obs: &Observations, skip_reason: Option<&str>) -> Vec<Check> {
-    let judge = Judge::new(skip_reason, obs.aborted.as_deref());
+pub fn evaluate(judge: &Judge, obs: &Observations) -> Vec<Check> {
     vec![
         judge.check("VAL17-01", "baseline_healthy", "one leader accepting writes, one follower, both reaching the database, no write block; a write through the leader stored",
             baseline_healthy(obs)),

@@ -56,8 +56,7 @@ fn suite(runs: &[MutationRun], names: &[&str], evidence: &str) -> Option<Verdict
 }
 
 /// The ten checks, each from the observations alone.
-pub fn evaluate(obs: &Observations, skip_reason: Option<&str>) -> Vec<Check> {
-    let judge = Judge::new(skip_reason, obs.aborted.as_deref());
+pub fn evaluate(judge: &Judge, obs: &Observations) -> Vec<Check> {
     let check =
         |id: &str, name: &str, threshold: &str, verdict: Option<Verdict>| judge.check(id, name, threshold, verdict);
     vec![
