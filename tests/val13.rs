@@ -69,7 +69,7 @@ fixture_tests!(Val13: val13_fixture_observations_pass_every_check val13_fixture_
 /// `cargo test --test val13 each_check_fails` takes a second.
 #[rstest]
 #[case::slow_formation("VAL13-01", |o: &mut Observations| o.formation.as_mut().unwrap().formed_ms = 10_001)]
-#[case::follower_accepted("VAL13-02", |o: &mut Observations| { let w = o.follower_write.as_mut().unwrap(); w.status = 201; w.stored = true; })]
+#[case::follower_accepted("VAL13-02", |o: &mut Observations| { let w = o.follower_write.as_mut().unwrap(); w.answer.status = 201; w.stored = true; })]
 #[case::wrong_leader_hint("VAL13-02", |o: &mut Observations| o.follower_write.as_mut().unwrap().leader_address = None)]
 #[case::slow_sigterm("VAL13-03", |o: &mut Observations| o.sigterm.as_mut().unwrap().failover_ms = Some(5_001))]
 #[case::no_sigterm_takeover("VAL13-03", |o: &mut Observations| o.sigterm.as_mut().unwrap().failover_ms = None)]

@@ -120,7 +120,7 @@ fixture_tests!(Val16: val16_fixture_observations_pass_every_check val16_fixture_
 #[case::acknowledged_lost("VAL16-06", |o: &mut Observations| { let name = o.writes.iter().find(|w| w.acknowledged.is_some()).unwrap().name.clone(); o.rows.retain(|r| r.name != name); })]
 #[case::row_from_nowhere("VAL16-06", |o: &mut Observations| { let mut extra = o.rows[0].clone(); extra.name = "nobody-sent-this".into(); extra.id = i64::MAX; o.rows.push(extra); })]
 #[case::paused_leader_wrote("VAL16-07", |o: &mut Observations| { let p = o.pause.as_mut().unwrap(); p.rows_at_end = Some(p.rows_at_takeover + 1); })]
-#[case::pending_write_accepted("VAL16-07", |o: &mut Observations| { let w = o.pause.as_mut().unwrap().pending_write.as_mut().unwrap(); w.status = 201; w.stored = Some(true); })]
+#[case::pending_write_accepted("VAL16-07", |o: &mut Observations| { let w = o.pause.as_mut().unwrap().pending_write.as_mut().unwrap(); w.answer.status = 201; w.stored = Some(true); })]
 #[case::no_takeover_while_paused("VAL16-07", |o: &mut Observations| o.pause.as_mut().unwrap().successor_epoch = None)]
 #[case::old_leader_wrote_after_successor("VAL16-07", |o: &mut Observations| { let p = o.pause.clone().unwrap(); let newest = o.rows.iter().map(|r| r.created_us).max().unwrap(); o.rows.iter_mut().find(|r| r.epoch == p.epoch).unwrap().created_us = newest + 1; })]
 #[case::takeover_before_block("VAL16-08", |o: &mut Observations| { let p = o.partition.as_mut().unwrap(); p.blocked_ms = p.takeover_ms.map(|t| t + 1); })]

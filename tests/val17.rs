@@ -55,7 +55,7 @@ fn val17_sabotage_skip_fencing_fails_04() {
             .observations
             .refused_writes
             .iter()
-            .all(|w| w.code != "quorum_lost"),
+            .all(|w| w.answer.code != "quorum_lost"),
         "{:#?}",
         outcome.observations.refused_writes
     );
@@ -68,16 +68,16 @@ fixture_tests!(Val17: val17_fixture_observations_pass_every_check val17_fixture_
 /// `cargo test --test val17 each_check_fails` takes a second.
 #[rstest]
 #[case::no_leader_accepting("VAL17-01", |o: &mut Observations| for v in &mut o.baseline.as_mut().unwrap().views { v.can_accept_protected_writes = Some(false); })]
-#[case::baseline_write_refused("VAL17-01", |o: &mut Observations| o.baseline_write.as_mut().unwrap().status = 503)]
+#[case::baseline_write_refused("VAL17-01", |o: &mut Observations| o.baseline_write.as_mut().unwrap().answer.status = 503)]
 #[case::slow_detection("VAL17-02", |o: &mut Observations| o.detections[1].detected_ms = Some(30_001))]
 #[case::never_detected("VAL17-02", |o: &mut Observations| { o.detections[0].detected_ms = None; o.detections[0].detected_at_us = None; })]
 #[case::writes_open_during_loss("VAL17-03", |o: &mut Observations| { let start = o.detections.iter().filter_map(|d| d.detected_at_us).max().unwrap(); let s = o.samples.iter_mut().find(|s| s.sent_us > start && s.error.is_none()).unwrap(); s.can_accept_protected_writes = Some(true); })]
-#[case::write_accepted_during_loss("VAL17-04", |o: &mut Observations| { o.refused_writes[0].status = 201; o.refused_writes[0].code = "created".into(); })]
+#[case::write_accepted_during_loss("VAL17-04", |o: &mut Observations| { o.refused_writes[0].answer.status = 201; o.refused_writes[0].answer.code = "created".into(); })]
 #[case::refused_write_stored("VAL17-04", |o: &mut Observations| o.refused_writes[1].stored = Some(true))]
 #[case::status_unanswered("VAL17-05", |o: &mut Observations| { let start = o.detections.iter().filter_map(|d| d.detected_at_us).max().unwrap(); let s = o.samples.iter_mut().find(|s| s.sent_us > start).unwrap(); s.received_us = s.sent_us + 1_000_001; })]
 #[case::slow_recovery("VAL17-06", |o: &mut Observations| o.recovery_ms = Some(30_001))]
 #[case::never_recovered("VAL17-06", |o: &mut Observations| o.recovery_ms = None)]
-#[case::write_after_recovery_refused("VAL17-07", |o: &mut Observations| o.resumed_write.as_mut().unwrap().status = 503)]
+#[case::write_after_recovery_refused("VAL17-07", |o: &mut Observations| o.resumed_write.as_mut().unwrap().answer.status = 503)]
 #[case::epoch_did_not_rise("VAL17-08", |o: &mut Observations| { let before = o.epoch_before().unwrap(); o.settled.as_mut().unwrap().epoch = before; })]
 #[case::two_leaders_after_recovery("VAL17-08", |o: &mut Observations| for v in &mut o.settled.as_mut().unwrap().views { v.role = Some("leader".into()); })]
 #[case::pre_loss_row_changed("VAL17-09", |o: &mut Observations| { let name = o.pre_loss_rows[3].name.clone(); let row = o.post_rows.iter_mut().find(|r| r.name == name).unwrap(); row.spec = "{}".into(); })]

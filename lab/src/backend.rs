@@ -47,7 +47,13 @@ pub trait PgBackend {
     fn start_again(&mut self) -> Result<(), String>;
 
     /// Starts a streaming standby of this server named `name` (also its slot's name).
-    fn start_standby(&self, name: &str) -> Result<Box<dyn StandbyPg>, String>;
+    fn start_standby(&self, name: &str) -> Result<Box<dyn StandbyPg>, String> {
+        prepare_primary(&self.url(LAB_DATABASE), name)?;
+        self.spawn_standby(name)
+    }
+
+    /// Starts the standby's own server, once the primary is ready to stream to it.
+    fn spawn_standby(&self, name: &str) -> Result<Box<dyn StandbyPg>, String>;
 
     /// The URL as it may appear in evidence: the password masked.
     fn redacted_url(&self, database: &str) -> String {
@@ -171,8 +177,7 @@ impl PgBackend for DockerPg {
     fn kind(&self) -> &'static str {
         "docker"
     }
-    fn start_standby(&self, name: &str) -> Result<Box<dyn StandbyPg>, String> {
-        prepare_primary(&self.url(LAB_DATABASE), name)?;
+    fn spawn_standby(&self, name: &str) -> Result<Box<dyn StandbyPg>, String> {
         Ok(Box::new(DockerStandby::start(
             &self.image,
             self.container.id(),
@@ -378,8 +383,7 @@ impl PgBackend for ProcessPg {
     fn kind(&self) -> &'static str {
         "process"
     }
-    fn start_standby(&self, name: &str) -> Result<Box<dyn StandbyPg>, String> {
-        prepare_primary(&self.url(LAB_DATABASE), name)?;
+    fn spawn_standby(&self, name: &str) -> Result<Box<dyn StandbyPg>, String> {
         Ok(Box::new(ProcessStandby::start(
             &self.bin,
             self.account,
@@ -389,11 +393,7 @@ impl PgBackend for ProcessPg {
     }
     fn stop_abruptly(&mut self) -> Result<(), String> {
         // SIGQUIT is the postmaster's immediate shutdown: children killed, no checkpoint.
-        super::process::stop_child(
-            &mut self.child,
-            nix::sys::signal::Signal::SIGQUIT,
-            Duration::from_secs(10),
-        );
+        super::process::stop_server(&mut self.child, nix::sys::signal::Signal::SIGQUIT);
         Ok(())
     }
     fn start_again(&mut self) -> Result<(), String> {
@@ -422,10 +422,6 @@ impl PgBackend for ProcessPg {
 impl Drop for ProcessPg {
     fn drop(&mut self) {
         // Fast shutdown (SIGINT); the temp dir is removed after the server is gone.
-        super::process::stop_child(
-            &mut self.child,
-            nix::sys::signal::Signal::SIGINT,
-            Duration::from_secs(10),
-        );
+        super::process::stop_server(&mut self.child, nix::sys::signal::Signal::SIGINT);
     }
 }

@@ -45,16 +45,38 @@ pub struct AuditSeen {
     pub details: serde_json::Value,
 }
 
+/// What a protected write (`POST /v1/rollouts`) was answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Answer {
+    /// 201 on success; 0 when no HTTP answer came.
+    pub status: u16,
+    /// `created`, the API's error code, or the transport error.
+    pub code: String,
+}
+
+impl Answer {
+    pub fn of<T>(answer: &Result<T, ClientError>) -> Self {
+        let (status, code) = match answer {
+            Ok(_) => (201, "created".to_owned()),
+            Err(ClientError::Api { status, code, .. }) => (*status, code.clone()),
+            Err(error) => (0, error.to_string()),
+        };
+        Self { status, code }
+    }
+
+    pub fn created(&self) -> bool {
+        self.status == 201
+    }
+}
+
 /// One protected write sent on purpose and what came back.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SingleWrite {
     pub node: String,
     pub name: String,
     pub at_us: u64,
-    /// 201 on success; 0 when no HTTP answer came.
-    pub status: u16,
-    /// `created`, the API's error code, or the transport error.
-    pub code: String,
+    #[serde(flatten)]
+    pub answer: Answer,
     /// The epoch a 201 reported.
     pub epoch: Option<i64>,
     /// Whether the name was found in the database afterwards (None: not looked up yet).
@@ -348,18 +370,12 @@ pub fn single_write(clock: Clock, url: &str, node_id: &str, name: &str, timeout:
         "/v1/rollouts",
         &serde_json::json!({ "name": name, "spec": { "written_to": node_id } }),
     );
-    let (status, code, epoch) = match answer {
-        Ok(row) => (201, "created".to_owned(), row["epoch"].as_i64()),
-        Err(ClientError::Api { status, code, .. }) => (status, code, None),
-        Err(error) => (0, error.to_string(), None),
-    };
     SingleWrite {
         node: node_id.to_owned(),
         name: name.to_owned(),
         at_us,
-        status,
-        code,
-        epoch,
+        answer: Answer::of(&answer),
+        epoch: answer.ok().and_then(|row| row["epoch"].as_i64()),
         stored: None,
     }
 }

@@ -7,6 +7,12 @@ use std::{
 
 use nix::sys::signal::{kill, Signal};
 
+/// Stops a PostgreSQL server process with `signal` (SIGINT fast, SIGQUIT immediate), giving it
+/// ten seconds before SIGKILL.
+pub fn stop_server(child: &mut Child, signal: Signal) {
+    stop_child(child, signal, Duration::from_secs(10));
+}
+
 pub fn stop_child(child: &mut Child, signal: Signal, grace: Duration) {
     if let Ok(Some(_)) = child.try_wait() {
         return; // already reaped: its pid may belong to another process by now

@@ -29,6 +29,16 @@ pub struct Link {
     relay: Relay,
 }
 
+impl Link {
+    /// The standby as the setup evidence names it: where it runs (`place`), its port and its relay.
+    fn describe(&self, place: &str) -> String {
+        format!(
+            "standby {} ({place}, 127.0.0.1:{}) streaming through a relay at {}",
+            self.name, self.port, self.relay.addr
+        )
+    }
+}
+
 /// A running standby.
 pub trait StandbyPg {
     fn link(&self) -> &Link;
@@ -191,11 +201,7 @@ impl StandbyPg for ProcessStandby {
         &self.link
     }
     fn stop(&mut self) -> Result<(), String> {
-        super::process::stop_child(
-            &mut self.child,
-            nix::sys::signal::Signal::SIGINT,
-            Duration::from_secs(10),
-        );
+        super::process::stop_server(&mut self.child, nix::sys::signal::Signal::SIGINT);
         Ok(())
     }
     fn start(&mut self) -> Result<(), String> {
@@ -208,23 +214,14 @@ impl StandbyPg for ProcessStandby {
         })
     }
     fn describe(&self) -> String {
-        format!(
-            "standby {} (process, data dir {}, 127.0.0.1:{}) streaming through a relay at {}",
-            self.link.name,
-            self.data_dir.display(),
-            self.link.port,
-            self.link.relay.addr
-        )
+        self.link
+            .describe(&format!("process, data dir {}", self.data_dir.display()))
     }
 }
 
 impl Drop for ProcessStandby {
     fn drop(&mut self) {
-        super::process::stop_child(
-            &mut self.child,
-            nix::sys::signal::Signal::SIGINT,
-            Duration::from_secs(10),
-        );
+        super::process::stop_server(&mut self.child, nix::sys::signal::Signal::SIGINT);
     }
 }
 
@@ -304,12 +301,6 @@ impl StandbyPg for DockerStandby {
             .map_err(|e| format!("the restarted standby container never accepted connections: {e}"))
     }
     fn describe(&self) -> String {
-        format!(
-            "standby {} (container {}, 127.0.0.1:{}) streaming through a relay at {}",
-            self.link.name,
-            self.container.id(),
-            self.link.port,
-            self.link.relay.addr
-        )
+        self.link.describe(&format!("container {}", self.container.id()))
     }
 }

@@ -29,8 +29,8 @@ pub fn evaluate(judge: &Judge, obs: &Observations) -> Vec<Check> {
             obs.follower_write.as_ref().map(|w| {
                 let hint = w.leader_id.as_deref() == Some(w.expected_leader.as_str())
                     && w.leader_address.as_deref() == Some(w.expected_address.as_str());
-                (w.status == 503 && w.code == "not_leader" && hint && !w.stored,
-                 Some(format!("status={} code={}", w.status, w.code)),
+                (w.answer.status == 503 && w.answer.code == "not_leader" && hint && !w.stored,
+                 Some(format!("status={} code={}", w.answer.status, w.answer.code)),
                  format!("leader hint {:?} at {:?} (expected {} at {}), stored={} (val13-02-follower-write.txt)",
                          w.leader_id, w.leader_address, w.expected_leader, w.expected_address, w.stored))
             })),

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::harness::Sabotage;
 
 use crate::{
+    cluster::Answer,
     watch::StatusSample,
     writes::{Acknowledged, WriteLog},
 };
@@ -23,8 +24,8 @@ pub struct Formation {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FollowerWrite {
     pub name: String,
-    pub status: u16,
-    pub code: String,
+    #[serde(flatten)]
+    pub answer: Answer,
     pub leader_id: Option<String>,
     pub leader_address: Option<String>,
     pub expected_leader: String,

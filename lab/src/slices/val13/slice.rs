@@ -15,6 +15,7 @@ use super::{
     observations::{FollowerWrite, Formation, Observations, Rejoin},
 };
 use crate::{
+    cluster::Answer,
     harness::connect_and_describe,
     harness::{guarded, Slice, SliceLab},
     node::Node,
@@ -132,16 +133,13 @@ impl Lab<'_> {
         let answer = self
             .client(&follower)
             .post::<_, serde_json::Value>("/v1/rollouts", &serde_json::json!({ "name": name, "spec": {} }));
-        let (status, code, leader_id, leader_address) = match &answer {
-            Ok(_) => (201, "created".to_owned(), None, None),
+        let (leader_id, leader_address) = match &answer {
             Err(ClientError::Api {
-                status,
-                code,
                 leader_id,
                 leader_address,
                 ..
-            }) => (*status, code.clone(), leader_id.clone(), leader_address.clone()),
-            Err(error) => (0, error.to_string(), None, None),
+            }) => (leader_id.clone(), leader_address.clone()),
+            _ => (None, None),
         };
         let body = match &answer {
             Err(ClientError::Api { message, .. }) => message.clone(),
@@ -154,8 +152,7 @@ impl Lab<'_> {
             .get(0);
         let follower_write = FollowerWrite {
             name,
-            status,
-            code,
+            answer: Answer::of(&answer),
             leader_id,
             leader_address,
             expected_leader: leader.clone(),

@@ -54,7 +54,7 @@ pub fn evaluate(judge: &Judge, obs: &Observations) -> Vec<Check> {
         judge.check("VAL16-07", "paused_leader_fenced", "a leader frozen (SIGSTOP) past its TTL: the other node takes over at a higher epoch; the resumed node refuses the write that waited for it and commits nothing more; its last row is older than the successor's first",
             obs.pause.as_ref().map(|p| {
                 let taken = p.successor_epoch.is_some_and(|e| e > p.epoch);
-                let refused = p.pending_write.as_ref().is_some_and(|w| w.status == 503 && w.stored == Some(false));
+                let refused = p.pending_write.as_ref().is_some_and(|w| w.answer.status == 503 && w.stored == Some(false));
                 let nothing_more = p.rows_at_end == Some(p.rows_at_takeover);
                 let gap = p.successor_epoch.and_then(|new| write_gap_us(&obs.rows, p.epoch, new));
                 (taken && refused && nothing_more && p.paused_ms > LEASE_TTL_MS && gap.is_some_and(|g| g >= 0)
@@ -62,7 +62,7 @@ pub fn evaluate(judge: &Judge, obs: &Observations) -> Vec<Check> {
                  Some(format!("takeover_ms={} write_gap_ms={}", p.takeover_ms.map_or("none".into(), |ms| ms.to_string()), gap_ms(gap))),
                  format!("{} paused {} ms at epoch {}; successor epoch {:?}; pending write {:?}; rows at its epoch {} -> {:?}; role after resume {:?} (val16-07-paused-leader.txt)",
                          p.node, p.paused_ms, p.epoch, p.successor_epoch,
-                         p.pending_write.as_ref().map(|w| (w.status, w.code.as_str(), w.stored)),
+                         p.pending_write.as_ref().map(|w| (w.answer.status, w.answer.code.as_str(), w.stored)),
                          p.rows_at_takeover, p.rows_at_end, p.role_after_resume))
             })),
         match &obs.partition_skipped {

@@ -44,8 +44,8 @@ pub fn evaluate(judge: &Judge, obs: &Observations) -> Vec<Check> {
         judge.check("VAL17-04", "protected_write_refused", "a protected write to every node during the loss: 503 quorum_lost, and nothing stored",
             (!obs.refused_writes.is_empty()).then(|| {
                 let ok = obs.refused_writes.len() == obs.detections.len()
-                    && obs.refused_writes.iter().all(|w| w.status == 503 && w.code == "quorum_lost" && w.stored == Some(false));
-                (ok, Some(obs.refused_writes.iter().map(|w| format!("{}:{} {}", w.node, w.status, w.code)).collect::<Vec<_>>().join(" ")),
+                    && obs.refused_writes.iter().all(|w| w.answer.status == 503 && w.answer.code == "quorum_lost" && w.stored == Some(false));
+                (ok, Some(obs.refused_writes.iter().map(|w| format!("{}:{} {}", w.node, w.answer.status, w.answer.code)).collect::<Vec<_>>().join(" ")),
                  format!("stored afterwards: {:?} (val17-04-refused-writes.txt)",
                          obs.refused_writes.iter().map(|w| (w.node.as_str(), w.stored)).collect::<Vec<_>>()))
             })),
@@ -67,8 +67,8 @@ pub fn evaluate(judge: &Judge, obs: &Observations) -> Vec<Check> {
         judge.check("VAL17-07", "writes_resume", "after the recovery a protected write through the leader: 201 at an epoch above the one before the loss, and stored",
             obs.resumed_write.as_ref().map(|w| {
                 let newer = w.epoch.zip(obs.epoch_before()).is_some_and(|(after, before)| after > before);
-                (w.status == 201 && newer && w.stored == Some(true),
-                 Some(format!("status={} epoch={:?}", w.status, w.epoch)),
+                (w.answer.created() && newer && w.stored == Some(true),
+                 Some(format!("status={} epoch={:?}", w.answer.status, w.epoch)),
                  format!("through {}; epoch before the loss {:?}; stored={:?} (val17-06-recovery.txt)", w.node, obs.epoch_before(), w.stored))
             })),
         judge.check("VAL17-08", "single_leader_after_recovery", "after the recovery exactly one leader, followed by the other node at an epoch above the one before the loss; never two leaders in the whole slice",
@@ -109,11 +109,11 @@ fn baseline_healthy(obs: &Observations) -> Option<Verdict> {
         .all(|v| v.db_reachable == Some(true) && v.write_block_active == Some(false));
     let stored = obs.pre_loss_rows.iter().any(|r| r.name == write.name);
     Some((
-        crate::cluster::agreed(views) && accepting == 1 && healthy && write.status == 201 && stored,
+        crate::cluster::agreed(views) && accepting == 1 && healthy && write.answer.created() && stored,
         Some(format!("leader={} epoch={}", baseline.leader, baseline.epoch)),
         format!(
             "accepting={accepting} all reachable and unblocked={healthy}; write {} -> {} stored={stored} (val17-01-baseline.txt)",
-            write.name, write.status
+            write.name, write.answer.status
         ),
     ))
 }

@@ -62,7 +62,7 @@ fn phases(
     obs.baseline = Some(baseline);
     for n in 0..20 {
         let write = cluster.write_rollout(&leader, &format!("before-loss-{n:02}"));
-        if write.status != 201 {
+        if !write.answer.created() {
             return Err(format!("the leader refused a write before the outage: {write:?}"));
         }
         obs.baseline_write = Some(write);
