@@ -38,6 +38,17 @@ fn restoring_after_a_change(label: &str) -> Option<(Setup, String, JoinHandle<Cl
     Some((lab, id, restoring))
 }
 
+/// The id of the one restore the audit says started.
+#[track_caller]
+fn the_restore_started(audit_dir: &std::path::Path) -> String {
+    let started = events(audit_dir, "ha.backup.restore_started");
+    assert_eq!(started.len(), 1, "the restore's start is in the audit: {started:?}");
+    started[0].details["restore_id"]
+        .as_str()
+        .expect("a restore id")
+        .to_owned()
+}
+
 #[test]
 fn d01_a_restore_killed_before_its_commit_changes_nothing_and_says_so_after_a_restart() {
     let (mut lab, id, restoring) = autonomy_lab::or_skip!(restoring_after_a_change("faults-d01a"));
@@ -61,12 +72,7 @@ fn d01_a_restore_killed_before_its_commit_changes_nothing_and_says_so_after_a_re
         "a restore killed before its COMMIT changed the database"
     );
     let audit_dir = lab.lab.audit_dir();
-    let started = events(&audit_dir, "ha.backup.restore_started");
-    assert_eq!(started.len(), 1, "the restore's start is in the audit: {started:?}");
-    let restore_id = started[0].details["restore_id"]
-        .as_str()
-        .expect("a restore id")
-        .to_owned();
+    let restore_id = the_restore_started(&audit_dir);
     lab.kill_and_restart("2");
     let interrupted = events(&audit_dir, "ha.backup.restore_interrupted");
     assert!(
@@ -97,12 +103,7 @@ fn d01_a_restore_killed_after_its_commit_is_recognised_from_the_audit_and_the_in
     let _ = restoring.join();
     assert_eq!(lab.note(), "backed up", "the restore had committed");
     let audit_dir = lab.lab.audit_dir();
-    let started = events(&audit_dir, "ha.backup.restore_started");
-    assert_eq!(started.len(), 1, "the restore's start is in the audit: {started:?}");
-    let restore_id = started[0].details["restore_id"]
-        .as_str()
-        .expect("a restore id")
-        .to_owned();
+    let restore_id = the_restore_started(&audit_dir);
     assert!(
         events(&audit_dir, "ha.backup.restored").is_empty(),
         "the killed restore cannot have recorded its outcome"

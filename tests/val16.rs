@@ -93,9 +93,7 @@ fn val16_sabotage_skip_fencing_fails_04_and_07() {
         injection.stale_rows_at_injection
     );
     let pause = obs.pause.as_ref().expect("the pause ran");
-    let gap = pause
-        .successor_epoch
-        .and_then(|new| common::cluster::write_gap_us(&obs.rows, pause.epoch, new));
+    let gap = pause.takeover.write_gap_us(&obs.rows);
     assert!(
         gap.is_some_and(|g| g < 0),
         "the frozen leader's write should land after its successor's first: gap {gap:?} us"
@@ -121,9 +119,9 @@ fixture_tests!(Val16: val16_fixture_observations_pass_every_check val16_fixture_
 #[case::row_from_nowhere("VAL16-06", |o: &mut Observations| { let mut extra = o.rows[0].clone(); extra.name = "nobody-sent-this".into(); extra.id = i64::MAX; o.rows.push(extra); })]
 #[case::paused_leader_wrote("VAL16-07", |o: &mut Observations| { let p = o.pause.as_mut().unwrap(); p.rows_at_end = Some(p.rows_at_takeover + 1); })]
 #[case::pending_write_accepted("VAL16-07", |o: &mut Observations| { let w = o.pause.as_mut().unwrap().pending_write.as_mut().unwrap(); w.answer.status = 201; w.stored = Some(true); })]
-#[case::no_takeover_while_paused("VAL16-07", |o: &mut Observations| o.pause.as_mut().unwrap().successor_epoch = None)]
-#[case::old_leader_wrote_after_successor("VAL16-07", |o: &mut Observations| { let p = o.pause.clone().unwrap(); let newest = o.rows.iter().map(|r| r.created_us).max().unwrap(); o.rows.iter_mut().find(|r| r.epoch == p.epoch).unwrap().created_us = newest + 1; })]
-#[case::takeover_before_block("VAL16-08", |o: &mut Observations| { let p = o.partition.as_mut().unwrap(); p.blocked_ms = p.takeover_ms.map(|t| t + 1); })]
+#[case::no_takeover_while_paused("VAL16-07", |o: &mut Observations| o.pause.as_mut().unwrap().takeover.new_epoch = None)]
+#[case::old_leader_wrote_after_successor("VAL16-07", |o: &mut Observations| { let p = o.pause.clone().unwrap(); let newest = o.rows.iter().map(|r| r.created_us).max().unwrap(); o.rows.iter_mut().find(|r| r.epoch == p.takeover.old_epoch).unwrap().created_us = newest + 1; })]
+#[case::takeover_before_block("VAL16-08", |o: &mut Observations| { let p = o.partition.as_mut().unwrap(); p.blocked_ms = p.takeover.takeover_ms.map(|t| t + 1); })]
 #[case::no_rejoin_after_heal("VAL16-08", |o: &mut Observations| o.partition.as_mut().unwrap().role_after_heal = Some("candidate".into()))]
 #[case::two_leaders("VAL16-09", |o: &mut Observations| { let mut dual = o.samples.iter().find(|s| s.is_leader()).unwrap().clone(); dual.node_id = if dual.node_id == "val16-n1" { "val16-n2".into() } else { "val16-n1".into() }; o.samples.push(dual); })]
 #[case::split_brain_not_audited("VAL16-10", |o: &mut Observations| o.audit.retain(|e| e.event_type != "ha.split_brain.detected"))]

@@ -36,6 +36,13 @@ fn proof() -> Proof {
 /// True when no backend could run (the slices recorded SKIP); a failure under
 /// AUTONOMY_LAB_REQUIRE=1.
 #[track_caller]
+/// The proof, or None when its slices were skipped (printed for `test`, or a failure under
+/// AUTONOMY_LAB_REQUIRE=1).
+fn unskipped_proof(test: &str) -> Option<Proof> {
+    let proof = proof();
+    (!skipped(&proof, test)).then_some(proof)
+}
+
 fn skipped(proof: &Proof, test: &str) -> bool {
     let Some(reason) = &proof.skipped else {
         return false;
@@ -50,10 +57,7 @@ fn skipped(proof: &Proof, test: &str) -> bool {
 
 #[track_caller]
 fn assert_check_passes(id: &str) {
-    let proof = proof();
-    if skipped(&proof, id) {
-        return;
-    }
+    let proof = common::or_skip!(unskipped_proof(id));
     let json = proof.json();
     let check = json["checks"]
         .as_array()
@@ -130,10 +134,7 @@ fn val26_10_design_partner_ready() {
 /// runs one test at a time in name order, so this comes last and the verdict ends the run).
 #[test]
 fn val26_verdict() {
-    let proof = proof();
-    if skipped(&proof, "val26_verdict") {
-        return;
-    }
+    let proof = common::or_skip!(unskipped_proof("val26_verdict"));
     let run = &proof.report_run;
     eprintln!("\n{}", run.stdout.trim_end());
     assert_eq!(run.exit_code, Some(0), "lab report did not say READY:\n{run}");
@@ -227,10 +228,7 @@ fn report_path(dir: &Path, slice: &str) -> PathBuf {
 
 #[test]
 fn mutated_bundle_without_one_slice_report_is_not_ready_and_names_it() {
-    let proof = proof();
-    if skipped(&proof, "mutated_bundle_without_one_slice_report") {
-        return;
-    }
+    let proof = common::or_skip!(unskipped_proof("mutated_bundle_without_one_slice_report"));
     let copy = copy_of_bundle(&proof);
     std::fs::remove_file(report_path(copy.path(), "val14")).expect("the val14 report can be deleted");
     let run = not_ready_naming(
@@ -254,10 +252,7 @@ fn mutated_bundle_without_one_slice_report_is_not_ready_and_names_it() {
 
 #[test]
 fn mutated_bundle_with_one_check_edited_to_fail_is_not_ready_and_names_it() {
-    let proof = proof();
-    if skipped(&proof, "mutated_bundle_with_one_check_edited_to_fail") {
-        return;
-    }
+    let proof = common::or_skip!(unskipped_proof("mutated_bundle_with_one_check_edited_to_fail"));
     let copy = copy_of_bundle(&proof);
     let path = report_path(copy.path(), "val15");
     let mut report: Report =
@@ -289,10 +284,7 @@ fn mutated_bundle_with_one_check_edited_to_fail_is_not_ready_and_names_it() {
 
 #[test]
 fn mutated_evidence_file_is_named_by_verify_evidence() {
-    let proof = proof();
-    if skipped(&proof, "mutated_evidence_file_is_named_by_verify_evidence") {
-        return;
-    }
+    let proof = common::or_skip!(unskipped_proof("mutated_evidence_file_is_named_by_verify_evidence"));
     let copy = copy_of_bundle(&proof);
     let dir = copy.path().display().to_string();
     let made = lab(&["lab", "report", &dir]);
@@ -361,10 +353,7 @@ fn headless(browser: &Path, page: &Path, args: &[&str]) -> (String, String) {
 /// (kept beside the report as val26-report.png).
 #[test]
 fn html_report_renders_in_chromium() {
-    let proof = proof();
-    if skipped(&proof, "html_report_renders_in_chromium") {
-        return;
-    }
+    let proof = common::or_skip!(unskipped_proof("html_report_renders_in_chromium"));
     let Some(browser) = chromium() else {
         assert!(
             !common::run::lab_required(),

@@ -6,7 +6,7 @@ use autonomy::evidence::Check;
 
 use super::{observations::Observations, slice::LEASE_TTL_MS};
 use crate::{
-    cluster::{agreed, write_gap_us, StoredRow},
+    cluster::{agreed, StoredRow},
     verdict::misattributed_rows,
     verdict::{Judge, Verdict},
     watch::dual_leaders,
@@ -53,15 +53,15 @@ pub fn evaluate(judge: &Judge, obs: &Observations) -> Vec<Check> {
             (!obs.pre_rows.is_empty() && !obs.rows.is_empty()).then(|| data_integrity(obs))),
         judge.check("VAL16-07", "paused_leader_fenced", "a leader frozen (SIGSTOP) past its TTL: the other node takes over at a higher epoch; the resumed node refuses the write that waited for it and commits nothing more; its last row is older than the successor's first",
             obs.pause.as_ref().map(|p| {
-                let taken = p.successor_epoch.is_some_and(|e| e > p.epoch);
+                let taken = p.takeover.at_a_newer_epoch();
                 let refused = p.pending_write.as_ref().is_some_and(|w| w.answer.status == 503 && w.stored == Some(false));
                 let nothing_more = p.rows_at_end == Some(p.rows_at_takeover);
-                let gap = p.successor_epoch.and_then(|new| write_gap_us(&obs.rows, p.epoch, new));
+                let gap = p.takeover.write_gap_us(&obs.rows);
                 (taken && refused && nothing_more && p.paused_ms > LEASE_TTL_MS && gap.is_some_and(|g| g >= 0)
                      && p.role_after_resume.as_deref() != Some("leader"),
-                 Some(format!("takeover_ms={} write_gap_ms={}", p.takeover_ms.map_or("none".into(), |ms| ms.to_string()), gap_ms(gap))),
+                 Some(format!("takeover_ms={} write_gap_ms={}", p.takeover.takeover_ms.map_or("none".into(), |ms| ms.to_string()), gap_ms(gap))),
                  format!("{} paused {} ms at epoch {}; successor epoch {:?}; pending write {:?}; rows at its epoch {} -> {:?}; role after resume {:?} (val16-07-paused-leader.txt)",
-                         p.node, p.paused_ms, p.epoch, p.successor_epoch,
+                         p.takeover.old_leader, p.paused_ms, p.takeover.old_epoch, p.takeover.new_epoch,
                          p.pending_write.as_ref().map(|w| (w.answer.status, w.answer.code.as_str(), w.stored)),
                          p.rows_at_takeover, p.rows_at_end, p.role_after_resume))
             })),
@@ -69,15 +69,15 @@ pub fn evaluate(judge: &Judge, obs: &Observations) -> Vec<Check> {
             Some(reason) => judge.skip("VAL16-08", "network_partition", partition_threshold, reason),
             None => judge.check("VAL16-08", "network_partition", partition_threshold,
                 obs.partition.as_ref().map(|p| {
-                    let blocked_first = p.blocked_ms.zip(p.takeover_ms).is_some_and(|(b, t)| b < t);
-                    let newer = p.new_epoch.is_some_and(|e| e > p.old_epoch);
-                    let gap = p.new_epoch.and_then(|new| write_gap_us(&obs.rows, p.old_epoch, new));
+                    let blocked_first = p.blocked_ms.zip(p.takeover.takeover_ms).is_some_and(|(b, t)| b < t);
+                    let newer = p.takeover.at_a_newer_epoch();
+                    let gap = p.takeover.write_gap_us(&obs.rows);
                     (blocked_first && newer && gap.is_some_and(|g| g >= 0) && p.role_after_heal.as_deref() == Some("follower"),
                      Some(format!("blocked_ms={} takeover_ms={} write_gap_ms={}",
                                   p.blocked_ms.map_or("none".into(), |ms| ms.to_string()),
-                                  p.takeover_ms.map_or("none".into(), |ms| ms.to_string()), gap_ms(gap))),
+                                  p.takeover.takeover_ms.map_or("none".into(), |ms| ms.to_string()), gap_ms(gap))),
                      format!("{} at epoch {} -> {:?} at {:?}; role after heal {:?} (val16-08-partition.txt)",
-                             p.old_leader, p.old_epoch, p.successor, p.new_epoch, p.role_after_heal))
+                             p.takeover.old_leader, p.takeover.old_epoch, p.takeover.successor, p.takeover.new_epoch, p.role_after_heal))
                 })),
         },
         judge.check("VAL16-09", "no_dual_leader", "status of every node polled every 50 ms through the whole slice never shows two leaders at once",
@@ -164,10 +164,16 @@ fn audit_captured(obs: &Observations) -> Verdict {
         })
     });
     let stale_stepped_down = injection.is_some_and(|i| stepped_down(&i.stale_leader, i.stale_epoch));
-    let paused_stepped_down = obs.pause.as_ref().is_some_and(|p| stepped_down(&p.node, p.epoch));
+    let paused_stepped_down = obs
+        .pause
+        .as_ref()
+        .is_some_and(|p| stepped_down(&p.takeover.old_leader, p.takeover.old_epoch));
     let partitioned = match (&obs.partition_skipped, &obs.partition) {
         (Some(_), _) => true,
-        (None, Some(p)) => has(&p.old_leader, "ha.quorum.lost") && stepped_down(&p.old_leader, p.old_epoch),
+        (None, Some(p)) => {
+            let t = &p.takeover;
+            has(&t.old_leader, "ha.quorum.lost") && stepped_down(&t.old_leader, t.old_epoch)
+        }
         (None, None) => false,
     };
     let injected_epoch = injection.map_or(i64::MAX, |i| i.injected_epoch);

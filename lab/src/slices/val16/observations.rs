@@ -36,16 +36,39 @@ pub struct Divergence {
     pub reported: Option<(i64, i64)>,
 }
 
+/// A leader lost to a fault, and the node that took over from it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Takeover {
+    pub old_leader: String,
+    pub old_epoch: i64,
+    /// None when nobody took over within the wait.
+    pub successor: Option<String>,
+    pub new_epoch: Option<i64>,
+    /// From the fault to the successor reporting leader.
+    pub takeover_ms: Option<u64>,
+}
+
+impl Takeover {
+    /// The successor leads at a higher epoch than the old leader did.
+    pub fn at_a_newer_epoch(&self) -> bool {
+        self.new_epoch.is_some_and(|e| e > self.old_epoch)
+    }
+
+    /// From the old leader's last row to the successor's first, in `rows` (negative when the
+    /// old leader wrote after the successor began).
+    pub fn write_gap_us(&self, rows: &[StoredRow]) -> Option<i64> {
+        self.new_epoch
+            .and_then(|new| crate::cluster::write_gap_us(rows, self.old_epoch, new))
+    }
+}
+
 /// A leader frozen with SIGSTOP past the TTL, then resumed.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Pause {
-    pub node: String,
-    pub epoch: i64,
+    /// From SIGSTOP.
+    #[serde(flatten)]
+    pub takeover: Takeover,
     pub paused_ms: u64,
-    pub successor: Option<String>,
-    pub successor_epoch: Option<i64>,
-    /// From SIGSTOP to the successor reporting leader.
-    pub takeover_ms: Option<u64>,
     /// Rows of the paused node at its epoch when the successor took over, and at the end.
     pub rows_at_takeover: i64,
     pub rows_at_end: Option<i64>,
@@ -58,14 +81,11 @@ pub struct Pause {
 /// The leader cut off from PostgreSQL by iptables in its own network namespace.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Partition {
-    pub old_leader: String,
-    pub old_epoch: i64,
-    pub successor: Option<String>,
-    pub new_epoch: Option<i64>,
+    /// From the cut.
+    #[serde(flatten)]
+    pub takeover: Takeover,
     /// From the cut to the old leader reporting db_reachable=false and writes blocked.
     pub blocked_ms: Option<u64>,
-    /// From the cut to the successor reporting leader.
-    pub takeover_ms: Option<u64>,
     /// The old leader's role after the partition healed.
     pub role_after_heal: Option<String>,
 }

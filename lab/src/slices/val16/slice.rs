@@ -9,7 +9,7 @@ use nix::sys::signal::Signal;
 
 use super::{
     checks::evaluate,
-    observations::{Divergence, Injection, Observations, Partition, Pause},
+    observations::{Divergence, Injection, Observations, Partition, Pause, Takeover},
 };
 use crate::{
     backend::{PgBackend, LAB_DATABASE},
@@ -65,7 +65,7 @@ impl Slice for Val16 {
         if let Some(ms) = obs.recovery_ms {
             report.metrics.insert("recovery_ms".into(), ms.into());
         }
-        if let Some(ms) = obs.partition.as_ref().and_then(|p| p.takeover_ms) {
+        if let Some(ms) = obs.partition.as_ref().and_then(|p| p.takeover.takeover_ms) {
             report.metrics.insert("partition_takeover_ms".into(), ms.into());
         }
     }
@@ -258,12 +258,14 @@ fn pause_leader(cluster: &mut Cluster, db: &mut postgres::Client, current: &Agre
     std::thread::sleep(Duration::from_secs(1));
     let role_after_resume = cluster.status(&node).role;
     Ok(Pause {
-        node,
-        epoch: current.epoch,
+        takeover: Takeover {
+            old_leader: node,
+            old_epoch: current.epoch,
+            successor: takeover_ms.map(|_| successor),
+            new_epoch: successor_epoch,
+            takeover_ms,
+        },
         paused_ms,
-        successor: takeover_ms.map(|_| successor),
-        successor_epoch,
-        takeover_ms,
         rows_at_takeover,
         rows_at_end: None,
         pending_write,
@@ -364,12 +366,14 @@ fn partition(
         ));
     }
     Ok(Partition {
-        old_leader: PARTITIONED.into(),
-        old_epoch: formed.epoch,
-        successor: takeover_ms.map(|_| follower.to_owned()),
-        new_epoch,
+        takeover: Takeover {
+            old_leader: PARTITIONED.into(),
+            old_epoch: formed.epoch,
+            successor: takeover_ms.map(|_| follower.to_owned()),
+            new_epoch,
+            takeover_ms,
+        },
         blocked_ms,
-        takeover_ms,
         role_after_heal,
     })
 }
@@ -385,7 +389,7 @@ fn finish(cluster: &mut Cluster, pg: &dyn PgBackend, obs: &mut Observations) {
             obs.lease_history = history;
         }
         if let Some(pause) = obs.pause.as_mut() {
-            pause.rows_at_end = count_rows(&mut db, &pause.node, pause.epoch).ok();
+            pause.rows_at_end = count_rows(&mut db, &pause.takeover.old_leader, pause.takeover.old_epoch).ok();
         }
     }
     if let Some(pause) = obs.pause.as_mut() {
