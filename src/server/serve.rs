@@ -58,13 +58,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let audit = Arc::new(AuditLog::open(&config.audit_dir, &config.node_id)?);
     let backup_store: Arc<dyn BackupStore> = Arc::new(LocalRepository::open(&config.backup_dir)?);
     let tools = PgTools::new(&config.database_url, config.pg_bin_dir.clone()).context("parse --database-url")?;
-    let mut client = db::connect(&config.database_url, config.node_id.as_str(), "migrate")
-        .await
-        .context("connect to the database named by --database-url")?;
-    db::migrate(&mut client)
-        .await
-        .context("create the autonomy_ha schema")?;
-    drop(client);
+    migrate(&config).await?;
 
     // Bind first: the lease row carries the address followers hand out as the leader hint.
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -98,11 +92,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let writes_db = session_for(&config, "writes");
 
     if config.skip_fencing {
-        tracing::error!("--unsafe-skip-fencing is set: protected writes are NOT fenced; this is test sabotage only");
-        let _ = audit.record(
-            crate::audit::EventType::FencingDisabled,
-            serde_json::json!({ "node_id": config.node_id }),
-        );
+        announce_unfenced(&config, &audit);
     }
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -153,6 +143,23 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .context("serve the API")?;
     tracing::info!("node stopped");
     Ok(())
+}
+
+/// Creates or updates the autonomy_ha schema, on a session of its own.
+async fn migrate(config: &ServeConfig) -> anyhow::Result<()> {
+    let mut client = db::connect(&config.database_url, config.node_id.as_str(), "migrate")
+        .await
+        .context("connect to the database named by --database-url")?;
+    db::migrate(&mut client).await.context("create the autonomy_ha schema")
+}
+
+/// `--unsafe-skip-fencing` is loud: an error in the log and an event in the audit.
+fn announce_unfenced(config: &ServeConfig, audit: &AuditLog) {
+    tracing::error!("--unsafe-skip-fencing is set: protected writes are NOT fenced; this is test sabotage only");
+    let _ = audit.record(
+        crate::audit::EventType::FencingDisabled,
+        serde_json::json!({ "node_id": config.node_id }),
+    );
 }
 
 /// A shared session of this node for one kind of request.
