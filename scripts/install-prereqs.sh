@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the lab needs on a fresh Debian machine (PostgreSQL 15 server and client tools,
 # debootstrap for the image, iproute2 and iptables for VAL16's partition, chromium to render the
-# VAL26 HTML report in a real browser) and builds the local PostgreSQL image. Idempotent and quick when everything is already there. Needs root (or sudo)
+# VAL26 HTML report in a real browser), the lab's S3 server (s3s-fs, built from crates.io) and
+# builds the local PostgreSQL image. Idempotent and quick when everything is already there. Needs root (or sudo)
 # only when something is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +23,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}" >&2
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The lab's S3 server (a real SigV4 S3 over a directory, from crates.io): the S3 backup store's
+# tests and slices run against it on loopback. 0.14.1 is the newest that builds with rustc 1.92+.
+S3S_FS_VERSION=0.14.1
+if ! command -v s3s-fs >/dev/null || ! s3s-fs --version 2>/dev/null | grep -q " $S3S_FS_VERSION\$"; then
+  echo "installing: s3s-fs $S3S_FS_VERSION (cargo install)" >&2
+  cargo install --quiet --locked --force s3s-fs --version "$S3S_FS_VERSION" --features binary
 fi
 
 if docker info >/dev/null 2>&1; then

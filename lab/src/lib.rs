@@ -33,6 +33,7 @@ pub mod phase;
 pub mod process;
 pub mod relay;
 pub mod run;
+pub mod s3;
 pub mod slices;
 pub mod sql;
 pub mod standby;

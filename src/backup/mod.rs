@@ -11,6 +11,7 @@ mod reconcile;
 pub mod repository;
 pub mod restore;
 mod restore_op;
+pub mod s3;
 pub mod service;
 pub mod store;
 

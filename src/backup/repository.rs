@@ -25,7 +25,7 @@ use crate::{
 };
 
 /// A manifest larger than this is not one of ours (a baseline of 100,000 tables is ~30 MB).
-const MANIFEST_LIMIT: u64 = 256 << 20;
+use crate::backup::store::{manifest_of, MANIFEST_LIMIT};
 
 /// Suffixes of the files a backup in progress writes; left behind, they are stale.
 const PARTIAL_SUFFIXES: [&str; 3] = [".dump.partial", ".json.partial", ".dump.partial.sequences"];
@@ -114,42 +114,7 @@ impl LocalRepository {
         file.take(MANIFEST_LIMIT + 1)
             .read_to_end(&mut body)
             .map_err(BackupError::io(&path))?;
-        if body.len() as u64 > MANIFEST_LIMIT {
-            return Err(BackupError::ManifestUntrusted {
-                backup_id: backup_id.to_owned(),
-                reason: crate::backup::manifest::ManifestError::Malformed(format!(
-                    "the file is larger than {} MiB",
-                    MANIFEST_LIMIT >> 20
-                )),
-            });
-        }
-        crate::backup::manifest::open(&body)
-            .and_then(|manifest| {
-                if manifest.backup_id == *backup_id {
-                    Ok(manifest)
-                } else {
-                    Err(crate::backup::manifest::ManifestError::OtherBackup(
-                        manifest.backup_id.to_string(),
-                    ))
-                }
-            })
-            .map_err(|reason| BackupError::ManifestUntrusted {
-                backup_id: backup_id.to_owned(),
-                reason,
-            })
-    }
-
-    /// Every manifest in the repository, oldest first. Unreadable ones are skipped with a warning.
-    pub fn manifests(&self) -> Result<Vec<Manifest>, BackupError> {
-        let mut manifests = Vec::new();
-        for id in self.entries_with_suffix(".json")? {
-            match self.manifest(id.as_str()) {
-                Ok(manifest) => manifests.push(manifest),
-                Err(error) => tracing::warn!(%error, "skipping an unreadable manifest"),
-            }
-        }
-        manifests.sort_by_key(|m| m.created_at);
-        Ok(manifests)
+        manifest_of(backup_id, &body)
     }
 
     /// The ids of the directory's entries named `<valid id><suffix>`.
@@ -164,12 +129,6 @@ impl LocalRepository {
             }
         }
         Ok(ids)
-    }
-
-    /// The newest backup by id (ids sort by time) with a manifest file, trusted or not: a
-    /// drill of `latest` must not pass over a damaged newest backup to an older sound one.
-    pub fn latest_backup_id(&self) -> Result<Option<BackupId>, BackupError> {
-        Ok(self.entries_with_suffix(".json")?.into_iter().max())
     }
 
     /// Opens the stored archive for reading: a regular file, not followed through a link.
@@ -278,12 +237,8 @@ impl BackupStore for LocalRepository {
         LocalRepository::manifest(self, backup_id)
     }
 
-    fn manifests(&self) -> Result<Vec<Manifest>, BackupError> {
-        LocalRepository::manifests(self)
-    }
-
-    fn latest_backup_id(&self) -> Result<Option<BackupId>, BackupError> {
-        LocalRepository::latest_backup_id(self)
+    fn manifest_ids(&self) -> Result<Vec<BackupId>, BackupError> {
+        self.entries_with_suffix(".json")
     }
 
     fn file_state(&self, backup_id: &str) -> Result<FileState, BackupError> {

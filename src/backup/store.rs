@@ -48,12 +48,27 @@ pub trait BackupStore: Send + Sync + 'static {
     /// The manifest of `backup_id` (NotFound, or ManifestUntrusted if it does not open).
     fn manifest(&self, backup_id: &str) -> Result<Manifest, BackupError>;
 
-    /// Every readable manifest, oldest first.
-    fn manifests(&self) -> Result<Vec<Manifest>, BackupError>;
+    /// The ids of every manifest entry, sound or not, in no particular order.
+    fn manifest_ids(&self) -> Result<Vec<BackupId>, BackupError>;
 
-    /// The newest backup by id with a manifest entry, trusted or not: a drill of `latest`
-    /// must not pass over a damaged newest backup to an older sound one.
-    fn latest_backup_id(&self) -> Result<Option<BackupId>, BackupError>;
+    /// Every readable manifest, oldest first; an unreadable one is skipped with a warning.
+    fn manifests(&self) -> Result<Vec<Manifest>, BackupError> {
+        let mut manifests = Vec::new();
+        for id in self.manifest_ids()? {
+            match self.manifest(id.as_str()) {
+                Ok(manifest) => manifests.push(manifest),
+                Err(error) => tracing::warn!(%error, "skipping an unreadable manifest"),
+            }
+        }
+        manifests.sort_by_key(|m| m.created_at);
+        Ok(manifests)
+    }
+
+    /// The newest backup by id (ids sort by time) with a manifest entry, trusted or not: a
+    /// drill of `latest` must not pass over a damaged newest backup to an older sound one.
+    fn latest_backup_id(&self) -> Result<Option<BackupId>, BackupError> {
+        Ok(self.manifest_ids()?.into_iter().max())
+    }
 
     /// Whether a completed backup's archive and manifest are where they should be.
     fn file_state(&self, backup_id: &str) -> Result<FileState, BackupError>;
@@ -118,6 +133,31 @@ impl Drop for StagedArchive {
             let _ = std::fs::remove_file(&self.path);
         }
     }
+}
+
+/// A manifest larger than this is refused unread: no backup writes one anywhere near it.
+pub const MANIFEST_LIMIT: u64 = 256 << 20;
+
+/// The manifest of `backup_id` from the stored `body` (read up to `MANIFEST_LIMIT` + 1 bytes):
+/// ManifestUntrusted when it is too large, does not open, or names another backup.
+pub fn manifest_of(backup_id: &str, body: &[u8]) -> Result<Manifest, BackupError> {
+    let untrusted = |reason| BackupError::ManifestUntrusted {
+        backup_id: backup_id.to_owned(),
+        reason,
+    };
+    if body.len() as u64 > MANIFEST_LIMIT {
+        return Err(untrusted(crate::backup::manifest::ManifestError::Malformed(format!(
+            "the file is larger than {} MiB",
+            MANIFEST_LIMIT >> 20
+        ))));
+    }
+    let manifest = crate::backup::manifest::open(body).map_err(untrusted)?;
+    if manifest.backup_id != *backup_id {
+        return Err(untrusted(crate::backup::manifest::ManifestError::OtherBackup(
+            manifest.backup_id.to_string(),
+        )));
+    }
+    Ok(manifest)
 }
 
 /// SHA-256 of a stream, read in 1 MiB chunks; `name` is what a read error names.

@@ -1,0 +1,415 @@
+//! The S3 backup store: archives and manifests as objects of one bucket (under a prefix), so
+//! every node sees every backup and a lost machine loses none. Any S3-compatible server that
+//! speaks SigV4 will do; the lab runs s3s-fs.
+//!
+//! Layout: `<prefix><id>.dump` (the archive) and `<prefix><id>.json` (its sealed manifest).
+//! An archive is streamed as a multipart upload while pg_dump runs, so memory is bounded by
+//! the part size and no full local copy is made; S3 shows nothing of an upload until it
+//! completes. A backup exists once its manifest does, and the manifest is written last with a
+//! conditional put (If-None-Match), so a partial upload never looks like a backup and two
+//! writers cannot overwrite each other's manifest. An archive without a manifest is a leftover
+//! (reconciliation removes it unless its inventory row is still `running`).
+//!
+//! Two reads stage a local file, because pg_restore must seek in them: `stage_unpublished`
+//! (pg_restore lists the new archive's sequence positions before the manifest is written) and
+//! `stage_archive` (a restore and a drill restore by section from one file, hashing and
+//! replaying the very same bytes). Everything else streams.
+
+use std::{
+    io::{Read, Write},
+    path::{Path as FsPath, PathBuf},
+    sync::Arc,
+};
+
+use futures_util::StreamExt;
+use object_store::{
+    aws::AmazonS3Builder, path::Path, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart,
+};
+
+use crate::{
+    api::FileState,
+    backup::{
+        manifest::seal,
+        store::{manifest_of, ArchiveWriter, BackupStore, StagedArchive, MANIFEST_LIMIT},
+        BackupError, Manifest,
+    },
+    ident::{self, BackupId},
+};
+
+/// Parts of a multipart upload: S3's minimum is 5 MiB; this bounds what a backup buffers.
+const PART_SIZE: usize = 8 << 20;
+/// Parts in flight at once (memory: about this many parts).
+const PARTS_IN_FLIGHT: usize = 2;
+
+/// Where the S3 store is and how to sign for it. Credentials are never printed.
+#[derive(Clone)]
+pub struct S3Settings {
+    /// `https://s3.eu-west-1.amazonaws.com`, or a loopback `http://` URL.
+    pub endpoint: String,
+    pub region: String,
+    pub bucket: String,
+    /// Prepended to every key (`""`, or ending in `/`).
+    pub prefix: String,
+    /// Path-style requests (`endpoint/bucket/key`), as most S3-compatible servers want.
+    pub path_style: bool,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for S3Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Settings")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("path_style", &self.path_style)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Backups in an S3 bucket. Blocking, like every `BackupStore`: it runs the S3 client on a
+/// runtime of its own, so it may be called from any thread that is not itself driving
+/// asynchronous tasks (the service calls stores from `spawn_blocking`).
+pub struct S3Store {
+    store: Arc<dyn ObjectStore>,
+    runtime: Arc<StoreRuntime>,
+    /// `s3://<bucket>/<prefix>`, for messages.
+    location: String,
+    bucket: String,
+    prefix: String,
+    /// Where staged archives are written (private temporary files, removed when dropped).
+    staging_dir: PathBuf,
+}
+
+impl S3Store {
+    pub fn open(settings: &S3Settings, staging_dir: &FsPath) -> Result<Self, BackupError> {
+        let location = format!("s3://{}/{}", settings.bucket, settings.prefix);
+        let store = AmazonS3Builder::new()
+            .with_endpoint(&settings.endpoint)
+            .with_region(&settings.region)
+            .with_bucket_name(&settings.bucket)
+            .with_access_key_id(&settings.access_key_id)
+            .with_secret_access_key(&settings.secret_access_key)
+            .with_virtual_hosted_style_request(!settings.path_style)
+            .with_allow_http(settings.endpoint.starts_with("http://"))
+            .build()
+            .map_err(|e| io_error(&location, e))?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("autonomy-s3")
+            .enable_all()
+            .build()
+            .map_err(|e| BackupError::io(FsPath::new(&location))(e))?;
+        Ok(Self {
+            store: Arc::new(store),
+            runtime: Arc::new(StoreRuntime(Some(runtime))),
+            location,
+            bucket: settings.bucket.clone(),
+            prefix: settings.prefix.clone(),
+            staging_dir: staging_dir.to_owned(),
+        })
+    }
+
+    fn key(&self, backup_id: &str, suffix: &str) -> Result<Path, BackupError> {
+        ident::validate("backup id", backup_id)?;
+        Ok(Path::from(format!("{}{backup_id}{suffix}", self.prefix)))
+    }
+
+    /// The object as messages name it: `s3://<bucket>/<key>`.
+    fn named(&self, key: &Path) -> PathBuf {
+        PathBuf::from(format!("s3://{}/{key}", self.bucket))
+    }
+
+    fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
+    }
+
+    /// The object's size, or None when there is none.
+    fn size_of(&self, key: &Path) -> Result<Option<u64>, BackupError> {
+        match self.block_on(self.store.head(key)) {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(error) => Err(io_error(&self.named(key).display().to_string(), error)),
+        }
+    }
+
+    /// The ids of the objects named `<prefix><valid id><suffix>`.
+    fn ids_with_suffix(&self, suffix: &str) -> Result<Vec<BackupId>, BackupError> {
+        let prefix = (!self.prefix.is_empty()).then(|| Path::from(self.prefix.trim_end_matches('/')));
+        let listed: Vec<_> = self.block_on(self.store.list(prefix.as_ref()).collect::<Vec<_>>());
+        let mut ids = Vec::new();
+        for entry in listed {
+            let meta = entry.map_err(|e| io_error(&self.location, e))?;
+            let key = meta.location.to_string();
+            let Some(name) = key.strip_prefix(&self.prefix) else {
+                continue;
+            };
+            if let Some(id) = name.strip_suffix(suffix) {
+                if let Ok(id) = BackupId::parse(id) {
+                    ids.push(id);
+                }
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Copies the object into a private temporary file of the staging directory.
+    fn stage(&self, key: &Path, missing: BackupError) -> Result<StagedArchive, BackupError> {
+        let mut stream = match self.open_stream(key) {
+            Ok(stream) => stream,
+            Err(BackupError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return Err(missing)
+            }
+            Err(error) => return Err(error),
+        };
+        let staged = tempfile::Builder::new()
+            .prefix(".staged-")
+            .suffix(".dump")
+            .tempfile_in(&self.staging_dir)
+            .map_err(BackupError::io(&self.staging_dir))?;
+        let (mut file, path) = staged.keep().map_err(|e| BackupError::io(&self.staging_dir)(e.error))?;
+        let copied = std::io::copy(&mut stream, &mut file)
+            .and_then(|_| file.flush())
+            .and_then(|_| std::io::Seek::rewind(&mut file));
+        if let Err(error) = copied {
+            let _ = std::fs::remove_file(&path);
+            return Err(BackupError::io(&path)(error));
+        }
+        Ok(StagedArchive::temporary(file, path))
+    }
+
+    fn open_stream(&self, key: &Path) -> Result<Box<dyn Read + Send>, BackupError> {
+        let name = self.named(key);
+        let got = self
+            .block_on(self.store.get(key))
+            .map_err(|e| io_error(&name.display().to_string(), e))?;
+        Ok(Box::new(ObjectReader {
+            stream: got.into_stream(),
+            runtime: self.runtime.clone(),
+            chunk: bytes::Bytes::new(),
+            name: name.display().to_string(),
+        }))
+    }
+}
+
+impl BackupStore for S3Store {
+    fn create_archive(&self, backup_id: &str) -> Result<Box<dyn ArchiveWriter>, BackupError> {
+        let key = self.key(backup_id, ".dump")?;
+        let name = self.named(&key).display().to_string();
+        let upload = self
+            .block_on(self.store.put_multipart(&key))
+            .map_err(|e| io_error(&name, e))?;
+        Ok(Box::new(S3ArchiveWriter {
+            upload: Some(WriteMultipart::new_with_chunk_size(upload, PART_SIZE)),
+            runtime: self.runtime.clone(),
+            name,
+        }))
+    }
+
+    fn stage_unpublished(&self, backup_id: &str) -> Result<StagedArchive, BackupError> {
+        let key = self.key(backup_id, ".dump")?;
+        self.stage(&key, BackupError::ArchiveMissing(backup_id.to_owned()))
+    }
+
+    fn publish(&self, manifest: &Manifest) -> Result<(), BackupError> {
+        let key = self.key(manifest.backup_id.as_str(), ".json")?;
+        let options = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        let body = PutPayload::from(seal(manifest));
+        match self.block_on(self.store.put_opts(&key, body, options)) {
+            Ok(_) => Ok(()),
+            Err(error) => Err(io_error(&self.named(&key).display().to_string(), error)),
+        }
+    }
+
+    fn discard(&self, backup_id: &str) {
+        if let Ok(key) = self.key(backup_id, ".dump") {
+            let _ = self.block_on(self.store.delete(&key));
+        }
+    }
+
+    fn read_archive(&self, backup_id: &str) -> Result<Box<dyn Read + Send>, BackupError> {
+        match self.open_stream(&self.key(backup_id, ".dump")?) {
+            Err(BackupError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                Err(BackupError::ArchiveMissing(backup_id.to_owned()))
+            }
+            other => other,
+        }
+    }
+
+    fn stage_archive(&self, backup_id: &str) -> Result<StagedArchive, BackupError> {
+        let key = self.key(backup_id, ".dump")?;
+        self.stage(&key, BackupError::ArchiveMissing(backup_id.to_owned()))
+    }
+
+    fn has_manifest(&self, backup_id: &str) -> Result<bool, BackupError> {
+        Ok(self.size_of(&self.key(backup_id, ".json")?)?.is_some())
+    }
+
+    fn manifest(&self, backup_id: &str) -> Result<Manifest, BackupError> {
+        let key = self.key(backup_id, ".json")?;
+        let mut stream = match self.open_stream(&key) {
+            Ok(stream) => stream,
+            Err(BackupError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                return Err(BackupError::NotFound(backup_id.to_owned()))
+            }
+            Err(error) => return Err(error),
+        };
+        let mut body = Vec::new();
+        stream
+            .by_ref()
+            .take(MANIFEST_LIMIT + 1)
+            .read_to_end(&mut body)
+            .map_err(BackupError::io(&self.named(&key)))?;
+        manifest_of(backup_id, &body)
+    }
+
+    fn manifest_ids(&self) -> Result<Vec<BackupId>, BackupError> {
+        self.ids_with_suffix(".json")
+    }
+
+    fn file_state(&self, backup_id: &str) -> Result<FileState, BackupError> {
+        let archive = self.size_of(&self.key(backup_id, ".dump")?)?;
+        let manifest = self.size_of(&self.key(backup_id, ".json")?)?;
+        Ok(match (archive.is_some(), manifest.is_some()) {
+            (true, true) => FileState::Present,
+            (false, true) => FileState::ArchiveMissing,
+            (true, false) => FileState::ManifestMissing,
+            (false, false) => FileState::BothMissing,
+        })
+    }
+
+    fn leftovers(&self) -> Result<Vec<(BackupId, String)>, BackupError> {
+        let manifests = self.ids_with_suffix(".json")?;
+        Ok(self
+            .ids_with_suffix(".dump")?
+            .into_iter()
+            .filter(|id| !manifests.contains(id))
+            .map(|id| {
+                let name = format!("{id}.dump");
+                (id, name)
+            })
+            .collect())
+    }
+
+    fn remove_leftovers(&self, names: &[String]) -> Result<Vec<String>, BackupError> {
+        let mut removed = Vec::new();
+        for name in names {
+            let Some(id) = name.strip_suffix(".dump") else { continue };
+            let key = self.key(id, ".dump")?;
+            match self.block_on(self.store.delete(&key)) {
+                Ok(()) => removed.push(name.clone()),
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(error) => return Err(io_error(&self.named(&key).display().to_string(), error)),
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// The store's own runtime for the S3 client. Shut down in the background when the last user
+/// goes, so dropping a store inside an async task (the node's shutdown) never blocks or panics.
+struct StoreRuntime(Option<tokio::runtime::Runtime>);
+
+impl StoreRuntime {
+    fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.0.as_ref().expect("alive until dropped").block_on(future)
+    }
+
+    fn enter(&self) -> tokio::runtime::EnterGuard<'_> {
+        self.0.as_ref().expect("alive until dropped").enter()
+    }
+}
+
+impl Drop for StoreRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// An archive streamed as a multipart upload; aborted unless finished.
+struct S3ArchiveWriter {
+    upload: Option<WriteMultipart>,
+    runtime: Arc<StoreRuntime>,
+    name: String,
+}
+
+impl ArchiveWriter for S3ArchiveWriter {
+    fn write_chunk(&mut self, chunk: &[u8]) -> Result<(), BackupError> {
+        let upload = self.upload.as_mut().expect("open until finished");
+        // Backpressure: at most PARTS_IN_FLIGHT parts are buffered or uploading.
+        self.runtime
+            .block_on(upload.wait_for_capacity(PARTS_IN_FLIGHT))
+            .map_err(|e| io_error(&self.name, e))?;
+        // A full part is handed to a task of the store's runtime.
+        let _inside = self.runtime.enter();
+        upload.write(chunk);
+        Ok(())
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<(), BackupError> {
+        let upload = self.upload.take().expect("finished once");
+        self.runtime
+            .block_on(upload.finish())
+            .map(|_| ())
+            .map_err(|e| io_error(&self.name, e))
+    }
+}
+
+impl Drop for S3ArchiveWriter {
+    fn drop(&mut self) {
+        if let Some(upload) = self.upload.take() {
+            // Nothing of an aborted upload stays in the bucket (its parts are freed).
+            let _ = self.runtime.block_on(upload.abort());
+        }
+    }
+}
+
+/// An object read as a blocking stream, chunk by chunk as S3 sends it.
+struct ObjectReader {
+    stream: futures_util::stream::BoxStream<'static, object_store::Result<bytes::Bytes>>,
+    runtime: Arc<StoreRuntime>,
+    chunk: bytes::Bytes,
+    name: String,
+}
+
+impl Read for ObjectReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.chunk.is_empty() {
+            match self.runtime.block_on(self.stream.next()) {
+                None => return Ok(0),
+                Some(Ok(chunk)) => self.chunk = chunk,
+                Some(Err(error)) => return Err(std::io::Error::other(format!("reading {}: {error}", self.name))),
+            }
+        }
+        let n = buf.len().min(self.chunk.len());
+        buf[..n].copy_from_slice(&self.chunk.split_to(n));
+        Ok(n)
+    }
+}
+
+/// An S3 error as the repository I/O error operators already know (`repository_io`); a missing
+/// object keeps its NotFound kind, so callers can tell it apart.
+fn io_error(name: &str, error: object_store::Error) -> BackupError {
+    let kind = match &error {
+        object_store::Error::NotFound { .. } => std::io::ErrorKind::NotFound,
+        object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. } => {
+            std::io::ErrorKind::AlreadyExists
+        }
+        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
+            std::io::ErrorKind::PermissionDenied
+        }
+        _ => std::io::ErrorKind::Other,
+    };
+    BackupError::Io {
+        path: PathBuf::from(name),
+        source: std::io::Error::new(kind, error.to_string()),
+    }
+}
