@@ -49,6 +49,7 @@ impl Cluster {
             extra_args: Vec::new(),
             listen: "127.0.0.1:0".into(),
             wrapper: Vec::new(),
+            env: Vec::new(),
         };
         let node = Node::start(spec).expect("the node starts");
         self.urls.lock().unwrap().insert(node_id.into(), node.url.clone());

@@ -157,6 +157,7 @@ impl<'a> Cluster<'a> {
             extra_args: self.extra_args.clone(),
             listen: "127.0.0.1:0".into(),
             wrapper: Vec::new(),
+            env: Vec::new(),
         }
     }
 

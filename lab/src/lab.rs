@@ -83,6 +83,7 @@ impl Lab {
             extra_args: Vec::new(),
             listen: "127.0.0.1:0".into(),
             wrapper: Vec::new(),
+            env: Vec::new(),
         }
     }
 

@@ -25,6 +25,32 @@ pub struct NodeSpec {
     pub listen: String,
     /// A command the node runs under (`ip netns exec <ns>`), or empty.
     pub wrapper: Vec<String>,
+    /// More environment variables (secrets such as S3 credentials, never flags).
+    pub env: Vec<(String, String)>,
+}
+
+impl NodeSpec {
+    /// The same node with its backups in `server`'s bucket under `prefix`.
+    pub fn with_s3(mut self, server: &crate::s3::S3Server, prefix: &str) -> Self {
+        self.extra_args.extend(
+            [
+                "--backup-store",
+                "s3",
+                "--s3-endpoint",
+                &server.endpoint,
+                "--s3-bucket",
+                &server.bucket,
+                "--s3-prefix",
+                prefix,
+                "--s3-path-style",
+            ]
+            .map(str::to_owned),
+        );
+        self.env.push(("AWS_ACCESS_KEY_ID".into(), server.access_key.clone()));
+        self.env
+            .push(("AWS_SECRET_ACCESS_KEY".into(), server.secret_key.clone()));
+        self
+    }
 }
 
 /// A running node; SIGTERM then SIGKILL on drop.
@@ -78,6 +104,7 @@ impl Node {
             command.arg("--maintenance-mode");
         }
         command.args(&spec.extra_args);
+        command.envs(spec.env.iter().map(|(name, value)| (name, value)));
         // The node must not outlive the test thread that started it, even on a hard kill.
         unsafe {
             command.pre_exec(|| {

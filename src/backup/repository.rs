@@ -38,13 +38,7 @@ impl LocalRepository {
     /// Opens the repository, creating its directory (0700) when only the last component is
     /// missing: a mistyped parent is an error, not a new tree.
     pub fn open(dir: &Path) -> Result<Self, BackupError> {
-        // Another node starting at the same moment may create it first.
-        match fs::DirBuilder::new().mode(0o700).create(dir) {
-            Err(e) if !(e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir()) => {
-                return Err(BackupError::io(dir)(e))
-            }
-            _ => {}
-        }
+        create_private_dir(dir)?;
         Ok(Self { dir: dir.to_owned() })
     }
 
@@ -192,6 +186,10 @@ impl LocalRepository {
 }
 
 impl BackupStore for LocalRepository {
+    fn kind(&self) -> &'static str {
+        "local"
+    }
+
     fn create_archive(&self, backup_id: &str) -> Result<Box<dyn ArchiveWriter>, BackupError> {
         let path = self.partial_archive_path(backup_id)?;
         let file = create_private(&path)?;
@@ -284,6 +282,15 @@ impl Drop for LocalArchiveWriter {
         if !self.finished {
             let _ = fs::remove_file(&self.path);
         }
+    }
+}
+
+/// Creates `dir` (0700) unless it is there: only its last component, so a mistyped parent is
+/// an error, not a new tree. Another node starting at the same moment may create it first.
+pub fn create_private_dir(dir: &Path) -> Result<(), BackupError> {
+    match fs::DirBuilder::new().mode(0o700).create(dir) {
+        Err(e) if !(e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir()) => Err(BackupError::io(dir)(e)),
+        _ => Ok(()),
     }
 }
 

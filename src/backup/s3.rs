@@ -85,7 +85,10 @@ pub struct S3Store {
 }
 
 impl S3Store {
+    /// The store of `settings`, staging its copies in `staging_dir` (created 0700: they hold
+    /// the database's data).
     pub fn open(settings: &S3Settings, staging_dir: &FsPath) -> Result<Self, BackupError> {
+        crate::backup::repository::create_private_dir(staging_dir)?;
         let location = format!("s3://{}/{}", settings.bucket, settings.prefix);
         let store = AmazonS3Builder::new()
             .with_endpoint(&settings.endpoint)
@@ -196,6 +199,10 @@ impl S3Store {
 }
 
 impl BackupStore for S3Store {
+    fn kind(&self) -> &'static str {
+        "s3"
+    }
+
     fn create_archive(&self, backup_id: &str) -> Result<Box<dyn ArchiveWriter>, BackupError> {
         let key = self.key(backup_id, ".dump")?;
         let name = self.named(&key).display().to_string();
@@ -317,8 +324,17 @@ impl BackupStore for S3Store {
 struct StoreRuntime(Option<tokio::runtime::Runtime>);
 
 impl StoreRuntime {
+    /// Runs `future` to its end on the store's runtime. Called from a worker of the node's
+    /// own runtime (a caller that did not move to a blocking thread), it first hands that
+    /// worker's other tasks to the rest of the pool, so nothing else waits on the S3 call.
     fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
-        self.0.as_ref().expect("alive until dropped").block_on(future)
+        let runtime = self.0.as_ref().expect("alive until dropped");
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| runtime.block_on(future))
+            }
+            _ => runtime.block_on(future),
+        }
     }
 
     fn enter(&self) -> tokio::runtime::EnterGuard<'_> {

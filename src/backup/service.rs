@@ -188,7 +188,10 @@ impl BackupService {
                 node_id: self.state.node_id.clone(),
                 epoch,
                 excluded_schemas,
-                storage: Storage::default(),
+                storage: Storage {
+                    kind: self.store.kind().into(),
+                    ..Storage::default()
+                },
                 baseline: Some(baseline),
                 manifest_sha256: None,
             };

@@ -19,6 +19,9 @@ use crate::{
 
 /// Where backups are kept. Blocking: call it from a blocking thread.
 pub trait BackupStore: Send + Sync + 'static {
+    /// What the manifest's `storage.kind` records: `local` or `s3`.
+    fn kind(&self) -> &'static str;
+
     /// Starts an archive. Nothing is visible until `publish`; a writer dropped before
     /// `finish`, or a finished archive `discard`ed, leaves nothing behind.
     fn create_archive(&self, backup_id: &str) -> Result<Box<dyn ArchiveWriter>, BackupError>;

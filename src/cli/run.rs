@@ -387,6 +387,7 @@ fn drill_shortfall(report: &VerifyReport) -> Option<(String, Exit)> {
 fn serve(args: ServeArgs) -> Result<(), CliError> {
     let config = ServeConfig::validate(args)?;
     crate::config::check_directories(&config)?;
+    crate::config::check_reachable(&config.backup_store, &config.backup_dir)?;
     let runtime = tokio::runtime::Runtime::new().map_err(|e| CliError::Serve(e.into()))?;
     runtime.block_on(crate::server::serve(config)).map_err(CliError::Serve)
 }

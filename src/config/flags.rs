@@ -21,9 +21,12 @@ pub struct ServeArgs {
     /// PostgreSQL URL of the application database (the nodes share it; it holds autonomy_ha).
     #[arg(long, env = "AUTONOMY_DATABASE_URL", hide_env_values = true)]
     pub database_url: String,
-    /// Directory of the backup repository (archives and their manifests).
+    /// Directory of the backup repository (archives and their manifests); with
+    /// --backup-store s3, where restores and drills stage their copy of an archive.
     #[arg(long, env = "AUTONOMY_BACKUP_DIR")]
     pub backup_dir: PathBuf,
+    #[command(flatten)]
+    pub store: super::StoreArgs,
     /// Directory of the audit store (one JSON-lines file per node).
     #[arg(long, env = "AUTONOMY_AUDIT_DIR", default_value = "autonomy-audit")]
     pub audit_dir: PathBuf,

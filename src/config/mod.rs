@@ -1,8 +1,10 @@
 //! One validated configuration for `autonomy ha serve`, built from flags and environment.
 
 mod flags;
+mod store;
 
 pub use flags::ServeArgs;
+pub use store::{check_reachable, StoreArgs, StoreChoice, StoreKind};
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -20,7 +22,10 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     /// libpq-style URL of the application database; holds a password, so never printed.
     pub database_url: String,
+    /// The local repository, or with the S3 store the directory of staged copies.
     pub backup_dir: PathBuf,
+    /// Where backups live (S3 credentials inside; never printed).
+    pub backup_store: StoreChoice,
     pub audit_dir: PathBuf,
     pub maintenance_mode: bool,
     /// Bearer token every API route but /healthz requires; never printed.
@@ -54,6 +59,7 @@ impl std::fmt::Debug for ServeConfig {
             .field("listen", &self.listen)
             .field("database_url", &"<redacted>")
             .field("backup_dir", &self.backup_dir)
+            .field("backup_store", &self.backup_store)
             .field("audit_dir", &self.audit_dir)
             .field("maintenance_mode", &self.maintenance_mode)
             .field("api_token", &"<redacted>")
@@ -105,6 +111,28 @@ pub enum ConfigError {
     LagThresholds { healthy: u64, degraded: u64 },
     #[error("--replication-poll-interval-ms {0} is out of range; use 10..=60000 (default 1000)")]
     ReplicationPollInterval(u64),
+    #[error("--backup-store s3 needs {0} (or its AUTONOMY_ variable)")]
+    S3Missing(&'static str),
+    #[error(
+        "{0} is set but --backup-store is local, so backups would not go to S3; pass --backup-store s3, or drop {0}"
+    )]
+    S3WithoutStore(&'static str),
+    #[error("--s3-endpoint `{0}` is not an https:// URL (or http:// to a loopback address); use e.g. https://s3.eu-west-1.amazonaws.com")]
+    S3Endpoint(String),
+    #[error("--s3-endpoint {0} is plain http:// to a host that is not loopback: the credentials and the backups would cross the network unencrypted; use https://")]
+    S3PlainHttp(String),
+    #[error("--s3-bucket `{0}` is not an S3 bucket name; use 3 to 63 lowercase letters, digits, `.` and `-`, starting and ending with a letter or digit")]
+    S3Bucket(String),
+    #[error("--s3-prefix `{0}` is not a key prefix; use segments separated by `/` (e.g. cluster-a/), without a leading `/`, `.` or `..`")]
+    S3Prefix(String),
+    #[error("--backup-store s3 needs {0} in the environment (the credentials are never taken from a flag, which would show in the process list)")]
+    S3Credentials(&'static str),
+    #[error("the S3 store {location} at {endpoint} cannot be used: {reason}; check --s3-endpoint, --s3-bucket and the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)")]
+    S3Unreachable {
+        location: String,
+        endpoint: String,
+        reason: String,
+    },
 }
 
 impl ServeConfig {
@@ -167,6 +195,7 @@ impl ServeConfig {
         if !(1 <= healthy && healthy < degraded && degraded <= 3_600_000) {
             return Err(ConfigError::LagThresholds { healthy, degraded });
         }
+        let backup_store = inputs.store.validate(|name| std::env::var(name).ok())?;
         let replication_poll = inputs.replication_poll_interval_ms;
         if !(10..=60_000).contains(&replication_poll) {
             return Err(ConfigError::ReplicationPollInterval(replication_poll));
@@ -176,6 +205,7 @@ impl ServeConfig {
             listen: inputs.listen,
             database_url: inputs.database_url,
             backup_dir: inputs.backup_dir,
+            backup_store,
             audit_dir: inputs.audit_dir,
             maintenance_mode: inputs.maintenance_mode,
             api_token,

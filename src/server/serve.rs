@@ -15,6 +15,7 @@ use crate::{
     audit::AuditLog,
     backup::{pgtools::PgTools, repository::LocalRepository, store::BackupStore, BackupService},
     config::ServeConfig,
+    config::StoreChoice,
     db::{self, SharedClient},
     ha::{
         lease::RowLeaseStore,
@@ -56,7 +57,10 @@ pub fn router(app: AppState, token: ApiToken) -> Router {
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     tracing::info!(node_id = %config.node_id, listen = %config.listen, maintenance_mode = config.maintenance_mode, "starting node");
     let audit = Arc::new(AuditLog::open(&config.audit_dir, &config.node_id)?);
-    let backup_store: Arc<dyn BackupStore> = Arc::new(LocalRepository::open(&config.backup_dir)?);
+    let backup_store: Arc<dyn BackupStore> = match &config.backup_store {
+        StoreChoice::Local => Arc::new(LocalRepository::open(&config.backup_dir)?),
+        StoreChoice::S3(settings) => Arc::new(crate::backup::s3::S3Store::open(settings, &config.backup_dir)?),
+    };
     let tools = PgTools::new(&config.database_url, config.pg_bin_dir.clone()).context("parse --database-url")?;
     migrate(&config).await?;
 

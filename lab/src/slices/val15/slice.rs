@@ -130,6 +130,7 @@ impl Lab<'_> {
             extra_args: Vec::new(),
             listen: "127.0.0.1:0".into(),
             wrapper: Vec::new(),
+            env: Vec::new(),
         })?;
         self.node_addr.get_or_insert_with(|| format!("{node_id}@{}", node.url));
         Ok(node)

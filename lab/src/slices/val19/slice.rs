@@ -223,6 +223,7 @@ impl Lab<'_> {
             extra_args: Vec::new(),
             listen: "127.0.0.1:0".into(),
             wrapper: Vec::new(),
+            env: Vec::new(),
         })?;
         self.node_addr = Some(format!("val19-n1@{}", node.url));
         let cli = Cli::for_server(&node.url);

@@ -1,0 +1,80 @@
+//! The S3 store end to end: real nodes back up to a real S3 server (s3s-fs on loopback), and a
+//! node on another backup directory — another machine, as far as it can tell — lists, drills
+//! and restores what the first one made. Bad store settings stop a node at start.
+
+use autonomy_lab as common;
+
+use common::{cli::Cli, lab::Lab, node::Node, s3::S3Server, sql};
+
+#[test]
+fn a_backup_in_the_bucket_is_listed_drilled_and_restored_by_another_node() {
+    let lab = common::or_skip!(Lab::start_or_skip("s3-shared"));
+    let server = common::or_skip!(S3Server::start_or_skip(&lab.scratch.path().join("s3"), "s3-shared"));
+    let mut db = lab.load(common::lab::VAL15_SQL);
+
+    let first = Node::start_leader(lab.node_spec("s3-n1", false).with_s3(&server, "cluster-a/"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let created = Cli::for_server(&first.url).run_ok(&["ha", "backup", "create"]);
+    let id = created.field("backup_id").expect("a backup id");
+    let archive = server.object_path(&format!("cluster-a/{id}.dump"));
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(server.object_path(&format!("cluster-a/{id}.json"))).expect("the manifest is in the bucket"),
+    )
+    .unwrap();
+    assert_eq!(manifest["storage"]["kind"], "s3", "{manifest}");
+    assert!(archive.is_file(), "the archive is in the bucket");
+    assert!(
+        !lab.scratch.path().join("backups").join(format!("{id}.dump")).exists(),
+        "the archive was written to the local directory too"
+    );
+    drop(first);
+
+    // Another node, another local directory: it knows the backup only through the bucket.
+    let mut spec = lab.node_spec("s3-n2", true).with_s3(&server, "cluster-a/");
+    spec.backup_dir = lab.scratch.path().join("elsewhere");
+    let second = Node::start_leader(spec).unwrap_or_else(|e| panic!("{e}"));
+    let cli = Cli::for_server(&second.url);
+    let listed = cli.run_ok(&["ha", "backup", "list"]);
+    assert!(
+        listed.stdout.contains(&id),
+        "the other node's backup is not listed:\n{listed}"
+    );
+    let drilled = cli.run_ok(&["ha", "backup", "verify", &id]);
+    assert_eq!(drilled.field("outcome").as_deref(), Some("proven"), "{drilled}");
+
+    let before = sql::fingerprint(&mut db);
+    db.batch_execute("UPDATE val15_small SET payload = 'after the backup'")
+        .unwrap();
+    let restored = cli.run_ok(&["ha", "backup", "restore", &id, "--confirm"]);
+    assert_eq!(restored.field("proof").as_deref(), Some("proven"), "{restored}");
+    let mut db = sql::connect(&lab.url());
+    assert_eq!(
+        before.diff(&sql::fingerprint(&mut db)),
+        Vec::<String>::new(),
+        "the restore is not the backup"
+    );
+}
+
+#[test]
+fn a_wrong_secret_or_bucket_stops_the_node_at_start_naming_the_setting() {
+    let lab = common::or_skip!(Lab::start_or_skip("s3-settings"));
+    let server = common::or_skip!(S3Server::start_or_skip(&lab.scratch.path().join("s3"), "s3-settings"));
+    let mut wrong_secret = lab.node_spec("s3-bad", false).with_s3(&server, "");
+    wrong_secret.env.retain(|(name, _)| name != "AWS_SECRET_ACCESS_KEY");
+    wrong_secret
+        .env
+        .push(("AWS_SECRET_ACCESS_KEY".into(), "not-the-secret".into()));
+    let error = Node::start(wrong_secret)
+        .err()
+        .expect("a node with a wrong secret started");
+    assert!(
+        error.contains("exited (exit status: 2)"),
+        "the exit is not the usage exit 2: {error}"
+    );
+    let log = std::fs::read_to_string(lab.scratch.path().join("s3-bad.log")).unwrap();
+    assert!(log.contains("--s3-bucket") && log.contains("403"), "{log}");
+    assert!(
+        !log.contains(&server.secret_key) && !log.contains("not-the-secret"),
+        "a secret is in the log:\n{log}"
+    );
+}
