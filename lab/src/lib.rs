@@ -37,6 +37,7 @@ pub mod s3;
 pub mod slices;
 pub mod sql;
 pub mod standby;
+pub mod store;
 pub mod verdict;
 pub mod watch;
 pub mod writes;

@@ -22,7 +22,7 @@ static IN_PROCESS: Mutex<Option<HashMap<String, String>>> = Mutex::new(None);
 /// backends (AUTONOMY_RUN_ID) never reads another backend's outcome.
 fn cache_key(key: &str) -> String {
     let backend = std::env::var("AUTONOMY_LAB_BACKEND").unwrap_or_else(|_| "auto".into());
-    format!("{key}.{backend}")
+    format!("{key}.{backend}.{}", crate::store::lab_store_kind())
 }
 
 /// How many times the phases of `key` have run in this run (a line per run in `<key>.runs`).

@@ -16,6 +16,7 @@ use crate::{
     node::{Node, NodeSpec},
     sql,
     sql::Fingerprint,
+    store::LabStore,
 };
 
 pub const BACKUP_MS_THRESHOLD: u64 = 30_000;
@@ -63,8 +64,13 @@ impl Slice for Val15 {
     );
 
     fn run(lab: SliceLab<'_>, obs: &mut Observations, report: &mut Report) -> Option<String> {
+        let store = match LabStore::from_env(lab.scratch) {
+            Ok(store) => store,
+            Err(reason) => return Some(reason),
+        };
         let mut lab = Lab {
             pg: &*lab.pg,
+            store,
             bundle: lab.bundle,
             scratch: lab.scratch,
             sabotage: lab.sabotage,
@@ -108,6 +114,7 @@ impl Slice for Val15 {
 
 struct Lab<'a> {
     pg: &'a dyn PgBackend,
+    store: LabStore,
     bundle: &'a Bundle,
     scratch: &'a Path,
     sabotage: Sabotage,
@@ -120,7 +127,7 @@ impl Lab<'_> {
     }
 
     fn node(&mut self, node_id: &str, maintenance_mode: bool, log: &str) -> Result<Node, String> {
-        let node = Node::start_leader(NodeSpec {
+        let node = Node::start_leader(self.store.node(NodeSpec {
             node_id: node_id.to_owned(),
             database_url: self.pg.url(LAB_DATABASE),
             backup_dir: self.scratch.join("backups"),
@@ -131,7 +138,7 @@ impl Lab<'_> {
             listen: "127.0.0.1:0".into(),
             wrapper: Vec::new(),
             env: Vec::new(),
-        })?;
+        }))?;
         self.node_addr.get_or_insert_with(|| format!("{node_id}@{}", node.url));
         Ok(node)
     }
@@ -146,7 +153,7 @@ impl Lab<'_> {
     }
 
     fn archive_path(&self, backup_id: &str) -> PathBuf {
-        self.scratch.join("backups").join(format!("{backup_id}.dump"))
+        self.store.archive_path(backup_id)
     }
 
     fn phases(&mut self, obs: &mut Observations, report: &mut Report) -> Result<(), String> {
@@ -158,7 +165,10 @@ impl Lab<'_> {
             &mut db,
             "SELECT (SELECT count(*) FROM val15_small) AS small, (SELECT count(*) FROM val15_medium) AS medium",
         )?;
-        self.write("val15-pg-setup.txt", format!("{setup}\n{load}"))?;
+        self.write(
+            "val15-pg-setup.txt",
+            format!("{setup}\n{}\n{load}", self.store.describe()),
+        )?;
         self.write("val15-05-db-before.txt", counts)?;
         obs.fingerprint_before = Some(sql::fingerprint(&mut db));
 

@@ -16,6 +16,7 @@ use crate::{
     node::{Node, NodeSpec},
     sql,
     sql::Fingerprint,
+    store::LabStore,
 };
 
 /// A restore drill of the fixture must finish well inside seed 000's restore bound.
@@ -118,8 +119,13 @@ impl Slice for Val19 {
     crate::slice_identity!("val19", "VAL 19 — Restore Fidelity", []);
 
     fn run(lab: SliceLab<'_>, obs: &mut Observations, report: &mut Report) -> Option<String> {
+        let store = match LabStore::from_env(lab.scratch) {
+            Ok(store) => store,
+            Err(reason) => return Some(reason),
+        };
         let mut lab = Lab {
             pg: &*lab.pg,
+            store,
             bundle: lab.bundle,
             scratch: lab.scratch,
             node_addr: None,
@@ -143,6 +149,7 @@ impl Slice for Val19 {
 
 struct Lab<'a> {
     pg: &'a dyn PgBackend,
+    store: LabStore,
     bundle: &'a Bundle,
     scratch: &'a Path,
     node_addr: Option<String>,
@@ -194,6 +201,7 @@ impl Lab<'_> {
         // 1. The fidelity fixture, and what it holds.
         let live_url = self.pg.url(LAB_DATABASE);
         let (mut live, _) = connect_and_describe(self.pg, report)?;
+        self.write("val19-backup-store.txt", self.store.describe() + "\n")?;
         live.batch_execute(crate::lab::VAL19_SQL)
             .map_err(|e| format!("load fixtures/val19.sql: {e}"))?;
         let facts = live
@@ -213,7 +221,7 @@ impl Lab<'_> {
         self.write("val19-fixture.json", serde_json::to_vec_pretty(&obs.fixture).unwrap())?;
 
         // 2. A backup, and its sealed manifest with the baseline.
-        let node = Node::start_leader(NodeSpec {
+        let node = Node::start_leader(self.store.node(NodeSpec {
             node_id: "val19-n1".into(),
             database_url: live_url.clone(),
             backup_dir: self.scratch.join("backups"),
@@ -224,7 +232,7 @@ impl Lab<'_> {
             listen: "127.0.0.1:0".into(),
             wrapper: Vec::new(),
             env: Vec::new(),
-        })?;
+        }))?;
         self.node_addr = Some(format!("val19-n1@{}", node.url));
         let cli = Cli::for_server(&node.url);
         let backup = cli.run(&["ha", "backup", "create"]);
@@ -234,7 +242,7 @@ impl Lab<'_> {
             .ok_or_else(|| format!("backup create gave no id: {backup}"))?;
         obs.backup = Some(backup);
         obs.backup_id = Some(backup_id.clone());
-        let manifest_path = self.scratch.join("backups").join(format!("{backup_id}.json"));
+        let manifest_path = self.store.manifest_path(&backup_id);
         let manifest_body = std::fs::read(&manifest_path).map_err(|e| format!("read the manifest: {e}"))?;
         self.write("val19-01-manifest.json", &manifest_body)?;
         obs.manifest = serde_json::from_slice(&manifest_body).ok();
@@ -311,7 +319,7 @@ impl Lab<'_> {
             .map_err(|e| format!("drop the kept drill database: {e}"))?;
 
         // 6. A damaged backup is a difference too: one archive byte, then one manifest field.
-        let archive = self.scratch.join("backups").join(format!("{backup_id}.dump"));
+        let archive = self.store.archive_path(&backup_id);
         let original = std::fs::read(&archive).map_err(|e| format!("read the archive: {e}"))?;
         let mut flipped = original.clone();
         let middle = flipped.len() / 2;
