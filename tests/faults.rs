@@ -356,7 +356,7 @@ fn d06_a_full_repository_is_named_as_such() {
     }
     let lab = autonomy_lab::or_skip!(Lab::start_or_skip("faults-d06"));
     let mut db = sql::connect(&lab.url());
-    load_big_table(&mut db, 16);
+    sql::load_big_table(&mut db, 16);
     let small = Tmpfs::mount(&lab.scratch.path().join("small"), "2m").expect("a 2 MB tmpfs mounts");
     let mut spec = lab.node_spec("faults-d06", false);
     spec.backup_dir = small.0.join("backups");

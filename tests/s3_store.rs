@@ -78,3 +78,59 @@ fn a_wrong_secret_or_bucket_stops_the_node_at_start_naming_the_setting() {
         "a secret is in the log:\n{log}"
     );
 }
+
+#[test]
+fn an_s3_outage_mid_upload_fails_the_backup_publishes_nothing_and_the_next_backup_works() {
+    let lab = common::or_skip!(Lab::start_or_skip("s3-outage"));
+    let mut server = common::or_skip!(S3Server::start_or_skip(&lab.scratch.path().join("s3"), "s3-outage"));
+    let mut db = sql::connect(&lab.url());
+    sql::load_big_table(&mut db, 64);
+    let node =
+        Node::start_leader(lab.node_spec("s3-out", false).with_s3(&server, "")).unwrap_or_else(|e| panic!("{e}"));
+    let cli = Cli::for_server(&node.url);
+    let running = {
+        let cli = cli.clone();
+        std::thread::spawn(move || cli.run(&["ha", "backup", "create"]))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !server.uploads_in_progress().iter().any(|name| name.contains(".part-")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no part of the archive was ever uploaded"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    server.kill();
+    let failed = running.join().expect("the backup call returns");
+    assert!(
+        !failed.success(),
+        "a backup with the S3 server gone succeeded:\n{failed}"
+    );
+    assert!(failed.stderr.contains("repository I/O failed on s3://"), "{failed}");
+    assert!(
+        failed.elapsed_ms < 60_000,
+        "the failure took {} ms: retries are not bounded",
+        failed.elapsed_ms
+    );
+
+    server.restart().expect("the S3 server comes back");
+    let bucket = server.root.join(&server.bucket);
+    let manifests: Vec<_> = std::fs::read_dir(&bucket)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|name| name.ends_with(".json"))
+        .collect();
+    assert!(
+        manifests.is_empty(),
+        "a manifest was published for a failed backup: {manifests:?}"
+    );
+    let listed = cli.run_ok(&["ha", "backup", "list"]);
+    assert!(
+        listed.stdout.contains("status=failed"),
+        "the backup is not recorded failed:\n{listed}"
+    );
+    let next = cli.run_ok(&["ha", "backup", "create"]);
+    let id = next.field("backup_id").expect("a backup id");
+    let drilled = cli.run_ok(&["ha", "backup", "verify", &id]);
+    assert_eq!(drilled.field("outcome").as_deref(), Some("proven"), "{drilled}");
+}

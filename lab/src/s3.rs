@@ -62,44 +62,10 @@ impl S3Server {
 
     /// Starts s3s-fs with `root` (created) as its store and `LAB_BUCKET` in it.
     pub fn start(root: &Path) -> Result<Self, S3Unavailable> {
-        let unavailable = |what: String| S3Unavailable(what);
         std::fs::create_dir_all(root.join(LAB_BUCKET))
-            .map_err(|e| unavailable(format!("create {}: {e}", root.display())))?;
-        let access_key = format!("lab{}", random_hex(8));
-        let secret_key = random_hex(20);
-        // s3s-fs takes its credentials only as flags. These are throwaway values of a loopback
-        // server the test owns; autonomy itself never takes a secret on its command line.
-        let mut child = Command::new(std::env::var("AUTONOMY_S3S_FS").unwrap_or_else(|_| "s3s-fs".into()))
-            .args([
-                "--host",
-                "127.0.0.1",
-                "--port",
-                "0",
-                "--access-key",
-                &access_key,
-                "--secret-key",
-                &secret_key,
-            ])
-            .arg(root)
-            .env("RUST_LOG", "s3s_fs=info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| {
-                unavailable(format!(
-                    "s3s-fs did not start ({e}); scripts/install-prereqs.sh installs it"
-                ))
-            })?;
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let endpoint = match listening_at(stdout, Duration::from_secs(10)) {
-            Ok(endpoint) => endpoint,
-            Err(error) => {
-                crate::process::stop_child(&mut child, Signal::SIGKILL, Duration::from_secs(5));
-                return Err(unavailable(error));
-            }
-        };
+            .map_err(|e| S3Unavailable(format!("create {}: {e}", root.display())))?;
+        let (access_key, secret_key) = (format!("lab{}", random_hex(8)), random_hex(20));
+        let (child, endpoint) = spawn(root, 0, &access_key, &secret_key)?;
         Ok(Self {
             child,
             endpoint,
@@ -108,6 +74,20 @@ impl S3Server {
             secret_key,
             root: root.to_owned(),
         })
+    }
+
+    /// Starts the killed server again: the same port, credentials and stored objects.
+    pub fn restart(&mut self) -> Result<(), S3Unavailable> {
+        let port: u16 = self
+            .endpoint
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("the endpoint has a port");
+        let (child, endpoint) = spawn(&self.root, port, &self.access_key, &self.secret_key)?;
+        self.child = child;
+        assert_eq!(endpoint, self.endpoint, "the server came back elsewhere");
+        Ok(())
     }
 
     /// Where an object of the bucket is stored on disk (for tests that damage one).
@@ -137,6 +117,35 @@ impl S3Server {
 impl Drop for S3Server {
     fn drop(&mut self) {
         crate::process::stop_child(&mut self.child, Signal::SIGTERM, Duration::from_secs(5));
+    }
+}
+
+/// Starts s3s-fs on `port` (0: a free one) and returns it with the endpoint it reports.
+fn spawn(root: &Path, port: u16, access_key: &str, secret_key: &str) -> Result<(Child, String), S3Unavailable> {
+    // s3s-fs takes its credentials only as flags. These are throwaway values of a loopback
+    // server the test owns; autonomy itself never takes a secret on its command line.
+    let mut child = Command::new(std::env::var("AUTONOMY_S3S_FS").unwrap_or_else(|_| "s3s-fs".into()))
+        .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--access-key", access_key, "--secret-key", secret_key])
+        .arg(root)
+        .env("RUST_LOG", "s3s_fs=info")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| {
+            S3Unavailable(format!(
+                "s3s-fs did not start ({e}); scripts/install-prereqs.sh installs it"
+            ))
+        })?;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    match listening_at(stdout, Duration::from_secs(10)) {
+        Ok(endpoint) => Ok((child, endpoint)),
+        Err(error) => {
+            crate::process::stop_child(&mut child, Signal::SIGKILL, Duration::from_secs(5));
+            Err(S3Unavailable(error))
+        }
     }
 }
 

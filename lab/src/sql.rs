@@ -172,3 +172,17 @@ pub fn fingerprint(client: &mut Client) -> Fingerprint {
         large_objects,
     }
 }
+
+/// Fills `big` with about `megabytes` of hard-to-compress text, so dumps and restores take
+/// long enough to be interrupted, and archives are too big for a small filesystem; `marker`
+/// holds one row, `backed up`.
+pub fn load_big_table(db: &mut postgres::Client, megabytes: u32) {
+    let rows = megabytes * 1024 * 1024 / 100;
+    db.batch_execute(&format!(
+        "CREATE TABLE big (id int PRIMARY KEY, payload text NOT NULL);
+         INSERT INTO big SELECT g, md5(g::text) || md5((g * 7)::text) || md5((g * 13)::text)
+           FROM generate_series(1, {rows}) g;
+         CREATE TABLE marker (note text); INSERT INTO marker VALUES ('backed up');"
+    ))
+    .expect("the big table loads");
+}

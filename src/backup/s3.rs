@@ -41,6 +41,22 @@ const PART_SIZE: usize = 8 << 20;
 /// Parts in flight at once (memory: about this many parts).
 const PARTS_IN_FLIGHT: usize = 2;
 
+/// A refused connection, a timeout or a 5xx answer (503 SlowDown included) is retried: at most
+/// four times, backing off from 0.1 s to 2 s, within 20 s of the first attempt; then the
+/// operation fails (a backup is then `failed`, and nothing is published). A node never hangs
+/// for minutes on an S3 outage.
+fn retry_policy() -> object_store::RetryConfig {
+    object_store::RetryConfig {
+        backoff: object_store::BackoffConfig {
+            init_backoff: std::time::Duration::from_millis(100),
+            max_backoff: std::time::Duration::from_secs(2),
+            base: 2.0,
+        },
+        max_retries: 4,
+        retry_timeout: std::time::Duration::from_secs(20),
+    }
+}
+
 /// Where the S3 store is and how to sign for it. Credentials are never printed.
 #[derive(Clone)]
 pub struct S3Settings {
@@ -98,6 +114,7 @@ impl S3Store {
             .with_secret_access_key(&settings.secret_access_key)
             .with_virtual_hosted_style_request(!settings.path_style)
             .with_allow_http(settings.endpoint.starts_with("http://"))
+            .with_retry(retry_policy())
             .build()
             .map_err(|e| io_error(&location, e))?;
         let runtime = tokio::runtime::Builder::new_multi_thread()

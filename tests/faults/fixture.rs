@@ -105,7 +105,7 @@ impl Setup {
             Fixture::Small => db
                 .batch_execute(include_str!("../../fixtures/val15.sql"))
                 .expect("the fixture loads"),
-            Fixture::Big(megabytes) => load_big_table(&mut db, megabytes),
+            Fixture::Big(megabytes) => crate::common::sql::load_big_table(&mut db, megabytes),
         }
         let node = Node::start_leader(lab.node_spec(label, maintenance_mode)).unwrap_or_else(|e| panic!("{e}"));
         let cli = Cli::for_server(&node.url);
@@ -336,17 +336,4 @@ pub fn rewrite_manifest(path: &Path, edit: impl FnOnce(&mut serde_json::Value)) 
 pub fn mkfifo(path: &Path) {
     let _ = std::fs::remove_file(path);
     nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600)).expect("mkfifo");
-}
-
-/// Fills `big` with about `megabytes` of hard-to-compress text, so dumps and restores take
-/// long enough to be interrupted, and archives are too big for a small filesystem.
-pub fn load_big_table(db: &mut postgres::Client, megabytes: u32) {
-    let rows = megabytes * 1024 * 1024 / 100;
-    db.batch_execute(&format!(
-        "CREATE TABLE big (id int PRIMARY KEY, payload text NOT NULL);
-         INSERT INTO big SELECT g, md5(g::text) || md5((g * 7)::text) || md5((g * 13)::text)
-           FROM generate_series(1, {rows}) g;
-         CREATE TABLE marker (note text); INSERT INTO marker VALUES ('backed up');"
-    ))
-    .expect("the big table loads");
 }
