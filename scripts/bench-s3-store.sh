@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Measures `autonomy ha backup create` to the S3 store (a real S3 server, s3s-fs on loopback)
+# against the same backup to the local directory, and each node's peak RSS: two copies of one
+# database (pgbench tables plus a table of hard-to-compress text, so the archive is large),
+# one node on each, alternating the two in each pair so machine drift hits both alike.
+#
+# Usage: scripts/bench-s3-store.sh              (SCALE=20 BIG_MB=300 RUNS=3 by default)
+# Needs: the host's PostgreSQL server binaries and pgbench, s3s-fs (scripts/install-prereqs.sh),
+# a release build (built if missing). Prints a Markdown table for docs/PERFORMANCE.md. Touches
+# only a temp dir and loopback ports.
+set -euo pipefail
+
+scale=${SCALE:-20}
+big_mb=${BIG_MB:-300}
+runs=${RUNS:-3}
+repo=$(cd "$(dirname "$0")/.." && pwd)
+bin="$repo/target/release/autonomy"
+pg_bin=${AUTONOMY_LAB_PG_BIN_DIR:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)}
+token="bench-token-0123456789abcdef"
+
+[ -x "$bin" ] || (cd "$repo" && cargo build --release --quiet)
+
+work=$(mktemp -d /tmp/autonomy-bench-s3.XXXXXX)
+pids=()
+as_pg=()
+if [ "$(id -u)" = 0 ]; then
+  chown postgres "$work"
+  as_pg=(runuser -u postgres --)
+fi
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true; done
+  "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$work/data" -m fast stop >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+now_ms() { date +%s%3N; }
+
+pg_port=$(free_port)
+"${as_pg[@]}" "$pg_bin/initdb" -D "$work/data" -U postgres -A trust --no-sync >/dev/null
+"${as_pg[@]}" "$pg_bin/pg_ctl" -D "$work/data" -l "$work/postgres.log" -w \
+  -o "-p $pg_port -k $work -c listen_addresses=127.0.0.1" start >/dev/null
+export PGHOST=127.0.0.1 PGPORT=$pg_port PGUSER=postgres
+createdb bench_local
+echo "loading pgbench scale $scale and $big_mb MB of text ..." >&2
+pgbench -i -s "$scale" -q bench_local >/dev/null 2>&1
+rows=$(( big_mb * 1024 * 1024 / 100 ))
+psql -Xq -c "CREATE TABLE big (id int PRIMARY KEY, payload text NOT NULL);
+  INSERT INTO big SELECT g, md5(g::text) || md5((g * 7)::text) || md5((g * 13)::text) FROM generate_series(1, $rows) g;" bench_local
+createdb -T bench_local bench_s3
+db_size=$(psql -XAtc "SELECT pg_size_pretty(pg_database_size('bench_local'))" bench_local)
+
+# The S3 server: its throwaway credentials are its flags (it takes them no other way).
+s3_key="bench$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
+s3_secret=$(od -An -N20 -tx1 /dev/urandom | tr -d ' \n')
+s3_port=$(free_port)
+mkdir -p "$work/s3/autonomy-bench"
+s3s-fs --host 127.0.0.1 --port "$s3_port" --access-key "$s3_key" --secret-key "$s3_secret" "$work/s3" \
+  >/dev/null 2>&1 &
+pids+=($!)
+
+start_node() { # name database port [store flags...]
+  local name=$1 db=$2 port=$3; shift 3
+  AUTONOMY_API_TOKEN=$token AUTONOMY_LOG=warn AWS_ACCESS_KEY_ID=$s3_key AWS_SECRET_ACCESS_KEY=$s3_secret \
+    "$bin" ha serve --node-id "$name" --listen "127.0.0.1:$port" \
+    --database-url "postgres://postgres@127.0.0.1:$pg_port/$db" \
+    --backup-dir "$work/$name-backups" --audit-dir "$work/audit" "$@" 2>"$work/$name.log" &
+  pids+=($!)
+  for _ in $(seq 100); do
+    AUTONOMY_SERVER_URL="http://127.0.0.1:$port" AUTONOMY_API_TOKEN=$token "$bin" ha status 2>/dev/null \
+      | grep -q role=leader && return 0
+    sleep 0.1
+  done
+  echo "node $name never led; log:" >&2; cat "$work/$name.log" >&2; exit 1
+}
+local_port=$(free_port); s3_node_port=$(free_port)
+start_node local bench_local "$local_port"
+local_pid=${pids[-1]}
+start_node s3 bench_s3 "$s3_node_port" --backup-store s3 --s3-endpoint "http://127.0.0.1:$s3_port" \
+  --s3-bucket autonomy-bench --s3-path-style
+s3_pid=${pids[-1]}
+
+local_ms=(); s3_ms=()
+for i in $(seq "$runs"); do
+  echo "run $i/$runs" >&2
+  for side in local s3; do
+    [ $((i % 2)) = 0 ] && side=$([ "$side" = local ] && echo s3 || echo local)
+    port=$([ "$side" = local ] && echo "$local_port" || echo "$s3_node_port")
+    t0=$(now_ms)
+    AUTONOMY_SERVER_URL="http://127.0.0.1:$port" AUTONOMY_API_TOKEN=$token "$bin" ha backup create >/dev/null
+    elapsed=$(( $(now_ms) - t0 ))
+    if [ "$side" = local ]; then local_ms+=("$elapsed"); else s3_ms+=("$elapsed"); fi
+  done
+done
+
+archive=$(ls "$work/local-backups"/*.dump | head -n1)
+archive_size=$(stat -c %s "$archive")
+rss() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
+python3 - "$scale" "$big_mb" "$db_size" "$archive_size" "$runs" "${local_ms[*]}" "${s3_ms[*]}" \
+  "$(rss "$local_pid")" "$(rss "$s3_pid")" <<'PY'
+import statistics, sys
+scale, big_mb, db_size, archive, runs = sys.argv[1:6]
+local, s3 = (list(map(int, s.split())) for s in sys.argv[6:8])
+rss_local, rss_s3 = (int(v) / 1024 for v in sys.argv[8:10])
+print(f"pgbench scale {scale} + {big_mb} MB of md5 text: database {db_size}, archive {int(archive) / 1e6:.0f} MB, {runs} alternating pairs\n")
+print("| backup to | median ms | ratio of medians | pairwise ratios | node peak RSS |")
+print("| --- | --- | --- | --- | --- |")
+print(f"| local directory (reference) | {statistics.median(local):.0f} | 1.000 | | {rss_local:.0f} MiB |")
+pairs = ", ".join(f"{s / l:.3f}" for l, s in zip(local, s3))
+print(f"| S3 (s3s-fs on loopback) | {statistics.median(s3):.0f} | {statistics.median(s3) / statistics.median(local):.3f} | {pairs} | {rss_s3:.0f} MiB |")
+PY
