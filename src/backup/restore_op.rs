@@ -21,7 +21,8 @@ impl BackupService {
         if !request.confirm {
             return Err(BackupError::NotConfirmed);
         }
-        let manifest = match self.store.manifest(backup_id.as_str()) {
+        let id = backup_id.clone();
+        let manifest = match self.on_store(move |store| store.manifest(id.as_str())).await {
             Ok(manifest) => manifest,
             Err(error @ (BackupError::ManifestUntrusted { .. } | BackupError::NotRegularFile { .. })) => {
                 return Err(self.reject_restore(error))

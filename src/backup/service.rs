@@ -58,6 +58,18 @@ impl Drop for RestoringFlag<'_> {
 }
 
 impl BackupService {
+    /// Runs `op` on the store from a blocking thread, as the store asks: its calls may wait on
+    /// a disk or the network, and must not hold up the node's runtime.
+    pub(crate) async fn on_store<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&dyn crate::backup::store::BackupStore) -> T + Send + 'static,
+    ) -> T {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || op(&*store))
+            .await
+            .expect("a store call does not panic")
+    }
+
     pub fn new(
         state: Arc<NodeState>,
         store: Arc<dyn BackupStore>,
@@ -206,7 +218,8 @@ impl BackupService {
         let manifest = match written {
             Ok(manifest) => manifest,
             Err(error) => {
-                self.store.discard(backup_id.as_str());
+                let id = backup_id.clone();
+                self.on_store(move |store| store.discard(id.as_str())).await;
                 return Err(self.record_failure(backup_id, error).await);
             }
         };
@@ -317,7 +330,8 @@ impl BackupService {
             Ok(snapshot) => snapshot,
             Err(error) => return (Err(error), Err(BackupError::Proof("no snapshot".into()))),
         };
-        let archive = match self.store.create_archive(backup_id.as_str()) {
+        let id = backup_id.clone();
+        let archive = match self.on_store(move |store| store.create_archive(id.as_str())).await {
             Ok(archive) => archive,
             Err(error) => return (Err(error), Err(BackupError::Proof("no archive to write".into()))),
         };

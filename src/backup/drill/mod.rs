@@ -88,7 +88,8 @@ impl BackupService {
             }
             WhichBackup::Id(backup_id) => backup_id,
         };
-        if !self.store.has_manifest(backup_id.as_str())? {
+        let id = backup_id.clone();
+        if !self.on_store(move |store| store.has_manifest(id.as_str())).await? {
             return Err(BackupError::NotFound(backup_id.to_string()));
         }
         let target = self.drill_target(&backup_id, &request)?;
@@ -179,7 +180,8 @@ impl BackupService {
             expected: "sealed by its manifest_sha256, agreeing with the inventory".into(),
             found,
         };
-        let manifest = match self.store.manifest(backup_id.as_str()) {
+        let id = backup_id.clone();
+        let manifest = match self.on_store(move |store| store.manifest(id.as_str())).await {
             Ok(manifest) => manifest,
             Err(BackupError::ManifestUntrusted { reason, .. }) => {
                 return Ok(ArchiveCheck::Mismatch {
