@@ -134,3 +134,43 @@ fn an_s3_outage_mid_upload_fails_the_backup_publishes_nothing_and_the_next_backu
     let drilled = cli.run_ok(&["ha", "backup", "verify", &id]);
     assert_eq!(drilled.field("outcome").as_deref(), Some("proven"), "{drilled}");
 }
+
+#[test]
+fn a_truncated_archive_object_is_refused_before_the_database_is_touched() {
+    let lab = common::or_skip!(Lab::start_or_skip("s3-truncated"));
+    let server = common::or_skip!(S3Server::start_or_skip(&lab.scratch.path().join("s3"), "s3-truncated"));
+    let mut db = lab.load(common::lab::VAL15_SQL);
+    let node =
+        Node::start_leader(lab.node_spec("s3-trunc", true).with_s3(&server, "")).unwrap_or_else(|e| panic!("{e}"));
+    let cli = Cli::for_server(&node.url);
+    let id = cli
+        .run_ok(&["ha", "backup", "create"])
+        .field("backup_id")
+        .expect("a backup id");
+    db.batch_execute("UPDATE val15_small SET payload = 'after the backup'")
+        .unwrap();
+    let before = sql::fingerprint(&mut db);
+    let archive = server.object_path(&format!("{id}.dump"));
+    let length = std::fs::metadata(&archive).unwrap().len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&archive)
+        .unwrap()
+        .set_len(length / 2)
+        .unwrap();
+
+    let restored = cli.run(&["ha", "backup", "restore", &id, "--confirm"]);
+    assert_eq!(
+        restored.exit_code,
+        Some(7),
+        "a truncated archive is an integrity failure:\n{restored}"
+    );
+    assert!(restored.stderr.contains("does not match its manifest"), "{restored}");
+    let drilled = cli.run(&["ha", "backup", "verify", &id]);
+    assert_eq!(drilled.field("outcome").as_deref(), Some("differences"), "{drilled}");
+    assert_eq!(
+        before.diff(&sql::fingerprint(&mut db)),
+        Vec::<String>::new(),
+        "the database was touched"
+    );
+}
