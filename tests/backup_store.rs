@@ -254,3 +254,27 @@ fn a_damaged_manifest_object_is_untrusted() {
         "a damaged manifest was trusted"
     );
 }
+
+/// A staged copy a killed node left in its staging directory is removed when the store opens
+/// again; nothing else there is touched.
+#[test]
+fn stale_staged_copies_are_removed_when_the_s3_store_opens() {
+    let scratch = tempfile::tempdir().unwrap();
+    let server = autonomy_lab::or_skip!(S3Server::start_or_skip(
+        &scratch.path().join("s3"),
+        "backup-store-staged"
+    ));
+    let staging = scratch.path().join("staging");
+    std::fs::create_dir(&staging).unwrap();
+    std::fs::write(staging.join(".staged-abc123.dump"), b"left by a killed node").unwrap();
+    std::fs::write(staging.join("operator-notes.txt"), b"not ours").unwrap();
+    S3Store::open(&server.settings(""), &staging).expect("the store opens");
+    assert!(
+        !staging.join(".staged-abc123.dump").exists(),
+        "the stale staged copy stayed"
+    );
+    assert!(
+        staging.join("operator-notes.txt").exists(),
+        "a file that is not a staged copy was removed"
+    );
+}

@@ -105,6 +105,7 @@ impl S3Store {
     /// the database's data).
     pub fn open(settings: &S3Settings, staging_dir: &FsPath) -> Result<Self, BackupError> {
         crate::backup::repository::create_private_dir(staging_dir)?;
+        remove_stale_staged_copies(staging_dir);
         let location = format!("s3://{}/{}", settings.bucket, settings.prefix);
         let store = AmazonS3Builder::new()
             .with_endpoint(&settings.endpoint)
@@ -425,6 +426,21 @@ impl Read for ObjectReader {
         let n = buf.len().min(self.chunk.len());
         buf[..n].copy_from_slice(&self.chunk.split_to(n));
         Ok(n)
+    }
+}
+
+/// Removes the staged copies a killed process of this node left behind (nothing else stages
+/// here, and a running node removes its own when they are dropped).
+fn remove_stale_staged_copies(staging_dir: &FsPath) {
+    let Ok(entries) = std::fs::read_dir(staging_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(".staged-") && name.ends_with(".dump") {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
 }
 
