@@ -12,6 +12,7 @@ pub mod exit;
 pub mod fsio;
 pub mod ha;
 pub mod ident;
+pub mod secret;
 pub mod server;
 
 /// The version every node reports on `/v1/ha/status` and in manifests.

@@ -51,6 +51,13 @@ fn open(kind: Kind, label: &str) -> Option<Under> {
     })
 }
 
+/// A scratch directory and an S3 server storing into it.
+fn s3_server(label: &str) -> Option<(tempfile::TempDir, S3Server)> {
+    let scratch = tempfile::tempdir().expect("a scratch dir");
+    let server = S3Server::start_or_skip(&scratch.path().join("s3"), label)?;
+    Some((scratch, server))
+}
+
 fn manifest_of(id: &str, body: &[u8]) -> Manifest {
     Manifest {
         manifest_version: MANIFEST_VERSION,
@@ -92,9 +99,7 @@ fn read_all(mut stream: impl Read) -> Vec<u8> {
 }
 
 #[rstest]
-#[case::local(Kind::Local)]
-#[case::s3(Kind::S3)]
-fn an_archive_is_invisible_until_published_then_reads_back_whole(#[case] kind: Kind) {
+fn an_archive_is_invisible_until_published_then_reads_back_whole(#[values(Kind::Local, Kind::S3)] kind: Kind) {
     let under = autonomy_lab::or_skip!(open(kind, "backup-store-publish"));
     let store = &*under.store;
     // Several multipart parts on S3, and a last short one.
@@ -144,9 +149,7 @@ fn an_archive_is_invisible_until_published_then_reads_back_whole(#[case] kind: K
 }
 
 #[rstest]
-#[case::local(Kind::Local)]
-#[case::s3(Kind::S3)]
-fn a_published_manifest_is_never_overwritten(#[case] kind: Kind) {
+fn a_published_manifest_is_never_overwritten(#[values(Kind::Local, Kind::S3)] kind: Kind) {
     let under = autonomy_lab::or_skip!(open(kind, "backup-store-once"));
     let store = &*under.store;
     let body = archive(4096);
@@ -168,9 +171,7 @@ fn a_published_manifest_is_never_overwritten(#[case] kind: Kind) {
 }
 
 #[rstest]
-#[case::local(Kind::Local)]
-#[case::s3(Kind::S3)]
-fn an_unfinished_or_discarded_archive_leaves_nothing(#[case] kind: Kind) {
+fn an_unfinished_or_discarded_archive_leaves_nothing(#[values(Kind::Local, Kind::S3)] kind: Kind) {
     let under = autonomy_lab::or_skip!(open(kind, "backup-store-abort"));
     let store = &*under.store;
     let mut writer = store.create_archive("bk-1").unwrap();
@@ -201,9 +202,7 @@ fn an_unfinished_or_discarded_archive_leaves_nothing(#[case] kind: Kind) {
 }
 
 #[rstest]
-#[case::local(Kind::Local)]
-#[case::s3(Kind::S3)]
-fn what_is_missing_or_damaged_is_named(#[case] kind: Kind) {
+fn what_is_missing_or_damaged_is_named(#[values(Kind::Local, Kind::S3)] kind: Kind) {
     let under = autonomy_lab::or_skip!(open(kind, "backup-store-missing"));
     let store = &*under.store;
     assert!(matches!(store.manifest("bk-9"), Err(BackupError::NotFound(_))));
@@ -221,11 +220,7 @@ fn what_is_missing_or_damaged_is_named(#[case] kind: Kind) {
 /// The S3 store signs its requests: a wrong secret is refused by the server, and says so.
 #[test]
 fn the_s3_store_is_refused_with_a_wrong_secret() {
-    let scratch = tempfile::tempdir().unwrap();
-    let server = autonomy_lab::or_skip!(S3Server::start_or_skip(
-        &scratch.path().join("s3"),
-        "backup-store-secret"
-    ));
+    let (scratch, server) = autonomy_lab::or_skip!(s3_server("backup-store-secret"));
     let mut settings = server.settings("");
     settings.secret_access_key = "not-the-secret".into();
     let store = S3Store::open(&settings, scratch.path()).expect("opening does not call the server");
@@ -259,11 +254,7 @@ fn a_damaged_manifest_object_is_untrusted() {
 /// again; nothing else there is touched.
 #[test]
 fn stale_staged_copies_are_removed_when_the_s3_store_opens() {
-    let scratch = tempfile::tempdir().unwrap();
-    let server = autonomy_lab::or_skip!(S3Server::start_or_skip(
-        &scratch.path().join("s3"),
-        "backup-store-staged"
-    ));
+    let (scratch, server) = autonomy_lab::or_skip!(s3_server("backup-store-staged"));
     let staging = scratch.path().join("staging");
     std::fs::create_dir(&staging).unwrap();
     std::fs::write(staging.join(".staged-abc123.dump"), b"left by a killed node").unwrap();

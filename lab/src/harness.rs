@@ -19,6 +19,7 @@ use crate::{
     backend::{self, PgBackend, LAB_DATABASE},
     cluster::Cluster,
     phase, run,
+    store::LabStore,
     verdict::{self, Judge},
 };
 
@@ -112,6 +113,8 @@ pub struct SliceLab<'a> {
     pub pg: &'a mut dyn PgBackend,
     pub bundle: &'a Bundle,
     pub scratch: &'a Path,
+    /// Where the nodes keep their backups (AUTONOMY_LAB_STORE): the slices that back up use it.
+    pub store: LabStore,
     pub sabotage: Sabotage,
 }
 
@@ -242,13 +245,20 @@ pub fn run_slice<S: Slice>(sabotage: Sabotage) -> SliceOutcome<S::Observations> 
                 .prefix(&format!("autonomy-{}-", S::ID))
                 .tempdir()
                 .expect("a scratch dir");
-            let lab = SliceLab {
-                pg: pg.as_mut(),
-                bundle: &bundle,
-                scratch: scratch.path(),
-                sabotage,
+            let aborted = match LabStore::from_env(scratch.path()) {
+                Err(reason) => Some(reason),
+                Ok(store) => {
+                    let lab = SliceLab {
+                        pg: pg.as_mut(),
+                        bundle: &bundle,
+                        scratch: scratch.path(),
+                        store,
+                        sabotage,
+                    };
+                    S::run(lab, &mut obs, &mut report)
+                }
             };
-            if let Some(reason) = S::run(lab, &mut obs, &mut report) {
+            if let Some(reason) = aborted {
                 let _ = bundle.write(&format!("{}-aborted.txt", S::ID), &reason);
                 obs.abort(reason);
             }

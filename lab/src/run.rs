@@ -1,6 +1,9 @@
 //! The run id (which run a phase cache and an evidence bundle belong to) and lab paths.
 
-use std::{path::PathBuf, sync::OnceLock};
+use std::{
+    path::{Path, PathBuf},
+    sync::OnceLock,
+};
 
 /// AUTONOMY_RUN_ID, else NEXTEST_RUN_ID (shared by every test process of a nextest run), else
 /// one id per test process (`cargo test` runs all checks of a binary in one process).
@@ -97,4 +100,11 @@ pub fn autonomy_binary() -> PathBuf {
             binary
         })
         .clone()
+}
+
+/// The names of the entries of `dir` (none when it cannot be read).
+pub fn file_names(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|entries| entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
+        .unwrap_or_default()
 }

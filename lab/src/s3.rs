@@ -56,7 +56,7 @@ impl S3Server {
             prefix: prefix.into(),
             path_style: true,
             access_key_id: self.access_key.clone(),
-            secret_access_key: self.secret_key.clone(),
+            secret_access_key: self.secret_key.clone().into(),
         }
     }
 
@@ -98,14 +98,10 @@ impl S3Server {
     /// The multipart uploads begun and neither completed nor aborted (s3s-fs keeps each one's
     /// parts as `.upload*` files in its root until then).
     pub fn uploads_in_progress(&self) -> Vec<String> {
-        std::fs::read_dir(&self.root)
-            .map(|entries| {
-                entries
-                    .filter_map(|e| e.ok()?.file_name().into_string().ok())
-                    .filter(|name| name.starts_with(".upload"))
-                    .collect()
-            })
-            .unwrap_or_default()
+        crate::run::file_names(&self.root)
+            .into_iter()
+            .filter(|name| name.starts_with(".upload"))
+            .collect()
     }
 
     /// Stops the server at once (SIGKILL), as an outage would.

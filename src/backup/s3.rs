@@ -34,6 +34,7 @@ use crate::{
         BackupError, Manifest,
     },
     ident::{self, BackupId},
+    secret::Secret,
 };
 
 /// Parts of a multipart upload: S3's minimum is 5 MiB; this bounds what a backup buffers.
@@ -57,8 +58,8 @@ fn retry_policy() -> object_store::RetryConfig {
     }
 }
 
-/// Where the S3 store is and how to sign for it. Credentials are never printed.
-#[derive(Clone)]
+/// Where the S3 store is and how to sign for it. The secret is never printed.
+#[derive(Clone, Debug)]
 pub struct S3Settings {
     /// `https://s3.eu-west-1.amazonaws.com`, or a loopback `http://` URL.
     pub endpoint: String,
@@ -69,21 +70,7 @@ pub struct S3Settings {
     /// Path-style requests (`endpoint/bucket/key`), as most S3-compatible servers want.
     pub path_style: bool,
     pub access_key_id: String,
-    pub secret_access_key: String,
-}
-
-impl std::fmt::Debug for S3Settings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("S3Settings")
-            .field("endpoint", &self.endpoint)
-            .field("region", &self.region)
-            .field("bucket", &self.bucket)
-            .field("prefix", &self.prefix)
-            .field("path_style", &self.path_style)
-            .field("access_key_id", &self.access_key_id)
-            .field("secret_access_key", &"<redacted>")
-            .finish()
-    }
+    pub secret_access_key: Secret,
 }
 
 /// Backups in an S3 bucket. Blocking, like every `BackupStore`: it runs the S3 client on a
@@ -112,7 +99,7 @@ impl S3Store {
             .with_region(&settings.region)
             .with_bucket_name(&settings.bucket)
             .with_access_key_id(&settings.access_key_id)
-            .with_secret_access_key(&settings.secret_access_key)
+            .with_secret_access_key(settings.secret_access_key.expose())
             .with_virtual_hosted_style_request(!settings.path_style)
             .with_allow_http(settings.endpoint.starts_with("http://"))
             .with_retry(retry_policy())

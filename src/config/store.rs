@@ -78,7 +78,7 @@ impl StoreArgs {
             prefix,
             path_style: self.s3_path_style,
             access_key_id: credential("AWS_ACCESS_KEY_ID")?,
-            secret_access_key: credential("AWS_SECRET_ACCESS_KEY")?,
+            secret_access_key: credential("AWS_SECRET_ACCESS_KEY")?.into(),
         }))
     }
 }

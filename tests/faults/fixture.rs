@@ -229,14 +229,10 @@ pub fn last_restore_outcome(db: &mut postgres::Client, backup_id: &str) -> Optio
 }
 
 pub fn partial_archives(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok()?.file_name().into_string().ok())
-                .filter(|name| name.contains(".partial"))
-                .collect()
-        })
-        .unwrap_or_default()
+    crate::common::run::file_names(dir)
+        .into_iter()
+        .filter(|name| name.contains(".partial"))
+        .collect()
 }
 
 pub fn mode(path: &Path) -> u32 {

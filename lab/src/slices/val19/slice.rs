@@ -119,13 +119,9 @@ impl Slice for Val19 {
     crate::slice_identity!("val19", "VAL 19 — Restore Fidelity", []);
 
     fn run(lab: SliceLab<'_>, obs: &mut Observations, report: &mut Report) -> Option<String> {
-        let store = match LabStore::from_env(lab.scratch) {
-            Ok(store) => store,
-            Err(reason) => return Some(reason),
-        };
         let mut lab = Lab {
             pg: &*lab.pg,
-            store,
+            store: lab.store,
             bundle: lab.bundle,
             scratch: lab.scratch,
             node_addr: None,
