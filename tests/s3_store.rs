@@ -174,3 +174,56 @@ fn a_truncated_archive_object_is_refused_before_the_database_is_touched() {
         "the database was touched"
     );
 }
+
+/// `ha backup reindex` rebuilds a lost inventory from the store's manifests, on either store,
+/// and names (never touches) what another system wrote into the store.
+#[rstest::rstest]
+fn reindex_rebuilds_the_inventory_and_names_foreign_objects(#[values(false, true)] on_s3: bool) {
+    let lab = common::or_skip!(Lab::start_or_skip("store-reindex"));
+    let server = match on_s3 {
+        true => Some(common::or_skip!(S3Server::start_or_skip(
+            &lab.scratch.path().join("s3"),
+            "store-reindex"
+        ))),
+        false => None,
+    };
+    let mut db = lab.load(common::lab::VAL15_SQL);
+    let spec = lab.node_spec("reindex-n1", false);
+    let spec = match &server {
+        Some(server) => spec.with_s3(server, ""),
+        None => spec,
+    };
+    let node = Node::start_leader(spec).unwrap_or_else(|e| panic!("{e}"));
+    let cli = Cli::for_server(&node.url);
+    let id = cli
+        .run_ok(&["ha", "backup", "create"])
+        .field("backup_id")
+        .expect("a backup id");
+    let foreign = match &server {
+        Some(server) => server.object_path("notes-from-another-tool.txt"),
+        None => lab.scratch.path().join("backups").join("notes-from-another-tool.txt"),
+    };
+    std::fs::write(&foreign, b"not a backup").unwrap();
+    db.batch_execute("DELETE FROM autonomy_ha.backup_inventory").unwrap();
+
+    let reindexed = cli.run_ok(&["ha", "backup", "reindex"]);
+    assert!(
+        reindexed.stdout.contains("reindexed manifests=1 added=1"),
+        "{reindexed}"
+    );
+    assert!(
+        reindexed.stdout.contains("foreign \"notes-from-another-tool.txt\""),
+        "the foreign object is not named:\n{reindexed}"
+    );
+    assert!(foreign.exists(), "the foreign object was removed");
+    let listed = cli.run_ok(&["ha", "backup", "list"]);
+    assert!(
+        listed.stdout.contains(&id),
+        "the reindexed backup is not listed:\n{listed}"
+    );
+    let again = cli.run_ok(&["ha", "backup", "reindex"]);
+    assert!(
+        again.stdout.contains("added=0"),
+        "a second reindex added rows again:\n{again}"
+    );
+}

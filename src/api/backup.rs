@@ -73,6 +73,18 @@ pub struct BackupRecord {
     pub files: Option<FileState>,
 }
 
+/// The answer of `POST /v1/ha/backups/reindex`: the inventory rebuilt from the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReindexReport {
+    /// Manifest entries in the store (sound or not).
+    pub manifests: usize,
+    /// Inventory rows added for manifests the inventory lacked.
+    pub added: u64,
+    /// What the store holds that is not a backup's (another system wrote it): never read,
+    /// never removed.
+    pub foreign_objects: Vec<String>,
+}
+
 /// The body of `POST /v1/ha/backups/{id}/restore`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

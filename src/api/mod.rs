@@ -9,8 +9,8 @@ mod status;
 mod verify;
 
 pub use backup::{
-    BackupRecord, BackupStatus, Difference, FileState, ProofOutcome, ProofReport, RestoreReport, RestoreRequest,
-    RestoreStatus,
+    BackupRecord, BackupStatus, Difference, FileState, ProofOutcome, ProofReport, ReindexReport, RestoreReport,
+    RestoreRequest, RestoreStatus,
 };
 pub use error::ErrorBody;
 pub use rollout::{NewRollout, Rollout};

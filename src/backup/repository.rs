@@ -247,6 +247,28 @@ impl BackupStore for LocalRepository {
         self.partial_files()
     }
 
+    fn foreign_objects(&self) -> Result<Vec<String>, BackupError> {
+        let ours = |name: &str| {
+            [".dump", ".json"]
+                .iter()
+                .chain(PARTIAL_SUFFIXES.iter())
+                .any(|suffix| name.strip_suffix(suffix).is_some_and(|id| BackupId::parse(id).is_ok()))
+        };
+        let mut foreign = Vec::new();
+        for entry in fs::read_dir(&self.dir).map_err(BackupError::io(&self.dir))? {
+            let name = entry
+                .map_err(BackupError::io(&self.dir))?
+                .file_name()
+                .to_string_lossy()
+                .into_owned();
+            if !ours(&name) {
+                foreign.push(name);
+            }
+        }
+        foreign.sort();
+        Ok(foreign)
+    }
+
     fn remove_leftovers(&self, names: &[String]) -> Result<Vec<String>, BackupError> {
         self.remove_files(names)
     }

@@ -144,24 +144,27 @@ impl S3Store {
         }
     }
 
-    /// The ids of the objects named `<prefix><valid id><suffix>`.
-    fn ids_with_suffix(&self, suffix: &str) -> Result<Vec<BackupId>, BackupError> {
+    /// The keys under the prefix, without it.
+    fn names(&self) -> Result<Vec<String>, BackupError> {
         let prefix = (!self.prefix.is_empty()).then(|| Path::from(self.prefix.trim_end_matches('/')));
         let listed: Vec<_> = self.block_on(self.store.list(prefix.as_ref()).collect::<Vec<_>>());
-        let mut ids = Vec::new();
+        let mut names = Vec::new();
         for entry in listed {
-            let meta = entry.map_err(|e| io_error(&self.location, e))?;
-            let key = meta.location.to_string();
-            let Some(name) = key.strip_prefix(&self.prefix) else {
-                continue;
-            };
-            if let Some(id) = name.strip_suffix(suffix) {
-                if let Ok(id) = BackupId::parse(id) {
-                    ids.push(id);
-                }
+            let key = entry.map_err(|e| io_error(&self.location, e))?.location.to_string();
+            if let Some(name) = key.strip_prefix(&self.prefix) {
+                names.push(name.to_owned());
             }
         }
-        Ok(ids)
+        Ok(names)
+    }
+
+    /// The ids of the objects named `<prefix><valid id><suffix>`.
+    fn ids_with_suffix(&self, suffix: &str) -> Result<Vec<BackupId>, BackupError> {
+        Ok(self
+            .names()?
+            .iter()
+            .filter_map(|name| BackupId::parse(name.strip_suffix(suffix)?).ok())
+            .collect())
     }
 
     /// Copies the object into a private temporary file of the staging directory.
@@ -307,6 +310,17 @@ impl BackupStore for S3Store {
                 (id, name)
             })
             .collect())
+    }
+
+    fn foreign_objects(&self) -> Result<Vec<String>, BackupError> {
+        let ours = |name: &str| {
+            [".dump", ".json"]
+                .iter()
+                .any(|suffix| name.strip_suffix(suffix).is_some_and(|id| BackupId::parse(id).is_ok()))
+        };
+        let mut foreign: Vec<String> = self.names()?.into_iter().filter(|name| !ours(name)).collect();
+        foreign.sort();
+        Ok(foreign)
     }
 
     fn remove_leftovers(&self, names: &[String]) -> Result<Vec<String>, BackupError> {

@@ -114,6 +114,24 @@ impl BackupService {
         Ok(inventory::rebuild_from_manifests(&*client, &manifests).await?)
     }
 
+    /// On the leader: the inventory rebuilt from the store's manifests (rows it lacks added),
+    /// and what the store holds that is not a backup's, logged and reported.
+    pub async fn reindex(&self) -> Result<crate::api::ReindexReport, BackupError> {
+        self.leader_epoch()?;
+        let added = self.rebuild_inventory().await?;
+        let (manifests, foreign_objects) = self
+            .on_store(|store| Ok::<_, BackupError>((store.manifest_ids()?.len(), store.foreign_objects()?)))
+            .await?;
+        if !foreign_objects.is_empty() {
+            tracing::warn!(objects = ?foreign_objects, "the backup store holds objects that are not backups; they are left alone");
+        }
+        Ok(crate::api::ReindexReport {
+            manifests,
+            added,
+            foreign_objects,
+        })
+    }
+
     /// The inventory, each completed backup with whether its files are in the repository.
     /// On the leader, first indexes manifests the inventory lacks and clears the interrupted
     /// backups (all but the one this node is taking).

@@ -79,6 +79,10 @@ pub trait BackupStore: Send + Sync + 'static {
     /// What unfinished backups left: (backup id, name of the leftover).
     fn leftovers(&self) -> Result<Vec<(BackupId, String)>, BackupError>;
 
+    /// What the store holds that is not a backup's: no archive, manifest or leftover of a
+    /// valid backup id (something another system wrote there). Never read, never removed.
+    fn foreign_objects(&self) -> Result<Vec<String>, BackupError>;
+
     /// Removes these leftovers (names as `leftovers` gives them); returns those it removed.
     fn remove_leftovers(&self, names: &[String]) -> Result<Vec<String>, BackupError>;
 

@@ -126,6 +126,9 @@ pub enum BackupCommand {
     Create,
     /// List the backups in the inventory.
     List,
+    /// Rebuild the inventory from the store's manifests (the leader adds the rows it lacks) and
+    /// name what the store holds that is not a backup's.
+    Reindex,
     /// Replace the database's contents with a backup (node must be in maintenance mode).
     Restore {
         /// The backup id (from `ha backup list`).

@@ -41,6 +41,21 @@ pub fn backup(record: &BackupRecord, format: OutputFormat) -> String {
     }
 }
 
+/// `reindexed manifests= added=`, then a `foreign <name>` line for each object that is not a
+/// backup's.
+pub fn reindex(report: &crate::api::ReindexReport, format: OutputFormat) -> String {
+    match format {
+        OutputFormat::Json => json(report),
+        OutputFormat::Text => {
+            let mut out = format!("reindexed manifests={} added={}", report.manifests, report.added);
+            for name in &report.foreign_objects {
+                out.push_str(&format!("\nforeign {name:?} (not a backup; left alone)"));
+            }
+            out
+        }
+    }
+}
+
 /// One line per backup: the record's figures, then whether its files are in the repository
 /// (`files=archive_missing`, … for a completed backup that can no longer be restored) and its
 /// last restore.

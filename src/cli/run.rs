@@ -271,6 +271,11 @@ fn backup(node: &Node, command: BackupCommand, format: OutputFormat) -> Result<S
             let records: Vec<BackupRecord> = node.client().get("/v1/ha/backups")?;
             Ok(render::backups(&records, format))
         }
+        BackupCommand::Reindex => {
+            let report: crate::api::ReindexReport =
+                node.client().post("/v1/ha/backups/reindex", &serde_json::json!({}))?;
+            Ok(render::reindex(&report, format))
+        }
         BackupCommand::Restore {
             backup_id,
             confirm,

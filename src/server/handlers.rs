@@ -61,6 +61,10 @@ pub async fn list_backups(State(app): State<AppState>) -> Result<Json<Vec<Backup
     Ok(Json(app.backups.list().await?))
 }
 
+pub async fn reindex_backups(State(app): State<AppState>) -> Result<Json<crate::api::ReindexReport>, ApiError> {
+    Ok(Json(app.backups.reindex().await?))
+}
+
 pub async fn get_backup(
     State(app): State<AppState>,
     Path(backup_id): Path<String>,

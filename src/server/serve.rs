@@ -39,6 +39,7 @@ pub fn router(app: AppState, token: ApiToken) -> Router {
             "/v1/ha/backups",
             get(handlers::list_backups).post(handlers::create_backup),
         )
+        .route("/v1/ha/backups/reindex", post(handlers::reindex_backups))
         .route("/v1/ha/backups/{backup_id}", get(handlers::get_backup))
         .route("/v1/ha/backups/{backup_id}/restore", post(handlers::restore_backup))
         .route("/v1/ha/backups/{backup_id}/verify", post(handlers::verify_backup))
