@@ -19,28 +19,8 @@ token="bench-token-0123456789abcdef"
 
 [ -x "$bin" ] || (cd "$repo" && cargo build --release --quiet)
 
-work=$(mktemp -d /tmp/autonomy-bench.XXXXXX)
-node_pid=""
-as_pg=()
-if [ "$(id -u)" = 0 ]; then
-  chown postgres "$work"
-  as_pg=(runuser -u postgres --)
-fi
-cleanup() {
-  [ -n "$node_pid" ] && kill "$node_pid" 2>/dev/null && wait "$node_pid" 2>/dev/null || true
-  "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$work/data" -m fast stop >/dev/null 2>&1 || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-now_ms() { date +%s%3N; }
-
-pg_port=$(free_port)
-"${as_pg[@]}" "$pg_bin/initdb" -D "$work/data" -U postgres -A trust --no-sync >/dev/null
-"${as_pg[@]}" "$pg_bin/pg_ctl" -D "$work/data" -l "$work/postgres.log" -w \
-  -o "-p $pg_port -k $work -c listen_addresses=127.0.0.1" start >/dev/null
-export PGHOST=127.0.0.1 PGPORT=$pg_port PGUSER=postgres
+# shellcheck source=scripts/bench-pg.sh
+source "$repo/scripts/bench-pg.sh"
 createdb bench
 echo "loading pgbench scale $scale ..." >&2
 pgbench -i -s "$scale" -q bench >/dev/null 2>&1
@@ -51,6 +31,7 @@ AUTONOMY_API_TOKEN=$token AUTONOMY_LOG=warn "$bin" ha serve --node-id bench \
   --listen "127.0.0.1:$node_port" --database-url "postgres://postgres@127.0.0.1:$pg_port/bench" \
   --backup-dir "$work/backups" --audit-dir "$work/audit" --maintenance-mode 2>"$work/node.log" &
 node_pid=$!
+pids+=("$node_pid")
 export AUTONOMY_SERVER_URL="http://127.0.0.1:$node_port" AUTONOMY_API_TOKEN=$token
 for _ in $(seq 100); do "$bin" ha status 2>/dev/null | grep -q role=leader && break; sleep 0.1; done
 
