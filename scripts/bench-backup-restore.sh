@@ -12,15 +12,8 @@ set -euo pipefail
 
 scale=${SCALE:-50}
 runs=${RUNS:-3}
-repo=$(cd "$(dirname "$0")/.." && pwd)
-bin="$repo/target/release/autonomy"
-pg_bin=${AUTONOMY_LAB_PG_BIN_DIR:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)}
-token="bench-token-0123456789abcdef"
-
-[ -x "$bin" ] || (cd "$repo" && cargo build --release --quiet)
-
 # shellcheck source=scripts/bench-pg.sh
-source "$repo/scripts/bench-pg.sh"
+source "$(dirname "$0")/bench-pg.sh"
 createdb bench
 echo "loading pgbench scale $scale ..." >&2
 pgbench -i -s "$scale" -q bench >/dev/null 2>&1

@@ -1,6 +1,13 @@
 # Sourced by the bench scripts: a throwaway PostgreSQL on a loopback port in a temp dir (as the
 # postgres OS user when run as root), stopped and removed on exit with every process in `pids`.
-# Sets: work, pg_port, PGHOST/PGPORT/PGUSER; gives free_port and now_ms. Expects pg_bin.
+# Sets: repo, bin (the release binary, built if missing), pg_bin, token, work, pg_port,
+# PGHOST/PGPORT/PGUSER; gives free_port and now_ms.
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+bin="$repo/target/release/autonomy"
+pg_bin=${AUTONOMY_LAB_PG_BIN_DIR:-$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)}
+token="bench-token-0123456789abcdef"
+[ -x "$bin" ] || (cd "$repo" && cargo build --release --quiet)
 
 work=$(mktemp -d /tmp/autonomy-bench.XXXXXX)
 pids=()
