@@ -1,7 +1,8 @@
 # Sourced by the bench scripts: a throwaway PostgreSQL on a loopback port in a temp dir (as the
 # postgres OS user when run as root), stopped and removed on exit with every process in `pids`.
 # Sets: repo, bin (the release binary, built if missing), pg_bin, token, work, pg_port,
-# PGHOST/PGPORT/PGUSER; gives free_port and now_ms.
+# PGHOST/PGPORT/PGUSER; gives free_port, now_ms, start_node (a leader on its own database, with
+# `node_env` in its environment), timed_backup and rss.
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bin="$repo/target/release/autonomy"
@@ -31,3 +32,25 @@ pg_port=$(free_port)
 "${as_pg[@]}" "$pg_bin/pg_ctl" -D "$work/data" -l "$work/postgres.log" -w \
   -o "-p $pg_port -k $work -c listen_addresses=127.0.0.1" start >/dev/null
 export PGHOST=127.0.0.1 PGPORT=$pg_port PGUSER=postgres
+
+node_env=()
+start_node() { # name database port [ha serve flags...]; the node's pid is then ${pids[-1]}
+  local name=$1 db=$2 port=$3; shift 3
+  env "${node_env[@]}" AUTONOMY_API_TOKEN=$token AUTONOMY_LOG=warn \
+    "$bin" ha serve --node-id "$name" --listen "127.0.0.1:$port" \
+    --database-url "postgres://postgres@127.0.0.1:$pg_port/$db" \
+    --backup-dir "$work/$name-backups" --audit-dir "$work/audit" "$@" 2>"$work/$name.log" &
+  pids+=($!)
+  for _ in $(seq 100); do
+    AUTONOMY_SERVER_URL="http://127.0.0.1:$port" AUTONOMY_API_TOKEN=$token "$bin" ha status 2>/dev/null \
+      | grep -q role=leader && return 0
+    sleep 0.1
+  done
+  echo "node $name never led; log:" >&2; cat "$work/$name.log" >&2; exit 1
+}
+timed_backup() { # port: prints the wall-clock ms of one `ha backup create`
+  local t0; t0=$(now_ms)
+  AUTONOMY_SERVER_URL="http://127.0.0.1:$1" AUTONOMY_API_TOKEN=$token "$bin" ha backup create >/dev/null
+  echo $(( $(now_ms) - t0 ))
+}
+rss() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; } # pid: peak RSS in KiB

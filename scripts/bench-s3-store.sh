@@ -33,20 +33,7 @@ s3s-fs --host 127.0.0.1 --port "$s3_port" --access-key "$s3_key" --secret-key "$
   >/dev/null 2>&1 &
 pids+=($!)
 
-start_node() { # name database port [store flags...]
-  local name=$1 db=$2 port=$3; shift 3
-  AUTONOMY_API_TOKEN=$token AUTONOMY_LOG=warn AWS_ACCESS_KEY_ID=$s3_key AWS_SECRET_ACCESS_KEY=$s3_secret \
-    "$bin" ha serve --node-id "$name" --listen "127.0.0.1:$port" \
-    --database-url "postgres://postgres@127.0.0.1:$pg_port/$db" \
-    --backup-dir "$work/$name-backups" --audit-dir "$work/audit" "$@" 2>"$work/$name.log" &
-  pids+=($!)
-  for _ in $(seq 100); do
-    AUTONOMY_SERVER_URL="http://127.0.0.1:$port" AUTONOMY_API_TOKEN=$token "$bin" ha status 2>/dev/null \
-      | grep -q role=leader && return 0
-    sleep 0.1
-  done
-  echo "node $name never led; log:" >&2; cat "$work/$name.log" >&2; exit 1
-}
+node_env=(AWS_ACCESS_KEY_ID="$s3_key" AWS_SECRET_ACCESS_KEY="$s3_secret")
 local_port=$(free_port); s3_node_port=$(free_port)
 start_node local bench_local "$local_port"
 local_pid=${pids[-1]}
@@ -60,16 +47,13 @@ for i in $(seq "$runs"); do
   for side in local s3; do
     [ $((i % 2)) = 0 ] && side=$([ "$side" = local ] && echo s3 || echo local)
     port=$([ "$side" = local ] && echo "$local_port" || echo "$s3_node_port")
-    t0=$(now_ms)
-    AUTONOMY_SERVER_URL="http://127.0.0.1:$port" AUTONOMY_API_TOKEN=$token "$bin" ha backup create >/dev/null
-    elapsed=$(( $(now_ms) - t0 ))
+    elapsed=$(timed_backup "$port")
     if [ "$side" = local ]; then local_ms+=("$elapsed"); else s3_ms+=("$elapsed"); fi
   done
 done
 
 archive=$(ls "$work/local-backups"/*.dump | head -n1)
 archive_size=$(stat -c %s "$archive")
-rss() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
 python3 - "$scale" "$big_mb" "$db_size" "$archive_size" "$runs" "${local_ms[*]}" "${s3_ms[*]}" \
   "$(rss "$local_pid")" "$(rss "$s3_pid")" <<'PY'
 import statistics, sys

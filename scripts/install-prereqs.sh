@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the lab needs on a fresh Debian machine (PostgreSQL 15 server and client tools,
 # debootstrap for the image, iproute2 and iptables for VAL16's partition, chromium to render the
-# VAL26 HTML report in a real browser), the lab's S3 server (s3s-fs, built from crates.io) and
+# VAL26 HTML report in a real browser, gpg as the encryption's oracle), the lab's S3 server (s3s-fs, built from crates.io) and
 # builds the local PostgreSQL image. Idempotent and quick when everything is already there. Needs root (or sudo)
 # only when something is missing.
 set -euo pipefail
@@ -17,6 +17,8 @@ command -v ip >/dev/null || missing+=(iproute2)
 command -v iptables >/dev/null || missing+=(iptables)
 # VAL26's HTML report is rendered headless in a test (tests/val26.rs).
 command -v chromium >/dev/null || missing+=(chromium)
+# The independent OpenPGP oracle: encrypted archives must open with plain `gpg --decrypt`.
+command -v gpg >/dev/null && command -v gpg-agent >/dev/null || missing+=(gnupg)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"

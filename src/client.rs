@@ -41,6 +41,7 @@ impl ClientError {
                 (401 | 403, _) => Exit::Unauthorized,
                 (404, _) => Exit::NotFound,
                 (409, _) | (503, "not_leader" | "fenced" | "restore_in_progress" | "quorum_lost") => Exit::Refused,
+                (422, "undecryptable" | "unknown_encryption") => Exit::KeyUnusable,
                 (422, _) => Exit::Integrity,
                 (500, "audit_io") => Exit::AuditIo,
                 _ => Exit::OperationFailed,

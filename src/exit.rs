@@ -30,6 +30,9 @@ pub enum Exit {
     /// The node's audit store failed (`audit_io`): a write failed and the operation was refused
     /// (or, if it had already committed, the message says so), or the store could not be read.
     AuditIo = 11,
+    /// An encrypted backup cannot be opened by this node: it has no decryption key, its key is
+    /// not one of the backup's recipients, or the key did not decrypt it. Nothing was touched.
+    KeyUnusable = 12,
 }
 
 impl Exit {

@@ -76,6 +76,7 @@ fn manifest_of(id: &str, body: &[u8]) -> Manifest {
         storage: Storage::default(),
         baseline: None,
         manifest_sha256: None,
+        manifest_signature: None,
     }
 }
 

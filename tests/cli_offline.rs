@@ -55,6 +55,12 @@ fn autonomy() -> Command {
 #[case::lag_bands_inverted(&[SERVE, &["--lag-healthy-ms", "100", "--lag-degraded-ms", "10"]].concat(), 2, "--lag-healthy-ms 100 and --lag-degraded-ms 10 do not make two bands")]
 #[case::lag_healthy_zero(&[SERVE, &["--lag-healthy-ms", "0"]].concat(), 2, "use 1 <= healthy < degraded")]
 #[case::replication_poll_too_fast(&[SERVE, &["--replication-poll-interval-ms", "5"]].concat(), 2, "--replication-poll-interval-ms 5 is out of range")]
+#[case::encrypt_to_not_a_key(&[SERVE, &["--backup-encrypt-to", "Cargo.toml"]].concat(), 2, "--backup-encrypt-to Cargo.toml: not an OpenPGP public key")]
+#[case::encrypt_to_missing_file(&[SERVE, &["--backup-encrypt-to", "/nonexistent/k.asc"]].concat(), 2, "--backup-encrypt-to /nonexistent/k.asc: cannot read it")]
+#[case::decrypt_key_not_a_key(&[SERVE, &["--backup-decrypt-key", "Cargo.toml"]].concat(), 2, "--backup-decrypt-key Cargo.toml: not an OpenPGP secret key")]
+#[case::passphrase_file_without_key(&[SERVE, &["--backup-key-passphrase-file", "Cargo.toml"]].concat(), 2, "--backup-key-passphrase-file is set but --backup-decrypt-key is not")]
+#[case::verify_key_without_signing_key(&[SERVE, &["--manifest-verify-key", "Cargo.toml"]].concat(), 2, "--manifest-verify-key is set but --manifest-signing-key is not")]
+#[case::signing_key_not_a_key(&[SERVE, &["--manifest-signing-key", "Cargo.toml"]].concat(), 2, "--manifest-signing-key Cargo.toml: not an OpenPGP secret key")]
 #[case::lag_thresholds_missing_file(&["ha", "lag-thresholds", "--from", "/nonexistent/val14-report.json"], 2, "cannot read --from /nonexistent/val14-report.json")]
 #[case::lag_thresholds_not_a_report(&["ha", "lag-thresholds", "--from", "Cargo.toml"], 2, "is not a validation report")]
 fn refuses_with_documented_exit_code(#[case] args: &[&str], #[case] code: i32, #[case] says: &str) {

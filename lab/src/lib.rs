@@ -8,6 +8,7 @@
 //! - `cluster`: the nodes of one slice run, watched; single writes, stored rows, audit events.
 //! - `cli`: runs the real `autonomy` CLI and keeps everything needed to explain a failure.
 //! - `lab`: one test's backend (or a recorded SKIP) and scratch directory.
+//! - `gpg`: a throwaway GnuPG home: the operator's keys, and the oracle that opens archives.
 //! - `netns`: a lab host in a network namespace of its own, and a real partition of it.
 //! - `process`: stopping child processes.
 //! - `relay`: a TCP forwarder the lab can cut silently, and heal.
@@ -25,6 +26,7 @@ pub mod backend;
 pub mod background;
 pub mod cli;
 pub mod cluster;
+pub mod gpg;
 pub mod harness;
 pub mod lab;
 pub mod netns;

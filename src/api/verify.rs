@@ -102,6 +102,10 @@ pub struct VerifyReport {
     /// Scratch databases earlier drills abandoned (their node died), dropped by this one.
     #[serde(default)]
     pub abandoned_dropped: Vec<String>,
+    /// For an encrypted backup, the fingerprint of the key that decrypted it: the drill proves
+    /// this node's key opens the backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decrypted_with: Option<String>,
 }
 
 impl VerifyReport {
@@ -119,6 +123,7 @@ impl VerifyReport {
             objects_checked: 0,
             indexes_checked: 0,
             differences: Vec::new(),
+            decrypted_with: None,
             error: None,
             abandoned_dropped: Vec::new(),
         }

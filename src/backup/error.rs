@@ -31,6 +31,20 @@ pub enum BackupError {
         backup_id: String,
         reason: crate::backup::manifest::ManifestError,
     },
+    #[error("backup `{backup_id}` is encrypted to {}; {problem}. The database was not touched", recipients.join(", "))]
+    Undecryptable {
+        backup_id: String,
+        recipients: Vec<String>,
+        problem: KeyProblem,
+    },
+    #[error("backup `{backup_id}` decrypted to bytes that do not match its manifest (expected plaintext sha256 {expected}, found {actual}); the database was not touched. Restore another backup")]
+    PlaintextMismatch {
+        backup_id: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("backup `{backup_id}` is stored with encryption `{found}`, which this version cannot open; the database was not touched. Restore it with the version that wrote it")]
+    UnknownEncryption { backup_id: String, found: String },
     #[error("the archive of backup `{0}` is missing from the repository; the database was not touched")]
     ArchiveMissing(String),
     #[error("{tool} failed ({status}): {stderr}")]
@@ -69,6 +83,19 @@ pub enum BackupError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// Why this node cannot decrypt an encrypted backup.
+#[derive(Debug, Error)]
+pub enum KeyProblem {
+    #[error("this node has no decryption key: start it with --backup-decrypt-key and the secret key of one of them")]
+    NoKey,
+    #[error(
+        "this node's key {0} is not one of them: start it with --backup-decrypt-key and the secret key of a recipient"
+    )]
+    NotRecipient(String),
+    #[error("key {key} did not decrypt it ({reason})")]
+    Failed { key: String, reason: String },
 }
 
 impl BackupError {

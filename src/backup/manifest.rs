@@ -9,12 +9,15 @@ use time::OffsetDateTime;
 
 use crate::ident::{BackupId, NodeId};
 
-/// How an archive is stored; recorded now so encryption and object stores fit later.
+/// How an archive is stored: the store, the archive's format and its encryption.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Storage {
     pub kind: String,
     pub format: String,
+    /// `none`, or `openpgp` with `openpgp` saying how.
     pub encryption: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub openpgp: Option<OpenPgpSeal>,
 }
 
 impl Default for Storage {
@@ -23,8 +26,21 @@ impl Default for Storage {
             kind: "local".into(),
             format: "pg_dump_custom".into(),
             encryption: "none".into(),
+            openpgp: None,
         }
     }
+}
+
+/// How an encrypted archive was sealed. The manifest's `sha256` and `size_bytes` are those of
+/// the stored (encrypted) bytes, checkable without any key; these are the plaintext's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenPgpSeal {
+    /// The symmetric cipher (`AES256`).
+    pub cipher: String,
+    /// The primary-key fingerprints of every recipient: any one of their secret keys opens it.
+    pub recipients: Vec<String>,
+    pub plaintext_sha256: String,
+    pub plaintext_size_bytes: u64,
 }
 
 /// `<backup-dir>/<id>.json`: the catalog of record for one completed archive.
@@ -54,6 +70,19 @@ pub struct Manifest {
     /// edited baseline, size or archive checksum is caught before the manifest is trusted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manifest_sha256: Option<String>,
+    /// The shared signing key's signature over `manifest_sha256` (outside the seal, which it
+    /// signs); absent when the writing node had no --manifest-signing-key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_signature: Option<ManifestSignature>,
+}
+
+/// An OpenPGP detached signature over a manifest's seal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestSignature {
+    /// The signing key's primary fingerprint.
+    pub signer: String,
+    /// The armored signature (`gpg --verify` takes it, over the `manifest_sha256` text).
+    pub signature: String,
 }
 
 /// The version new manifests are written with; from 3 on they carry `manifest_sha256`.
@@ -72,6 +101,13 @@ pub enum ManifestError {
     Tampered { expected: String, actual: String },
     #[error("the manifest is version {found}, older than the sealed format {current} this node writes, so nothing proves it unchanged; if the backup really predates sealed manifests, restore it with --allow-unsealed-manifest")]
     Unsealable { found: u32, current: u32 },
+    #[error("the manifest is not signed, and this node accepts only manifests signed by {0} (--manifest-signing-key); it was written by a node without the signing key, or its signature was removed")]
+    Unsigned(String),
+    #[error("the manifest's signature (by {signer}) is refused: {reason}")]
+    BadSignature {
+        signer: String,
+        reason: crate::backup::openpgp::SignatureError,
+    },
     #[error("the manifest's {field} is `{manifest}` but the inventory recorded `{inventory}` when the backup was made: the manifest was replaced or downgraded")]
     DisagreesWithInventory {
         field: &'static str,
@@ -103,6 +139,34 @@ pub fn trust_for_restore(
     Ok(())
 }
 
+/// The manifest's signature against the trusted keys, when the node has any: an unsigned
+/// manifest, or one whose signature does not verify over its (already checked) seal, is
+/// refused. Returns the fingerprint of the key that signed it.
+pub fn check_signature(
+    manifest: &Manifest,
+    verifier: Option<&crate::backup::openpgp::ManifestVerifier>,
+) -> Result<Option<String>, ManifestError> {
+    let Some(verifier) = verifier else {
+        return Ok(None);
+    };
+    let unsigned = || ManifestError::Unsigned(verifier.fingerprints().join(", "));
+    let (Some(seal), Some(signed)) = (&manifest.manifest_sha256, &manifest.manifest_signature) else {
+        return Err(unsigned());
+    };
+    verifier
+        .verify(seal, &signed.signature)
+        .map(Some)
+        .map_err(|reason| ManifestError::BadSignature {
+            signer: signed.signer.clone(),
+            reason,
+        })
+}
+
+/// The seal `manifest` will carry once published (see [`checksum_of`]): what its signature signs.
+pub fn seal_of(manifest: &Manifest) -> String {
+    checksum_of(&serde_json::to_value(manifest).expect("a manifest always serialises"))
+}
+
 /// The manifest's `field` against the inventory's, where the inventory recorded one.
 fn agree<T: PartialEq + std::fmt::Display>(
     field: &'static str,
@@ -119,13 +183,15 @@ fn agree<T: PartialEq + std::fmt::Display>(
     }
 }
 
-/// SHA-256 of the manifest document without its `manifest_sha256` field, serialised compactly
+/// SHA-256 of the manifest document without its `manifest_sha256` and `manifest_signature`
+/// fields (the signature signs the seal, so it cannot be inside it), serialised compactly
 /// with its keys in sorted order (serde_json's map is ordered): independent of how the file
 /// was indented, and of fields later versions add with defaults.
 pub fn checksum_of(document: &serde_json::Value) -> String {
     let mut document = document.clone();
     if let Some(fields) = document.as_object_mut() {
         fields.remove("manifest_sha256");
+        fields.remove("manifest_signature");
     }
     let canonical = serde_json::to_vec(&document).expect("a JSON value always serialises");
     hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&canonical))
@@ -207,6 +273,7 @@ mod tests {
             storage: Storage::default(),
             baseline: None,
             manifest_sha256: None,
+            manifest_signature: None,
         }
     }
 

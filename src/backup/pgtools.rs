@@ -79,6 +79,13 @@ impl PgTools {
             "PGDATABASE",
             "PGSERVICE",
             "PGOPTIONS",
+            // The node's own secrets: a PostgreSQL tool has no use for them.
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            crate::config::PASSPHRASE_VAR,
+            crate::config::SIGNING_PASSPHRASE_VAR,
+            "AUTONOMY_API_TOKEN",
         ] {
             command.env_remove(var);
         }

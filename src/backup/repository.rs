@@ -39,6 +39,7 @@ impl LocalRepository {
     /// missing: a mistyped parent is an error, not a new tree.
     pub fn open(dir: &Path) -> Result<Self, BackupError> {
         create_private_dir(dir)?;
+        crate::backup::store::remove_stale_copies(dir);
         Ok(Self { dir: dir.to_owned() })
     }
 
@@ -190,6 +191,10 @@ impl BackupStore for LocalRepository {
         "local"
     }
 
+    fn scratch_dir(&self) -> &Path {
+        &self.dir
+    }
+
     fn create_archive(&self, backup_id: &str) -> Result<Box<dyn ArchiveWriter>, BackupError> {
         let path = self.partial_archive_path(backup_id)?;
         let file = create_private(&path)?;
@@ -261,7 +266,7 @@ impl BackupStore for LocalRepository {
                 .file_name()
                 .to_string_lossy()
                 .into_owned();
-            if !ours(&name) {
+            if !ours(&name) && !crate::backup::store::is_staged_copy(&name) {
                 foreign.push(name);
             }
         }

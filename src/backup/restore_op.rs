@@ -93,7 +93,9 @@ impl BackupService {
             let client = self.db.get().await?;
             inventory::get(&*client, manifest.backup_id.as_str()).await?
         };
-        match manifest::trust_for_restore(manifest, recorded.as_ref(), allow_unsealed) {
+        let trusted = manifest::trust_for_restore(manifest, recorded.as_ref(), allow_unsealed)
+            .and_then(|()| manifest::check_signature(manifest, self.keys.verifier.as_ref()).map(|_| ()));
+        match trusted {
             Ok(()) => Ok(recorded.is_some()),
             Err(reason) => Err(self.reject_restore(BackupError::ManifestUntrusted {
                 backup_id: manifest.backup_id.to_string(),
@@ -102,27 +104,18 @@ impl BackupService {
         }
     }
 
-    /// Stages the archive and checks it against the manifest. It is opened once: the file
-    /// hashed is the file restored.
+    /// Stages the archive and checks it against the manifest (and, encrypted, this node's key
+    /// against its recipients, then the decrypted copy against the plaintext's digest). It is
+    /// opened once: the file checked is the file restored.
     async fn open_verified_archive(&self, manifest: &Manifest) -> Result<StagedArchive, BackupError> {
-        let store = self.store.clone();
-        let id = manifest.backup_id.clone();
+        let (store, keys) = (self.store.clone(), self.keys.clone());
+        let manifest = manifest.clone();
         let opened = tokio::task::spawn_blocking(move || {
-            let mut staged = store.stage_archive(id.as_str())?;
-            let actual = staged.sha256()?;
-            Ok::<_, BackupError>((staged, actual))
+            crate::backup::plaintext::open(&*store, &manifest, &keys, crate::backup::plaintext::StoredBytes::Check)
         })
         .await
-        .expect("hashing does not panic");
-        match opened {
-            Ok((archive, actual)) if actual == manifest.sha256 => Ok(archive),
-            Ok((_, actual)) => Err(self.reject_restore(BackupError::ChecksumMismatch {
-                backup_id: manifest.backup_id.to_string(),
-                expected: manifest.sha256.clone(),
-                actual,
-            })),
-            Err(error) => Err(self.reject_restore(error)),
-        }
+        .expect("staging does not panic");
+        opened.map_err(|error| self.reject_restore(error))
     }
 
     /// Ends the application's sessions, after checking through the store's own fence (not a

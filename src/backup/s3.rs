@@ -92,7 +92,7 @@ impl S3Store {
     /// the database's data).
     pub fn open(settings: &S3Settings, staging_dir: &FsPath) -> Result<Self, BackupError> {
         crate::backup::repository::create_private_dir(staging_dir)?;
-        remove_stale_staged_copies(staging_dir);
+        crate::backup::store::remove_stale_copies(staging_dir);
         let location = format!("s3://{}/{}", settings.bucket, settings.prefix);
         let store = AmazonS3Builder::new()
             .with_endpoint(&settings.endpoint)
@@ -176,12 +176,7 @@ impl S3Store {
             }
             Err(error) => return Err(error),
         };
-        let staged = tempfile::Builder::new()
-            .prefix(".staged-")
-            .suffix(".dump")
-            .tempfile_in(&self.staging_dir)
-            .map_err(BackupError::io(&self.staging_dir))?;
-        let (mut file, path) = staged.keep().map_err(|e| BackupError::io(&self.staging_dir)(e.error))?;
+        let (mut file, path) = crate::backup::store::private_copy(&self.staging_dir)?;
         let copied = std::io::copy(&mut stream, &mut file)
             .and_then(|_| file.flush())
             .and_then(|_| std::io::Seek::rewind(&mut file));
@@ -255,6 +250,10 @@ impl BackupStore for S3Store {
             }
             other => other,
         }
+    }
+
+    fn scratch_dir(&self) -> &FsPath {
+        &self.staging_dir
     }
 
     fn stage_archive(&self, backup_id: &str) -> Result<StagedArchive, BackupError> {
@@ -427,21 +426,6 @@ impl Read for ObjectReader {
         let n = buf.len().min(self.chunk.len());
         buf[..n].copy_from_slice(&self.chunk.split_to(n));
         Ok(n)
-    }
-}
-
-/// Removes the staged copies a killed process of this node left behind (nothing else stages
-/// here, and a running node removes its own when they are dropped).
-fn remove_stale_staged_copies(staging_dir: &FsPath) {
-    let Ok(entries) = std::fs::read_dir(staging_dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with(".staged-") && name.ends_with(".dump") {
-            let _ = std::fs::remove_file(entry.path());
-        }
     }
 }
 

@@ -11,7 +11,8 @@ use crate::{
     audit::{AuditLog, EventType},
     backup::{
         dump, inventory,
-        manifest::{self, Storage},
+        manifest::{self, OpenPgpSeal, Storage},
+        openpgp::{self, BackupKeys},
         pgtools::PgTools,
         proof::{self, Baseline, ProofReport},
         repository::FileState,
@@ -31,6 +32,8 @@ pub struct BackupService {
     pub audit: Arc<AuditLog>,
     /// The check every protected write of a backup or restore takes before its COMMIT.
     pub fence: WriteFence,
+    /// Whom backups are encrypted to, and what restores decrypt with.
+    pub keys: Arc<BackupKeys>,
     /// One backup or restore at a time on a node; a second request is refused, not queued.
     pub(crate) operation: tokio::sync::Mutex<()>,
     /// The backup this node is taking, if any. Held while a listing clears interrupted rows,
@@ -77,6 +80,7 @@ impl BackupService {
         db: Arc<SharedClient>,
         audit: Arc<AuditLog>,
         fence: WriteFence,
+        keys: Arc<BackupKeys>,
     ) -> Self {
         Self {
             state,
@@ -85,6 +89,7 @@ impl BackupService {
             db,
             audit,
             fence,
+            keys,
             operation: tokio::sync::Mutex::new(()),
             live_backup: tokio::sync::Mutex::new(None),
             restoring: AtomicBool::new(false),
@@ -212,19 +217,18 @@ impl BackupService {
                 database: self.tools.database.clone(),
                 server_version,
                 size_bytes: outcome.size_bytes,
-                sha256: outcome.sha256,
+                sha256: outcome.sha256.clone(),
                 duration_ms: outcome.duration_ms,
                 status: BackupStatus::Completed,
                 node_id: self.state.node_id.clone(),
                 epoch,
                 excluded_schemas,
-                storage: Storage {
-                    kind: self.store.kind().into(),
-                    ..Storage::default()
-                },
+                storage: self.storage_of(&outcome),
                 baseline: Some(baseline),
                 manifest_sha256: None,
+                manifest_signature: None,
             };
+            let manifest = self.signed(manifest)?;
             let store = self.store.clone();
             let published = manifest.clone();
             tokio::task::spawn_blocking(move || store.publish(&published))
@@ -275,6 +279,44 @@ impl BackupService {
         Ok(BackupRecord::from(&manifest))
     }
 
+    /// `manifest` with this node's signature over its seal, when it has a signing key.
+    fn signed(&self, mut manifest: Manifest) -> Result<Manifest, BackupError> {
+        if let Some(signer) = &self.keys.signer {
+            let signature = signer
+                .sign(&manifest::seal_of(&manifest))
+                .map_err(|e| BackupError::Proof(format!("the manifest could not be signed: {e}")))?;
+            manifest.manifest_signature = Some(manifest::ManifestSignature {
+                signer: signer.fingerprint().to_owned(),
+                signature,
+            });
+        }
+        Ok(manifest)
+    }
+
+    /// How the archive of `outcome` is stored: this store, encrypted to whom.
+    fn storage_of(&self, outcome: &dump::DumpOutcome) -> Storage {
+        let openpgp = match (&self.keys.recipients, &outcome.plaintext) {
+            (Some(recipients), Some((size, sha256))) => Some(OpenPgpSeal {
+                cipher: openpgp::stream::CIPHER.into(),
+                recipients: recipients.fingerprints(),
+                plaintext_sha256: sha256.clone(),
+                plaintext_size_bytes: *size,
+            }),
+            _ => None,
+        };
+        Storage {
+            kind: self.store.kind().into(),
+            encryption: if openpgp.is_some() {
+                openpgp::stream::ENCRYPTION
+            } else {
+                "none"
+            }
+            .into(),
+            openpgp,
+            ..Storage::default()
+        }
+    }
+
     /// The backup's `running` row, written under the fence; returns the server's version.
     async fn register_running(
         &self,
@@ -313,8 +355,10 @@ impl BackupService {
         excluded_schemas: &[String],
     ) -> Result<(dump::DumpOutcome, Baseline), BackupError> {
         let (dumped, baseline) = self.dump_with_baseline(backup_id, excluded_schemas).await;
-        let (outcome, mut baseline) = (dumped?, baseline?);
-        let positions = self.archived_sequence_positions(backup_id).await?;
+        let (mut outcome, mut baseline) = (dumped?, baseline?);
+        let head = std::mem::take(&mut outcome.head);
+        let whole = outcome.plaintext.as_ref().map_or(outcome.size_bytes, |(size, _)| *size) <= head.len() as u64;
+        let positions = self.archived_sequence_positions(backup_id, head, whole).await?;
         proof::sequences::apply(&mut baseline, &positions);
         Ok((outcome, baseline))
     }
@@ -353,9 +397,11 @@ impl BackupService {
             Ok(archive) => archive,
             Err(error) => return (Err(error), Err(BackupError::Proof("no archive to write".into()))),
         };
-        let tools = self.tools.clone();
+        let (tools, keys) = (self.tools.clone(), self.keys.clone());
         let exported = snapshot.clone();
-        let dump = tokio::task::spawn_blocking(move || dump::dump_into(&tools, db::SCHEMA, archive, Some(&exported)));
+        let dump = tokio::task::spawn_blocking(move || {
+            dump::dump_into(&tools, db::SCHEMA, archive, Some(&exported), keys.recipients.as_ref())
+        });
         let baseline = proof::baseline::take_parallel(
             &client,
             &snapshot,
@@ -382,17 +428,35 @@ impl BackupService {
         }
     }
 
-    /// Where the finished (still partial) archive positions each sequence.
+    /// Where the finished (still unpublished) archive positions each sequence, read from its
+    /// `head` (pg_dump's first bytes, `whole` when that is all of it): that holds the table of
+    /// contents, so no key and no second read are needed. A table of contents larger than the
+    /// head is read from the staged archive, which only an unencrypted one allows.
     async fn archived_sequence_positions(
         &self,
         backup_id: &BackupId,
+        head: Vec<u8>,
+        whole: bool,
     ) -> Result<std::collections::BTreeMap<String, String>, BackupError> {
         let store = self.store.clone();
         let tools = self.tools.clone();
         let id = backup_id.clone();
+        let encrypted = self.keys.recipients.is_some();
         tokio::task::spawn_blocking(move || {
-            let staged = store.stage_unpublished(id.as_str())?;
-            proof::sequences::archived_positions(&tools, &staged.path)
+            use proof::sequences::ArchiveSource;
+            let from_head = proof::sequences::archived_positions(&tools, ArchiveSource::Head(&head), store.scratch_dir());
+            match from_head {
+                Ok(positions) => Ok(positions),
+                Err(error) if whole => Err(error),
+                Err(_) if encrypted => Err(BackupError::Proof(format!(
+                    "the archive's table of contents is larger than {} MiB, so the sequences' positions cannot be read without decrypting it; back this database up unencrypted",
+                    dump::HEAD_LIMIT >> 20
+                ))),
+                Err(_) => {
+                    let staged = store.stage_unpublished(id.as_str())?;
+                    proof::sequences::archived_positions(&tools, ArchiveSource::File(&staged.path), store.scratch_dir())
+                }
+            }
         })
         .await
         .expect("reading the archive does not panic")

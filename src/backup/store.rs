@@ -22,6 +22,10 @@ pub trait BackupStore: Send + Sync + 'static {
     /// What the manifest's `storage.kind` records: `local` or `s3`.
     fn kind(&self) -> &'static str;
 
+    /// The private (0700) local directory where copies for pg_restore are staged (see
+    /// [`private_copy`]): decrypted archives, and for S3 downloaded ones.
+    fn scratch_dir(&self) -> &Path;
+
     /// Starts an archive. Nothing is visible until `publish`; a writer dropped before
     /// `finish`, or a finished archive `discard`ed, leaves nothing behind.
     fn create_archive(&self, backup_id: &str) -> Result<Box<dyn ArchiveWriter>, BackupError>;
@@ -139,6 +143,60 @@ impl Drop for StagedArchive {
         if self.temporary {
             let _ = std::fs::remove_file(&self.path);
         }
+    }
+}
+
+/// What every staged copy's name starts with, in whichever directory it is staged.
+pub const STAGED_PREFIX: &str = ".staged-";
+
+/// A new private (0600) file for a staged copy in `dir`, locked (flock) for as long as it is
+/// open: a node starting beside others in a shared directory tells a copy another process
+/// is reading from one a killed process left ([`remove_stale_copies`]). The caller removes it
+/// (a [`StagedArchive::temporary`] does when dropped).
+pub fn private_copy(dir: &Path) -> Result<(File, PathBuf), BackupError> {
+    let staged = tempfile::Builder::new()
+        .prefix(STAGED_PREFIX)
+        .suffix(".dump")
+        .tempfile_in(dir)
+        .map_err(BackupError::io(dir))?;
+    let (file, path) = staged.keep().map_err(|e| BackupError::io(dir)(e.error))?;
+    if let Err(error) = lock(&file, libc::LOCK_EX) {
+        let _ = std::fs::remove_file(&path);
+        return Err(BackupError::io(&path)(error));
+    }
+    Ok((file, path))
+}
+
+/// Removes the staged copies in `dir` that no process holds (killed mid-restore): they may
+/// hold a decrypted database. A copy in use is locked by its reader and left alone.
+pub fn remove_stale_copies(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if !is_staged_copy(&entry.file_name().to_string_lossy()) {
+            continue;
+        }
+        let Ok(file) = File::open(entry.path()) else {
+            continue;
+        };
+        if lock(&file, libc::LOCK_EX | libc::LOCK_NB).is_ok() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Whether `name` is a staged copy's (never a backup's, never foreign).
+pub fn is_staged_copy(name: &str) -> bool {
+    name.starts_with(STAGED_PREFIX) && name.ends_with(".dump")
+}
+
+fn lock(file: &File, operation: i32) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor this File owns; it touches no memory.
+    match unsafe { libc::flock(file.as_raw_fd(), operation) } {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
     }
 }
 

@@ -128,6 +128,9 @@ pub fn verify(report: &VerifyReport, format: OutputFormat) -> String {
         report.kept,
         report.manifest_sealed
     );
+    if let Some(key) = &report.decrypted_with {
+        text.push_str(&format!(" decrypted_with={key}"));
+    }
     for phase in &report.phases {
         text.push_str(&format!("\nphase {} ms={}", phase.name.as_str(), phase.ms));
     }

@@ -27,6 +27,8 @@ pub struct ServeArgs {
     pub backup_dir: PathBuf,
     #[command(flatten)]
     pub store: super::StoreArgs,
+    #[command(flatten)]
+    pub keys: super::KeyArgs,
     /// Directory of the audit store (one JSON-lines file per node).
     #[arg(long, env = "AUTONOMY_AUDIT_DIR", default_value = "autonomy-audit")]
     pub audit_dir: PathBuf,

@@ -1,9 +1,11 @@
 //! One validated configuration for `autonomy ha serve`, built from flags and environment.
 
 mod flags;
+mod keys;
 mod store;
 
 pub use flags::ServeArgs;
+pub use keys::{KeyArgs, PASSPHRASE_VAR, SIGNING_PASSPHRASE_VAR};
 pub use store::{check_reachable, StoreArgs, StoreChoice, StoreKind};
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
@@ -26,6 +28,8 @@ pub struct ServeConfig {
     pub backup_dir: PathBuf,
     /// Where backups live (S3 credentials inside; never printed).
     pub backup_store: StoreChoice,
+    /// Whom backups are encrypted to and what restores decrypt with (secrets never printed).
+    pub backup_keys: std::sync::Arc<crate::backup::openpgp::BackupKeys>,
     pub audit_dir: PathBuf,
     pub maintenance_mode: bool,
     /// Bearer token every API route but /healthz requires; never printed.
@@ -58,8 +62,8 @@ impl std::fmt::Debug for ServeConfig {
             .field("node_id", &self.node_id)
             .field("listen", &self.listen)
             .field("database_url", &"<redacted>")
-            .field("backup_dir", &self.backup_dir)
-            .field("backup_store", &self.backup_store)
+            // (directory, store, keys): each prints its own secrets redacted.
+            .field("backups", &(&self.backup_dir, &self.backup_store, &self.backup_keys))
             .field("audit_dir", &self.audit_dir)
             .field("maintenance_mode", &self.maintenance_mode)
             .field("api_token", &"<redacted>")
@@ -133,6 +137,23 @@ pub enum ConfigError {
         endpoint: String,
         reason: String,
     },
+    #[error(transparent)]
+    Key(#[from] crate::backup::openpgp::KeyError),
+    #[error("{given} is set but {key_flag} is not: a passphrase unlocks nothing without its key; pass {key_flag}, or unset {given}")]
+    PassphraseWithoutKey {
+        given: &'static str,
+        key_flag: &'static str,
+    },
+    #[error("a key's passphrase is given twice ({var} and {file_flag}); keep one")]
+    PassphraseTwice { var: &'static str, file_flag: &'static str },
+    #[error("--manifest-verify-key is set but --manifest-signing-key is not: this node would publish unsigned manifests that signed-manifest checks refuse; give every node the shared --manifest-signing-key")]
+    VerifyWithoutSigning,
+    #[error("--backup-key-passphrase-file {}: cannot read it: {source}", path.display())]
+    PassphraseFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl ServeConfig {
@@ -196,6 +217,7 @@ impl ServeConfig {
             return Err(ConfigError::LagThresholds { healthy, degraded });
         }
         let backup_store = inputs.store.validate(|name| std::env::var(name).ok())?;
+        let backup_keys = inputs.keys.validate(|name| std::env::var(name).ok())?;
         let replication_poll = inputs.replication_poll_interval_ms;
         if !(10..=60_000).contains(&replication_poll) {
             return Err(ConfigError::ReplicationPollInterval(replication_poll));
@@ -206,6 +228,7 @@ impl ServeConfig {
             database_url: inputs.database_url,
             backup_dir: inputs.backup_dir,
             backup_store,
+            backup_keys,
             audit_dir: inputs.audit_dir,
             maintenance_mode: inputs.maintenance_mode,
             api_token,

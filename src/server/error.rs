@@ -118,6 +118,9 @@ impl From<BackupError> for ApiError {
             BackupError::Fenced(_) => (StatusCode::CONFLICT, "fenced"),
             BackupError::ChecksumMismatch { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "checksum_mismatch"),
             BackupError::ManifestUntrusted { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "manifest_untrusted"),
+            BackupError::Undecryptable { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "undecryptable"),
+            BackupError::PlaintextMismatch { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "checksum_mismatch"),
+            BackupError::UnknownEncryption { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "unknown_encryption"),
             BackupError::ArchiveMissing(_) => (StatusCode::UNPROCESSABLE_ENTITY, "archive_missing"),
             BackupError::Tool { .. } | BackupError::Spawn { .. } | BackupError::Proof(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "operation_failed")

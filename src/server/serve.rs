@@ -62,6 +62,14 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         StoreChoice::Local => Arc::new(LocalRepository::open(&config.backup_dir)?),
         StoreChoice::S3(settings) => Arc::new(crate::backup::s3::S3Store::open(settings, &config.backup_dir)?),
     };
+    match (&config.backup_keys.recipients, &config.backup_keys.decryption) {
+        (Some(recipients), key) => tracing::info!(
+            recipients = %recipients.fingerprints().join(","),
+            decrypts_with = key.as_ref().map_or("none", |key| key.fingerprint.as_str()),
+            "backups are encrypted (OpenPGP)"
+        ),
+        (None, _) => tracing::info!("backups are not encrypted (no --backup-encrypt-to or --backup-decrypt-key)"),
+    }
     let tools = PgTools::new(&config.database_url, config.pg_bin_dir.clone()).context("parse --database-url")?;
     migrate(&config).await?;
 
@@ -89,6 +97,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         session_for(&config, "api"),
         audit.clone(),
         lease_store.write_fence(),
+        config.backup_keys.clone(),
     );
     let backups = Arc::new(backups);
     settle_backups_after_start(&backups).await;

@@ -202,7 +202,10 @@ impl BackupService {
             inventory::get(&*client, backup_id.as_str()).await?
         };
         // A drill restores nothing live, so an unsealed (old) manifest is drilled as it is.
-        if let Err(reason) = crate::backup::manifest::trust_for_restore(&manifest, recorded.as_ref(), true) {
+        let trusted = crate::backup::manifest::trust_for_restore(&manifest, recorded.as_ref(), true).and_then(|()| {
+            crate::backup::manifest::check_signature(&manifest, self.keys.verifier.as_ref()).map(|_| ())
+        });
+        if let Err(reason) = trusted {
             return Ok(ArchiveCheck::Mismatch {
                 manifest: Some(manifest),
                 difference: manifest_difference(reason.to_string()),
@@ -288,6 +291,30 @@ impl BackupService {
         target: &Target,
         report: &mut VerifyReport,
     ) -> Result<(), Restored> {
+        // Staged (and, encrypted, decrypted and checked) before the scratch database exists:
+        // a missing or wrong key stops the drill before anything is restored.
+        let (store, keys) = (self.store.clone(), self.keys.clone());
+        let checked = manifest.clone();
+        let staged = tokio::task::spawn_blocking(move || {
+            crate::backup::plaintext::open(
+                &*store,
+                &checked,
+                &keys,
+                crate::backup::plaintext::StoredBytes::AlreadyChecked,
+            )
+        })
+        .await
+        .expect("staging does not panic");
+        let staged = match staged {
+            Ok(staged) => std::sync::Arc::new(staged),
+            Err(error) => {
+                report.fail(error);
+                return Err(Restored::Nothing);
+            }
+        };
+        if manifest.storage.openpgp.is_some() {
+            report.decrypted_with = self.keys.decryption.as_ref().map(|key| key.fingerprint.clone());
+        }
         let clock = PhaseClock::start();
         let created = self.create_scratch(target, report).await;
         clock.stop(report, DrillPhase::CreateDatabase);
@@ -295,19 +322,6 @@ impl BackupService {
             report.fail(error);
             return Err(Restored::Nothing);
         }
-        // Staged once for every section: pg_restore reads a seekable file.
-        let store = self.store.clone();
-        let id = manifest.backup_id.clone();
-        let staged = tokio::task::spawn_blocking(move || store.stage_archive(id.as_str()))
-            .await
-            .expect("staging does not panic");
-        let staged = match staged {
-            Ok(staged) => std::sync::Arc::new(staged),
-            Err(error) => {
-                report.fail(error);
-                return Err(Restored::Created);
-            }
-        };
         let tools = self.tools.for_config(&target.config);
         for (section, phase) in sections::SECTIONS {
             let clock = PhaseClock::start();

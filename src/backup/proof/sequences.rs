@@ -12,10 +12,26 @@ use crate::backup::{
 
 use super::Baseline;
 
-/// Each sequence's position in `archive`, by quoted qualified name: its value, or `unset` for
-/// one never called (restored with is_called false). Blocking.
-pub fn archived_positions(tools: &PgTools, archive: &Path) -> Result<BTreeMap<String, String>, BackupError> {
-    let listing = run_pg_restore(tools, &["--list".into()], archive)?;
+/// Where pg_restore reads the archive from.
+#[derive(Clone, Copy)]
+pub enum ArchiveSource<'a> {
+    /// A staged archive file.
+    File(&'a Path),
+    /// The archive's first bytes, on pg_restore's stdin: the table of contents, where every
+    /// SEQUENCE SET entry is, comes first, and neither pass reads past it. Fails when they end
+    /// inside the table of contents.
+    Head(&'a [u8]),
+}
+
+/// Each sequence's position in the archive, by quoted qualified name: its value, or `unset`
+/// for one never called (restored with is_called false). The selection list pg_restore's
+/// second pass takes is written in `scratch` (and removed). Blocking.
+pub fn archived_positions(
+    tools: &PgTools,
+    archive: ArchiveSource<'_>,
+    scratch: &Path,
+) -> Result<BTreeMap<String, String>, BackupError> {
+    let listing = read_archive(tools, &["--list".into()], archive)?;
     let entries: String = listing
         .lines()
         .filter(|line| line.contains(" SEQUENCE SET "))
@@ -24,21 +40,54 @@ pub fn archived_positions(tools: &PgTools, archive: &Path) -> Result<BTreeMap<St
     if entries.is_empty() {
         return Ok(BTreeMap::new());
     }
-    let mut list_path = archive.as_os_str().to_owned();
-    list_path.push(".sequences");
-    let list_path = std::path::PathBuf::from(list_path);
-    std::io::Write::write_all(
-        &mut crate::backup::repository::create_private(&list_path)?,
-        entries.as_bytes(),
-    )
-    .map_err(BackupError::io(&list_path))?;
-    let script = run_pg_restore(
-        tools,
-        &[format!("--use-list={}", list_path.display()), "--file=-".into()],
-        archive,
-    );
+    let (mut list, list_path) = crate::backup::store::private_copy(scratch)?;
+    let written = std::io::Write::write_all(&mut list, entries.as_bytes()).map_err(BackupError::io(&list_path));
+    let script = written.and_then(|_| {
+        read_archive(
+            tools,
+            &[format!("--use-list={}", list_path.display()), "--file=-".into()],
+            archive,
+        )
+    });
     let _ = std::fs::remove_file(&list_path);
     Ok(parse_setvals(&script?))
+}
+
+fn read_archive(tools: &PgTools, args: &[String], archive: ArchiveSource<'_>) -> Result<String, BackupError> {
+    match archive {
+        ArchiveSource::File(path) => run_pg_restore(tools, args, path),
+        ArchiveSource::Head(head) => pg_restore_fed(tools, args, head),
+    }
+}
+
+/// pg_restore with `args`, the archive bytes `input` on its stdin, to its stdout. pg_restore
+/// stops reading once it has what it needs: the pipe closing then is not an error.
+fn pg_restore_fed(tools: &PgTools, args: &[String], input: &[u8]) -> Result<String, BackupError> {
+    let what = "pg_restore (reading the archive's sequence positions)";
+    let mut child = tools
+        .command("pg_restore")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(BackupError::spawn("pg_restore"))?;
+    let mut stdin = child.stdin.take().expect("stdin was piped");
+    let output = std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let _ = std::io::Write::write_all(&mut stdin, input);
+        });
+        child.wait_with_output()
+    })
+    .map_err(BackupError::spawn("pg_restore"))?;
+    if !output.status.success() {
+        return Err(BackupError::Tool {
+            tool: what,
+            status: output.status.to_string(),
+            stderr: crate::backup::pgtools::stderr_tail(&output.stderr, 2000),
+        });
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 fn run_pg_restore(tools: &PgTools, args: &[String], archive: &Path) -> Result<String, BackupError> {
