@@ -89,6 +89,25 @@ impl NodeClient {
         self.decode(&url, &format!("GET {path}"), request.call())
     }
 
+    /// GET `path` with `params` as its (encoded) query string; a None value is left out.
+    pub fn get_query<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        params: &[(&str, Option<&str>)],
+    ) -> Result<T, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self.agent.get(&url);
+        for (name, value) in params {
+            if let Some(value) = value {
+                request = request.query(*name, *value);
+            }
+        }
+        if let Some(token) = &self.token {
+            request = request.header("Authorization", &format!("Bearer {token}"));
+        }
+        self.decode(&url, &format!("GET {path}"), request.call())
+    }
+
     pub fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, ClientError> {
         let url = format!("{}{path}", self.base);
         let mut request = self.agent.post(&url);

@@ -157,6 +157,16 @@ const SCHEMA_SQL: &str = "
     ALTER TABLE autonomy_ha.backup_inventory ADD COLUMN IF NOT EXISTS last_restore_outcome text;
     ALTER TABLE autonomy_ha.backup_inventory ADD COLUMN IF NOT EXISTS last_restore_id text;
     ALTER TABLE autonomy_ha.backup_inventory ADD COLUMN IF NOT EXISTS last_restore_node text;
+    -- Every node's audit events, copied from each node's local file (which stays the record)
+    -- and deduplicated by id: the trail any node's API answers with (audit::ship, audit::shared).
+    CREATE TABLE IF NOT EXISTS autonomy_ha.audit_events (
+        id      text PRIMARY KEY,
+        time    timestamptz NOT NULL,
+        type    text NOT NULL,
+        node_id text NOT NULL,
+        details jsonb NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS audit_events_by_time ON autonomy_ha.audit_events (time);
 ";
 
 /// Creates or repairs the `autonomy_ha` schema. Safe when several nodes start at once: it

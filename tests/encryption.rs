@@ -124,13 +124,7 @@ fn an_encrypted_backup_opens_with_gpg_and_only_with_a_recipients_key(#[values(Ki
     drop(node);
 
     // Another recipient's key: refused as well, before the database is touched.
-    let mut wrong = spec(&lab, server.as_ref(), "enc-stranger");
-    wrong
-        .extra_args
-        .extend(["--backup-decrypt-key".into(), stranger.secret.display().to_string()]);
-    wrong
-        .env
-        .push(("AUTONOMY_BACKUP_KEY_PASSPHRASE".into(), stranger.passphrase.clone()));
+    let wrong = stranger.decrypting(spec(&lab, server.as_ref(), "enc-stranger"));
     let node = Node::start_leader(wrong).unwrap_or_else(|e| panic!("{e}"));
     let refused = Cli::for_server(&node.url).run(&["ha", "backup", "restore", &id, "--confirm"]);
     assert_eq!(refused.exit_code, Some(12), "{refused}");
@@ -138,22 +132,11 @@ fn an_encrypted_backup_opens_with_gpg_and_only_with_a_recipients_key(#[values(Ki
         refused.stderr.contains(&stranger.fingerprint) && refused.stderr.contains("is not one of them"),
         "{refused}"
     );
-    let mut db = sql::connect(&lab.url());
-    assert_eq!(
-        after.diff(&sql::fingerprint(&mut db)),
-        Vec::<String>::new(),
-        "a refused restore changed the database"
-    );
+    sql::assert_still(&lab.url(), &after, "a refused restore changed the database");
     drop(node);
 
     // The recipient's key: the drill proves it opens the backup, and the restore is the backup.
-    let mut restores = spec(&lab, server.as_ref(), "enc-secret");
-    restores
-        .extra_args
-        .extend(["--backup-decrypt-key".into(), operator.secret.display().to_string()]);
-    restores
-        .env
-        .push(("AUTONOMY_BACKUP_KEY_PASSPHRASE".into(), operator.passphrase.clone()));
+    let restores = operator.decrypting(spec(&lab, server.as_ref(), "enc-secret"));
     let node = Node::start_leader(restores).unwrap_or_else(|e| panic!("{e}"));
     let cli = Cli::for_server(&node.url);
     let drilled = cli.run_ok(&["ha", "backup", "verify", &id]);
@@ -165,12 +148,7 @@ fn an_encrypted_backup_opens_with_gpg_and_only_with_a_recipients_key(#[values(Ki
     );
     let restored = cli.run_ok(&["ha", "backup", "restore", &id, "--confirm"]);
     assert_eq!(restored.field("proof").as_deref(), Some("proven"), "{restored}");
-    let mut db = sql::connect(&lab.url());
-    assert_eq!(
-        before.diff(&sql::fingerprint(&mut db)),
-        Vec::<String>::new(),
-        "the restore is not the backup"
-    );
+    sql::assert_still(&lab.url(), &before, "the restore is not the backup");
 
     // No decrypted copy is left behind, and no passphrase reached a log.
     let scratch = lab.scratch.path().join("backups");
@@ -188,14 +166,17 @@ fn an_encrypted_backup_opens_with_gpg_and_only_with_a_recipients_key(#[values(Ki
     }
 }
 
+/// A scratch directory with a GnuPG home and the operator's key in it.
+fn operator_keyring(label: &str) -> Option<(tempfile::TempDir, GpgHome, common::gpg::GpgKey)> {
+    let scratch = tempfile::tempdir().unwrap();
+    let gpg = GpgHome::create_or_skip(&scratch.path().join("gpg"), label)?;
+    let operator = gpg.generate("operator", "correct horse battery");
+    Some((scratch, gpg, operator))
+}
+
 #[test]
 fn what_gpg_seals_by_hand_autonomy_opens() {
-    let scratch = tempfile::tempdir().unwrap();
-    let gpg = common::or_skip!(GpgHome::create_or_skip(
-        &scratch.path().join("gpg"),
-        "encryption-gpg-seals"
-    ));
-    let operator = gpg.generate("operator", "correct horse battery");
+    let (scratch, gpg, operator) = common::or_skip!(operator_keyring("encryption-gpg-seals"));
     // Compressible plaintext, so gpg's default compression is exercised too.
     let plain = scratch.path().join("plain.bin");
     let content: Vec<u8> = (0..3_000_000u32).flat_map(|i| (i % 251).to_le_bytes()).collect();
@@ -223,32 +204,29 @@ fn what_gpg_seals_by_hand_autonomy_opens() {
 
 #[test]
 fn a_key_that_cannot_work_stops_the_node_at_start_without_showing_a_secret() {
-    let scratch = tempfile::tempdir().unwrap();
-    let gpg = common::or_skip!(GpgHome::create_or_skip(
-        &scratch.path().join("gpg"),
-        "encryption-bad-keys"
-    ));
-    let operator = gpg.generate("operator", "correct horse battery");
+    let (scratch, _gpg, operator) = common::or_skip!(operator_keyring("encryption-bad-keys"));
+    // A node that never gets as far as its database: the keys are checked first.
     let serve = |extra: &[&str], passphrase: Option<&str>| {
-        let mut command = std::process::Command::new(common::run::autonomy_binary());
-        command
-            .args([
-                "ha",
-                "serve",
-                "--node-id",
-                "n",
-                "--database-url",
-                "postgres://x@127.0.0.1/x",
-            ])
-            .arg("--backup-dir")
-            .arg(scratch.path().join("backups"))
-            .args(["--api-token", common::LAB_TOKEN])
-            .args(extra)
-            .env_remove("AUTONOMY_BACKUP_KEY_PASSPHRASE");
-        if let Some(passphrase) = passphrase {
-            command.env("AUTONOMY_BACKUP_KEY_PASSPHRASE", passphrase);
-        }
-        command.output().unwrap()
+        let spec = NodeSpec {
+            node_id: "enc-bad".into(),
+            database_url: "postgres://nobody@127.0.0.1:1/none".into(),
+            backup_dir: scratch.path().join("backups"),
+            audit_dir: scratch.path().join("audit"),
+            maintenance_mode: false,
+            log_path: scratch.path().join("enc-bad.log"),
+            extra_args: extra.iter().map(|arg| arg.to_string()).collect(),
+            listen: "127.0.0.1:0".into(),
+            wrapper: Vec::new(),
+            env: passphrase
+                .map(|p| ("AUTONOMY_BACKUP_KEY_PASSPHRASE".to_owned(), p.to_owned()))
+                .into_iter()
+                .collect(),
+        };
+        let error = Node::start(spec).err().expect("the node started");
+        (
+            error,
+            std::fs::read_to_string(scratch.path().join("enc-bad.log")).unwrap(),
+        )
     };
     let (public, secret) = (
         operator.public.display().to_string(),
@@ -272,13 +250,12 @@ fn a_key_that_cannot_work_stops_the_node_at_start_without_showing_a_secret() {
         ),
         (vec!["--backup-encrypt-to", &secret], None, "not an OpenPGP public key"),
     ] {
-        let out = serve(&extra, passphrase);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{extra:?}: {stderr}");
-        assert!(stderr.contains(says), "{extra:?}: {stderr}");
+        let (error, log) = serve(&extra, passphrase);
+        assert!(error.contains("exited (exit status: 2)"), "{extra:?}: {error}");
+        assert!(log.contains(says), "{extra:?}: {log}");
         assert!(
-            !stderr.contains("wrong passphrase 42"),
-            "the passphrase is in the message: {stderr}"
+            !log.contains("wrong passphrase 42"),
+            "the passphrase is in the log: {log}"
         );
         assert!(
             !scratch.path().join("backups").exists(),

@@ -5,15 +5,7 @@
 //! before the database is touched. A rotation's previous key is accepted once named.
 
 use autonomy_lab as common;
-use common::{cli::Cli, gpg::GpgHome, lab::Lab, node::Node, node::NodeSpec, sql};
-
-fn signing(mut spec: NodeSpec, key: &common::gpg::GpgKey) -> NodeSpec {
-    spec.extra_args
-        .extend(["--manifest-signing-key".into(), key.secret.display().to_string()]);
-    spec.env
-        .push(("AUTONOMY_MANIFEST_KEY_PASSPHRASE".into(), key.passphrase.clone()));
-    spec
-}
+use common::{cli::Cli, gpg::GpgHome, lab::Lab, node::Node, sql};
 
 /// Rewrites the manifest at `path` with `edit` applied and the seal recomputed, as anyone
 /// who can write the repository can.
@@ -35,8 +27,7 @@ fn only_manifests_signed_by_a_trusted_key_restore() {
     let next_key = gpg.generate("next", "next passphrase");
     let mut db = lab.load(common::lab::VAL15_SQL);
 
-    let node =
-        Node::start_leader(signing(lab.node_spec("sig-n1", true), &cluster_key)).unwrap_or_else(|e| panic!("{e}"));
+    let node = Node::start_leader(cluster_key.signing(lab.node_spec("sig-n1", true))).unwrap_or_else(|e| panic!("{e}"));
     let cli = Cli::for_server(&node.url);
     let signed = cli.run_ok(&["ha", "backup", "create"]).field("backup_id").unwrap();
     let edited = cli.run_ok(&["ha", "backup", "create"]).field("backup_id").unwrap();
@@ -80,21 +71,16 @@ fn only_manifests_signed_by_a_trusted_key_restore() {
         assert_ne!(drilled.field("outcome").as_deref(), Some("proven"), "{drilled}");
         assert!(drilled.stdout.contains(says), "{drilled}");
     }
-    let mut db = sql::connect(&lab.url());
-    assert_eq!(
-        after.diff(&sql::fingerprint(&mut db)),
-        Vec::<String>::new(),
-        "a refused restore changed the database"
-    );
+    sql::assert_still(&lab.url(), &after, "a refused restore changed the database");
     drop(node);
 
     // A node with another key refuses the first key's backups until told to trust it.
-    let node = Node::start_leader(signing(lab.node_spec("sig-n2", true), &next_key)).unwrap_or_else(|e| panic!("{e}"));
+    let node = Node::start_leader(next_key.signing(lab.node_spec("sig-n2", true))).unwrap_or_else(|e| panic!("{e}"));
     let refused = Cli::for_server(&node.url).run(&["ha", "backup", "restore", &signed, "--confirm"]);
     assert_eq!(refused.exit_code, Some(7), "{refused}");
     assert!(refused.stderr.contains(&next_key.fingerprint), "{refused}");
     drop(node);
-    let mut rotating = signing(lab.node_spec("sig-n3", true), &next_key);
+    let mut rotating = next_key.signing(lab.node_spec("sig-n3", true));
     rotating
         .extra_args
         .extend(["--manifest-verify-key".into(), cluster_key.public.display().to_string()]);

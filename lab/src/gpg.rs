@@ -25,6 +25,26 @@ pub struct GpgKey {
     pub passphrase: String,
 }
 
+impl GpgKey {
+    /// `spec` restoring and drilling encrypted backups with this key (`--backup-decrypt-key`).
+    pub fn decrypting(&self, spec: crate::node::NodeSpec) -> crate::node::NodeSpec {
+        self.as_secret_of(spec, "--backup-decrypt-key", "AUTONOMY_BACKUP_KEY_PASSPHRASE")
+    }
+
+    /// `spec` signing its manifests with this key (`--manifest-signing-key`).
+    pub fn signing(&self, spec: crate::node::NodeSpec) -> crate::node::NodeSpec {
+        self.as_secret_of(spec, "--manifest-signing-key", "AUTONOMY_MANIFEST_KEY_PASSPHRASE")
+    }
+
+    /// The secret key file as `flag`, its passphrase in `var` (never a flag).
+    fn as_secret_of(&self, mut spec: crate::node::NodeSpec, flag: &str, var: &str) -> crate::node::NodeSpec {
+        spec.extra_args
+            .extend([flag.to_owned(), self.secret.display().to_string()]);
+        spec.env.push((var.to_owned(), self.passphrase.clone()));
+        spec
+    }
+}
+
 impl GpgHome {
     /// A new home in `dir` (created 0700), or None after printing SKIP when gpg is missing —
     /// a failure instead under AUTONOMY_LAB_REQUIRE=1.

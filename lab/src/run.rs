@@ -108,3 +108,20 @@ pub fn file_names(dir: &Path) -> Vec<String> {
         .map(|entries| entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
         .unwrap_or_default()
 }
+
+/// Polls `probe` every 10 ms until it gives a value or `limit` passes; the value and the wait.
+pub fn wait_until<T>(
+    limit: std::time::Duration,
+    mut probe: impl FnMut() -> Option<T>,
+) -> Option<(T, std::time::Duration)> {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(value) = probe() {
+            return Some((value, started.elapsed()));
+        }
+        if started.elapsed() > limit {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}

@@ -186,3 +186,11 @@ pub fn load_big_table(db: &mut postgres::Client, megabytes: u32) {
     ))
     .expect("the big table loads");
 }
+
+/// Fails the test unless the database at `url` has exactly the content of `expected`; `why`
+/// says what would have changed it.
+#[track_caller]
+pub fn assert_still(url: &str, expected: &Fingerprint, why: &str) {
+    let mut db = connect(url);
+    assert_eq!(expected.diff(&fingerprint(&mut db)), Vec::<String>::new(), "{why}");
+}

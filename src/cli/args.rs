@@ -171,7 +171,8 @@ pub enum BackupCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Print events from every node's audit file, oldest first.
+    /// Print every node's audit events, oldest first: from the node --server names (its
+    /// shared trail, on any machine), or with --audit-dir from the files in that directory.
     Query {
         /// Only events of this type (e.g. ha.backup.created).
         #[arg(long)]
@@ -179,9 +180,10 @@ pub enum AuditCommand {
         /// Only events at or after this RFC 3339 time.
         #[arg(long)]
         since: Option<String>,
-        /// The audit store to read.
-        #[arg(long, env = "AUTONOMY_AUDIT_DIR", default_value = "autonomy-audit")]
-        audit_dir: PathBuf,
+        /// Read this local audit directory instead of asking a node (offline; it shows only
+        /// the nodes whose files are there).
+        #[arg(long)]
+        audit_dir: Option<PathBuf>,
     },
 }
 

@@ -99,7 +99,20 @@ pub fn run(cli: Cli) -> Result<String, CliError> {
                     })
                 })
                 .transpose()?;
-            let events = audit::query(&audit_dir, &AuditQuery { event_type, since })?;
+            let events = match audit_dir {
+                Some(dir) => audit::query(&dir, &AuditQuery { event_type, since })?,
+                None => {
+                    let node = Node::new(one_server(&cli.server)?, cli.token, timeout.or(CALL_TIMEOUT))?;
+                    let since = since.map(|t| {
+                        t.format(&time::format_description::well_known::Rfc3339)
+                            .expect("a parsed time formats")
+                    });
+                    node.client().get_query(
+                        "/v1/audit/events",
+                        &[("event_type", event_type.as_deref()), ("since", since.as_deref())],
+                    )?
+                }
+            };
             Ok(render::events(&events, format))
         }
     }

@@ -1,6 +1,6 @@
 //! Route handlers: thin adapters from HTTP to the HA state, backup service and audit store.
 
-use std::{path::PathBuf, sync::Arc};
+use std::sync::Arc;
 
 use axum::{
     extract::{Path, Query, State},
@@ -10,7 +10,7 @@ use axum::{
 use serde::Deserialize;
 
 use crate::{
-    audit::{self, AuditEvent, AuditQuery},
+    audit::{AuditEvent, AuditQuery},
     backup::{
         drill::{VerifyReport, VerifyRequest, WhichBackup},
         manifest::{RestoreReport, RestoreRequest},
@@ -29,7 +29,8 @@ pub struct AppState {
     /// The latest sample of the primary's standbys.
     pub replication: Arc<ReplicationMonitor>,
     pub backups: Arc<BackupService>,
-    pub audit_dir: PathBuf,
+    /// Every node's audit events: the shared table and the local directory.
+    pub audit: Arc<crate::audit::shared::SharedAudit>,
     pub writes: ProtectedWrites,
 }
 
@@ -164,10 +165,10 @@ pub async fn audit_events(
         event_type: params.event_type,
         since,
     };
-    let dir = app.audit_dir.clone();
-    let events = tokio::task::spawn_blocking(move || audit::query(&dir, &query))
+    let events = app
+        .audit
+        .query(&query)
         .await
-        .expect("the audit query does not panic")
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "audit_io", e.to_string()))?;
     Ok(Json(events))
 }

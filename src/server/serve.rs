@@ -110,6 +110,13 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     }
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (audit_done_tx, audit_done_rx) = watch::channel(false);
+    let shipper = tokio::spawn(crate::audit::ship::run(
+        audit.clone(),
+        config.database_url.clone(),
+        config.node_id.to_string(),
+        audit_done_rx,
+    ));
     let lease_loop = tokio::spawn(run_lease_loop(
         lease_store,
         address,
@@ -132,7 +139,11 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         replication,
         node: state,
         backups,
-        audit_dir: config.audit_dir.clone(),
+        audit: Arc::new(crate::audit::shared::SharedAudit {
+            dir: config.audit_dir.clone(),
+            database_url: config.database_url.clone(),
+            node_id: config.node_id.to_string(),
+        }),
         writes: ProtectedWrites {
             db: writes_db,
             skip_fencing: config.skip_fencing,
@@ -150,6 +161,9 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         resigning.resign();
         let _ = shutdown_tx.send(true);
         let _ = lease_loop.await;
+        // The lease loop's last events (the release) shipped too, if the database answers soon.
+        let _ = audit_done_tx.send(true);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), shipper).await;
     };
     axum::serve(listener, router(app, ApiToken(Arc::new(config.api_token.clone()))))
         .with_graceful_shutdown(stop)

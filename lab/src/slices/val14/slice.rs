@@ -19,6 +19,7 @@ use crate::{
     cluster::Cluster,
     harness::connect_and_describe,
     harness::{guarded, Slice, SliceLab},
+    run::wait_until,
     sql,
     standby::StandbyPg,
 };
@@ -330,18 +331,4 @@ fn workload(
         samples,
         drain_ms,
     })
-}
-
-/// Polls `probe` every 10 ms until it gives a value or `limit` passes; the value and the wait.
-fn wait_until<T>(limit: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<(T, Duration)> {
-    let started = Instant::now();
-    loop {
-        if let Some(value) = probe() {
-            return Some((value, started.elapsed()));
-        }
-        if started.elapsed() > limit {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }

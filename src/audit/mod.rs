@@ -1,4 +1,8 @@
-//! The append-only audit store: one JSON-lines file per node, fsynced per event, and queries.
+//! The append-only audit store: one JSON-lines file per node, fsynced per event, and queries;
+//! `ship` copies each node's events into the database, `shared` reads every node's from there.
+
+pub mod shared;
+pub mod ship;
 
 use std::{
     fs::{self, File, OpenOptions},
@@ -151,6 +155,8 @@ pub struct AuditLog {
     file: Mutex<(File, bool)>,
     /// The last write's failure, until a write succeeds.
     failure: Mutex<Option<(OffsetDateTime, String)>>,
+    /// Woken after every fsynced event: the shipper has something to copy.
+    appended: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl AuditLog {
@@ -182,12 +188,23 @@ impl AuditLog {
             path,
             file: Mutex::new((file, torn)),
             failure: Mutex::new(None),
+            appended: std::sync::Arc::default(),
         })
     }
 
     /// The store's directory (every node's file).
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// This node's own file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Notified after every event that reached the disk.
+    pub fn appended(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        self.appended.clone()
     }
 
     /// Whether the last write succeeded, and if not, why.
@@ -226,6 +243,7 @@ impl AuditLog {
         match written {
             Ok(()) => {
                 *failure = None;
+                self.appended.notify_one();
                 Ok(event)
             }
             Err(source) => {
@@ -301,12 +319,7 @@ pub fn query(dir: &Path, query: &AuditQuery) -> Result<Vec<AuditEvent>, AuditErr
             if line.trim_ascii().is_empty() {
                 continue;
             }
-            // A crash mid-append can leave one torn line (cut inside a UTF-8 sequence, even);
-            // it must not hide every other event.
-            let parsed = std::str::from_utf8(&line)
-                .map_err(|e| format!("not UTF-8 ({e})"))
-                .and_then(|text| serde_json::from_str::<AuditEvent>(text).map_err(|e| e.to_string()));
-            let event = match parsed {
+            let event = match parse_line(&line) {
                 Ok(event) => event,
                 Err(reason) => {
                     let error = AuditError::Malformed {
@@ -318,15 +331,27 @@ pub fn query(dir: &Path, query: &AuditQuery) -> Result<Vec<AuditEvent>, AuditErr
                     continue;
                 }
             };
-            let type_matches = query.event_type.as_ref().is_none_or(|t| *t == event.event_type);
-            let time_matches = query.since.is_none_or(|since| event.time >= since);
-            if type_matches && time_matches {
+            if selects(query, &event) {
                 events.push(event);
             }
         }
     }
     events.sort_by_key(|event| event.time);
     Ok(events)
+}
+
+/// One stored line as an event. A crash mid-append can leave one torn line (cut inside a
+/// UTF-8 sequence, even): the caller skips it, so it never hides the other events.
+pub fn parse_line(line: &[u8]) -> Result<AuditEvent, String> {
+    std::str::from_utf8(line)
+        .map_err(|e| format!("not UTF-8 ({e})"))
+        .and_then(|text| serde_json::from_str::<AuditEvent>(text).map_err(|e| e.to_string()))
+}
+
+/// `query` applied to one event.
+pub fn selects(query: &AuditQuery, event: &AuditEvent) -> bool {
+    query.event_type.as_ref().is_none_or(|t| *t == event.event_type)
+        && query.since.is_none_or(|since| event.time >= since)
 }
 
 #[cfg(test)]
