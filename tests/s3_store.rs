@@ -4,7 +4,7 @@
 
 use autonomy_lab as common;
 
-use common::{cli::Cli, lab::Lab, node::Node, s3::S3Server, sql};
+use common::{cli::Cli, lab::Lab, node::Node, relay::Relay, s3::S3Server, sql};
 
 #[test]
 fn a_backup_in_the_bucket_is_listed_drilled_and_restored_by_another_node() {
@@ -109,12 +109,7 @@ fn an_s3_outage_mid_upload_fails_the_backup_publishes_nothing_and_the_next_backu
     );
 
     server.restart().expect("the S3 server comes back");
-    let bucket = server.root.join(&server.bucket);
-    let manifests: Vec<_> = std::fs::read_dir(&bucket)
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|name| name.ends_with(".json"))
-        .collect();
+    let manifests = manifests_in(&server.root.join(&server.bucket));
     assert!(
         manifests.is_empty(),
         "a manifest was published for a failed backup: {manifests:?}"
@@ -128,6 +123,64 @@ fn an_s3_outage_mid_upload_fails_the_backup_publishes_nothing_and_the_next_backu
     let id = next.field("backup_id").expect("a backup id");
     let drilled = cli.run_ok(&["ha", "backup", "verify", &id]);
     assert_eq!(drilled.field("outcome").as_deref(), Some("proven"), "{drilled}");
+}
+
+/// The manifests in `dir` (a bucket directory of the lab's S3 server).
+fn manifests_in(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|name| name.ends_with(".json"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn an_s3_answering_503_or_not_at_all_fails_the_backup_within_a_bound_and_publishes_nothing() {
+    let lab = common::or_skip!(Lab::start_or_skip("s3-flaky"));
+    let server = common::or_skip!(S3Server::start_or_skip(&lab.scratch.path().join("s3"), "s3-flaky"));
+    let port: u16 = server.endpoint.rsplit(':').next().unwrap().parse().unwrap();
+    let relay = Relay::start(std::net::SocketAddr::from(([127, 0, 0, 1], 0)), port).unwrap();
+    let mut spec = lab.node_spec("s3-flaky", false).with_s3(&server, "flaky/");
+    let endpoint = spec.extra_args.iter().position(|arg| arg == "--s3-endpoint").unwrap() + 1;
+    spec.extra_args[endpoint] = format!("http://{}", relay.addr);
+    spec.extra_args.extend(["--s3-timeout-ms", "2000"].map(str::to_owned));
+    let node = Node::start_leader(spec).unwrap_or_else(|e| panic!("{e}"));
+    let cli = Cli::for_server(&node.url);
+    let bucket = server.root.join(&server.bucket).join("flaky");
+
+    for (fault, says) in [("503", "503"), ("no answer", "after 4 retries")] {
+        let mut published = manifests_in(&bucket);
+        match fault {
+            "503" => relay.answer_unavailable(),
+            _ => relay.cut(),
+        }
+        let failed = cli.run(&["ha", "backup", "create"]);
+        assert_eq!(failed.exit_code, Some(8), "{fault}: {failed}");
+        assert!(
+            failed.stderr.contains("repository I/O failed on s3://") && failed.stderr.contains(says),
+            "{fault}: {failed}"
+        );
+        assert!(
+            failed.elapsed_ms < 90_000,
+            "{fault}: the failure took {} ms: retries are not bounded",
+            failed.elapsed_ms
+        );
+        relay.heal();
+        assert_eq!(
+            manifests_in(&bucket),
+            published,
+            "{fault}: a failed backup was published"
+        );
+        let next = cli.run_ok(&["ha", "backup", "create"]);
+        published.push(format!("{}.json", next.field("backup_id").expect("a backup id")));
+        let mut now = manifests_in(&bucket);
+        now.sort();
+        published.sort();
+        assert_eq!(now, published, "{fault}: the next backup is not the one published");
+    }
 }
 
 #[test]

@@ -57,6 +57,7 @@ impl S3Server {
             path_style: true,
             access_key_id: self.access_key.clone(),
             secret_access_key: self.secret_key.clone().into(),
+            request_timeout: std::time::Duration::from_secs(30),
         }
     }
 

@@ -71,6 +71,8 @@ pub struct S3Settings {
     pub path_style: bool,
     pub access_key_id: String,
     pub secret_access_key: Secret,
+    /// How long one request may take, its answer included, before it is retried.
+    pub request_timeout: std::time::Duration,
 }
 
 /// Backups in an S3 bucket. Blocking, like every `BackupStore`: it runs the S3 client on a
@@ -94,7 +96,9 @@ impl S3Store {
         crate::backup::repository::create_private_dir(staging_dir)?;
         crate::backup::store::remove_stale_copies(staging_dir);
         let location = format!("s3://{}/{}", settings.bucket, settings.prefix);
+        // Client options first: setting them replaces every one set before (allow_http too).
         let store = AmazonS3Builder::new()
+            .with_client_options(object_store::ClientOptions::new().with_timeout(settings.request_timeout))
             .with_endpoint(&settings.endpoint)
             .with_region(&settings.region)
             .with_bucket_name(&settings.bucket)

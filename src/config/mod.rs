@@ -129,6 +129,8 @@ pub enum ConfigError {
     S3Bucket(String),
     #[error("--s3-prefix `{0}` is not a key prefix; use segments separated by `/` (e.g. cluster-a/), without a leading `/`, `.` or `..`")]
     S3Prefix(String),
+    #[error("--s3-timeout-ms {0} is out of range; use 1000..=3600000 (default 30000)")]
+    S3Timeout(u64),
     #[error("--backup-store s3 needs {0} in the environment (the credentials are never taken from a flag, which would show in the process list)")]
     S3Credentials(&'static str),
     #[error("the S3 store {location} at {endpoint} cannot be used: {reason}; check --s3-endpoint, --s3-bucket and the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)")]

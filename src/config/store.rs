@@ -30,6 +30,10 @@ pub struct StoreArgs {
     /// itself takes virtual-hosted requests (bucket.endpoint/key), the default.
     #[arg(long, env = "AUTONOMY_S3_PATH_STYLE")]
     pub s3_path_style: bool,
+    /// How long one S3 request may take, its whole answer included; a slower one is retried
+    /// (at most 4 times within 20 s), then the operation fails. 1000..=3600000.
+    #[arg(long, env = "AUTONOMY_S3_TIMEOUT_MS", default_value_t = 30_000)]
+    pub s3_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -55,6 +59,7 @@ impl StoreArgs {
                 ("--s3-bucket", self.s3_bucket.is_some()),
                 ("--s3-prefix", !self.s3_prefix.is_empty()),
                 ("--s3-path-style", self.s3_path_style),
+                ("--s3-timeout-ms", self.s3_timeout_ms != 30_000),
             ];
             if let Some((flag, _)) = stray.iter().find(|(_, set)| *set) {
                 return Err(ConfigError::S3WithoutStore(flag));
@@ -66,6 +71,9 @@ impl StoreArgs {
         let bucket = self.s3_bucket.ok_or(ConfigError::S3Missing("--s3-bucket"))?;
         check_bucket(&bucket)?;
         let prefix = normalised_prefix(&self.s3_prefix)?;
+        if !(1_000..=3_600_000).contains(&self.s3_timeout_ms) {
+            return Err(ConfigError::S3Timeout(self.s3_timeout_ms));
+        }
         let credential = |name: &'static str| {
             env(name)
                 .filter(|value| !value.is_empty())
@@ -79,6 +87,7 @@ impl StoreArgs {
             path_style: self.s3_path_style,
             access_key_id: credential("AWS_ACCESS_KEY_ID")?,
             secret_access_key: credential("AWS_SECRET_ACCESS_KEY")?.into(),
+            request_timeout: std::time::Duration::from_millis(self.s3_timeout_ms),
         }))
     }
 }
@@ -167,6 +176,7 @@ mod tests {
             s3_bucket: Some(bucket.into()),
             s3_prefix: prefix.into(),
             s3_path_style: true,
+            s3_timeout_ms: 30_000,
         }
     }
 
@@ -207,6 +217,9 @@ mod tests {
         assert!(refused(s3("https://s3.example.com", "ab", "")).contains("--s3-bucket"));
         assert!(refused(s3("https://s3.example.com", "backups", "/abs")).contains("--s3-prefix"));
         assert!(refused(s3("https://s3.example.com", "backups", "a/../b")).contains("--s3-prefix"));
+        let mut hasty = s3("https://s3.example.com", "backups", "");
+        hasty.s3_timeout_ms = 999;
+        assert!(refused(hasty).contains("--s3-timeout-ms 999 is out of range"));
         let no_secret = s3("https://s3.example.com", "backups", "")
             .validate(|name| (name == "AWS_ACCESS_KEY_ID").then(|| "AKIA".to_owned()));
         assert!(no_secret.unwrap_err().to_string().contains("AWS_SECRET_ACCESS_KEY"));
