@@ -183,10 +183,13 @@ fn an_s3_answering_503_or_not_at_all_fails_the_backup_within_a_bound_and_publish
     }
 }
 
-#[test]
-fn a_truncated_archive_object_is_refused_before_the_database_is_touched() {
-    let lab = common::or_skip!(Lab::start_or_skip("s3-truncated"));
-    let server = common::or_skip!(S3Server::start_or_skip(&lab.scratch.path().join("s3"), "s3-truncated"));
+#[rstest::rstest]
+fn a_truncated_or_flipped_archive_object_is_refused_before_the_database_is_touched(
+    #[values("truncated", "flipped")] damage: &str,
+) {
+    let label = format!("s3-{damage}");
+    let lab = common::or_skip!(Lab::start_or_skip(&label));
+    let server = common::or_skip!(S3Server::start_or_skip(&lab.scratch.path().join("s3"), &label));
     let mut db = lab.load(common::lab::VAL15_SQL);
     let node =
         Node::start_leader(lab.node_spec("s3-trunc", true).with_s3(&server, "")).unwrap_or_else(|e| panic!("{e}"));
@@ -200,18 +203,25 @@ fn a_truncated_archive_object_is_refused_before_the_database_is_touched() {
     let before = sql::fingerprint(&mut db);
     let archive = server.object_path(&format!("{id}.dump"));
     let length = std::fs::metadata(&archive).unwrap().len();
-    std::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
+        .read(true)
         .write(true)
         .open(&archive)
-        .unwrap()
-        .set_len(length / 2)
         .unwrap();
+    if damage == "truncated" {
+        file.set_len(length / 2).unwrap();
+    } else {
+        use std::os::unix::fs::FileExt;
+        let mut byte = [0u8; 1];
+        file.read_exact_at(&mut byte, length / 2).unwrap();
+        file.write_all_at(&[byte[0] ^ 0x01], length / 2).unwrap();
+    }
 
     let restored = cli.run(&["ha", "backup", "restore", &id, "--confirm"]);
     assert_eq!(
         restored.exit_code,
         Some(7),
-        "a truncated archive is an integrity failure:\n{restored}"
+        "a {damage} archive is an integrity failure:\n{restored}"
     );
     assert!(restored.stderr.contains("does not match its manifest"), "{restored}");
     let drilled = cli.run(&["ha", "backup", "verify", &id]);
