@@ -61,6 +61,8 @@ fn autonomy() -> Command {
 #[case::passphrase_file_without_key(&[SERVE, &["--backup-key-passphrase-file", "Cargo.toml"]].concat(), 2, "--backup-key-passphrase-file is set but --backup-decrypt-key is not")]
 #[case::verify_key_without_signing_key(&[SERVE, &["--manifest-verify-key", "Cargo.toml"]].concat(), 2, "--manifest-verify-key is set but --manifest-signing-key is not")]
 #[case::signing_key_not_a_key(&[SERVE, &["--manifest-signing-key", "Cargo.toml"]].concat(), 2, "--manifest-signing-key Cargo.toml: not an OpenPGP secret key")]
+#[case::retain_min_zero(&[SERVE, &["--retain-min", "0"]].concat(), 2, "--retain-min 0 is out of range; use 1..=1000")]
+#[case::retain_daily_huge(&[SERVE, &["--retain-daily", "5000"]].concat(), 2, "--retain-daily 5000 is out of range")]
 #[case::lag_thresholds_missing_file(&["ha", "lag-thresholds", "--from", "/nonexistent/val14-report.json"], 2, "cannot read --from /nonexistent/val14-report.json")]
 #[case::lag_thresholds_not_a_report(&["ha", "lag-thresholds", "--from", "Cargo.toml"], 2, "is not a validation report")]
 fn refuses_with_documented_exit_code(#[case] args: &[&str], #[case] code: i32, #[case] says: &str) {

@@ -83,6 +83,8 @@ event_types! {
         RestoreFailed = "ha.backup.restore_failed",
         /// A started restore that a restarted node found without an outcome.
         RestoreInterrupted = "ha.backup.restore_interrupted",
+        /// Retention deletes a backup (written before anything of it is deleted).
+        BackupPruned = "ha.backup.pruned",
     }
 }
 

@@ -3,11 +3,7 @@
 //! and any other node's file there), deduplicated by event id, oldest first. When the database
 //! cannot be reached the local directory alone answers.
 
-use std::{
-    collections::BTreeMap,
-    path::{Path, PathBuf},
-    time::Duration,
-};
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
 use time::OffsetDateTime;
 
@@ -29,43 +25,30 @@ pub struct SharedAudit {
 impl SharedAudit {
     /// The events `selection` picks from the shared table and from the directory.
     pub async fn query(&self, selection: &AuditQuery) -> Result<Vec<AuditEvent>, AuditError> {
-        every_node(&self.database_url, &self.node_id, &self.dir, selection)
+        let (dir, local_query) = (self.dir.clone(), selection.clone());
+        let local = tokio::task::spawn_blocking(move || query(&dir, &local_query))
             .await
-            .map(|(events, _)| events)
-    }
-}
-
-/// The events `selection` picks from the shared table and from `dir`; and whether the shared
-/// table answered.
-pub async fn every_node(
-    database_url: &str,
-    node_id: &str,
-    dir: &Path,
-    selection: &AuditQuery,
-) -> Result<(Vec<AuditEvent>, bool), AuditError> {
-    let (dir, local_query) = (dir.to_owned(), selection.clone());
-    let local = tokio::task::spawn_blocking(move || query(&dir, &local_query))
-        .await
-        .expect("the audit query does not panic")?;
-    let shared = match tokio::time::timeout(SHARED_TIMEOUT, shared_events(database_url, node_id, selection)).await {
-        Ok(Ok(events)) => Some(events),
-        Ok(Err(error)) => {
-            tracing::warn!(%error, "the shared audit trail is unreachable; answering from this node's directory");
-            None
+            .expect("the audit query does not panic")?;
+        let shared = shared_events(&self.database_url, &self.node_id, selection);
+        let shared = match tokio::time::timeout(SHARED_TIMEOUT, shared).await {
+            Ok(Ok(events)) => Some(events),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "the shared audit trail is unreachable; answering from this node's directory");
+                None
+            }
+            Err(_) => {
+                tracing::warn!("the shared audit trail did not answer in time; answering from this node's directory");
+                None
+            }
+        };
+        let mut by_id: BTreeMap<String, AuditEvent> = BTreeMap::new();
+        for event in shared.into_iter().flatten().chain(local) {
+            by_id.entry(event.id.clone()).or_insert(event);
         }
-        Err(_) => {
-            tracing::warn!("the shared audit trail did not answer in time; answering from this node's directory");
-            None
-        }
-    };
-    let answered = shared.is_some();
-    let mut by_id: BTreeMap<String, AuditEvent> = BTreeMap::new();
-    for event in shared.into_iter().flatten().chain(local) {
-        by_id.entry(event.id.clone()).or_insert(event);
+        let mut events: Vec<AuditEvent> = by_id.into_values().filter(|event| selects(selection, event)).collect();
+        events.sort_by_key(|event| event.time);
+        Ok(events)
     }
-    let mut events: Vec<AuditEvent> = by_id.into_values().filter(|event| selects(selection, event)).collect();
-    events.sort_by_key(|event| event.time);
-    Ok((events, answered))
 }
 
 async fn shared_events(

@@ -220,6 +220,15 @@ impl BackupStore for LocalRepository {
         }
     }
 
+    fn unpublish(&self, backup_id: &str) -> Result<(), BackupError> {
+        let manifest = self.manifest_path(backup_id)?;
+        match fs::remove_file(&manifest) {
+            Ok(()) => sync_dir(&self.dir),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(error) => Err(BackupError::io(&manifest)(error)),
+        }
+    }
+
     fn read_archive(&self, backup_id: &str) -> Result<Box<dyn Read + Send>, BackupError> {
         Ok(Box::new(self.open_archive(backup_id)?))
     }

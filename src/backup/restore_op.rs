@@ -34,6 +34,7 @@ impl BackupService {
             return Err(BackupError::NotInMaintenance(self.state.node_id.to_string()));
         }
         let _running = self.operation.try_lock().map_err(|_| BackupError::Busy)?;
+        let _in_use = self.take_for(backup_id, "restore").map_err(|_| BackupError::Busy)?;
         let _restoring = RestoringFlag::raise(&self.restoring);
         let started = std::time::Instant::now();
 

@@ -247,6 +247,14 @@ impl BackupStore for S3Store {
         }
     }
 
+    fn unpublish(&self, backup_id: &str) -> Result<(), BackupError> {
+        let key = self.key(backup_id, ".json")?;
+        match self.block_on(self.store.delete(&key)) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(error) => Err(io_error(&self.named(&key).display().to_string(), error)),
+        }
+    }
+
     fn read_archive(&self, backup_id: &str) -> Result<Box<dyn Read + Send>, BackupError> {
         match self.open_stream(&self.key(backup_id, ".dump")?) {
             Err(BackupError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {

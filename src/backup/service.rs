@@ -42,6 +42,28 @@ pub struct BackupService {
     /// True while a restore replaces the data: protected writes are refused meanwhile, since
     /// the restore would discard them after they were acknowledged.
     pub(crate) restoring: AtomicBool,
+    /// The backups a drill, a restore or a deletion is working on, and which: retention keeps
+    /// them, and a drill or restore of a backup being deleted is refused.
+    pub(crate) in_use: std::sync::Mutex<std::collections::BTreeMap<BackupId, &'static str>>,
+    /// What retention keeps.
+    pub retention: crate::backup::retention::RetentionPolicy,
+}
+
+/// A backup taken up by one operation; released when dropped.
+pub(crate) struct InUse<'a> {
+    service: &'a BackupService,
+    backup_id: BackupId,
+}
+
+impl Drop for InUse<'_> {
+    fn drop(&mut self) {
+        let mut in_use = self
+            .service
+            .in_use
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        in_use.remove(&self.backup_id);
+    }
 }
 
 /// Clears the restoring flag however the restore ends.
@@ -93,7 +115,22 @@ impl BackupService {
             operation: tokio::sync::Mutex::new(()),
             live_backup: tokio::sync::Mutex::new(None),
             restoring: AtomicBool::new(false),
+            in_use: std::sync::Mutex::default(),
+            retention: crate::backup::retention::RetentionPolicy::default(),
         }
+    }
+
+    /// Takes `backup_id` up for `by` (a drill, a restore, a prune); Err names what holds it.
+    pub(crate) fn take_for(&self, backup_id: &BackupId, by: &'static str) -> Result<InUse<'_>, &'static str> {
+        let mut in_use = self.in_use.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(holder) = in_use.get(backup_id) {
+            return Err(holder);
+        }
+        in_use.insert(backup_id.clone(), by);
+        Ok(InUse {
+            service: self,
+            backup_id: backup_id.clone(),
+        })
     }
 
     /// True while a restore is replacing the database's contents.

@@ -41,6 +41,11 @@ pub trait BackupStore: Send + Sync + 'static {
     /// Removes what an unpublished backup left (best effort: reconciliation removes the rest).
     fn discard(&self, backup_id: &str);
 
+    /// Takes a published backup's manifest away (durably), for retention: from then on it is no
+    /// longer a backup, and its archive is a leftover (`remove_leftovers` takes it next). A
+    /// manifest already gone is no error.
+    fn unpublish(&self, backup_id: &str) -> Result<(), BackupError>;
+
     /// The stored archive as a stream, from its first byte.
     fn read_archive(&self, backup_id: &str) -> Result<Box<dyn Read + Send>, BackupError>;
 

@@ -126,6 +126,13 @@ pub enum BackupCommand {
     Create,
     /// List the backups in the inventory.
     List,
+    /// Apply retention (--retain-* on the leader): delete the completed backups no rule keeps,
+    /// never the newest, the newest proven or one in use. Leader only.
+    Prune {
+        /// Print the plan (each backup, the rule that keeps it or `delete`) and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Rebuild the inventory from the store's manifests (the leader adds the rows it lacks) and
     /// name what the store holds that is not a backup's.
     Reindex,

@@ -110,6 +110,41 @@ pub fn restore(report: &RestoreReport, format: OutputFormat) -> String {
     }
 }
 
+/// The retention plan: `prune dry_run= kept= deleted=`, then per backup, newest first,
+/// `backup_id= created_at= keep <rule>; <rule>` or `delete` (`deleted` once done).
+pub fn prune(report: &crate::backup::prune::PruneReport, format: OutputFormat) -> String {
+    if format == OutputFormat::Json {
+        return json(report);
+    }
+    let doomed = report.entries.iter().filter(|e| e.deletes()).count();
+    let mut text = format!(
+        "prune dry_run={} kept={} {}={}",
+        report.dry_run,
+        report.entries.len() - doomed,
+        if report.dry_run { "to_delete" } else { "deleted" },
+        if report.dry_run { doomed } else { report.deleted.len() }
+    );
+    for entry in &report.entries {
+        let created = entry
+            .created_at
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        let action = match (entry.deletes(), report.dry_run) {
+            (true, true) => "delete".to_owned(),
+            (true, false) => "deleted".to_owned(),
+            (false, _) => {
+                let rules: Vec<String> = entry.kept_by.iter().map(|r| r.describe()).collect();
+                format!("keep {}", rules.join("; "))
+            }
+        };
+        text.push_str(&format!(
+            "\nbackup_id={} created_at={created} {action}",
+            entry.backup_id
+        ));
+    }
+    text
+}
+
 /// The drill's proof report: a summary line, a line per phase, a line per difference.
 pub fn verify(report: &VerifyReport, format: OutputFormat) -> String {
     if format == OutputFormat::Json {

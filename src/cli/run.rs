@@ -284,6 +284,12 @@ fn backup(node: &Node, command: BackupCommand, format: OutputFormat) -> Result<S
             let records: Vec<BackupRecord> = node.client().get("/v1/ha/backups")?;
             Ok(render::backups(&records, format))
         }
+        BackupCommand::Prune { dry_run } => {
+            let report: crate::backup::prune::PruneReport = node
+                .client()
+                .post("/v1/ha/backups/prune", &serde_json::json!({ "dry_run": dry_run }))?;
+            Ok(render::prune(&report, format))
+        }
         BackupCommand::Reindex => {
             let report: crate::api::ReindexReport =
                 node.client().post("/v1/ha/backups/reindex", &serde_json::json!({}))?;

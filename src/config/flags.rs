@@ -64,6 +64,8 @@ pub struct ServeArgs {
     /// How often the node samples pg_stat_replication, in milliseconds.
     #[arg(long, env = "AUTONOMY_REPLICATION_POLL_INTERVAL_MS", default_value_t = 1_000)]
     pub replication_poll_interval_ms: u64,
+    #[command(flatten)]
+    pub retention: super::RetentionArgs,
     /// Directory of pg_dump, pg_restore and psql (default: PATH). Match the server's major version.
     #[arg(long, env = "AUTONOMY_PG_BIN_DIR")]
     pub pg_bin_dir: Option<PathBuf>,

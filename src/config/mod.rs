@@ -2,10 +2,12 @@
 
 mod flags;
 mod keys;
+mod retention;
 mod store;
 
 pub use flags::ServeArgs;
 pub use keys::{KeyArgs, PASSPHRASE_VAR, SIGNING_PASSPHRASE_VAR};
+pub use retention::RetentionArgs;
 pub use store::{check_reachable, StoreArgs, StoreChoice, StoreKind};
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
@@ -45,6 +47,8 @@ pub struct ServeConfig {
     /// show that its checks catch unfenced writes; never set it in production.
     pub skip_fencing: bool,
     pub replication: ReplicationSettings,
+    /// What `ha backup prune` keeps.
+    pub retention: crate::backup::retention::RetentionPolicy,
 }
 
 /// How the node watches its standbys.
@@ -72,6 +76,7 @@ impl std::fmt::Debug for ServeConfig {
             .field("pg_bin_dir", &self.pg_bin_dir)
             .field("skip_fencing", &self.skip_fencing)
             .field("replication", &self.replication)
+            .field("retention", &self.retention)
             .finish()
     }
 }
@@ -129,6 +134,12 @@ pub enum ConfigError {
     S3Bucket(String),
     #[error("--s3-prefix `{0}` is not a key prefix; use segments separated by `/` (e.g. cluster-a/), without a leading `/`, `.` or `..`")]
     S3Prefix(String),
+    #[error("{flag} {value} is out of range; use {range}")]
+    Retention {
+        flag: &'static str,
+        value: u32,
+        range: &'static str,
+    },
     #[error("--s3-timeout-ms {0} is out of range; use 1000..=3600000 (default 30000)")]
     S3Timeout(u64),
     #[error("--backup-store s3 needs {0} in the environment (the credentials are never taken from a flag, which would show in the process list)")]
@@ -218,6 +229,7 @@ impl ServeConfig {
         if !(1 <= healthy && healthy < degraded && degraded <= 3_600_000) {
             return Err(ConfigError::LagThresholds { healthy, degraded });
         }
+        let retention = inputs.retention.validate()?;
         let backup_store = inputs.store.validate(|name| std::env::var(name).ok())?;
         let backup_keys = inputs.keys.validate(|name| std::env::var(name).ok())?;
         let replication_poll = inputs.replication_poll_interval_ms;
@@ -249,6 +261,7 @@ impl ServeConfig {
                 },
                 poll_interval: Duration::from_millis(replication_poll),
             },
+            retention,
         })
     }
 }

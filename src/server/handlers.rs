@@ -62,6 +62,34 @@ pub async fn list_backups(State(app): State<AppState>) -> Result<Json<Vec<Backup
     Ok(Json(app.backups.list().await?))
 }
 
+/// Only `{"dry_run": false}` deletes: an empty body, or one without the field, plans only.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PruneRequest {
+    #[serde(default = "plan_only")]
+    pub dry_run: bool,
+}
+
+impl Default for PruneRequest {
+    fn default() -> Self {
+        Self { dry_run: plan_only() }
+    }
+}
+
+fn plan_only() -> bool {
+    true
+}
+
+pub async fn prune_backups(
+    State(app): State<AppState>,
+    body: axum::body::Bytes,
+) -> Result<Json<crate::backup::prune::PruneReport>, ApiError> {
+    let request: PruneRequest = body_or_default(&body, "the prune body is not {\"dry_run\": bool}")?;
+    let backups = app.backups.clone();
+    let report = run_to_completion(async move { backups.prune(request.dry_run).await }).await?;
+    Ok(Json(report))
+}
+
 pub async fn reindex_backups(State(app): State<AppState>) -> Result<Json<crate::api::ReindexReport>, ApiError> {
     Ok(Json(app.backups.reindex().await?))
 }

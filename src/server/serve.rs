@@ -40,6 +40,7 @@ pub fn router(app: AppState, token: ApiToken) -> Router {
             get(handlers::list_backups).post(handlers::create_backup),
         )
         .route("/v1/ha/backups/reindex", post(handlers::reindex_backups))
+        .route("/v1/ha/backups/prune", post(handlers::prune_backups))
         .route("/v1/ha/backups/{backup_id}", get(handlers::get_backup))
         .route("/v1/ha/backups/{backup_id}/restore", post(handlers::restore_backup))
         .route("/v1/ha/backups/{backup_id}/verify", post(handlers::verify_backup))
@@ -90,7 +91,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     };
     let (state, inbox) = NodeState::new(config.node_id.clone(), config.maintenance_mode);
     let state = Arc::new(state);
-    let backups = BackupService::new(
+    let mut backups = BackupService::new(
         state.clone(),
         backup_store,
         tools,
@@ -99,6 +100,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         lease_store.write_fence(),
         config.backup_keys.clone(),
     );
+    backups.retention = config.retention;
     let backups = Arc::new(backups);
     settle_backups_after_start(&backups).await;
     // One session per kind of request, so a long backup step never delays protected writes.

@@ -88,6 +88,8 @@ impl BackupService {
             }
             WhichBackup::Id(backup_id) => backup_id,
         };
+        // Taken up first: retention keeps a backup being drilled, and one being deleted is not drilled.
+        let _in_use = self.take_for(&backup_id, "drill").map_err(|_| BackupError::Busy)?;
         let id = backup_id.clone();
         if !self.on_store(move |store| store.has_manifest(id.as_str())).await? {
             return Err(BackupError::NotFound(backup_id.to_string()));
