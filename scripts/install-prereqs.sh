@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the lab needs on a fresh Debian machine (PostgreSQL 15 server and client tools,
 # debootstrap for the image, iproute2 and iptables for VAL16's partition, chromium to render the
-# VAL26 HTML report in a real browser, gpg as the encryption's oracle), the lab's S3 server (s3s-fs, built from crates.io) and
+# VAL26 HTML report in a real browser, gpg as the encryption's oracle, prometheus's promtool for the alert rules), the lab's S3 server (s3s-fs, built from crates.io) and
 # builds the local PostgreSQL image. Idempotent and quick when everything is already there. Needs root (or sudo)
 # only when something is missing.
 set -euo pipefail
@@ -19,6 +19,8 @@ command -v iptables >/dev/null || missing+=(iptables)
 command -v chromium >/dev/null || missing+=(chromium)
 # The independent OpenPGP oracle: encrypted archives must open with plain `gpg --decrypt`.
 command -v gpg >/dev/null && command -v gpg-agent >/dev/null || missing+=(gnupg)
+# promtool checks the shipped alert rules and the /metrics exposition (tests/metrics.rs).
+command -v promtool >/dev/null || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"

@@ -12,6 +12,7 @@ pub mod exit;
 pub mod fsio;
 pub mod ha;
 pub mod ident;
+pub mod metrics;
 pub mod secret;
 pub mod server;
 

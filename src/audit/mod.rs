@@ -159,6 +159,8 @@ pub struct AuditLog {
     failure: Mutex<Option<(OffsetDateTime, String)>>,
     /// Woken after every fsynced event: the shipper has something to copy.
     appended: std::sync::Arc<tokio::sync::Notify>,
+    /// Told every event that reached the disk (the metrics), once set.
+    observer: std::sync::OnceLock<Box<dyn Fn(&AuditEvent) + Send + Sync>>,
 }
 
 impl AuditLog {
@@ -191,6 +193,7 @@ impl AuditLog {
             file: Mutex::new((file, torn)),
             failure: Mutex::new(None),
             appended: std::sync::Arc::default(),
+            observer: std::sync::OnceLock::new(),
         })
     }
 
@@ -202,6 +205,11 @@ impl AuditLog {
     /// This node's own file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Has every event that reaches the disk told to `observer` (set once).
+    pub fn on_record(&self, observer: impl Fn(&AuditEvent) + Send + Sync + 'static) {
+        let _ = self.observer.set(Box::new(observer));
     }
 
     /// Notified after every event that reached the disk.
@@ -245,7 +253,12 @@ impl AuditLog {
         match written {
             Ok(()) => {
                 *failure = None;
+                drop(failure);
+                drop(guard);
                 self.appended.notify_one();
+                if let Some(observer) = self.observer.get() {
+                    observer(&event);
+                }
                 Ok(event)
             }
             Err(source) => {

@@ -247,13 +247,10 @@ mod tests {
 
     #[test]
     fn the_only_proven_backup_stays_though_it_is_the_oldest_and_no_rule_keeps_it() {
-        let policy = policy(1, 0, 0);
-        let candidates = [
-            candidate("new", datetime!(2026-12-01 20:00 UTC), false),
-            candidate("mid", datetime!(2026-12-01 10:00 UTC), false),
-            candidate("old", datetime!(2026-11-01 10:00 UTC), true),
-        ];
-        let plan = plan(&policy, &candidates);
+        let new = candidate("new", datetime!(2026-12-01 20:00 UTC), false);
+        let mid = candidate("mid", datetime!(2026-12-01 10:00 UTC), false);
+        let old = candidate("old", datetime!(2026-11-01 10:00 UTC), true);
+        let plan = plan(&policy(1, 0, 0), &[new, mid, old]);
         assert_eq!(deleted(&plan), vec!["mid"]);
         let old = plan.iter().find(|e| e.backup_id == "old").unwrap();
         assert_eq!(old.kept_by, vec![Reason::NewestProven { only_this: true }]);

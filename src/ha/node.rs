@@ -53,6 +53,7 @@ pub async fn run_lease_loop<S: LeaseStore>(
                 request => {
                     // A handler's event (a shutdown, a fenced write) is stepped while the request
                     // is out, so a stopping node never starts another one.
+                    let renewing = matches!(request, Action::Renew { .. }).then(Instant::now);
                     let answer = perform(&store, &mut session, request, timing, failed_before);
                     tokio::pin!(answer);
                     let answer = loop {
@@ -70,6 +71,9 @@ pub async fn run_lease_loop<S: LeaseStore>(
                             }
                         }
                     };
+                    if let Some(started) = renewing {
+                        state.observe_renew(started.elapsed());
+                    }
                     next = Some(answer);
                 }
             }

@@ -54,6 +54,8 @@ pub struct NodeState {
     pub maintenance_mode: bool,
     inner: Mutex<Published>,
     events: mpsc::UnboundedSender<Event>,
+    /// Told how long each lease renewal took (the metrics' histogram), once set.
+    renew_observer: std::sync::OnceLock<Box<dyn Fn(std::time::Duration) + Send + Sync>>,
 }
 
 /// Converts a monotonic instant in the past to the wall clock, for the status report.
@@ -70,8 +72,21 @@ impl NodeState {
             maintenance_mode,
             inner: Mutex::new(Published::default()),
             events,
+            renew_observer: std::sync::OnceLock::new(),
         };
         (state, inbox)
+    }
+
+    /// Has every lease renewal's duration told to `observer` (set once).
+    pub fn on_renew(&self, observer: impl Fn(std::time::Duration) + Send + Sync + 'static) {
+        let _ = self.renew_observer.set(Box::new(observer));
+    }
+
+    /// The lease loop's report of one renewal.
+    pub fn observe_renew(&self, took: std::time::Duration) {
+        if let Some(observer) = self.renew_observer.get() {
+            observer(took);
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Published> {

@@ -29,6 +29,8 @@ pub struct AppState {
     /// The latest sample of the primary's standbys.
     pub replication: Arc<ReplicationMonitor>,
     pub backups: Arc<BackupService>,
+    /// `GET /metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Every node's audit events: the shared table and the local directory.
     pub audit: Arc<crate::audit::shared::SharedAudit>,
     pub writes: ProtectedWrites,
@@ -41,6 +43,19 @@ pub struct ProtectedWrites {
     pub db: Arc<SharedClient>,
     /// `--unsafe-skip-fencing`: they skip the leader and lease checks (tests only).
     pub skip_fencing: bool,
+}
+
+/// The OpenMetrics exposition, answered from memory like the status.
+pub async fn metrics(State(app): State<AppState>) -> impl axum::response::IntoResponse {
+    let status = app.node.report(app.backups.restore_running());
+    let text = app.metrics.render(&status, &app.replication.view());
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
 }
 
 pub async fn healthz() -> &'static str {

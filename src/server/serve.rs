@@ -46,6 +46,7 @@ pub fn router(app: AppState, token: ApiToken) -> Router {
         .route("/v1/ha/backups/{backup_id}/verify", post(handlers::verify_backup))
         .route("/v1/rollouts", get(rollouts::list).post(rollouts::create))
         .route("/v1/audit/events", get(handlers::audit_events))
+        .route("/metrics", get(handlers::metrics))
         .route_layer(middleware::from_fn_with_state(token, require_token));
     Router::new()
         .route("/healthz", get(handlers::healthz))
@@ -59,6 +60,10 @@ pub fn router(app: AppState, token: ApiToken) -> Router {
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     tracing::info!(node_id = %config.node_id, listen = %config.listen, maintenance_mode = config.maintenance_mode, "starting node");
     let audit = Arc::new(AuditLog::open(&config.audit_dir, &config.node_id)?);
+    // Counted from the audit trail, so metrics and events cannot disagree.
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let counted = metrics.clone();
+    audit.on_record(move |event| counted.observe(event));
     let backup_store: Arc<dyn BackupStore> = match &config.backup_store {
         StoreChoice::Local => Arc::new(LocalRepository::open(&config.backup_dir)?),
         StoreChoice::S3(settings) => Arc::new(crate::backup::s3::S3Store::open(settings, &config.backup_dir)?),
@@ -90,6 +95,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         ttl: config.lease.ttl,
     };
     let (state, inbox) = NodeState::new(config.node_id.clone(), config.maintenance_mode);
+    let timed = metrics.clone();
+    state.on_renew(move |took| timed.observe_renew(took.as_secs_f64()));
     let state = Arc::new(state);
     let mut backups = BackupService::new(
         state.clone(),
@@ -103,6 +110,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     backups.retention = config.retention;
     let backups = Arc::new(backups);
     settle_backups_after_start(&backups).await;
+    seed_metrics(&metrics, &backups).await;
     // One session per kind of request, so a long backup step never delays protected writes.
     // (Status requests read memory only; the lease loop has its own session.)
     let writes_db = session_for(&config, "writes");
@@ -141,6 +149,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         replication,
         node: state,
         backups,
+        metrics,
         audit: Arc::new(crate::audit::shared::SharedAudit {
             dir: config.audit_dir.clone(),
             database_url: config.database_url.clone(),
@@ -199,6 +208,30 @@ fn session_for(config: &ServeConfig, purpose: &'static str) -> Arc<SharedClient>
         config.node_id.clone(),
         purpose,
     ))
+}
+
+/// The last successful backup and the last proven drill, from the inventory: a restarted node's
+/// timestamps must not read as "never" (BackupTooOld would fire).
+async fn seed_metrics(metrics: &crate::metrics::Metrics, backups: &BackupService) {
+    let records = match backups.list().await {
+        Ok(records) => records,
+        Err(error) => {
+            tracing::warn!(%error, "the metrics' last-backup timestamps start empty: the inventory could not be read");
+            return;
+        }
+    };
+    let completed = records
+        .iter()
+        .filter(|r| r.status == crate::backup::BackupStatus::Completed);
+    let last_success = completed
+        .clone()
+        .filter_map(|r| Some((r.completed_at?, r.size_bytes.unwrap_or(0))))
+        .max_by_key(|(at, _)| *at);
+    let last_proven = completed
+        .filter(|r| r.last_verify_outcome.as_deref() == Some("proven"))
+        .filter_map(|r| r.last_verified_at)
+        .max();
+    metrics.seed_timestamps(last_success, last_proven);
 }
 
 /// This node has just started: nothing of its own runs, so what it left running died with its
