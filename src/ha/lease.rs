@@ -205,6 +205,17 @@ pub struct RowLeaseStore {
     pub ttl: Duration,
 }
 
+impl RowLeaseStore {
+    pub fn new(database_url: &str, node_id: &NodeId, address: &str, ttl: Duration) -> Self {
+        Self {
+            database_url: database_url.to_owned(),
+            node_id: node_id.clone(),
+            address: address.to_owned(),
+            ttl,
+        }
+    }
+}
+
 pub struct RowLeaseSession {
     client: Client,
     /// Release notifications; ends when the connection does.

@@ -60,22 +60,8 @@ pub fn router(app: AppState, token: ApiToken) -> Router {
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     tracing::info!(node_id = %config.node_id, listen = %config.listen, maintenance_mode = config.maintenance_mode, "starting node");
     let audit = Arc::new(AuditLog::open(&config.audit_dir, &config.node_id)?);
-    // Counted from the audit trail, so metrics and events cannot disagree.
-    let metrics = Arc::new(crate::metrics::Metrics::new());
-    let counted = metrics.clone();
-    audit.on_record(move |event| counted.observe(event));
-    let backup_store: Arc<dyn BackupStore> = match &config.backup_store {
-        StoreChoice::Local => Arc::new(LocalRepository::open(&config.backup_dir)?),
-        StoreChoice::S3(settings) => Arc::new(crate::backup::s3::S3Store::open(settings, &config.backup_dir)?),
-    };
-    match (&config.backup_keys.recipients, &config.backup_keys.decryption) {
-        (Some(recipients), key) => tracing::info!(
-            recipients = %recipients.fingerprints().join(","),
-            decrypts_with = key.as_ref().map_or("none", |key| key.fingerprint.as_str()),
-            "backups are encrypted (OpenPGP)"
-        ),
-        (None, _) => tracing::info!("backups are not encrypted (no --backup-encrypt-to or --backup-decrypt-key)"),
-    }
+    let metrics = metrics_of(&audit);
+    let backup_store = open_backup_store(&config)?;
     let tools = PgTools::new(&config.database_url, config.pg_bin_dir.clone()).context("parse --database-url")?;
     migrate(&config).await?;
 
@@ -88,12 +74,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .advertise_url
         .clone()
         .unwrap_or_else(|| format!("http://{bound}"));
-    let lease_store = RowLeaseStore {
-        database_url: config.database_url.clone(),
-        node_id: config.node_id.clone(),
-        address: address.clone(),
-        ttl: config.lease.ttl,
-    };
+    let lease_store = RowLeaseStore::new(&config.database_url, &config.node_id, &address, config.lease.ttl);
     let (state, inbox) = NodeState::new(config.node_id.clone(), config.maintenance_mode);
     let timed = metrics.clone();
     state.on_renew(move |took| timed.observe_renew(took.as_secs_f64()));
@@ -136,17 +117,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         config.lease,
     ));
 
-    let replication = Arc::new(ReplicationMonitor::new(config.replication.lag_thresholds));
-    tokio::spawn(replication::run_sampler(
-        config.database_url.clone(),
-        config.node_id.clone(),
-        replication.clone(),
-        config.replication.poll_interval,
-        shutdown_rx.clone(),
-    ));
-
     let app = AppState {
-        replication,
+        replication: start_replication_sampler(&config, shutdown_rx.clone()),
         node: state,
         backups,
         metrics,
@@ -208,6 +180,44 @@ fn session_for(config: &ServeConfig, purpose: &'static str) -> Arc<SharedClient>
         config.node_id.clone(),
         purpose,
     ))
+}
+
+/// The node's metrics, counted from `audit`'s events, so metrics and events cannot disagree.
+fn metrics_of(audit: &AuditLog) -> Arc<crate::metrics::Metrics> {
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let counted = metrics.clone();
+    audit.on_record(move |event| counted.observe(event));
+    metrics
+}
+
+/// The monitor of the standbys, sampled on a session of its own until `shutdown`.
+fn start_replication_sampler(config: &ServeConfig, shutdown: watch::Receiver<bool>) -> Arc<ReplicationMonitor> {
+    let replication = Arc::new(ReplicationMonitor::new(config.replication.lag_thresholds));
+    tokio::spawn(replication::run_sampler(
+        config.database_url.clone(),
+        config.node_id.clone(),
+        replication.clone(),
+        config.replication.poll_interval,
+        shutdown,
+    ));
+    replication
+}
+
+/// The configured backup store, opened, and a log line saying whether backups are encrypted.
+fn open_backup_store(config: &ServeConfig) -> anyhow::Result<Arc<dyn BackupStore>> {
+    let store: Arc<dyn BackupStore> = match &config.backup_store {
+        StoreChoice::Local => Arc::new(LocalRepository::open(&config.backup_dir)?),
+        StoreChoice::S3(settings) => Arc::new(crate::backup::s3::S3Store::open(settings, &config.backup_dir)?),
+    };
+    match (&config.backup_keys.recipients, &config.backup_keys.decryption) {
+        (Some(recipients), key) => tracing::info!(
+            recipients = %recipients.fingerprints().join(","),
+            decrypts_with = key.as_ref().map_or("none", |key| key.fingerprint.as_str()),
+            "backups are encrypted (OpenPGP)"
+        ),
+        (None, _) => tracing::info!("backups are not encrypted (no --backup-encrypt-to or --backup-decrypt-key)"),
+    }
+    Ok(store)
 }
 
 /// The last successful backup and the last proven drill, from the inventory: a restarted node's
