@@ -101,6 +101,18 @@ impl Metrics {
             renew_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
         };
         metrics.register_all();
+        // Every outcome exists at 0 from the start: a counter series born at 1 reads to
+        // Prometheus's increase() as no increase, and the first failure would go unalerted.
+        for outcome in ["success", "failure"] {
+            let _ = metrics.backups.get_or_create(&Outcome {
+                outcome: outcome.into(),
+            });
+        }
+        for outcome in ["proven", "differences", "not_run"] {
+            let _ = metrics.drills.get_or_create(&Outcome {
+                outcome: outcome.into(),
+            });
+        }
         metrics
     }
 

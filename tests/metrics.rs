@@ -3,22 +3,14 @@
 //! tests `deploy/prometheus/alerts.yml` with the `*test*.yml` files beside it, whose cases
 //! fire and stay silent.
 
-use std::{io::Write, path::Path, process::Command};
+use std::{io::Write, path::Path, process::Command, time::Duration};
 
 use autonomy_lab as common;
 use common::{cli::Cli, lab::Lab, node::Node, LAB_TOKEN};
 
 /// promtool, or None after printing SKIP (a failure under AUTONOMY_LAB_REQUIRE=1).
 fn promtool(label: &str) -> Option<&'static str> {
-    if Command::new("promtool").arg("--version").output().is_ok() {
-        return Some("promtool");
-    }
-    assert!(
-        !common::run::lab_required(),
-        "AUTONOMY_LAB_REQUIRE=1 but promtool is not installed (scripts/install-prereqs.sh installs it)"
-    );
-    eprintln!("SKIP {label}: promtool is not installed");
-    None
+    common::run::tool_or_skip("promtool", label).then_some("promtool")
 }
 
 fn run(program: &str, args: &[&str], stdin: &[u8]) -> (bool, String) {
@@ -145,4 +137,74 @@ fn a_node_exposes_openmetrics_that_promtool_accepts_and_counts_what_happened() {
     let follower = Node::start(lab.node_spec("met-n3", false)).unwrap_or_else(|e| panic!("{e}"));
     let (_, text) = scrape(&follower.url, Some(LAB_TOKEN));
     assert!(text.contains("autonomy_leader 0"), "{text}");
+}
+
+#[test]
+fn a_real_prometheus_fires_the_alert_for_stopped_backups_and_for_a_failed_drill() {
+    let lab = common::or_skip!(Lab::start_or_skip("prometheus-alerts"));
+    let _db = lab.load(common::lab::VAL15_SQL);
+    let node = lab.leader("prom-n1", false);
+    let cli = Cli::for_server(&node.url);
+    cli.run_ok(&["ha", "backup", "create"]);
+    let bad = cli.run_ok(&["ha", "backup", "create"]).field("backup_id").unwrap();
+    // The shipped rules, with "too old" shortened from a day to 15 s for the test.
+    let shipped =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/prometheus/alerts.yml")).unwrap();
+    assert!(shipped.contains("> 24 * 3600"), "the BackupTooOld threshold moved");
+    let rules = shipped.replace("> 24 * 3600", "> 15");
+    let target = node.url.trim_start_matches("http://").to_owned();
+    let prometheus = common::or_skip!(common::prometheus::Prometheus::start_or_skip(
+        &lab.scratch.path().join("prometheus"),
+        &[&target],
+        LAB_TOKEN,
+        &rules,
+        "prometheus-alerts"
+    ));
+    let fired = |alert: &str, within: Duration| {
+        common::run::wait_until(within, || {
+            prometheus.firing().iter().any(|name| name == alert).then_some(())
+        })
+        .map(|((), waited)| waited)
+    };
+
+    prometheus
+        .wait_scraped(3, Duration::from_secs(60))
+        .unwrap_or_else(|e| panic!("{e}"));
+    // A drill that finds differences: BackupVerificationFailed fires (no `for:`: at once).
+    assert!(
+        fired("BackupVerificationFailed", Duration::from_secs(3)).is_none(),
+        "fired before any drill failed"
+    );
+    let archive = lab.archive_path(&bad);
+    let mut bytes = std::fs::read(&archive).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&archive, bytes).unwrap();
+    let drilled = cli.run(&["ha", "backup", "verify", &bad]);
+    assert_eq!(drilled.field("outcome").as_deref(), Some("differences"), "{drilled}");
+    let waited = fired("BackupVerificationFailed", Duration::from_secs(30));
+    assert!(
+        waited.is_some(),
+        "BackupVerificationFailed never fired; firing: {:?}; drills: {}",
+        prometheus.firing(),
+        prometheus.query("autonomy_drills_total")
+    );
+
+    // A fresh backup clears BackupTooOld; with none after it, it fires again once the
+    // (shortened) 15 s have passed, and not before.
+    cli.run_ok(&["ha", "backup", "create"]);
+    let cleared = common::run::wait_until(Duration::from_secs(20), || {
+        (!prometheus.firing().iter().any(|name| name == "BackupTooOld")).then_some(())
+    });
+    assert!(cleared.is_some(), "BackupTooOld stayed firing after a backup");
+    let waited = fired("BackupTooOld", Duration::from_secs(60));
+    let waited = waited.unwrap_or_else(|| panic!("BackupTooOld never fired; firing: {:?}", prometheus.firing()));
+    assert!(
+        waited > Duration::from_secs(5),
+        "BackupTooOld fired {waited:?} after it cleared: before its window"
+    );
+    assert!(
+        !prometheus.firing().iter().any(|name| name == "NoLeader"),
+        "NoLeader fired with a leader"
+    );
 }

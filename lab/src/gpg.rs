@@ -50,12 +50,7 @@ impl GpgHome {
     /// a failure instead under AUTONOMY_LAB_REQUIRE=1.
     #[track_caller]
     pub fn create_or_skip(dir: &Path, label: &str) -> Option<Self> {
-        if Command::new("gpg").arg("--version").output().is_err() {
-            assert!(
-                !crate::run::lab_required(),
-                "AUTONOMY_LAB_REQUIRE=1 but gpg is not installed"
-            );
-            eprintln!("SKIP {label}: gpg is not installed (scripts/install-prereqs.sh installs it)");
+        if !crate::run::tool_or_skip("gpg", label) {
             return None;
         }
         std::fs::create_dir_all(dir).expect("create the gpg home");

@@ -10,6 +10,7 @@
 //! - `lab`: one test's backend (or a recorded SKIP) and scratch directory.
 //! - `gpg`: a throwaway GnuPG home: the operator's keys, and the oracle that opens archives.
 //! - `netns`: a lab host in a network namespace of its own, and a real partition of it.
+//! - `prometheus`: a real Prometheus server scraping lab nodes and evaluating alert rules.
 //! - `process`: stopping child processes.
 //! - `relay`: a TCP forwarder the lab can cut silently, and heal.
 //! - `phase`: runs a slice's phases once per run, across test processes.
@@ -33,6 +34,7 @@ pub mod netns;
 pub mod node;
 pub mod phase;
 pub mod process;
+pub mod prometheus;
 pub mod relay;
 pub mod run;
 pub mod s3;

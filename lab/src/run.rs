@@ -125,3 +125,18 @@ pub fn wait_until<T>(
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
 }
+
+/// Whether `program` runs (`--version`); when not, prints SKIP for `label` and returns false —
+/// a failure instead under AUTONOMY_LAB_REQUIRE=1. scripts/install-prereqs.sh installs them all.
+#[track_caller]
+pub fn tool_or_skip(program: &str, label: &str) -> bool {
+    if std::process::Command::new(program).arg("--version").output().is_ok() {
+        return true;
+    }
+    assert!(
+        !lab_required(),
+        "AUTONOMY_LAB_REQUIRE=1 but {program} is not installed (scripts/install-prereqs.sh installs it)"
+    );
+    eprintln!("SKIP {label}: {program} is not installed (scripts/install-prereqs.sh installs it)");
+    false
+}
