@@ -14,10 +14,8 @@ scale=${SCALE:-50}
 runs=${RUNS:-3}
 # shellcheck source=scripts/bench-pg.sh
 source "$(dirname "$0")/bench-pg.sh"
-createdb bench
-echo "loading pgbench scale $scale ..." >&2
-pgbench -i -s "$scale" -q bench >/dev/null 2>&1
-db_size=$(psql -XAtc "SELECT pg_size_pretty(pg_database_size('bench'))" bench)
+load_bench_db bench "$scale" 0
+db_size=$(db_size bench)
 
 node_port=$(free_port)
 AUTONOMY_API_TOKEN=$token AUTONOMY_LOG=warn "$bin" ha serve --node-id bench \

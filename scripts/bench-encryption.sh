@@ -16,14 +16,9 @@ big_mb=${BIG_MB:-300}
 runs=${RUNS:-3}
 # shellcheck source=scripts/bench-pg.sh
 source "$(dirname "$0")/bench-pg.sh"
-createdb bench_plain
-echo "loading pgbench scale $scale and $big_mb MB of text ..." >&2
-pgbench -i -s "$scale" -q bench_plain >/dev/null 2>&1
-rows=$(( big_mb * 1024 * 1024 / 100 ))
-psql -Xq -c "CREATE TABLE big (id int PRIMARY KEY, payload text NOT NULL);
-  INSERT INTO big SELECT g, md5(g::text) || md5((g * 7)::text) || md5((g * 13)::text) FROM generate_series(1, $rows) g;" bench_plain
+load_bench_db bench_plain "$scale" "$big_mb"
 createdb -T bench_plain bench_sealed
-db_size=$(psql -XAtc "SELECT pg_size_pretty(pg_database_size('bench_plain'))" bench_plain)
+db_size=$(db_size bench_plain)
 
 echo "generating an RSA-4096 key with gpg ..." >&2
 gnupg="$work/gnupg"; mkdir -m 700 "$gnupg"

@@ -1,7 +1,7 @@
 # Sourced by the bench scripts: a throwaway PostgreSQL on a loopback port in a temp dir (as the
 # postgres OS user when run as root), stopped and removed on exit with every process in `pids`.
 # Sets: repo, bin (the release binary, built if missing), pg_bin, token, work, pg_port,
-# PGHOST/PGPORT/PGUSER; gives free_port, now_ms, start_node (a leader on its own database, with
+# PGHOST/PGPORT/PGUSER; gives free_port, now_ms, load_bench_db, db_size, start_node (a leader on its own database, with
 # `node_env` in its environment), timed_backup and rss.
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -54,3 +54,15 @@ timed_backup() { # port: prints the wall-clock ms of one `ha backup create`
   echo $(( $(now_ms) - t0 ))
 }
 rss() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; } # pid: peak RSS in KiB
+
+load_bench_db() { # database scale big_mb: pgbench tables plus big_mb MB of hard-to-compress text
+  local db=$1 scale=$2 big_mb=$3
+  createdb "$db"
+  echo "loading pgbench scale $scale and $big_mb MB of text ..." >&2
+  pgbench -i -s "$scale" -q "$db" >/dev/null 2>&1
+  [ "$big_mb" -gt 0 ] || return 0
+  psql -Xq -c "CREATE TABLE big (id int PRIMARY KEY, payload text NOT NULL);
+    INSERT INTO big SELECT g, md5(g::text) || md5((g * 7)::text) || md5((g * 13)::text)
+    FROM generate_series(1, $(( big_mb * 1024 * 1024 / 100 ))) g;" "$db"
+}
+db_size() { psql -XAtc "SELECT pg_size_pretty(pg_database_size('$1'))" "$1"; } # database

@@ -15,14 +15,9 @@ big_mb=${BIG_MB:-300}
 runs=${RUNS:-3}
 # shellcheck source=scripts/bench-pg.sh
 source "$(dirname "$0")/bench-pg.sh"
-createdb bench_local
-echo "loading pgbench scale $scale and $big_mb MB of text ..." >&2
-pgbench -i -s "$scale" -q bench_local >/dev/null 2>&1
-rows=$(( big_mb * 1024 * 1024 / 100 ))
-psql -Xq -c "CREATE TABLE big (id int PRIMARY KEY, payload text NOT NULL);
-  INSERT INTO big SELECT g, md5(g::text) || md5((g * 7)::text) || md5((g * 13)::text) FROM generate_series(1, $rows) g;" bench_local
+load_bench_db bench_local "$scale" "$big_mb"
 createdb -T bench_local bench_s3
-db_size=$(psql -XAtc "SELECT pg_size_pretty(pg_database_size('bench_local'))" bench_local)
+db_size=$(db_size bench_local)
 
 # The S3 server: its throwaway credentials are its flags (it takes them no other way).
 s3_key="bench$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"

@@ -31,7 +31,9 @@ impl BackupService {
     /// The retention plan, carried out unless `dry_run`. Leader only.
     pub async fn prune(&self, dry_run: bool) -> Result<PruneReport, BackupError> {
         let epoch = self.leader_epoch()?;
-        let records = self.list().await?;
+        // Every manifest in the store has its row first; the files are not looked at.
+        self.rebuild_inventory().await?;
+        let records = self.records().await?;
         let candidates: Vec<Candidate> = {
             let in_use = self.in_use.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             records

@@ -177,16 +177,19 @@ impl BackupService {
     /// The inventory, each completed backup with whether its files are in the repository.
     /// On the leader, first indexes manifests the inventory lacks and clears the interrupted
     /// backups (all but the one this node is taking).
+    /// The inventory's rows as they are: no rebuild from the store, no look at the files.
+    pub async fn records(&self) -> Result<Vec<BackupRecord>, BackupError> {
+        let client = self.db.get().await?;
+        Ok(inventory::list(&*client).await?)
+    }
+
     pub async fn list(&self) -> Result<Vec<BackupRecord>, BackupError> {
         if self.state.leader_epoch().is_some() {
             self.rebuild_inventory().await?;
             let live = self.live_backup.lock().await;
             self.reconcile_interrupted(live.as_ref()).await;
         }
-        let mut records = {
-            let client = self.db.get().await?;
-            inventory::list(&*client).await?
-        };
+        let mut records = self.records().await?;
         let store = self.store.clone();
         let ids: Vec<String> = records
             .iter()

@@ -223,7 +223,7 @@ fn open_backup_store(config: &ServeConfig) -> anyhow::Result<Arc<dyn BackupStore
 /// The last successful backup and the last proven drill, from the inventory: a restarted node's
 /// timestamps must not read as "never" (BackupTooOld would fire).
 async fn seed_metrics(metrics: &crate::metrics::Metrics, backups: &BackupService) {
-    let records = match backups.list().await {
+    let records = match backups.records().await {
         Ok(records) => records,
         Err(error) => {
             tracing::warn!(%error, "the metrics' last-backup timestamps start empty: the inventory could not be read");
