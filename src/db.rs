@@ -167,6 +167,23 @@ const SCHEMA_SQL: &str = "
         details jsonb NOT NULL
     );
     CREATE INDEX IF NOT EXISTS audit_events_by_time ON autonomy_ha.audit_events (time);
+    -- One row per slot of a backup or verify schedule, inserted under the lease's fence: the
+    -- primary key is what makes a slot run at most once across nodes and failovers.
+    CREATE TABLE IF NOT EXISTS autonomy_ha.schedule_slots (
+        kind        text NOT NULL CHECK (kind IN ('backup', 'verify')),
+        slot_at     timestamptz NOT NULL,
+        state       text NOT NULL
+                    CHECK (state IN ('running', 'succeeded', 'failed', 'skipped', 'missed', 'interrupted')),
+        expression  text NOT NULL,
+        attempt     integer NOT NULL,
+        node_id     text NOT NULL,
+        epoch       bigint NOT NULL,
+        claimed_at  timestamptz NOT NULL,
+        finished_at timestamptz,
+        backup_id   text,
+        detail      text,
+        PRIMARY KEY (kind, slot_at)
+    );
 ";
 
 /// Creates or repairs the `autonomy_ha` schema. Safe when several nodes start at once: it

@@ -31,6 +31,12 @@ struct Outcome {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SlotOutcome {
+    kind: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StepDown {
     reason: String,
 }
@@ -65,8 +71,10 @@ pub struct Metrics {
     database_reachable: Gauge,
     /// Read from the replication monitor's latest sample at each scrape.
     replication_write_lag: Family<Standby, FloatGauge>,
-    /// Schedules are not built yet: stays 0 until they are (issue 17).
+    /// Slots that did not run: missed (ha.schedule.slots_missed counts them) or interrupted.
     missed_slots: Counter,
+    /// Slots that ran, by schedule and outcome (ha.schedule.slot_finished).
+    slots: Family<SlotOutcome, Counter>,
     /// Observed by the lease loop around each renewal.
     renew_seconds: Histogram,
 }
@@ -98,6 +106,7 @@ impl Metrics {
             database_reachable: Gauge::default(),
             replication_write_lag: Family::default(),
             missed_slots: Counter::default(),
+            slots: Family::default(),
             renew_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
         };
         metrics.register_all();
@@ -200,8 +209,13 @@ impl Metrics {
         );
         r.register(
             "autonomy_schedule_missed_slots",
-            "Scheduled slots that did not run",
+            "Scheduled slots that did not run: no leader ran them in time, or their leader was lost mid-run too long ago",
             self.missed_slots.clone(),
+        );
+        r.register(
+            "autonomy_schedule_slots",
+            "Scheduled slots that ran, by schedule (backup, verify) and outcome (succeeded, failed, skipped, interrupted)",
+            self.slots.clone(),
         );
         r.register(
             "autonomy_lease_renew_duration_seconds",
@@ -266,6 +280,19 @@ impl Metrics {
             }
             EventType::QuorumLost => {
                 self.quorum_losses.inc();
+            }
+            EventType::ScheduleSlotsMissed => {
+                self.missed_slots.inc_by(details["count"].as_u64().unwrap_or(1));
+            }
+            EventType::ScheduleSlotFinished => {
+                let slot = SlotOutcome {
+                    kind: details["kind"].as_str().unwrap_or("unknown").to_owned(),
+                    outcome: details["outcome"].as_str().unwrap_or("unknown").to_owned(),
+                };
+                if slot.outcome == "interrupted" {
+                    self.missed_slots.inc();
+                }
+                self.slots.get_or_create(&slot).inc();
             }
             _ => {}
         }
@@ -336,6 +363,18 @@ mod tests {
             serde_json::json!({"outcome": "proven", "rto_ms": 2000}),
         ));
         metrics.observe(&event(
+            EventType::ScheduleSlotsMissed,
+            serde_json::json!({"kind": "backup", "count": 3}),
+        ));
+        metrics.observe(&event(
+            EventType::ScheduleSlotFinished,
+            serde_json::json!({"kind": "backup", "outcome": "interrupted"}),
+        ));
+        metrics.observe(&event(
+            EventType::ScheduleSlotFinished,
+            serde_json::json!({"kind": "verify", "outcome": "succeeded"}),
+        ));
+        metrics.observe(&event(
             EventType::LeaderSteppedDown,
             serde_json::json!({"reason": "renew refused"}),
         ));
@@ -350,6 +389,8 @@ mod tests {
             "autonomy_last_proven_restore_timestamp_seconds 1700000000.0",
             "autonomy_leader_step_downs_total{reason=\"renew refused\"} 1",
             "autonomy_leader 0",
+            "autonomy_schedule_missed_slots_total 4",
+            "autonomy_schedule_slots_total{kind=\"verify\",outcome=\"succeeded\"} 1",
             "# EOF",
         ] {
             assert!(text.contains(line), "`{line}` is not in:\n{text}");

@@ -5,6 +5,7 @@
 mod backup;
 mod error;
 mod rollout;
+mod schedule;
 mod status;
 mod verify;
 
@@ -14,5 +15,6 @@ pub use backup::{
 };
 pub use error::ErrorBody;
 pub use rollout::{NewRollout, Rollout};
+pub use schedule::{ScheduleKind, ScheduleReport, ScheduleView, SlotRecord, SlotState};
 pub use status::{ReplicationSample, Role, SplitBrain, StatusReport};
 pub use verify::{DrillOutcome, DrillPhase, Phase, VerifyReport, VerifyRequest};

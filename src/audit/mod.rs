@@ -85,6 +85,12 @@ event_types! {
         RestoreInterrupted = "ha.backup.restore_interrupted",
         /// Retention deletes a backup (written before anything of it is deleted).
         BackupPruned = "ha.backup.pruned",
+        /// The leader claimed a schedule slot (or, after a lost leader, claimed it again).
+        ScheduleSlotStarted = "ha.schedule.slot_started",
+        /// A claimed slot's outcome: succeeded, failed, skipped or interrupted.
+        ScheduleSlotFinished = "ha.schedule.slot_finished",
+        /// Slots that will not run (no leader in time, or superseded by a newer slot).
+        ScheduleSlotsMissed = "ha.schedule.slots_missed",
     }
 }
 

@@ -16,6 +16,7 @@ pub mod restore;
 mod restore_op;
 pub mod retention;
 pub mod s3;
+pub mod schedule;
 pub mod service;
 pub mod store;
 

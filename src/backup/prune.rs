@@ -80,10 +80,7 @@ impl BackupService {
             || format!("prune stopped before deleting backup `{backup_id}`: nothing of it was deleted"),
         )?;
         let mut client = self.db.get().await?;
-        let tx = client.transaction().await.map_err(DbError::query("begin"))?;
-        if !self.fence.holds(&tx, &self.state.node_id, epoch).await? {
-            return Err(BackupError::Fenced(epoch));
-        }
+        let tx = self.begin_fenced(&mut client, epoch).await?;
         tx.execute(
             "DELETE FROM autonomy_ha.backup_inventory WHERE backup_id = $1",
             &[&backup_id.as_str()],

@@ -144,6 +144,20 @@ impl BackupService {
         })
     }
 
+    /// A transaction on `client` in which this node's writes at `epoch` may commit: the fence
+    /// is checked first (and, with the row lease, holds until the commit).
+    pub(crate) async fn begin_fenced<'c>(
+        &self,
+        client: &'c mut tokio_postgres::Client,
+        epoch: i64,
+    ) -> Result<tokio_postgres::Transaction<'c>, BackupError> {
+        let tx = client.transaction().await.map_err(DbError::query("begin"))?;
+        if !self.fence.holds(&tx, &self.state.node_id, epoch).await? {
+            return Err(BackupError::Fenced(epoch));
+        }
+        Ok(tx)
+    }
+
     /// Adds manifests the inventory lacks (after a lost or dropped table).
     pub async fn rebuild_inventory(&self) -> Result<u64, BackupError> {
         let store = self.store.clone();
@@ -221,9 +235,13 @@ impl BackupService {
     }
 
     pub async fn create(&self) -> Result<BackupRecord, BackupError> {
+        self.create_with_id(new_backup_id()).await
+    }
+
+    /// A backup under an id chosen beforehand (a schedule records it with its slot first).
+    pub async fn create_with_id(&self, backup_id: BackupId) -> Result<BackupRecord, BackupError> {
         let epoch = self.leader_epoch()?;
         let _running = self.operation.try_lock().map_err(|_| BackupError::Busy)?;
-        let backup_id = new_backup_id();
         {
             let mut live = self.live_backup.lock().await;
             // This node runs nothing else now: any `running` row of its own is a dead one.
@@ -365,10 +383,7 @@ impl BackupService {
         created_at: OffsetDateTime,
     ) -> Result<String, BackupError> {
         let mut client = self.db.get().await?;
-        let tx = client.transaction().await.map_err(DbError::query("begin"))?;
-        if !self.fence.holds(&tx, &self.state.node_id, epoch).await? {
-            return Err(BackupError::Fenced(epoch));
-        }
+        let tx = self.begin_fenced(&mut client, epoch).await?;
         let database = &self.tools.database;
         inventory::insert_running(
             &tx,
@@ -594,7 +609,7 @@ pub(crate) fn utc_stamp() -> String {
 }
 
 /// `bk-<UTC time>-<6 hex>`: sorts by time, unique without coordination.
-fn new_backup_id() -> BackupId {
+pub(crate) fn new_backup_id() -> BackupId {
     BackupId::parse(&format!(
         "bk-{}-{}",
         utc_stamp(),

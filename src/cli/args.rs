@@ -111,6 +111,9 @@ pub enum HaCommand {
     /// Create, list and restore backups (the leader does the work).
     #[command(subcommand)]
     Backup(BackupCommand),
+    /// Show the backup and verify schedules: the next slots, each one's last run and the
+    /// slots that did not run, with why (any node answers; the leader runs the slots).
+    Schedule,
     /// Derive lag alert thresholds from a VAL14 report (the formulas in docs/VALIDATION.md) and print them
     /// as the node's flags. Offline: reads the file only.
     LagThresholds {

@@ -5,6 +5,7 @@ pub mod cluster;
 mod lab;
 pub mod render;
 pub mod run;
+mod schedule;
 
 pub use args::Cli;
 pub use run::{run, CliError};

@@ -10,7 +10,7 @@ use crate::{
     ha::{rollouts::Rollout, StatusReport},
 };
 
-fn json<T: Serialize>(value: &T) -> String {
+pub(super) fn json<T: Serialize>(value: &T) -> String {
     serde_json::to_string_pretty(value).expect("output values always serialise")
 }
 
@@ -23,7 +23,7 @@ fn listing<T: Serialize>(items: &[T], format: OutputFormat, empty: &str, line: i
     }
 }
 
-fn opt<T: ToString>(value: &Option<T>) -> String {
+pub(super) fn opt<T: ToString>(value: &Option<T>) -> String {
     value.as_ref().map_or_else(|| "-".to_owned(), ToString::to_string)
 }
 

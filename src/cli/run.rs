@@ -78,6 +78,11 @@ pub fn run(cli: Cli) -> Result<String, CliError> {
             };
             backup(&Node::new(one_server(&cli.server)?, cli.token, wait)?, command, format)
         }
+        Command::Ha(HaCommand::Schedule) => {
+            let node = Node::new(one_server(&cli.server)?, cli.token, timeout.or(CALL_TIMEOUT))?;
+            let report: crate::api::ScheduleReport = node.client().get("/v1/ha/schedule")?;
+            Ok(super::schedule::render(&report, format))
+        }
         Command::Ha(HaCommand::LagThresholds { from }) => lag_thresholds(&from, format),
         Command::Lab(command) => super::lab::run(command, format),
         Command::Rollout(command) => rollout(

@@ -66,6 +66,8 @@ pub struct ServeArgs {
     pub replication_poll_interval_ms: u64,
     #[command(flatten)]
     pub retention: super::RetentionArgs,
+    #[command(flatten)]
+    pub schedule: super::ScheduleArgs,
     /// Directory of pg_dump, pg_restore and psql (default: PATH). Match the server's major version.
     #[arg(long, env = "AUTONOMY_PG_BIN_DIR")]
     pub pg_bin_dir: Option<PathBuf>,

@@ -3,11 +3,13 @@
 mod flags;
 mod keys;
 mod retention;
+mod schedule;
 mod store;
 
 pub use flags::ServeArgs;
 pub use keys::{KeyArgs, PASSPHRASE_VAR, SIGNING_PASSPHRASE_VAR};
 pub use retention::RetentionArgs;
+pub use schedule::ScheduleArgs;
 pub use store::{check_reachable, StoreArgs, StoreChoice, StoreKind};
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
@@ -49,6 +51,8 @@ pub struct ServeConfig {
     pub replication: ReplicationSettings,
     /// What `ha backup prune` keeps.
     pub retention: crate::backup::retention::RetentionPolicy,
+    /// The backups and drills the leader runs by itself.
+    pub schedules: crate::backup::schedule::Schedules,
 }
 
 /// How the node watches its standbys.
@@ -77,6 +81,7 @@ impl std::fmt::Debug for ServeConfig {
             .field("skip_fencing", &self.skip_fencing)
             .field("replication", &self.replication)
             .field("retention", &self.retention)
+            .field("schedules", &self.schedules)
             .finish()
     }
 }
@@ -161,6 +166,17 @@ pub enum ConfigError {
     PassphraseTwice { var: &'static str, file_flag: &'static str },
     #[error("--manifest-verify-key is set but --manifest-signing-key is not: this node would publish unsigned manifests that signed-manifest checks refuse; give every node the shared --manifest-signing-key")]
     VerifyWithoutSigning,
+    #[error("{flag}: {reason}")]
+    Schedule {
+        flag: &'static str,
+        reason: crate::backup::schedule::CalendarError,
+    },
+    #[error("--schedule-grace-s {0} is out of range; use 1..=604800 seconds (default 3600)")]
+    ScheduleGrace(i64),
+    #[error("{0} is set but no schedule is (no --backup-schedule or --verify-schedule); pass a schedule, or drop {0}")]
+    ScheduleWithoutSchedule(&'static str),
+    #[error("--verify-schedule is set and backups are encrypted (--backup-encrypt-to), but this node has no --backup-decrypt-key: every scheduled drill would fail; give the node the secret key, or drop --verify-schedule")]
+    VerifyScheduleWithoutKey,
     #[error("--backup-key-passphrase-file {}: cannot read it: {source}", path.display())]
     PassphraseFile {
         path: PathBuf,
@@ -232,6 +248,8 @@ impl ServeConfig {
         let retention = inputs.retention.validate()?;
         let backup_store = inputs.store.validate(|name| std::env::var(name).ok())?;
         let backup_keys = inputs.keys.validate(|name| std::env::var(name).ok())?;
+        let can_decrypt = backup_keys.recipients.is_none() || backup_keys.decryption.is_some();
+        let schedules = inputs.schedule.validate(can_decrypt)?;
         let replication_poll = inputs.replication_poll_interval_ms;
         if !(10..=60_000).contains(&replication_poll) {
             return Err(ConfigError::ReplicationPollInterval(replication_poll));
@@ -262,6 +280,7 @@ impl ServeConfig {
                 poll_interval: Duration::from_millis(replication_poll),
             },
             retention,
+            schedules,
         })
     }
 }

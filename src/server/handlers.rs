@@ -29,6 +29,8 @@ pub struct AppState {
     /// The latest sample of the primary's standbys.
     pub replication: Arc<ReplicationMonitor>,
     pub backups: Arc<BackupService>,
+    /// The schedules and their recorded slots.
+    pub schedule: Arc<crate::backup::schedule::Scheduler>,
     /// `GET /metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Every node's audit events: the shared table and the local directory.
@@ -103,6 +105,13 @@ pub async fn prune_backups(
     let backups = app.backups.clone();
     let report = run_to_completion(async move { backups.prune(request.dry_run).await }).await?;
     Ok(Json(report))
+}
+
+/// Any node answers: its own schedules, every node's recorded slots.
+pub async fn schedule(
+    State(app): State<AppState>,
+) -> Result<Json<crate::backup::schedule::ScheduleReport>, ApiError> {
+    Ok(Json(app.schedule.report().await?))
 }
 
 pub async fn reindex_backups(State(app): State<AppState>) -> Result<Json<crate::api::ReindexReport>, ApiError> {

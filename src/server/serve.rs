@@ -44,6 +44,7 @@ pub fn router(app: AppState, token: ApiToken) -> Router {
         .route("/v1/ha/backups/{backup_id}", get(handlers::get_backup))
         .route("/v1/ha/backups/{backup_id}/restore", post(handlers::restore_backup))
         .route("/v1/ha/backups/{backup_id}/verify", post(handlers::verify_backup))
+        .route("/v1/ha/schedule", get(handlers::schedule))
         .route("/v1/rollouts", get(rollouts::list).post(rollouts::create))
         .route("/v1/audit/events", get(handlers::audit_events))
         .route("/metrics", get(handlers::metrics))
@@ -119,6 +120,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
 
     let app = AppState {
         replication: start_replication_sampler(&config, shutdown_rx.clone()),
+        schedule: start_scheduler(&config, &backups, shutdown_rx.clone()),
         node: state,
         backups,
         metrics,
@@ -201,6 +203,34 @@ fn start_replication_sampler(config: &ServeConfig, shutdown: watch::Receiver<boo
         shutdown,
     ));
     replication
+}
+
+/// The schedules' driver, running until `shutdown` when any schedule is set (the API's
+/// `GET /v1/ha/schedule` answers either way).
+fn start_scheduler(
+    config: &ServeConfig,
+    backups: &Arc<BackupService>,
+    shutdown: watch::Receiver<bool>,
+) -> Arc<crate::backup::schedule::Scheduler> {
+    let scheduler = Arc::new(crate::backup::schedule::Scheduler::new(
+        config.schedules.clone(),
+        backups.clone(),
+        session_for(config, "schedule"),
+    ));
+    if config.schedules.is_empty() {
+        tracing::info!("no schedule: backups and drills run only when asked for");
+    } else {
+        let expression = |kind| config.schedules.of(kind).map_or("none", |c| c.expression());
+        tracing::info!(
+            backup = expression(crate::api::ScheduleKind::Backup),
+            verify = expression(crate::api::ScheduleKind::Verify),
+            timezone = %config.schedules.timezone,
+            grace_s = config.schedules.grace.as_secs(),
+            "schedules on (run by the leader)"
+        );
+        tokio::spawn(scheduler.clone().run(shutdown));
+    }
+    scheduler
 }
 
 /// The configured backup store, opened, and a log line saying whether backups are encrypted.
