@@ -212,7 +212,7 @@ fn main() {
             let archive = store.create_archive(BENCH_BACKUP).expect("an archive to write");
             let (started, cpu) = (Instant::now(), cpu_time());
             let dumped = match baseline_readers {
-                None => dump::dump_into(&tools, EXCLUDED, archive, None).expect("pg_dump succeeds"),
+                None => dump::dump_into(&tools, EXCLUDED, archive, None, None).expect("pg_dump succeeds"),
                 Some(readers) => runtime.block_on(dump_with_baseline(&url, &tools, archive, &excluded, readers)),
             };
             let spent = (started.elapsed(), cpu_time().saturating_sub(cpu));

@@ -63,6 +63,13 @@ fn autonomy() -> Command {
 #[case::signing_key_not_a_key(&[SERVE, &["--manifest-signing-key", "Cargo.toml"]].concat(), 2, "--manifest-signing-key Cargo.toml: not an OpenPGP secret key")]
 #[case::retain_min_zero(&[SERVE, &["--retain-min", "0"]].concat(), 2, "--retain-min 0 is out of range; use 1..=1000")]
 #[case::retain_daily_huge(&[SERVE, &["--retain-daily", "5000"]].concat(), 2, "--retain-daily 5000 is out of range")]
+#[case::backup_schedule_not_cron(&[SERVE, &["--backup-schedule", "0 25 * * *"]].concat(), 2, "--backup-schedule: `0 25 * * *` is not a cron expression")]
+#[case::verify_schedule_not_cron(&[SERVE, &["--verify-schedule", "nightly"]].concat(), 2, "--verify-schedule: `nightly` is not a cron expression")]
+#[case::schedule_never_fires(&[SERVE, &["--backup-schedule", "0 0 30 2 *"]].concat(), 2, "names no time that ever comes")]
+#[case::schedule_unknown_zone(&[SERVE, &["--backup-schedule", "0 2 * * *", "--schedule-timezone", "Europe/Atlantis"]].concat(), 2, "--schedule-timezone: `Europe/Atlantis` is not a time zone")]
+#[case::schedule_grace_zero(&[SERVE, &["--backup-schedule", "0 2 * * *", "--schedule-grace-s", "0"]].concat(), 2, "--schedule-grace-s 0 is out of range; use 1..=604800")]
+#[case::schedule_grace_negative(&[SERVE, &["--backup-schedule", "0 2 * * *", "--schedule-grace-s", "-1"]].concat(), 2, "--schedule-grace-s -1 is out of range")]
+#[case::schedule_zone_without_schedule(&[SERVE, &["--schedule-timezone", "UTC"]].concat(), 2, "--schedule-timezone is set but no schedule is")]
 #[case::lag_thresholds_missing_file(&["ha", "lag-thresholds", "--from", "/nonexistent/val14-report.json"], 2, "cannot read --from /nonexistent/val14-report.json")]
 #[case::lag_thresholds_not_a_report(&["ha", "lag-thresholds", "--from", "Cargo.toml"], 2, "is not a validation report")]
 fn refuses_with_documented_exit_code(#[case] args: &[&str], #[case] code: i32, #[case] says: &str) {

@@ -249,6 +249,12 @@ fn a_key_that_cannot_work_stops_the_node_at_start_without_showing_a_secret() {
             "not an OpenPGP secret key",
         ),
         (vec!["--backup-encrypt-to", &secret], None, "not an OpenPGP public key"),
+        // Scheduled drills of backups this node cannot open would all fail.
+        (
+            vec!["--backup-encrypt-to", &public, "--verify-schedule", "0 4 * * *"],
+            None,
+            "--verify-schedule is set and backups are encrypted",
+        ),
     ] {
         let (error, log) = serve(&extra, passphrase);
         assert!(error.contains("exited (exit status: 2)"), "{extra:?}: {error}");

@@ -6,7 +6,7 @@
 use std::{io::Write, path::Path, process::Command, time::Duration};
 
 use autonomy_lab as common;
-use common::{cli::Cli, lab::Lab, node::Node, LAB_TOKEN};
+use common::{cli::Cli, lab::Lab, node::Node, prometheus::scrape, LAB_TOKEN};
 
 /// promtool, or None after printing SKIP (a failure under AUTONOMY_LAB_REQUIRE=1).
 fn promtool(label: &str) -> Option<&'static str> {
@@ -46,18 +46,6 @@ fn the_alert_rules_check_and_their_unit_tests_pass() {
     args.extend(tests.iter().map(String::as_str));
     let (ok, text) = run(promtool, &args, b"");
     assert!(ok, "{text}");
-}
-
-/// GET /metrics with `token`: the status and the body.
-fn scrape(url: &str, token: Option<&str>) -> (u16, String) {
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-    let mut request = agent.get(&format!("{url}/metrics"));
-    if let Some(token) = token {
-        request = request.header("Authorization", &format!("Bearer {token}"));
-    }
-    let mut answer = request.call().unwrap();
-    let status = answer.status().as_u16();
-    (status, answer.body_mut().read_to_string().unwrap_or_default())
 }
 
 #[test]

@@ -114,7 +114,7 @@ pub(crate) async fn dump_with_baseline(
     let client = connect(url, "baseline").await;
     let snapshot = tables::begin_snapshot(&client).await.expect("the snapshot opens");
     let (tools, exported) = (tools.clone(), snapshot.clone());
-    let dump = tokio::task::spawn_blocking(move || dump::dump_into(&tools, EXCLUDED, archive, Some(&exported)));
+    let dump = tokio::task::spawn_blocking(move || dump::dump_into(&tools, EXCLUDED, archive, Some(&exported), None));
     take(url, &client, &snapshot, excluded, readers).await;
     dump.await
         .expect("the dump thread does not panic")

@@ -126,3 +126,15 @@ impl Drop for Prometheus {
         );
     }
 }
+
+/// GET /metrics of the node at `url` with `token`: the status and the body.
+pub fn scrape(url: &str, token: Option<&str>) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut request = agent.get(&format!("{url}/metrics"));
+    if let Some(token) = token {
+        request = request.header("Authorization", &format!("Bearer {token}"));
+    }
+    let mut answer = request.call().expect("the node answers /metrics");
+    let status = answer.status().as_u16();
+    (status, answer.body_mut().read_to_string().unwrap_or_default())
+}

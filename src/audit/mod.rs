@@ -166,8 +166,11 @@ pub struct AuditLog {
     /// Woken after every fsynced event: the shipper has something to copy.
     appended: std::sync::Arc<tokio::sync::Notify>,
     /// Told every event that reached the disk (the metrics), once set.
-    observer: std::sync::OnceLock<Box<dyn Fn(&AuditEvent) + Send + Sync>>,
+    observer: std::sync::OnceLock<EventObserver>,
 }
+
+/// What is told of each event written (the metrics count them).
+type EventObserver = Box<dyn Fn(&AuditEvent) + Send + Sync>;
 
 impl AuditLog {
     /// Opens (creating, 0700 and 0600: events name the database's backups and restores)

@@ -287,6 +287,11 @@ impl BackupService {
                 manifest_signature: None,
             };
             let manifest = self.signed(manifest)?;
+            // A leader whose term ended while it dumped (frozen, cut off) publishes nothing: a
+            // successor may be running this backup's schedule slot again already.
+            if self.state.leader_epoch() != Some(epoch) {
+                return Err(BackupError::Fenced(epoch));
+            }
             let store = self.store.clone();
             let published = manifest.clone();
             tokio::task::spawn_blocking(move || store.publish(&published))

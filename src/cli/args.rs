@@ -44,6 +44,8 @@ pub enum OutputFormat {
     Json,
 }
 
+// Parsed once per process: the size of the serve variant costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// High availability: run a node, read its status, manage backups.

@@ -45,8 +45,14 @@ pub fn render(report: &ScheduleReport, format: OutputFormat) -> String {
         lines.push(format!(
             "schedule kind={} expression={} next={} missed_total={}",
             view.kind.as_str(),
-            view.expression.as_ref().map_or_else(|| "none".to_owned(), |e| format!("{e:?}")),
-            if next.is_empty() { "-".to_owned() } else { next.join(",") },
+            view.expression
+                .as_ref()
+                .map_or_else(|| "none".to_owned(), |e| format!("{e:?}")),
+            if next.is_empty() {
+                "-".to_owned()
+            } else {
+                next.join(",")
+            },
             view.missed_total,
         ));
         if let Some(last) = &view.last_run {

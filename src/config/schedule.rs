@@ -94,12 +94,28 @@ mod tests {
     #[test]
     fn each_bad_value_is_named_with_its_flag() {
         let cases = [
-            (args(Some("0 25 * * *"), None, None, None), "--backup-schedule", "0 25 * * *"),
+            (
+                args(Some("0 25 * * *"), None, None, None),
+                "--backup-schedule",
+                "0 25 * * *",
+            ),
             (args(None, Some("nightly"), None, None), "--verify-schedule", "nightly"),
-            (args(Some("0 2 * * *"), None, Some("Europe/Atlantis"), None), "--schedule-timezone", "Europe/Atlantis"),
+            (
+                args(Some("0 2 * * *"), None, Some("Europe/Atlantis"), None),
+                "--schedule-timezone",
+                "Europe/Atlantis",
+            ),
             (args(Some("0 2 * * *"), None, None, Some(0)), "--schedule-grace-s", "0"),
-            (args(Some("0 2 * * *"), None, None, Some(-5)), "--schedule-grace-s", "-5"),
-            (args(None, None, Some("UTC"), None), "--schedule-timezone", "no schedule"),
+            (
+                args(Some("0 2 * * *"), None, None, Some(-5)),
+                "--schedule-grace-s",
+                "-5",
+            ),
+            (
+                args(None, None, Some("UTC"), None),
+                "--schedule-timezone",
+                "no schedule",
+            ),
         ];
         for (given, flag, value) in cases {
             let error = given.validate(true).unwrap_err().to_string();

@@ -108,9 +108,7 @@ pub async fn prune_backups(
 }
 
 /// Any node answers: its own schedules, every node's recorded slots.
-pub async fn schedule(
-    State(app): State<AppState>,
-) -> Result<Json<crate::backup::schedule::ScheduleReport>, ApiError> {
+pub async fn schedule(State(app): State<AppState>) -> Result<Json<crate::backup::schedule::ScheduleReport>, ApiError> {
     Ok(Json(app.schedule.report().await?))
 }
 

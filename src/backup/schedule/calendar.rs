@@ -42,12 +42,10 @@ impl Calendar {
             .seconds(Seconds::Optional)
             .year(Year::Disallowed)
             .build();
-        let cron = parser
-            .parse(expression.trim())
-            .map_err(|e| CalendarError::Expression {
-                expression: expression.to_owned(),
-                reason: e.to_string(),
-            })?;
+        let cron = parser.parse(expression.trim()).map_err(|e| CalendarError::Expression {
+            expression: expression.to_owned(),
+            reason: e.to_string(),
+        })?;
         let calendar = Self {
             expression: expression.trim().to_owned(),
             cron,
@@ -68,19 +66,28 @@ impl Calendar {
     /// The first slot strictly after `at`.
     pub fn next_after(&self, at: OffsetDateTime) -> Option<OffsetDateTime> {
         let from = self.zoned(at)?;
-        self.cron.find_next_occurrence(&from, false).ok().map(|z| from_zoned(&z))
+        self.cron
+            .find_next_occurrence(&from, false)
+            .ok()
+            .map(|z| from_zoned(&z))
     }
 
     /// The last slot at or before `at`.
     pub fn at_or_before(&self, at: OffsetDateTime) -> Option<OffsetDateTime> {
         let from = self.zoned(at)?;
-        self.cron.find_previous_occurrence(&from, true).ok().map(|z| from_zoned(&z))
+        self.cron
+            .find_previous_occurrence(&from, true)
+            .ok()
+            .map(|z| from_zoned(&z))
     }
 
     /// The last slot strictly before `at`.
     pub fn before(&self, at: OffsetDateTime) -> Option<OffsetDateTime> {
         let from = self.zoned(at)?;
-        self.cron.find_previous_occurrence(&from, false).ok().map(|z| from_zoned(&z))
+        self.cron
+            .find_previous_occurrence(&from, false)
+            .ok()
+            .map(|z| from_zoned(&z))
     }
 
     /// The next `count` slots after `at`.
@@ -138,9 +145,15 @@ mod tests {
         let slot = datetime!(2026-12-06 12:00:04 UTC);
         assert_eq!(every_two_seconds.at_or_before(slot), Some(slot));
         assert_eq!(every_two_seconds.before(slot), Some(datetime!(2026-12-06 12:00:02 UTC)));
-        assert_eq!(every_two_seconds.next_after(slot), Some(datetime!(2026-12-06 12:00:06 UTC)));
+        assert_eq!(
+            every_two_seconds.next_after(slot),
+            Some(datetime!(2026-12-06 12:00:06 UTC))
+        );
         // A fraction of a second past a slot is still that slot's second.
-        assert_eq!(every_two_seconds.at_or_before(slot + time::Duration::milliseconds(500)), Some(slot));
+        assert_eq!(
+            every_two_seconds.at_or_before(slot + time::Duration::milliseconds(500)),
+            Some(slot)
+        );
         assert_eq!(
             every_two_seconds.upcoming(slot, 3),
             vec![
@@ -160,6 +173,15 @@ mod tests {
             let gap = pair[1] - pair[0];
             assert!(gap >= time::Duration::hours(23), "{slots:?}");
         }
+    }
+
+    #[test]
+    fn nicknames_and_extensions_are_read_as_crontab_reads_them() {
+        let at = datetime!(2026-12-06 12:00 UTC);
+        let daily = Calendar::parse("@daily", TimeZone::UTC).unwrap();
+        assert_eq!(daily.next_after(at), Some(datetime!(2026-12-07 00:00 UTC)));
+        let last_day = Calendar::parse("0 3 L * *", TimeZone::UTC).unwrap();
+        assert_eq!(last_day.next_after(at), Some(datetime!(2026-12-31 03:00 UTC)));
     }
 
     #[test]

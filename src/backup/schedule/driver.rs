@@ -140,7 +140,11 @@ impl Scheduler {
             tx.commit().await.map_err(crate::db::DbError::query("commit"))?;
             drop(client);
             let listed: Vec<String> = due.missed.iter().map(|(slot, _)| rfc3339(*slot)).collect();
-            tracing::warn!(kind = kind.as_str(), count = due.missed_count(), "schedule slots missed");
+            tracing::warn!(
+                kind = kind.as_str(),
+                count = due.missed_count(),
+                "schedule slots missed"
+            );
             self.backups.audit_quietly(
                 EventType::ScheduleSlotsMissed,
                 serde_json::json!({
@@ -157,7 +161,15 @@ impl Scheduler {
             let backup_id = (kind == ScheduleKind::Backup).then(crate::backup::service::new_backup_id);
             let mut client = self.db.get().await?;
             let tx = self.backups.begin_fenced(&mut client, epoch).await?;
-            let claimed = slots::claim(&tx, kind, slot, &expression, by, backup_id.as_ref().map(BackupId::as_str)).await?;
+            let claimed = slots::claim(
+                &tx,
+                kind,
+                slot,
+                &expression,
+                by,
+                backup_id.as_ref().map(BackupId::as_str),
+            )
+            .await?;
             tx.commit().await.map_err(crate::db::DbError::query("commit"))?;
             drop(client);
             if claimed {
@@ -207,7 +219,10 @@ impl Scheduler {
     /// A slot left `running` by a leader that is gone: credited if its backup completed, run
     /// again if it is still within the grace, else recorded as interrupted.
     async fn settle_interrupted(self: &Arc<Self>, slot: SlotRecord, epoch: i64) -> Result<(), BackupError> {
-        let lost = format!("its leader `{}` (epoch {}) was lost before it finished", slot.node_id, slot.epoch);
+        let lost = format!(
+            "its leader `{}` (epoch {}) was lost before it finished",
+            slot.node_id, slot.epoch
+        );
         let completed = match (&slot.kind, &slot.backup_id) {
             (ScheduleKind::Backup, Some(backup_id)) => self
                 .backups
@@ -236,7 +251,10 @@ impl Scheduler {
         } else {
             (
                 SlotState::Interrupted,
-                format!("{lost}, and it is older than the grace ({} s)", self.schedules.grace.as_secs()),
+                format!(
+                    "{lost}, and it is older than the grace ({} s)",
+                    self.schedules.grace.as_secs()
+                ),
             )
         };
         let settled = slots::settle(&tx, &slot, state, &detail).await?;
@@ -260,7 +278,14 @@ impl Scheduler {
 
     /// Runs a claimed slot on a task of its own, so the driver keeps time meanwhile (a slot that
     /// comes while it runs is skipped as busy, not delayed).
-    fn start(self: &Arc<Self>, kind: ScheduleKind, slot: OffsetDateTime, epoch: i64, attempt: i32, backup_id: Option<BackupId>) {
+    fn start(
+        self: &Arc<Self>,
+        kind: ScheduleKind,
+        slot: OffsetDateTime,
+        epoch: i64,
+        attempt: i32,
+        backup_id: Option<BackupId>,
+    ) {
         self.backups.audit_quietly(
             EventType::ScheduleSlotStarted,
             serde_json::json!({
@@ -279,7 +304,9 @@ impl Scheduler {
                 Some(backup_id) => scheduler.run_backup(backup_id).await,
                 None => scheduler.run_drill().await,
             };
-            scheduler.finish(kind, slot, epoch, attempt, state, backup_id, detail).await;
+            scheduler
+                .finish(kind, slot, epoch, attempt, state, backup_id, detail)
+                .await;
             scheduler.lock_in_flight().remove(&(kind, slot));
         });
     }
@@ -359,7 +386,9 @@ impl Scheduler {
                     tracing::debug!(%error, tried, "could not record a schedule slot's outcome; retrying");
                     tokio::time::sleep(RETRY).await;
                 }
-                Err(error) => tracing::warn!(%error, "a schedule slot's outcome could not be recorded; the next leader settles it"),
+                Err(error) => {
+                    tracing::warn!(%error, "a schedule slot's outcome could not be recorded; the next leader settles it")
+                }
             }
         }
         tracing::info!(kind = kind.as_str(), slot = %rfc3339(slot), outcome = state.as_str(), %detail, "schedule slot finished");

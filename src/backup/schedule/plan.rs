@@ -53,7 +53,10 @@ pub struct Due {
 impl Due {
     /// The newest slot this decision handles: the cursor moves here once it is recorded.
     pub fn newest(&self) -> Option<OffsetDateTime> {
-        self.run.into_iter().chain(self.missed.first().map(|(slot, _)| *slot)).max()
+        self.run
+            .into_iter()
+            .chain(self.missed.first().map(|(slot, _)| *slot))
+            .max()
     }
 
     /// Every missed slot, listed or counted.
@@ -156,7 +159,10 @@ mod tests {
         assert_eq!(found.run, Some(at(30)));
         let found = due(&every_ten_seconds(), at(20), at(10 + 26 + 10), Duration::from_secs(5));
         assert_eq!(found.run, None);
-        assert_eq!(found.missed, vec![(at(40), MissReason::PastGrace), (at(30), MissReason::PastGrace)]);
+        assert_eq!(
+            found.missed,
+            vec![(at(40), MissReason::PastGrace), (at(30), MissReason::PastGrace)]
+        );
         assert_eq!(found.newest(), Some(at(40)));
     }
 

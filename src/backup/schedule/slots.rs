@@ -143,12 +143,7 @@ pub async fn finish(
 
 /// Settles a slot left `running` at its epoch by a lost leader (`slot.epoch` guards against a
 /// concurrent settle). In the caller's fenced `tx`.
-pub async fn settle(
-    tx: &Transaction<'_>,
-    slot: &SlotRecord,
-    state: SlotState,
-    detail: &str,
-) -> Result<bool, DbError> {
+pub async fn settle(tx: &Transaction<'_>, slot: &SlotRecord, state: SlotState, detail: &str) -> Result<bool, DbError> {
     let updated = tx
         .execute(
             "UPDATE autonomy_ha.schedule_slots
