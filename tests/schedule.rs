@@ -2,7 +2,7 @@
 //! across a SIGKILL failover and a quorum loss (counted from the slot table, the inventory and
 //! the audit); a slot missed while no leader existed runs once when one appears and older ones
 //! are reported; retention runs after each scheduled backup; a scheduled drill proves the newest
-//! backup, and a slot that finds the node busy is recorded as skipped.
+//! backup (in the directory and on S3), and a slot that finds the node busy is recorded as skipped.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -378,14 +378,33 @@ fn a_missed_slot_runs_once_when_a_leader_appears_older_ones_are_reported_and_ret
     );
 }
 
-#[test]
-fn a_scheduled_drill_proves_the_newest_backup_and_a_slot_finding_the_node_busy_is_skipped() {
-    let lab = common::or_skip!(Lab::start_or_skip("schedule-drill"));
+#[derive(Debug, Clone, Copy)]
+enum Store {
+    Local,
+    S3,
+}
+
+#[rstest::rstest]
+fn a_scheduled_drill_proves_the_newest_backup_and_a_slot_finding_the_node_busy_is_skipped(
+    #[values(Store::Local, Store::S3)] store: Store,
+) {
+    let label = format!("schedule-drill-{store:?}").to_lowercase();
+    let lab = common::or_skip!(Lab::start_or_skip(&label));
+    let server = match store {
+        Store::S3 => Some(common::or_skip!(common::s3::S3Server::start_or_skip(
+            &lab.scratch.path().join("s3"),
+            &label
+        ))),
+        Store::Local => None,
+    };
     let mut db = lab.load(common::lab::VAL15_SQL);
     common::sql::load_big_table(&mut db, 32);
     let url = lab.url();
-    let node = Node::start_leader(scheduled_node(&lab, "drill-n1", &["--verify-schedule", "* * * * * *"]))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let mut spec = scheduled_node(&lab, "drill-n1", &["--verify-schedule", "* * * * * *"]);
+    if let Some(server) = &server {
+        spec = spec.with_s3(server, "sched/");
+    }
+    let node = Node::start_leader(spec).unwrap_or_else(|e| panic!("{e}"));
     // Nothing to verify yet: skipped, saying so.
     wait_for_slots(
         &url,
