@@ -25,6 +25,9 @@ pub enum DbError {
         #[source]
         source: tokio_postgres::Error,
     },
+    /// A row holds what its table's constraints allow but this version does not know.
+    #[error("the database holds {value:?} in {what}, which this version does not know; upgrade the node")]
+    Unknown { what: &'static str, value: String },
 }
 
 impl DbError {
@@ -38,6 +41,7 @@ impl DbError {
     pub fn session_ended(&self) -> bool {
         let source = match self {
             DbError::Connect(source) | DbError::Query { source, .. } => source,
+            DbError::Unknown { .. } => return false,
         };
         let ended_by_server = source.code().is_some_and(|code| {
             *code == tokio_postgres::error::SqlState::ADMIN_SHUTDOWN

@@ -19,9 +19,15 @@ fn record_of(row: &Row) -> Result<SlotRecord, DbError> {
     let kind: String = row.get(0);
     let state: String = row.get(2);
     Ok(SlotRecord {
-        kind: ScheduleKind::parse(&kind).unwrap_or(ScheduleKind::Backup),
+        kind: ScheduleKind::parse(&kind).ok_or(DbError::Unknown {
+            what: "schedule_slots.kind",
+            value: kind,
+        })?,
         slot_at: row.get(1),
-        state: SlotState::parse(&state).unwrap_or(SlotState::Failed),
+        state: SlotState::parse(&state).ok_or(DbError::Unknown {
+            what: "schedule_slots.state",
+            value: state,
+        })?,
         expression: row.get(3),
         attempt: row.get(4),
         node_id: row.get(5),
@@ -33,56 +39,68 @@ fn record_of(row: &Row) -> Result<SlotRecord, DbError> {
     })
 }
 
-/// Who records a slot: the leader at its epoch, under its fence.
-#[derive(Debug, Clone, Copy)]
-pub struct Claimant<'a> {
+/// One attempt at a slot: which, by whom (the leader at its epoch), the how-many-th.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Attempt<'a> {
+    pub kind: ScheduleKind,
+    pub slot: OffsetDateTime,
     pub node_id: &'a str,
     pub epoch: i64,
+    pub attempt: i32,
 }
 
-/// Claims `slot` for running: true if this call inserted it (no node ever had), false if it
-/// is recorded already. Runs in `tx`, which the caller has checked the fence in.
+/// Claims the first attempt of a slot: true if this call inserted it (no node ever had), false
+/// if it is recorded already. In `tx`, which the caller has checked the fence in.
 pub async fn claim(
     tx: &Transaction<'_>,
-    kind: ScheduleKind,
-    slot: OffsetDateTime,
+    first: &Attempt<'_>,
     expression: &str,
-    by: Claimant<'_>,
     backup_id: Option<&str>,
 ) -> Result<bool, DbError> {
     let inserted = tx
         .execute(
             "INSERT INTO autonomy_ha.schedule_slots
                     (kind, slot_at, state, expression, attempt, node_id, epoch, claimed_at, backup_id)
-             VALUES ($1, $2, 'running', $3, 1, $4, $5, now(), $6)
+             VALUES ($1, $2, 'running', $3, $4, $5, $6, now(), $7)
              ON CONFLICT (kind, slot_at) DO NOTHING",
-            &[&kind.as_str(), &slot, &expression, &by.node_id, &by.epoch, &backup_id],
+            &[
+                &first.kind.as_str(),
+                &first.slot,
+                &expression,
+                &first.attempt,
+                &first.node_id,
+                &first.epoch,
+                &backup_id,
+            ],
         )
         .await
         .map_err(DbError::query("claim a schedule slot"))?;
-    trim(tx, kind).await?;
+    trim(tx, first.kind).await?;
     Ok(inserted == 1)
 }
 
-/// Claims again a slot left `running` at `lost_epoch` by a leader that is gone: true if it was
-/// still that one's (so this call now owns attempt + 1). In the caller's fenced `tx`.
+/// Claims `slot` again as `next` (its attempt one more than the row's): true if the row was
+/// still the one read, `running`, so this call now owns it. In the caller's fenced `tx`.
 pub async fn reclaim(
     tx: &Transaction<'_>,
     slot: &SlotRecord,
-    by: Claimant<'_>,
+    next: &Attempt<'_>,
     backup_id: Option<&str>,
 ) -> Result<bool, DbError> {
     let updated = tx
         .execute(
             "UPDATE autonomy_ha.schedule_slots
-                SET attempt = attempt + 1, node_id = $3, epoch = $4, claimed_at = now(), backup_id = $5
-              WHERE kind = $1 AND slot_at = $2 AND state = 'running' AND epoch = $6 AND attempt = $7",
+                SET attempt = $3, node_id = $4, epoch = $5, claimed_at = now(), backup_id = $6
+              WHERE kind = $1 AND slot_at = $2 AND state = 'running'
+                AND node_id = $7 AND epoch = $8 AND attempt = $9",
             &[
                 &slot.kind.as_str(),
                 &slot.slot_at,
-                &by.node_id,
-                &by.epoch,
+                &next.attempt,
+                &next.node_id,
+                &next.epoch,
                 &backup_id,
+                &slot.node_id,
                 &slot.epoch,
                 &slot.attempt,
             ],
@@ -92,68 +110,80 @@ pub async fn reclaim(
     Ok(updated == 1)
 }
 
-/// Records `slots` as missed, each with its reason, unless already recorded. In the caller's
-/// fenced `tx`: only the leader says a slot will not run.
+/// Records `slots` (time and reason) as missed, unless already recorded; returns the ones this
+/// call recorded. In the caller's fenced `tx`: only the leader says a slot will not run.
 pub async fn record_missed(
     tx: &Transaction<'_>,
     kind: ScheduleKind,
     expression: &str,
-    by: Claimant<'_>,
+    by: (&str, i64),
     slots: &[(OffsetDateTime, String)],
-) -> Result<u64, DbError> {
-    let mut recorded = 0;
-    for (slot, reason) in slots {
-        recorded += tx
-            .execute(
-                "INSERT INTO autonomy_ha.schedule_slots
-                        (kind, slot_at, state, expression, attempt, node_id, epoch, claimed_at, finished_at, detail)
-                 VALUES ($1, $2, 'missed', $3, 0, $4, $5, now(), now(), $6)
-                 ON CONFLICT (kind, slot_at) DO NOTHING",
-                &[&kind.as_str(), slot, &expression, &by.node_id, &by.epoch, reason],
-            )
-            .await
-            .map_err(DbError::query("record a missed schedule slot"))?;
-    }
+) -> Result<Vec<OffsetDateTime>, DbError> {
+    let (times, reasons): (Vec<OffsetDateTime>, Vec<&str>) =
+        slots.iter().map(|(slot, reason)| (*slot, reason.as_str())).unzip();
+    // One statement: the lease row is held FOR SHARE until the commit, and renewals wait on it.
+    let rows = tx
+        .query(
+            "INSERT INTO autonomy_ha.schedule_slots
+                    (kind, slot_at, state, expression, attempt, node_id, epoch, claimed_at, finished_at, detail)
+             SELECT $1, slot_at, 'missed', $2, 0, $3, $4, now(), now(), detail
+               FROM unnest($5::timestamptz[], $6::text[]) AS missed(slot_at, detail)
+             ON CONFLICT (kind, slot_at) DO NOTHING
+             RETURNING slot_at",
+            &[&kind.as_str(), &expression, &by.0, &by.1, &times, &reasons],
+        )
+        .await
+        .map_err(DbError::query("record missed schedule slots"))?;
     trim(tx, kind).await?;
-    Ok(recorded)
+    Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
-/// Writes the outcome of the attempt `by` owns; false if the slot is no longer its (a new
-/// leader took it over). Not fenced: an outcome is a fact, whoever leads now.
+/// Writes the outcome of `attempt`; false if the slot is no longer its (a new leader took it
+/// over). Not fenced: an outcome is a fact, whoever leads now.
 pub async fn finish(
     client: &impl GenericClient,
-    kind: ScheduleKind,
-    slot: OffsetDateTime,
-    by: Claimant<'_>,
+    attempt: &Attempt<'_>,
     state: SlotState,
     backup_id: Option<&str>,
-    detail: Option<&str>,
+    detail: &str,
 ) -> Result<bool, DbError> {
     let updated = client
         .execute(
             "UPDATE autonomy_ha.schedule_slots
-                SET state = $4, finished_at = now(), backup_id = coalesce($5, backup_id), detail = $6
-              WHERE kind = $1 AND slot_at = $2 AND epoch = $3 AND state = 'running'",
-            &[&kind.as_str(), &slot, &by.epoch, &state.as_str(), &backup_id, &detail],
+                SET state = $6, finished_at = now(), backup_id = $7, detail = $8
+              WHERE kind = $1 AND slot_at = $2 AND state = 'running'
+                AND node_id = $3 AND epoch = $4 AND attempt = $5",
+            &[
+                &attempt.kind.as_str(),
+                &attempt.slot,
+                &attempt.node_id,
+                &attempt.epoch,
+                &attempt.attempt,
+                &state.as_str(),
+                &backup_id,
+                &detail,
+            ],
         )
         .await
         .map_err(DbError::query("record a schedule slot's outcome"))?;
     Ok(updated == 1)
 }
 
-/// Settles a slot left `running` at its epoch by a lost leader (`slot.epoch` guards against a
-/// concurrent settle). In the caller's fenced `tx`.
+/// Settles a slot left `running` by an attempt that is gone, if the row is still that
+/// attempt's. In the caller's fenced `tx`.
 pub async fn settle(tx: &Transaction<'_>, slot: &SlotRecord, state: SlotState, detail: &str) -> Result<bool, DbError> {
     let updated = tx
         .execute(
             "UPDATE autonomy_ha.schedule_slots
                 SET state = $3, finished_at = now(), detail = $4
-              WHERE kind = $1 AND slot_at = $2 AND state = 'running' AND epoch = $5 AND attempt = $6",
+              WHERE kind = $1 AND slot_at = $2 AND state = 'running'
+                AND node_id = $5 AND epoch = $6 AND attempt = $7",
             &[
                 &slot.kind.as_str(),
                 &slot.slot_at,
                 &state.as_str(),
                 &detail,
+                &slot.node_id,
                 &slot.epoch,
                 &slot.attempt,
             ],
@@ -175,18 +205,15 @@ pub async fn newest(client: &impl GenericClient, kind: ScheduleKind) -> Result<O
     Ok(row.get(0))
 }
 
-/// Slots still `running` under an epoch older than `epoch`: their leader is gone.
-pub async fn running_before(client: &impl GenericClient, epoch: i64) -> Result<Vec<SlotRecord>, DbError> {
+/// Every slot still `running`, oldest first.
+pub async fn running(client: &impl GenericClient) -> Result<Vec<SlotRecord>, DbError> {
     let rows = client
         .query(
-            &format!(
-                "SELECT {COLUMNS} FROM autonomy_ha.schedule_slots
-                  WHERE state = 'running' AND epoch < $1 ORDER BY slot_at"
-            ),
-            &[&epoch],
+            &format!("SELECT {COLUMNS} FROM autonomy_ha.schedule_slots WHERE state = 'running' ORDER BY slot_at"),
+            &[],
         )
         .await
-        .map_err(DbError::query("read the interrupted schedule slots"))?;
+        .map_err(DbError::query("read the running schedule slots"))?;
     rows.iter().map(record_of).collect()
 }
 
@@ -212,7 +239,7 @@ pub async fn recent(
     rows.iter().map(record_of).collect()
 }
 
-/// How many slots of `kind` are recorded in `states`.
+/// How many slots of `kind` are recorded in `states` (among the rows kept).
 pub async fn count(client: &impl GenericClient, kind: ScheduleKind, states: &[SlotState]) -> Result<i64, DbError> {
     let states: Vec<&str> = states.iter().map(|state| state.as_str()).collect();
     let row = client
@@ -225,7 +252,7 @@ pub async fn count(client: &impl GenericClient, kind: ScheduleKind, states: &[Sl
     Ok(row.get(0))
 }
 
-/// Keeps the newest [`KEPT_ROWS`] slots of `kind`.
+/// Keeps the newest [`KEPT_ROWS`] slots of `kind` (and every running one).
 async fn trim(tx: &Transaction<'_>, kind: ScheduleKind) -> Result<(), DbError> {
     tx.execute(
         "DELETE FROM autonomy_ha.schedule_slots
