@@ -21,18 +21,7 @@ fn retention_keeps_the_only_proven_backup_and_what_a_drill_uses_and_a_dry_run_ch
     let lab = common::or_skip!(Lab::start_or_skip("retention"));
     let mut db = lab.load(common::lab::VAL15_SQL);
     sql::load_big_table(&mut db, 48);
-    let mut spec = lab.node_spec("ret-n1", false);
-    let policy = [
-        "--retain-daily",
-        "1",
-        "--retain-weekly",
-        "0",
-        "--retain-monthly",
-        "0",
-        "--retain-min",
-        "1",
-    ];
-    spec.extra_args.extend(policy.map(str::to_owned));
+    let spec = lab.node_spec("ret-n1", false).retaining_today_and(1);
     let node = Node::start_leader(spec).unwrap_or_else(|e| panic!("{e}"));
     let cli = Cli::for_server(&node.url);
     let ids: Vec<String> = (0..3)

@@ -311,21 +311,8 @@ fn slots_missed_without_a_leader_run_once_or_are_reported_and_retention_follows_
     // the 10 s grace when it returns at t+38), t+34 (superseded) and t+36 (caught up).
     let t = OffsetDateTime::now_utc();
     let expression = seconds_after(t, &[12, 20, 22, 34, 36]);
-    let flags = [
-        "--backup-schedule",
-        expression.as_str(),
-        "--schedule-grace-s",
-        "10",
-        "--retain-daily",
-        "1",
-        "--retain-weekly",
-        "0",
-        "--retain-monthly",
-        "0",
-        "--retain-min",
-        "2",
-    ];
-    let spec = scheduled_node(&lab, "catch-n1", &flags);
+    let flags = ["--backup-schedule", expression.as_str(), "--schedule-grace-s", "10"];
+    let spec = scheduled_node(&lab, "catch-n1", &flags).retaining_today_and(2);
     let node = Node::start_leader(spec.clone()).unwrap_or_else(|e| panic!("{e}"));
     // Two manual backups first, so retention has something to delete after each scheduled one.
     let cli = Cli::for_server(&node.url);

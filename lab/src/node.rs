@@ -30,6 +30,15 @@ pub struct NodeSpec {
 }
 
 impl NodeSpec {
+    /// The same node with retention keeping only today's newest backup and the `minimum`
+    /// newest whatever their dates.
+    pub fn retaining_today_and(mut self, minimum: u32) -> Self {
+        let policy = ["--retain-daily", "1", "--retain-weekly", "0", "--retain-monthly", "0"];
+        self.extra_args.extend(policy.map(str::to_owned));
+        self.extra_args.extend(["--retain-min".to_owned(), minimum.to_string()]);
+        self
+    }
+
     /// The same node with its backups in `server`'s bucket under `prefix`.
     pub fn with_s3(mut self, server: &crate::s3::S3Server, prefix: &str) -> Self {
         self.extra_args.extend(

@@ -65,29 +65,26 @@ impl Calendar {
 
     /// The first slot strictly after `at`.
     pub fn next_after(&self, at: OffsetDateTime) -> Option<OffsetDateTime> {
-        let from = self.zoned(at)?;
-        self.cron
-            .find_next_occurrence(&from, false)
-            .ok()
-            .map(|z| from_zoned(&z))
+        self.find(at, Direction::Forward, false)
     }
 
     /// The last slot at or before `at`.
     pub fn at_or_before(&self, at: OffsetDateTime) -> Option<OffsetDateTime> {
-        let from = self.zoned(at)?;
-        self.cron
-            .find_previous_occurrence(&from, true)
-            .ok()
-            .map(|z| from_zoned(&z))
+        self.find(at, Direction::Backward, true)
     }
 
     /// The last slot strictly before `at`.
     pub fn before(&self, at: OffsetDateTime) -> Option<OffsetDateTime> {
+        self.find(at, Direction::Backward, false)
+    }
+
+    fn find(&self, at: OffsetDateTime, direction: Direction, inclusive: bool) -> Option<OffsetDateTime> {
         let from = self.zoned(at)?;
-        self.cron
-            .find_previous_occurrence(&from, false)
-            .ok()
-            .map(|z| from_zoned(&z))
+        let found = match direction {
+            Direction::Forward => self.cron.find_next_occurrence(&from, inclusive),
+            Direction::Backward => self.cron.find_previous_occurrence(&from, inclusive),
+        };
+        found.ok().map(|zoned| from_zoned(&zoned))
     }
 
     /// The next `count` slots after `at`.
@@ -113,6 +110,11 @@ impl Calendar {
             .ok()
             .map(|ts| ts.to_zoned(self.zone.clone()))
     }
+}
+
+enum Direction {
+    Forward,
+    Backward,
 }
 
 fn from_zoned(zoned: &Zoned) -> OffsetDateTime {

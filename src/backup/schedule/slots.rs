@@ -2,7 +2,7 @@
 //! is claimed once across every node and failover; then its outcome.
 
 use time::OffsetDateTime;
-use tokio_postgres::{GenericClient, Row, Transaction};
+use tokio_postgres::{types::ToSql, GenericClient, Row, Transaction};
 
 use crate::{
     api::{ScheduleKind, SlotRecord, SlotState},
@@ -49,6 +49,19 @@ pub struct Attempt<'a> {
     pub attempt: i32,
 }
 
+impl<'a> Attempt<'a> {
+    /// The attempt a recorded row names.
+    pub fn of(record: &'a SlotRecord) -> Self {
+        Self {
+            kind: record.kind,
+            slot: record.slot_at,
+            node_id: &record.node_id,
+            epoch: record.epoch,
+            attempt: record.attempt,
+        }
+    }
+}
+
 /// Claims the first attempt of a slot: true if this call inserted it (no node ever had), false
 /// if it is recorded already. In `tx`, which the caller has checked the fence in.
 pub async fn claim(
@@ -87,27 +100,14 @@ pub async fn reclaim(
     next: &Attempt<'_>,
     backup_id: Option<&str>,
 ) -> Result<bool, DbError> {
-    let updated = tx
-        .execute(
-            "UPDATE autonomy_ha.schedule_slots
-                SET attempt = $3, node_id = $4, epoch = $5, claimed_at = now(), backup_id = $6
-              WHERE kind = $1 AND slot_at = $2 AND state = 'running'
-                AND node_id = $7 AND epoch = $8 AND attempt = $9",
-            &[
-                &slot.kind.as_str(),
-                &slot.slot_at,
-                &next.attempt,
-                &next.node_id,
-                &next.epoch,
-                &backup_id,
-                &slot.node_id,
-                &slot.epoch,
-                &slot.attempt,
-            ],
-        )
-        .await
-        .map_err(DbError::query("claim an interrupted schedule slot again"))?;
-    Ok(updated == 1)
+    update_running(
+        tx,
+        &Attempt::of(slot),
+        "attempt = $6, node_id = $7, epoch = $8, claimed_at = now(), backup_id = $9",
+        &[&next.attempt, &next.node_id, &next.epoch, &backup_id],
+        "claim an interrupted schedule slot again",
+    )
+    .await
 }
 
 /// Records `slots` (time and reason) as missed, unless already recorded; returns the ones this
@@ -147,49 +147,53 @@ pub async fn finish(
     backup_id: Option<&str>,
     detail: &str,
 ) -> Result<bool, DbError> {
-    let updated = client
-        .execute(
-            "UPDATE autonomy_ha.schedule_slots
-                SET state = $6, finished_at = now(), backup_id = $7, detail = $8
-              WHERE kind = $1 AND slot_at = $2 AND state = 'running'
-                AND node_id = $3 AND epoch = $4 AND attempt = $5",
-            &[
-                &attempt.kind.as_str(),
-                &attempt.slot,
-                &attempt.node_id,
-                &attempt.epoch,
-                &attempt.attempt,
-                &state.as_str(),
-                &backup_id,
-                &detail,
-            ],
-        )
-        .await
-        .map_err(DbError::query("record a schedule slot's outcome"))?;
-    Ok(updated == 1)
+    update_running(
+        client,
+        attempt,
+        "state = $6, finished_at = now(), backup_id = $7, detail = $8",
+        &[&state.as_str(), &backup_id, &detail],
+        "record a schedule slot's outcome",
+    )
+    .await
 }
 
 /// Settles a slot left `running` by an attempt that is gone, if the row is still that
 /// attempt's. In the caller's fenced `tx`.
 pub async fn settle(tx: &Transaction<'_>, slot: &SlotRecord, state: SlotState, detail: &str) -> Result<bool, DbError> {
-    let updated = tx
+    update_running(
+        tx,
+        &Attempt::of(slot),
+        "state = $6, finished_at = now(), detail = $7",
+        &[&state.as_str(), &detail],
+        "settle an interrupted schedule slot",
+    )
+    .await
+}
+
+/// Sets `set` (its parameters from $6 on are `values`) on the row of `attempt`, if that row is
+/// still this very attempt and `running`; true if it was.
+async fn update_running(
+    client: &impl GenericClient,
+    attempt: &Attempt<'_>,
+    set: &str,
+    values: &[&(dyn ToSql + Sync)],
+    doing: &'static str,
+) -> Result<bool, DbError> {
+    let kind = attempt.kind.as_str();
+    let mut params: Vec<&(dyn ToSql + Sync)> =
+        vec![&kind, &attempt.slot, &attempt.node_id, &attempt.epoch, &attempt.attempt];
+    params.extend_from_slice(values);
+    let updated = client
         .execute(
-            "UPDATE autonomy_ha.schedule_slots
-                SET state = $3, finished_at = now(), detail = $4
-              WHERE kind = $1 AND slot_at = $2 AND state = 'running'
-                AND node_id = $5 AND epoch = $6 AND attempt = $7",
-            &[
-                &slot.kind.as_str(),
-                &slot.slot_at,
-                &state.as_str(),
-                &detail,
-                &slot.node_id,
-                &slot.epoch,
-                &slot.attempt,
-            ],
+            &format!(
+                "UPDATE autonomy_ha.schedule_slots SET {set}
+                  WHERE kind = $1 AND slot_at = $2 AND state = 'running'
+                    AND node_id = $3 AND epoch = $4 AND attempt = $5"
+            ),
+            &params,
         )
         .await
-        .map_err(DbError::query("settle an interrupted schedule slot"))?;
+        .map_err(DbError::query(doing))?;
     Ok(updated == 1)
 }
 
