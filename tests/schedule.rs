@@ -307,27 +307,36 @@ fn slots_missed_without_a_leader_run_once_or_are_reported_and_retention_follows_
     let lab = common::or_skip!(Lab::start_or_skip("schedule-catch-up"));
     let _db = lab.load(common::lab::VAL15_SQL);
     let url = lab.url();
-    // Slots at t+12 (run while the node is up), then, with no leader, t+20 and t+22 (older than
-    // the 10 s grace when it returns at t+38), t+34 (superseded) and t+36 (caught up).
+    // Two manual backups first (on a node without schedules), so retention has something to
+    // delete after each scheduled one.
+    let manual = lab.leader("catch-n0", false);
+    for _ in 0..2 {
+        Cli::for_server(&manual.url).run_ok(&["ha", "backup", "create"]);
+    }
+    let _ = manual.stop();
+
+    // Slots at t+15 (run while the node is up), then, with no leader, t+25 and t+27 (older than
+    // the 15 s grace when it returns at t+49), t+45 (superseded) and t+47 (caught up). Each
+    // comes round again a minute later, after the test.
     let t = OffsetDateTime::now_utc();
-    let expression = seconds_after(t, &[12, 20, 22, 34, 36]);
-    let flags = ["--backup-schedule", expression.as_str(), "--schedule-grace-s", "10"];
+    let expression = seconds_after(t, &[15, 25, 27, 45, 47]);
+    let flags = ["--backup-schedule", expression.as_str(), "--schedule-grace-s", "15"];
     let spec = scheduled_node(&lab, "catch-n1", &flags).retaining_today_and(2);
     let node = Node::start_leader(spec.clone()).unwrap_or_else(|e| panic!("{e}"));
-    // Two manual backups first, so retention has something to delete after each scheduled one.
-    let cli = Cli::for_server(&node.url);
-    for _ in 0..2 {
-        cli.run_ok(&["ha", "backup", "create"]);
-    }
-    let first = wait_for_slots(&url, "backup", "the slot at t+12", Duration::from_secs(40), |s| {
+    let first = wait_for_slots(&url, "backup", "the slot at t+15", Duration::from_secs(40), |s| {
         s.iter().any(|s| s.state == "succeeded")
     });
     let _ = node.stop();
     assert_eq!(first.len(), 1, "{first:#?}");
+    assert_eq!(
+        first[0].slot_at.second(),
+        (t + time::Duration::seconds(15)).second(),
+        "{first:#?}"
+    );
 
-    wait_until_time(t + time::Duration::seconds(38));
+    wait_until_time(t + time::Duration::seconds(49));
     let node = Node::start_leader(spec).unwrap_or_else(|e| panic!("{e}"));
-    let slots = wait_for_slots(&url, "backup", "the catch-up", Duration::from_secs(30), |s| {
+    let slots = wait_for_slots(&url, "backup", "the catch-up", Duration::from_secs(20), |s| {
         s.len() == 5 && s.iter().all(|s| s.state != "running")
     });
     let states: Vec<&str> = slots.iter().map(|s| s.state.as_str()).collect();
@@ -337,7 +346,7 @@ fn slots_missed_without_a_leader_run_once_or_are_reported_and_retention_follows_
         "{slots:#?}"
     );
     assert!(
-        slots[1].says("grace (10 s)") && slots[2].says("grace (10 s)"),
+        slots[1].says("grace (15 s)") && slots[2].says("grace (15 s)"),
         "{slots:#?}"
     );
     assert!(slots[3].says("newer slot"), "{slots:#?}");

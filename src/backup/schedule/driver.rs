@@ -34,9 +34,9 @@ use crate::{
 const ROLE_POLL: Duration = Duration::from_millis(250);
 /// After a database error, the driver tries again this much later.
 const RETRY: Duration = Duration::from_secs(1);
-/// How often a slot's outcome is tried while the database does not take it (a second apart);
-/// after that the slot stays `running` and the leader's next sweep settles it.
-const FINISH_ATTEMPTS: u32 = 10;
+/// The longest wait between two tries of writing a slot's outcome while the database does not
+/// take it (the first wait is [`RETRY`], each next one twice as long).
+const FINISH_BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// A slot whose attempts keep ending without an outcome (each one's leader lost mid-run) is
 /// recorded `interrupted` after this many, instead of taking down leader after leader.
 pub const MAX_ATTEMPTS: i32 = 3;
@@ -126,7 +126,7 @@ impl Scheduler {
     /// On becoming leader at `epoch`: settles what lost attempts left running, and reads where
     /// each schedule's record ends.
     async fn take_over(self: &Arc<Self>, epoch: i64) -> Result<BTreeMap<ScheduleKind, Cursor>, BackupError> {
-        self.settle_orphans(epoch).await?;
+        self.sweep(epoch).await;
         let now = OffsetDateTime::now_utc();
         let mut cursors = BTreeMap::new();
         for (kind, calendar) in self.schedules.configured() {
@@ -175,7 +175,7 @@ impl Scheduler {
         epoch: i64,
         now: OffsetDateTime,
     ) -> Result<(), BackupError> {
-        self.settle_orphans(epoch).await?;
+        self.sweep(epoch).await;
         let due = plan::due(calendar, cursor.recorded, now, self.schedules.grace);
         if let Some((newest_missed, _)) = due.missed.first() {
             self.record_missed(kind, calendar, &due, epoch).await?;
@@ -257,6 +257,14 @@ impl Scheduler {
             self.start(first, backup_id);
         }
         Ok(())
+    }
+
+    /// [`Self::settle_orphans`], best effort: claims do not depend on it, so a store or
+    /// database that fails it delays only the settling (to the next sweep), never a slot.
+    async fn sweep(self: &Arc<Self>, epoch: i64) {
+        if let Err(error) = self.settle_orphans(epoch).await {
+            tracing::warn!(%error, "schedules: could not settle the slots left running; trying again at the next slot");
+        }
     }
 
     /// Settles every slot left `running` by an attempt that no task runs any more: one of a
@@ -446,20 +454,36 @@ impl Scheduler {
         }
     }
 
-    /// Records the attempt's outcome, retried while the database does not take it, and audits it.
+    /// Records the attempt's outcome, tried until the database takes it (or a new leader has
+    /// taken the slot over), and audits it once written.
     async fn finish(&self, key: Running, outcome: Outcome) {
         let attempt = self.attempt(key);
-        for tried in 1..=FINISH_ATTEMPTS {
+        let mut wait = RETRY;
+        let mut failed_before = false;
+        loop {
             let written = async {
                 let client = self.db.get().await?;
-                slots::finish(
+                if slots::finish(
                     &*client,
                     &attempt,
                     outcome.state,
                     outcome.backup_id.as_deref(),
                     &outcome.detail,
                 )
-                .await
+                .await?
+                {
+                    return Ok(true);
+                }
+                // After a failed try, the write may have committed although its answer was lost.
+                if !failed_before {
+                    return Ok(false);
+                }
+                let row = slots::one(&*client, key.0, key.1).await?;
+                Ok::<_, DbError>(row.is_some_and(|row| {
+                    Attempt::of(&row) == attempt
+                        && row.state == outcome.state
+                        && row.detail.as_deref() == Some(&outcome.detail)
+                }))
             }
             .await;
             match written {
@@ -469,12 +493,13 @@ impl Scheduler {
                     tracing::warn!(kind = key.0.as_str(), slot = %rfc3339(key.1), outcome = outcome.state.as_str(), "a new leader took this schedule slot over; this attempt's outcome is only logged");
                     return;
                 }
-                Err(error) if tried < FINISH_ATTEMPTS => {
-                    tracing::debug!(%error, tried, "could not record a schedule slot's outcome; retrying");
-                    tokio::time::sleep(RETRY).await;
-                }
                 Err(error) => {
-                    tracing::warn!(%error, "a schedule slot's outcome could not be recorded; the leader's next sweep settles it")
+                    if !failed_before {
+                        tracing::warn!(%error, "could not record a schedule slot's outcome; retrying until the database takes it");
+                    }
+                    failed_before = true;
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(FINISH_BACKOFF_MAX);
                 }
             }
         }

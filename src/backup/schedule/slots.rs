@@ -209,6 +209,22 @@ pub async fn newest(client: &impl GenericClient, kind: ScheduleKind) -> Result<O
     Ok(row.get(0))
 }
 
+/// The row of one slot, if recorded.
+pub async fn one(
+    client: &impl GenericClient,
+    kind: ScheduleKind,
+    slot: OffsetDateTime,
+) -> Result<Option<SlotRecord>, DbError> {
+    let row = client
+        .query_opt(
+            &format!("SELECT {COLUMNS} FROM autonomy_ha.schedule_slots WHERE kind = $1 AND slot_at = $2"),
+            &[&kind.as_str(), &slot],
+        )
+        .await
+        .map_err(DbError::query("read a schedule slot"))?;
+    row.as_ref().map(record_of).transpose()
+}
+
 /// Every slot still `running`, oldest first.
 pub async fn running(client: &impl GenericClient) -> Result<Vec<SlotRecord>, DbError> {
     let rows = client
