@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the lab needs on a fresh Debian machine (PostgreSQL 15 server and client tools,
 # debootstrap for the image, iproute2 and iptables for VAL16's partition, chromium to render the
-# VAL26 HTML report in a real browser, gpg as the encryption's oracle, prometheus's promtool for the alert rules), the lab's S3 server (s3s-fs, built from crates.io) and
+# VAL26 HTML report in a real browser, gpg as the encryption's oracle, prometheus's promtool for the alert rules, etcd and etcdctl for the lab's etcd clusters), the lab's S3 server (s3s-fs, built from crates.io) and
 # builds the local PostgreSQL image. Idempotent and quick when everything is already there. Needs root (or sudo)
 # only when something is missing.
 set -euo pipefail
@@ -21,6 +21,9 @@ command -v chromium >/dev/null || missing+=(chromium)
 command -v gpg >/dev/null && command -v gpg-agent >/dev/null || missing+=(gnupg)
 # promtool checks the shipped alert rules and the /metrics exposition (tests/metrics.rs).
 command -v promtool >/dev/null || missing+=(prometheus)
+# The lease on etcd: the lab starts real three-member etcd clusters on loopback (lab/src/etcd.rs).
+command -v etcd >/dev/null || missing+=(etcd-server)
+command -v etcdctl >/dev/null || missing+=(etcd-client)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"

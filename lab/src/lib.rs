@@ -27,6 +27,7 @@ pub mod backend;
 pub mod background;
 pub mod cli;
 pub mod cluster;
+pub mod etcd;
 pub mod gpg;
 pub mod harness;
 pub mod lab;
