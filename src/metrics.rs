@@ -122,6 +122,14 @@ impl Metrics {
                 outcome: outcome.into(),
             });
         }
+        for kind in crate::api::ScheduleKind::ALL {
+            for outcome in ["succeeded", "failed", "skipped", "interrupted"] {
+                let _ = metrics.slots.get_or_create(&SlotOutcome {
+                    kind: kind.as_str().into(),
+                    outcome: outcome.into(),
+                });
+            }
+        }
         metrics
     }
 
@@ -391,6 +399,7 @@ mod tests {
             "autonomy_leader 0",
             "autonomy_schedule_missed_slots_total 4",
             "autonomy_schedule_slots_total{kind=\"verify\",outcome=\"succeeded\"} 1",
+            "autonomy_schedule_slots_total{kind=\"backup\",outcome=\"failed\"} 0",
             "# EOF",
         ] {
             assert!(text.contains(line), "`{line}` is not in:\n{text}");

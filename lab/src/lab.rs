@@ -3,7 +3,6 @@
 use super::{
     backend::{self, PgBackend, LAB_DATABASE},
     node::{Node, NodeSpec},
-    run::lab_required,
 };
 
 /// The VAL15 fixture (`fixtures/val15.sql`): two tables of known rows.
@@ -40,11 +39,7 @@ impl Lab {
                 scratch: tempfile::tempdir().expect("a scratch dir"),
             }),
             Err(backend::Unavailable(reason)) => {
-                assert!(
-                    !lab_required(),
-                    "AUTONOMY_LAB_REQUIRE=1 but no backend could run: {reason}"
-                );
-                eprintln!("SKIP {label}: {reason}");
+                crate::run::skip_unless_required(label, "no backend", &reason);
                 None
             }
         }

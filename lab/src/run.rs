@@ -126,6 +126,14 @@ pub fn wait_until<T>(
     }
 }
 
+/// Records a SKIP of `label` for `reason` (printed) — or fails the test, saying that
+/// `what` could not run, under AUTONOMY_LAB_REQUIRE=1.
+#[track_caller]
+pub fn skip_unless_required(label: &str, what: &str, reason: &str) {
+    assert!(!lab_required(), "AUTONOMY_LAB_REQUIRE=1 but {what} could run: {reason}");
+    eprintln!("SKIP {label}: {reason}");
+}
+
 /// Whether `program` runs (`--version`); when not, prints SKIP for `label` and returns false —
 /// a failure instead under AUTONOMY_LAB_REQUIRE=1. scripts/install-prereqs.sh installs them all.
 #[track_caller]

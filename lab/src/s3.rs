@@ -37,11 +37,7 @@ impl S3Server {
         match Self::start(root) {
             Ok(server) => Some(server),
             Err(S3Unavailable(reason)) => {
-                assert!(
-                    !crate::run::lab_required(),
-                    "AUTONOMY_LAB_REQUIRE=1 but no S3 server could run: {reason}"
-                );
-                eprintln!("SKIP {label}: {reason}");
+                crate::run::skip_unless_required(label, "no S3 server", &reason);
                 None
             }
         }
