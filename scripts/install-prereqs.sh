@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the lab needs on a fresh Debian machine (PostgreSQL 15 server and client tools,
 # debootstrap for the image, iproute2 and iptables for VAL16's partition, chromium to render the
-# VAL26 HTML report in a real browser, gpg as the encryption's oracle, prometheus's promtool for the alert rules, etcd and etcdctl for the lab's etcd clusters), the lab's S3 server (s3s-fs, built from crates.io) and
+# VAL26 HTML report in a real browser, gpg as the encryption's oracle, prometheus's promtool for the alert rules, etcd and etcdctl for the lab's etcd clusters, protoc for the etcd client's
+# generated code), the lab's S3 server (s3s-fs, built from crates.io) and
 # builds the local PostgreSQL image. Idempotent and quick when everything is already there. Needs root (or sudo)
 # only when something is missing.
 set -euo pipefail
@@ -24,6 +25,9 @@ command -v promtool >/dev/null || missing+=(prometheus)
 # The lease on etcd: the lab starts real three-member etcd clusters on loopback (lab/src/etcd.rs).
 command -v etcd >/dev/null || missing+=(etcd-server)
 command -v etcdctl >/dev/null || missing+=(etcd-client)
+# The etcd-client crate generates its gRPC code from etcd's .proto files at build time.
+command -v protoc >/dev/null || missing+=(protobuf-compiler)
+[ -f /usr/include/google/protobuf/descriptor.proto ] || missing+=(libprotobuf-dev)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"

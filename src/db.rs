@@ -188,6 +188,19 @@ const SCHEMA_SQL: &str = "
         detail      text,
         PRIMARY KEY (kind, slot_at)
     );
+    -- The fence of a lease held outside the database (etcd): each new leader raises it to its
+    -- epoch before its first protected write, and every protected write checks it under a share
+    -- lock in its own transaction (ha::fence). database_token names this database in the etcd
+    -- prefix its nodes use, so nodes of another database are refused there.
+    CREATE TABLE IF NOT EXISTS autonomy_ha.write_fence (
+        singleton      boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+        epoch          bigint NOT NULL DEFAULT 0,
+        holder_id      text,
+        released       boolean NOT NULL DEFAULT true,
+        raised_at      timestamptz,
+        database_token text NOT NULL DEFAULT gen_random_uuid()::text
+    );
+    INSERT INTO autonomy_ha.write_fence DEFAULT VALUES ON CONFLICT DO NOTHING;
 ";
 
 /// Creates or repairs the `autonomy_ha` schema. Safe when several nodes start at once: it

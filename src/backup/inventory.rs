@@ -75,7 +75,8 @@ pub async fn fail_interrupted(
                     error = 'interrupted: the node running it stopped or lost its database before the backup finished'
               WHERE status = 'running'
                 AND ((node_id = $1 AND backup_id IS DISTINCT FROM $2)
-                     OR epoch < (SELECT epoch FROM autonomy_ha.leader_lease))
+                     OR epoch < GREATEST((SELECT epoch FROM autonomy_ha.leader_lease),
+                                         (SELECT epoch FROM autonomy_ha.write_fence)))
           RETURNING backup_id",
             &[&node_id, &live],
         )

@@ -49,6 +49,8 @@ impl CliError {
             CliError::Client(error) => error.exit(),
             CliError::Config(_) | CliError::Usage(_) => Exit::Usage,
             CliError::Audit(audit::AuditError::NoStore(_)) => Exit::Usage,
+            // A setting found unusable only once the node reached out (etcd's checks at start).
+            CliError::Serve(error) if error.downcast_ref::<ConfigError>().is_some() => Exit::Usage,
             CliError::Serve(_) | CliError::Audit(_) => Exit::Internal,
             CliError::Evidence(error) => lab::exit(error),
             CliError::Incomplete { exit, .. } => *exit,

@@ -2,12 +2,14 @@
 
 mod flags;
 mod keys;
+mod lease_store;
 mod retention;
 mod schedule;
 mod store;
 
 pub use flags::ServeArgs;
 pub use keys::{KeyArgs, PASSPHRASE_VAR, SIGNING_PASSPHRASE_VAR};
+pub use lease_store::{LeaseStoreArgs, LeaseStoreChoice, LeaseStoreKind, ETCD_PASSWORD_VAR};
 pub use retention::RetentionArgs;
 pub use schedule::ScheduleArgs;
 pub use store::{check_reachable, StoreArgs, StoreChoice, StoreKind};
@@ -40,6 +42,8 @@ pub struct ServeConfig {
     pub api_token: String,
     /// The lease's TTL and how often the leader renews it and the others try to take it.
     pub lease: LeaseTiming,
+    /// Where the lease lives (etcd's password inside; never printed).
+    pub lease_store: LeaseStoreChoice,
     /// The URL other nodes hand to clients as the leader hint; `None` derives it from the
     /// bound listen address.
     pub advertise_url: Option<String>,
@@ -76,6 +80,7 @@ impl std::fmt::Debug for ServeConfig {
             .field("maintenance_mode", &self.maintenance_mode)
             .field("api_token", &"<redacted>")
             .field("lease", &self.lease)
+            .field("lease_store", &self.lease_store)
             .field("advertise_url", &self.advertise_url)
             .field("pg_bin_dir", &self.pg_bin_dir)
             .field("skip_fencing", &self.skip_fencing)
@@ -177,6 +182,35 @@ pub enum ConfigError {
     ScheduleWithoutSchedule(&'static str),
     #[error("--verify-schedule is set and backups are encrypted (--backup-encrypt-to), but this node has no --backup-decrypt-key: every scheduled drill would fail; give the node the secret key, or drop --verify-schedule")]
     VerifyScheduleWithoutKey,
+    #[error(
+        "{0} is set but --lease-store is row, so the lease would not be on etcd; pass --lease-store etcd, or drop {0}"
+    )]
+    EtcdWithoutStore(&'static str),
+    #[error("--lease-store etcd needs --etcd-endpoints (or AUTONOMY_ETCD_ENDPOINTS): the client URLs of the etcd members, e.g. http://10.0.0.5:2379,http://10.0.0.6:2379,http://10.0.0.7:2379")]
+    EtcdEndpointsMissing,
+    #[error("--lease-ttl-ms {0} is not whole seconds, and etcd counts a lease's TTL in seconds; use a multiple of 1000 with --lease-store etcd (default 5000)")]
+    EtcdTtlSeconds(u64),
+    #[error("--etcd-endpoints `{endpoint}`: {why}")]
+    EtcdEndpoint { endpoint: String, why: &'static str },
+    #[error("--etcd-prefix `{0}` is not a key prefix; use visible ASCII starting with `/`, without `//`, e.g. /autonomy/app/")]
+    EtcdPrefix(String),
+    #[error("--etcd-user is set but no password is: set AUTONOMY_ETCD_PASSWORD or --etcd-password-file")]
+    EtcdPasswordMissing,
+    #[error("an etcd password is set (AUTONOMY_ETCD_PASSWORD or --etcd-password-file) but --etcd-user is not; pass --etcd-user")]
+    EtcdUserMissing,
+    #[error("{0} is set but {1} is not: a client certificate needs its key and the key its certificate")]
+    EtcdHalfIdentity(&'static str, &'static str),
+    #[error("--etcd-ca-file, --etcd-cert-file or --etcd-key-file is set but no endpoint is https://; list the members as https:// URLs, or drop the TLS files")]
+    EtcdTlsWithoutHttps,
+    #[error("{flag} {}: cannot read it: {source}", path.display())]
+    EtcdFile {
+        flag: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Etcd(#[from] crate::ha::etcd::EtcdError),
     #[error("--backup-key-passphrase-file {}: cannot read it: {source}", path.display())]
     PassphraseFile {
         path: PathBuf,
@@ -245,6 +279,7 @@ impl ServeConfig {
         if !(1 <= healthy && healthy < degraded && degraded <= 3_600_000) {
             return Err(ConfigError::LagThresholds { healthy, degraded });
         }
+        let lease_store = inputs.lease.validate(ttl, |name| std::env::var(name).ok())?;
         let retention = inputs.retention.validate()?;
         let backup_store = inputs.store.validate(|name| std::env::var(name).ok())?;
         let backup_keys = inputs.keys.validate(|name| std::env::var(name).ok())?;
@@ -269,6 +304,7 @@ impl ServeConfig {
                 Duration::from_millis(renew),
                 Duration::from_millis(poll),
             ),
+            lease_store,
             advertise_url: inputs.advertise_url.map(|url| url.trim_end_matches('/').to_owned()),
             pg_bin_dir: inputs.pg_bin_dir,
             skip_fencing: inputs.unsafe_skip_fencing,

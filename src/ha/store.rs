@@ -1,7 +1,8 @@
 //! The lease store seam: what the election asks of whatever arbitrates leadership, and the
 //! fence a protected write takes inside its own transaction.
 //!
-//! The lease row in the application database (`ha::lease`) is the first implementation. Nothing
+//! The lease row in the application database (`ha::lease`) is the embedded default; etcd
+//! (`ha::etcd`) the store outside the database, whose fence in the database is `ha::fence`. Nothing
 //! above this module knows where the lease lives: the election core sees only `LeaseRow`s,
 //! `Attempt`s and `Renewal`s, and the driver only the two traits below.
 
@@ -131,6 +132,9 @@ pub trait LeaseSession: Send + 'static {
 pub enum WriteFence {
     /// The lease row itself, locked FOR SHARE (docs/ARCHITECTURE.md, "Why two writers cannot happen").
     LeaseRow,
+    /// The fence row a leader of a lease held outside the database raised to its epoch, locked
+    /// FOR SHARE (docs/ARCHITECTURE.md, "The lease on etcd").
+    FenceRow,
 }
 
 impl WriteFence {
@@ -138,6 +142,7 @@ impl WriteFence {
     pub async fn holds(self, tx: &Transaction<'_>, node_id: &NodeId, epoch: i64) -> Result<bool, DbError> {
         match self {
             WriteFence::LeaseRow => crate::ha::lease::holds_lease_in_tx(tx, node_id.as_str(), epoch).await,
+            WriteFence::FenceRow => crate::ha::fence::holds_in_tx(tx, node_id.as_str(), epoch).await,
         }
     }
 
@@ -150,6 +155,10 @@ impl WriteFence {
                 "EXISTS (SELECT 1 FROM autonomy_ha.leader_lease
                     WHERE holder_id = '{node_id}' AND epoch = {epoch} AND expires_at > now())"
             ),
+            WriteFence::FenceRow => format!(
+                "EXISTS (SELECT 1 FROM autonomy_ha.write_fence
+                    WHERE holder_id = '{node_id}' AND epoch = {epoch} AND NOT released)"
+            ),
         }
     }
 
@@ -161,6 +170,11 @@ impl WriteFence {
             WriteFence::LeaseRow => format!(
                 "PERFORM 1 FROM autonomy_ha.leader_lease
       WHERE holder_id = '{node_id}' AND epoch = {epoch} AND expires_at > clock_timestamp()
+        FOR SHARE;"
+            ),
+            WriteFence::FenceRow => format!(
+                "PERFORM 1 FROM autonomy_ha.write_fence
+      WHERE holder_id = '{node_id}' AND epoch = {epoch} AND NOT released
         FOR SHARE;"
             ),
         }

@@ -15,13 +15,14 @@ use crate::{
     audit::AuditLog,
     backup::{pgtools::PgTools, repository::LocalRepository, store::BackupStore, BackupService},
     config::ServeConfig,
-    config::StoreChoice,
+    config::{LeaseStoreChoice, StoreChoice},
     db::{self, SharedClient},
     ha::{
+        etcd::EtcdLeaseStore,
         lease::RowLeaseStore,
         node::run_lease_loop,
         replication::{self, ReplicationMonitor},
-        store::LeaseStore,
+        store::{LeaseStore, WriteFence},
         NodeState,
     },
     server::{
@@ -75,7 +76,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .advertise_url
         .clone()
         .unwrap_or_else(|| format!("http://{bound}"));
-    let lease_store = RowLeaseStore::new(&config.database_url, &config.node_id, &address, config.lease.ttl);
+    let lease_store = open_lease_store(&config, &address).await?;
     let (state, inbox) = NodeState::new(config.node_id.clone(), config.maintenance_mode);
     let timed = metrics.clone();
     state.on_renew(move |took| timed.observe_renew(took.as_secs_f64()));
@@ -109,14 +110,24 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         config.node_id.to_string(),
         audit_done_rx,
     ));
-    let lease_loop = tokio::spawn(run_lease_loop(
-        lease_store,
-        address,
-        state.clone(),
-        inbox,
-        audit,
-        config.lease,
-    ));
+    let lease_loop = match lease_store {
+        LeaseStores::Row(store) => tokio::spawn(run_lease_loop(
+            store,
+            address,
+            state.clone(),
+            inbox,
+            audit,
+            config.lease,
+        )),
+        LeaseStores::Etcd(store) => tokio::spawn(run_lease_loop(
+            store,
+            address,
+            state.clone(),
+            inbox,
+            audit,
+            config.lease,
+        )),
+    };
 
     let app = AppState {
         replication: start_replication_sampler(&config, shutdown_rx.clone()),
@@ -156,6 +167,64 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .context("serve the API")?;
     tracing::info!("node stopped");
     Ok(())
+}
+
+/// The lease store the node was configured with, opened.
+enum LeaseStores {
+    Row(RowLeaseStore),
+    Etcd(EtcdLeaseStore),
+}
+
+impl LeaseStores {
+    fn write_fence(&self) -> WriteFence {
+        match self {
+            LeaseStores::Row(store) => store.write_fence(),
+            LeaseStores::Etcd(store) => store.write_fence(),
+        }
+    }
+}
+
+/// The row lease, or the etcd lease after the cluster's checks (one cluster, the TTL granted as
+/// asked, the prefix this database's): a failed check is a configuration error (exit 2).
+async fn open_lease_store(config: &ServeConfig, address: &str) -> anyhow::Result<LeaseStores> {
+    let settings = match &config.lease_store {
+        LeaseStoreChoice::Row => {
+            tracing::info!(
+                ttl_ms = config.lease.ttl.as_millis() as u64,
+                "the lease is a row in the database"
+            );
+            return Ok(LeaseStores::Row(RowLeaseStore::new(
+                &config.database_url,
+                &config.node_id,
+                address,
+                config.lease.ttl,
+            )));
+        }
+        LeaseStoreChoice::Etcd(settings) => settings,
+    };
+    let client = db::connect(&config.database_url, config.node_id.as_str(), "etcd-check")
+        .await
+        .context("connect to the database named by --database-url")?;
+    let token = crate::ha::fence::database_token(&client).await?;
+    drop(client);
+    let facts = crate::ha::etcd::check_cluster(settings, config.lease.ttl, &token)
+        .await
+        .map_err(crate::config::ConfigError::from)?;
+    tracing::info!(
+        endpoints = %settings.endpoints.join(","),
+        prefix = %settings.prefix,
+        cluster_id = %format!("{:x}", facts.cluster_id),
+        ttl_ms = config.lease.ttl.as_millis() as u64,
+        "the lease is on etcd"
+    );
+    Ok(LeaseStores::Etcd(EtcdLeaseStore::new(
+        settings.clone(),
+        facts.cluster_id,
+        &config.database_url,
+        &config.node_id,
+        address,
+        config.lease.ttl,
+    )))
 }
 
 /// Creates or updates the autonomy_ha schema, on a session of its own.

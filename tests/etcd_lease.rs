@@ -1,0 +1,170 @@
+//! The lease on etcd, end to end: real nodes on a real three-member etcd cluster and a real
+//! database. One leader of three, a clean stop hands over through the revoke and the watch
+//! (no TTL wait), a SIGKILL waits for the TTL, the fence in the database turns away the old
+//! epoch, member keys list every node, and a start with unusable etcd settings exits 2 naming
+//! the flag, with nothing written.
+
+use std::time::{Duration, Instant};
+
+use autonomy_lab as common;
+use common::{etcd::EtcdCluster, lab::Lab, node::Node, sql, LAB_TOKEN};
+use nix::sys::signal::Signal;
+
+/// The lease TTL of these tests (whole seconds, as etcd counts).
+const TTL_MS: u64 = 3_000;
+
+fn status(node: &Node) -> serde_json::Value {
+    autonomy::client::NodeClient::new(&node.url, Some(LAB_TOKEN.into()))
+        .get("/v1/ha/status")
+        .unwrap_or_else(|e| panic!("status of {}: {e}\nlog:\n{}", node.spec.node_id, node.log()))
+}
+
+/// The flags that put a node's lease on `etcd` under `prefix`.
+fn on_etcd(etcd: &EtcdCluster, prefix: &str) -> Vec<String> {
+    vec![
+        "--lease-store".into(),
+        "etcd".into(),
+        "--etcd-endpoints".into(),
+        etcd.endpoints().join(","),
+        "--etcd-prefix".into(),
+        prefix.into(),
+        "--lease-ttl-ms".into(),
+        TTL_MS.to_string(),
+    ]
+}
+
+fn start_nodes(lab: &Lab, etcd: &EtcdCluster, prefix: &str, ids: &[&str]) -> Vec<Node> {
+    let mut nodes: Vec<Node> = ids
+        .iter()
+        .map(|id| {
+            let mut spec = lab.node_spec(id, false);
+            spec.extra_args = on_etcd(etcd, prefix);
+            Node::spawn(spec).expect("the node starts")
+        })
+        .collect();
+    for node in &mut nodes {
+        node.wait_until_listening()
+            .unwrap_or_else(|e| panic!("{e}\nlog:\n{}", node.log()));
+    }
+    nodes
+}
+
+/// Polls until exactly one node leads and all agree on holder and an epoch above `past_epoch`.
+fn settled(nodes: &[&Node], past_epoch: i64, limit: Duration) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let all: Vec<serde_json::Value> = nodes.iter().map(|n| status(n)).collect();
+        let leaders = all.iter().filter(|s| s["role"] == "leader").count();
+        let agree = all
+            .windows(2)
+            .all(|w| (&w[0]["holder_id"], &w[0]["epoch"]) == (&w[1]["holder_id"], &w[1]["epoch"]));
+        let newer = all.iter().all(|s| s["epoch"].as_i64().is_some_and(|e| e > past_epoch));
+        if leaders == 1 && agree && newer {
+            return all;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no single agreed leader past epoch {past_epoch} within {limit:?}: {all:#?}\nlogs:\n{}",
+            nodes.iter().map(|n| n.log()).collect::<Vec<_>>().join("\n---\n")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn write_rollout(node: &Node, name: &str) -> Result<serde_json::Value, autonomy::client::ClientError> {
+    autonomy::client::NodeClient::new(&node.url, Some(LAB_TOKEN.into()))
+        .post("/v1/rollouts", &serde_json::json!({ "name": name, "spec": {} }))
+}
+
+#[test]
+fn three_nodes_on_etcd_elect_one_leader_hand_over_on_sigterm_at_once_and_after_sigkill_within_the_ttl() {
+    let lab = common::or_skip!(Lab::start_or_skip("etcd-lease"));
+    let etcd = common::or_skip!(EtcdCluster::start_or_skip(
+        &lab.scratch.path().join("etcd"),
+        "etcd-lease",
+        3
+    ));
+    let prefix = "/autonomy-test/three/";
+    let mut nodes = start_nodes(&lab, &etcd, prefix, &["node-1", "node-2", "node-3"]);
+    let before = settled(&nodes.iter().collect::<Vec<_>>(), 0, Duration::from_secs(30));
+    let leader = before.iter().position(|s| s["role"] == "leader").expect("a leader");
+    let epoch = before[leader]["epoch"].as_i64().expect("an epoch");
+    write_rollout(&nodes[leader], "on-etcd-1").unwrap_or_else(|e| panic!("the leader writes: {e}"));
+
+    // Every node has its member key, and the leader key names the leader at its epoch.
+    let members = etcd.etcdctl(&["get", "--prefix", "--keys-only", &format!("{prefix}members/")]);
+    let listed = String::from_utf8_lossy(&members.stdout);
+    for id in ["node-1", "node-2", "node-3"] {
+        assert!(
+            listed.contains(&format!("{prefix}members/{id}")),
+            "{id} has a member key: {listed}"
+        );
+    }
+    let key = etcd.etcdctl(&["get", "--print-value-only", &format!("{prefix}leader")]);
+    let key: serde_json::Value = serde_json::from_slice(&key.stdout).expect("the leader key is JSON");
+    assert_eq!(key["holder_id"], before[leader]["node_id"], "{key}");
+    assert_eq!(key["epoch"], epoch, "{key}");
+
+    // SIGTERM: the lease is revoked, the followers' watch fires, one takes over well inside
+    // the TTL (waiting for the TTL would take at least 3 s).
+    let stopped = nodes.remove(leader);
+    let started = Instant::now();
+    stopped.signal(Signal::SIGTERM);
+    let after = settled(&nodes.iter().collect::<Vec<_>>(), epoch, Duration::from_secs(10));
+    let handover = started.elapsed();
+    assert!(
+        handover < Duration::from_millis(TTL_MS * 2 / 3),
+        "a clean stop must hand over through the revoke, not the TTL: {handover:?}\n{after:#?}"
+    );
+    let second = after.iter().position(|s| s["role"] == "leader").expect("a leader");
+    let second_epoch = after[second]["epoch"].as_i64().expect("an epoch");
+    assert!(second_epoch > epoch, "a higher epoch: {after:#?}");
+    write_rollout(&nodes[second], "on-etcd-2").unwrap_or_else(|e| panic!("the successor writes: {e}"));
+    drop(stopped);
+
+    // SIGKILL: etcd cannot see a dead process, so the TTL bounds the takeover.
+    let mut killed = nodes.remove(second);
+    let started = Instant::now();
+    killed.signal(Signal::SIGKILL);
+    assert!(
+        killed.wait_for_exit(Duration::from_secs(10)),
+        "the leader exits on SIGKILL"
+    );
+    let after = settled(
+        &nodes.iter().collect::<Vec<_>>(),
+        second_epoch,
+        Duration::from_millis(TTL_MS * 3),
+    );
+    let takeover = started.elapsed();
+    assert!(
+        takeover < Duration::from_millis(TTL_MS * 3),
+        "the takeover after a SIGKILL is bounded by the TTL: {takeover:?}\n{after:#?}"
+    );
+
+    // The database saw every term, in order, and the fence stands at the last one.
+    let mut db = sql::connect(&lab.url());
+    let history: Vec<(i64, String)> = db
+        .query(
+            "SELECT epoch, holder_id FROM autonomy_ha.lease_history ORDER BY epoch",
+            &[],
+        )
+        .expect("the lease history reads")
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    let last = after.iter().find(|s| s["role"] == "leader").expect("a leader");
+    assert_eq!(
+        history.last().map(|(epoch, _)| *epoch),
+        last["epoch"].as_i64(),
+        "{history:?}"
+    );
+    let fence = db
+        .query_one("SELECT epoch, holder_id, released FROM autonomy_ha.write_fence", &[])
+        .expect("the fence reads");
+    assert_eq!(fence.get::<_, i64>(0), last["epoch"].as_i64().unwrap());
+    assert_eq!(
+        Some(fence.get::<_, String>(1)),
+        last["node_id"].as_str().map(str::to_owned)
+    );
+    assert!(!fence.get::<_, bool>(2), "the leader's fence is not released");
+}
