@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command (README "Quickstart", run by .ci/run): install the lab's prerequisites, then
 # run the whole suite under both PostgreSQL backends with AUTONOMY_LAB_REQUIRE=1 (and VAL15 and
-# VAL19 once more on the S3 store), so a backend
+# VAL19 once more on the S3 store, VAL13 once more with the lease on etcd), so a backend
 # that cannot run fails the run instead of being skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,9 +11,12 @@ if cargo nextest --version >/dev/null 2>&1; then
   run() { cargo nextest run --profile ci --workspace --no-fail-fast "$@"; }
   # The slices whose backups go through the store, again on the S3 store (a real S3 server).
   run_on_s3() { AUTONOMY_LAB_STORE=s3 cargo nextest run --profile ci --no-fail-fast -E 'binary(val15) | binary(val19)'; }
+  # The HA slices that run on either lease store, again with the lease on etcd (three real members).
+  run_on_etcd() { AUTONOMY_LAB_LEASE_STORE=etcd cargo nextest run --profile ci --no-fail-fast -E 'binary(val13)'; }
 else
   run() { cargo test --workspace --no-fail-fast "$@"; }
   run_on_s3() { AUTONOMY_LAB_STORE=s3 cargo test --no-fail-fast --test val15 --test val19; }
+  run_on_etcd() { AUTONOMY_LAB_LEASE_STORE=etcd cargo test --no-fail-fast --test val13; }
 fi
 
 # Tests remove their containers on drop; a test killed outright (a timeout's SIGKILL) cannot,
@@ -40,6 +43,8 @@ for backend in docker process; do
   AUTONOMY_LAB_BACKEND=$backend run || status=1
   echo "=== backend: $backend, S3 store ===" >&2
   AUTONOMY_LAB_BACKEND=$backend run_on_s3 || status=1
+  echo "=== backend: $backend, lease on etcd ===" >&2
+  AUTONOMY_LAB_BACKEND=$backend run_on_etcd || status=1
 done
 echo "evidence: $(readlink -f evidence/latest 2>/dev/null || echo none)" >&2
 exit $status

@@ -105,6 +105,29 @@ fn three_nodes_on_etcd_elect_one_leader_hand_over_on_sigterm_at_once_and_after_s
     assert_eq!(key["holder_id"], before[leader]["node_id"], "{key}");
     assert_eq!(key["epoch"], epoch, "{key}");
 
+    // The status names the store, its prefix and every endpoint's health.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let store = loop {
+        let store = status(&nodes[0])["lease_store"].clone();
+        let healthy = store["endpoints"]
+            .as_array()
+            .map_or(0, |e| e.iter().filter(|e| e["healthy"] == true).count());
+        if healthy == 3 || Instant::now() > deadline {
+            break store;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(store["kind"], "etcd", "{store}");
+    assert_eq!(store["prefix"], prefix, "{store}");
+    let endpoints = store["endpoints"].as_array().cloned().unwrap_or_default();
+    assert_eq!(endpoints.len(), 3, "{store}");
+    assert!(
+        endpoints
+            .iter()
+            .all(|e| e["healthy"] == true && e["cluster_id"].is_string()),
+        "{store}"
+    );
+
     // SIGTERM: the lease is revoked, the followers' watch fires, one takes over well inside
     // the TTL (waiting for the TTL would take at least 3 s).
     let stopped = nodes.remove(leader);
@@ -167,4 +190,107 @@ fn three_nodes_on_etcd_elect_one_leader_hand_over_on_sigterm_at_once_and_after_s
         last["node_id"].as_str().map(str::to_owned)
     );
     assert!(!fence.get::<_, bool>(2), "the leader's fence is not released");
+}
+
+/// Every key under `prefix`, with its value, as etcdctl prints them.
+fn keys_under(etcd: &EtcdCluster, prefix: &str) -> String {
+    String::from_utf8_lossy(&etcd.etcdctl(&["get", "--prefix", prefix]).stdout).into_owned()
+}
+
+/// A start with unusable etcd settings exits 2 with a message naming the flag, and writes
+/// nothing: neither under the prefix nor in the database's fence.
+#[test]
+fn unusable_etcd_settings_exit_2_naming_the_flag_and_change_nothing() {
+    let lab = common::or_skip!(Lab::start_or_skip("etcd-bad-input"));
+    let etcd = common::or_skip!(EtcdCluster::start_or_skip(
+        &lab.scratch.path().join("etcd"),
+        "etcd-bad-input",
+        1
+    ));
+    let other = common::or_skip!(EtcdCluster::start_or_skip(
+        &lab.scratch.path().join("other"),
+        "etcd-bad-input",
+        1
+    ));
+    // The database's schema exists and its token is set: one node ran on the row lease.
+    drop(lab.leader("node-row", false));
+    let foreign = "/not-autonomy/";
+    assert!(etcd
+        .etcdctl(&["put", &format!("{foreign}config"), "someone else's"])
+        .status
+        .success());
+    let mut db = sql::connect(&lab.url());
+    let fence_before: (i64, Option<String>) = {
+        let row = db
+            .query_one("SELECT epoch, holder_id FROM autonomy_ha.write_fence", &[])
+            .expect("the fence reads");
+        (row.get(0), row.get(1))
+    };
+    let keys_before = keys_under(&etcd, "/");
+
+    let serve = |extra: &[String]| {
+        let backups = lab.scratch.path().join("backups");
+        let audit = lab.audit_dir();
+        let mut args: Vec<String> = ["ha", "serve", "--node-id", "node-bad", "--listen", "127.0.0.1:0"]
+            .map(str::to_owned)
+            .to_vec();
+        args.extend(["--backup-dir".into(), backups.display().to_string()]);
+        args.extend(["--audit-dir".into(), audit.display().to_string()]);
+        args.extend(extra.iter().cloned());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        common::cli::Cli::for_server("http://127.0.0.1:1")
+            .with_env("AUTONOMY_DATABASE_URL", &lab.url())
+            .run_within(&args, Duration::from_secs(60))
+    };
+    let endpoints = etcd.endpoints().join(",");
+    let with = |endpoints: &str, prefix: &str, ttl_ms: &str| {
+        [
+            "--lease-store",
+            "etcd",
+            "--etcd-endpoints",
+            endpoints,
+            "--etcd-prefix",
+            prefix,
+            "--lease-ttl-ms",
+            ttl_ms,
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    let unreachable = format!("http://127.0.0.1:{}", common::backend::free_port());
+    let mixed = format!("{endpoints},{}", other.endpoints().join(","));
+    let cases: [(&str, Vec<String>, &[&str]); 4] = [
+        (
+            "unreachable endpoints",
+            with(&unreachable, "/autonomy/app/", "5000"),
+            &["--etcd-endpoints", "no member answered", &unreachable],
+        ),
+        (
+            "an endpoint list mixing two clusters",
+            with(&mixed, "/autonomy/app/", "5000"),
+            &["--etcd-endpoints mixes etcd clusters"],
+        ),
+        (
+            "a prefix written by something else",
+            with(&endpoints, foreign, "5000"),
+            &["--etcd-prefix /not-autonomy/", "/not-autonomy/config"],
+        ),
+        (
+            "a TTL below etcd's minimum",
+            with(&endpoints, "/autonomy/app/", "1000"),
+            &["--lease-ttl-ms 1000", "at least 2 s"],
+        ),
+    ];
+    for (name, args, expected) in cases {
+        let run = serve(&args);
+        assert_eq!(run.exit_code, Some(2), "{name}: exit 2\n{run}");
+        for words in expected {
+            assert!(run.stderr.contains(words), "{name}: the message says `{words}`\n{run}");
+        }
+        assert_eq!(keys_under(&etcd, "/"), keys_before, "{name}: nothing written to etcd");
+        let row = db
+            .query_one("SELECT epoch, holder_id FROM autonomy_ha.write_fence", &[])
+            .expect("the fence reads");
+        assert_eq!((row.get(0), row.get(1)), fence_before, "{name}: the fence unchanged");
+    }
 }

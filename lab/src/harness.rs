@@ -18,6 +18,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use crate::{
     backend::{self, PgBackend, LAB_DATABASE},
     cluster::Cluster,
+    lease_store::LabLeaseStore,
     phase, run,
     store::LabStore,
     verdict::{self, Judge},
@@ -115,6 +116,9 @@ pub struct SliceLab<'a> {
     pub scratch: &'a Path,
     /// Where the nodes keep their backups (AUTONOMY_LAB_STORE): the slices that back up use it.
     pub store: LabStore,
+    /// Where the nodes' lease lives (AUTONOMY_LAB_LEASE_STORE) for the HA slices; the row for
+    /// the others.
+    pub lease: LabLeaseStore,
     pub sabotage: Sabotage,
 }
 
@@ -132,6 +136,7 @@ impl<'a> SliceLab<'a> {
         if self.sabotage == Sabotage::SkipFencing {
             cluster.extra_args.push("--unsafe-skip-fencing".into());
         }
+        cluster.extra_args.extend(self.lease.node_args(slice));
         cluster
     }
 }
@@ -144,6 +149,9 @@ pub trait Slice {
     const TITLE: &'static str;
     /// The sabotages this slice can run, besides `Sabotage::None`.
     const SABOTAGES: &'static [Sabotage];
+    /// The slice proves leadership (VAL13, VAL16, VAL17): it runs on the lease store
+    /// AUTONOMY_LAB_LEASE_STORE names; every other slice runs on the row lease.
+    const ON_EITHER_LEASE_STORE: bool = false;
     type Observations: Observed;
     /// The ten checks, from the observations alone, as `judge` rules on them (SKIP for every
     /// one when the lab was skipped, FAIL for one the phases did not reach).
@@ -245,14 +253,21 @@ pub fn run_slice<S: Slice>(sabotage: Sabotage) -> SliceOutcome<S::Observations> 
                 .prefix(&format!("autonomy-{}-", S::ID))
                 .tempdir()
                 .expect("a scratch dir");
-            let aborted = match LabStore::from_env(scratch.path()) {
-                Err(reason) => Some(reason),
-                Ok(store) => {
+            let lease = if S::ON_EITHER_LEASE_STORE {
+                LabLeaseStore::from_env(scratch.path())
+            } else {
+                Ok(LabLeaseStore::Row)
+            };
+            let aborted = match (LabStore::from_env(scratch.path()), lease) {
+                (Err(reason), _) | (_, Err(reason)) => Some(reason),
+                (Ok(store), Ok(lease)) => {
+                    report.lease_store = lease.kind().to_owned();
                     let lab = SliceLab {
                         pg: pg.as_mut(),
                         bundle: &bundle,
                         scratch: scratch.path(),
                         store,
+                        lease,
                         sabotage,
                     };
                     S::run(lab, &mut obs, &mut report)

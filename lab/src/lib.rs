@@ -31,6 +31,7 @@ pub mod etcd;
 pub mod gpg;
 pub mod harness;
 pub mod lab;
+pub mod lease_store;
 pub mod netns;
 pub mod node;
 pub mod phase;

@@ -18,11 +18,15 @@ use super::run::lab_dir;
 
 static IN_PROCESS: Mutex<Option<HashMap<String, String>>> = Mutex::new(None);
 
-/// The cache key: the slice's key and the backend asked for, so one run id reused across
-/// backends (AUTONOMY_RUN_ID) never reads another backend's outcome.
+/// The cache key: the slice's key and the backend and stores asked for, so one run id reused
+/// across backends or stores (AUTONOMY_RUN_ID) never reads another's outcome.
 fn cache_key(key: &str) -> String {
     let backend = std::env::var("AUTONOMY_LAB_BACKEND").unwrap_or_else(|_| "auto".into());
-    format!("{key}.{backend}.{}", crate::store::lab_store_kind())
+    format!(
+        "{key}.{backend}.{}.{}",
+        crate::store::lab_store_kind(),
+        crate::lease_store::lab_lease_store_kind()
+    )
 }
 
 /// How many times the phases of `key` have run in this run (a line per run in `<key>.runs`).

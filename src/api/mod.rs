@@ -16,5 +16,5 @@ pub use backup::{
 pub use error::ErrorBody;
 pub use rollout::{NewRollout, Rollout};
 pub use schedule::{ScheduleKind, ScheduleReport, ScheduleView, SlotRecord, SlotState};
-pub use status::{ReplicationSample, Role, SplitBrain, StatusReport};
+pub use status::{EndpointHealth, LeaseStoreStatus, ReplicationSample, Role, SplitBrain, StatusReport};
 pub use verify::{DrillOutcome, DrillPhase, Phase, VerifyReport, VerifyRequest};

@@ -79,7 +79,39 @@ pub struct StatusReport {
     /// same node id), newest last.
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// Where the lease lives, and for etcd each endpoint's health as last probed.
+    #[serde(default)]
+    pub lease_store: LeaseStoreStatus,
     pub version: String,
+}
+
+/// The lease store as a node sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseStoreStatus {
+    /// `row` (the lease is a row in the database) or `etcd`.
+    pub kind: String,
+    /// etcd: the prefix this database's keys live under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// etcd: every endpoint, probed every two seconds.
+    #[serde(default)]
+    pub endpoints: Vec<EndpointHealth>,
+    /// etcd: when the endpoints were last probed.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub checked_at: Option<OffsetDateTime>,
+}
+
+/// One etcd endpoint as the node last probed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointHealth {
+    pub endpoint: String,
+    /// It answered and sees a raft leader (without one it refuses every request).
+    pub healthy: bool,
+    /// The member's cluster (hex), when it answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// The circumstances of the replication figures in a status report.

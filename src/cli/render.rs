@@ -224,6 +224,24 @@ fn status_line(report: &StatusReport) -> String {
             opt(&detected.store_holder_id)
         ));
     }
+    if report.lease_store.kind == "etcd" {
+        let store = &report.lease_store;
+        let healthy = store.endpoints.iter().filter(|e| e.healthy).count();
+        lines.push(format!(
+            "lease_store=etcd prefix={} endpoints_healthy={healthy}/{}",
+            store.prefix.as_deref().unwrap_or("-"),
+            store.endpoints.len()
+        ));
+        for endpoint in &store.endpoints {
+            lines.push(format!(
+                "etcd_endpoint {} healthy={} cluster_id={}{}",
+                endpoint.endpoint,
+                endpoint.healthy,
+                opt(&endpoint.cluster_id),
+                endpoint.error.as_ref().map_or(String::new(), |e| format!(" error={e}"))
+            ));
+        }
+    }
     // Shown only when it fails: while it does, backups and restores are refused.
     if !report.audit.writable {
         lines.push(format!(
@@ -389,6 +407,7 @@ mod tests {
             replication_sample: Default::default(),
             audit: Default::default(),
             warnings: Vec::new(),
+            lease_store: Default::default(),
             version: "0".into(),
         }
     }

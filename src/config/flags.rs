@@ -40,9 +40,10 @@ pub struct ServeArgs {
     pub api_token: Option<String>,
     /// Leader lease time-to-live in milliseconds: how long a paused or cut-off leader can
     /// block a takeover. With the row lease a dead leader is replaced without waiting for it;
-    /// etcd cannot see a dead process, so there it waits for the TTL (whole seconds).
-    #[arg(long, env = "AUTONOMY_LEASE_TTL_MS", default_value_t = 5_000)]
-    pub lease_ttl_ms: u64,
+    /// etcd cannot see a dead process, so there it waits for the TTL (whole seconds)
+    /// [default: 5000 with the row lease, 3000 on etcd].
+    #[arg(long, env = "AUTONOMY_LEASE_TTL_MS")]
+    pub lease_ttl_ms: Option<u64>,
     #[command(flatten)]
     pub lease: super::LeaseStoreArgs,
     /// How often the leader renews the lease, in milliseconds [default: a third of the TTL].

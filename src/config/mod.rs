@@ -23,6 +23,15 @@ use crate::{
     ident::{self, NodeId},
 };
 
+/// The row lease's default TTL: a dead leader is replaced at once (its session ends), so the
+/// TTL bounds only a paused or cut-off one.
+pub const DEFAULT_ROW_TTL_MS: u64 = 5_000;
+/// etcd's default TTL, which bounds a SIGKILL failover (etcd cannot see a dead process): with
+/// etcd's half-second expiry check a takeover comes within 3.5 s, inside the 5 s failover
+/// bound, while a leader renewing every second rides out an etcd leader election of over a
+/// second (docs/ARCHITECTURE.md, "The lease on etcd").
+pub const DEFAULT_ETCD_TTL_MS: u64 = 3_000;
+
 /// Everything a node needs to run; constructed only through [`ServeConfig::validate`].
 #[derive(Clone)]
 pub struct ServeConfig {
@@ -251,7 +260,10 @@ impl ServeConfig {
             .database_url
             .parse::<tokio_postgres::Config>()
             .map_err(|e| ConfigError::DatabaseUrl(e.to_string()))?;
-        let ttl = inputs.lease_ttl_ms;
+        let ttl = inputs.lease_ttl_ms.unwrap_or(match inputs.lease.lease_store {
+            LeaseStoreKind::Row => DEFAULT_ROW_TTL_MS,
+            LeaseStoreKind::Etcd => DEFAULT_ETCD_TTL_MS,
+        });
         if !(1000..=600_000).contains(&ttl) {
             return Err(ConfigError::LeaseTtl(ttl));
         }

@@ -12,6 +12,7 @@ pub fn text(report: &Report) -> String {
     out.push_str(&format!("Generated:     {generated}\n"));
     out.push_str(&format!("Run:           {}\n", report.run_id));
     out.push_str(&format!("Backend:       {}\n", report.backend));
+    out.push_str(&format!("Lease store:   {}\n", report.lease_store));
     out.push_str(&format!(
         "Server:        {}\n",
         report.server_version.as_deref().unwrap_or("-")

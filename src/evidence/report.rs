@@ -104,6 +104,10 @@ pub struct Report {
     pub run_id: String,
     /// `docker`, `process`, or `none` when the slice was skipped.
     pub backend: String,
+    /// Where the nodes' leader lease lived: `row` (a row in the database) or `etcd`. Reports
+    /// written before the etcd store existed read as `row`.
+    #[serde(default = "row_lease")]
+    pub lease_store: String,
     pub server_version: Option<String>,
     /// The node the slice drove, as `node-id@address`.
     pub node: Option<String>,
@@ -142,6 +146,10 @@ impl Tally {
 
 pub const SCHEMA_VERSION: u32 = 1;
 
+fn row_lease() -> String {
+    "row".into()
+}
+
 impl Report {
     /// An empty report of `slice` for `run_id`, generated now: no backend, no checks, SKIP
     /// until the checks are tallied.
@@ -153,6 +161,7 @@ impl Report {
             generated_at: OffsetDateTime::now_utc(),
             run_id: run_id.into(),
             backend: "none".into(),
+            lease_store: row_lease(),
             server_version: None,
             node: None,
             checks: Vec::new(),

@@ -11,5 +11,6 @@ pub mod replication;
 pub mod rollouts;
 pub mod state;
 pub mod store;
+pub mod store_health;
 
 pub use state::{NodeState, Role, StatusReport};

@@ -25,6 +25,12 @@ impl StatusReport {
         self
     }
 
+    /// Adds the lease store's kind and health.
+    pub fn with_lease_store(mut self, store: crate::api::LeaseStoreStatus) -> Self {
+        self.lease_store = store;
+        self
+    }
+
     /// Adds what the replication sampler saw last.
     pub fn with_replication(mut self, view: ReplicationView) -> Self {
         self.replication = view.standbys;
@@ -201,6 +207,7 @@ impl NodeState {
             replication_sample: ReplicationSample::default(),
             audit: Default::default(),
             warnings: view.warnings.clone(),
+            lease_store: Default::default(),
             version: crate::VERSION.to_owned(),
         }
     }

@@ -36,6 +36,8 @@ pub struct AppState {
     /// Every node's audit events: the shared table and the local directory.
     pub audit: Arc<crate::audit::shared::SharedAudit>,
     pub writes: ProtectedWrites,
+    /// Which lease store, and for etcd its endpoints' health.
+    pub lease_store: Arc<crate::ha::store_health::LeaseStoreHealth>,
 }
 
 /// What protected writes (and rollout reads) go through.
@@ -71,7 +73,8 @@ pub async fn status(State(app): State<AppState>) -> Json<StatusReport> {
         app.node
             .report(app.backups.restore_running())
             .with_replication(app.replication.view())
-            .with_audit(app.backups.audit.health()),
+            .with_audit(app.backups.audit.health())
+            .with_lease_store(app.lease_store.view()),
     )
 }
 

@@ -129,6 +129,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         )),
     };
 
+    let lease_store_health = start_lease_store_probe(&config, shutdown_rx.clone());
     let app = AppState {
         replication: start_replication_sampler(&config, shutdown_rx.clone()),
         schedule: start_scheduler(&config, &backups, shutdown_rx.clone()),
@@ -144,6 +145,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             db: writes_db,
             skip_fencing: config.skip_fencing,
         },
+        lease_store: lease_store_health,
     };
     // The test fixture and operators read this line to learn the bound port (with --listen :0).
     tracing::info!(addr = %bound, "listening");
@@ -259,6 +261,23 @@ fn metrics_of(audit: &AuditLog) -> Arc<crate::metrics::Metrics> {
     let counted = metrics.clone();
     audit.on_record(move |event| counted.observe(event));
     metrics
+}
+
+/// The lease store's health for the status; etcd's endpoints probed until `shutdown`.
+fn start_lease_store_probe(
+    config: &ServeConfig,
+    shutdown: watch::Receiver<bool>,
+) -> Arc<crate::ha::store_health::LeaseStoreHealth> {
+    use crate::ha::store_health::LeaseStoreHealth;
+    match &config.lease_store {
+        LeaseStoreChoice::Row => Arc::new(LeaseStoreHealth::new("row", None)),
+        LeaseStoreChoice::Etcd(settings) => {
+            let health = Arc::new(LeaseStoreHealth::new("etcd", Some(settings.prefix.clone())));
+            let (probing, settings) = (health.clone(), settings.clone());
+            tokio::spawn(async move { probing.probe_etcd(settings, shutdown).await });
+            health
+        }
+    }
 }
 
 /// The monitor of the standbys, sampled on a session of its own until `shutdown`.

@@ -141,6 +141,18 @@ impl Val26 {
         backends
     }
 
+    /// The lease stores the HA slices (VAL13, VAL16, VAL17) ran on, sorted, without repeats.
+    pub fn lease_stores(&self) -> Vec<&str> {
+        let mut stores: Vec<&str> = ["val13", "val16", "val17"]
+            .iter()
+            .filter_map(|slice| self.report(slice))
+            .map(|r| r.lease_store.as_str())
+            .collect();
+        stores.sort();
+        stores.dedup();
+        stores
+    }
+
     /// A slice's row in the coverage table: its outcome as VAL26 judged it (VAL26-01..05),
     /// with the checks counted from the report's checks, not its own tally.
     pub fn coverage_line(&self, slice: &str) -> String {

@@ -186,13 +186,14 @@ fn topology(out: &mut String, val26: &Val26) {
     let server = val26.server_version().unwrap_or("(version unknown)");
     let _ = write!(
         out,
-        r#"<p class="meta">Topology: two or three autonomy nodes on one machine; PostgreSQL {} on the <b>{}</b> backend (VAL14 adds a streaming standby). Evidence window: {}.</p><p class="caveat">All timings come from controlled local runs on one machine. They are NOT representative of cloud VM or multi-region deployments.</p>"#,
+        r#"<p class="meta">Topology: two or three autonomy nodes on one machine; PostgreSQL {} on the <b>{}</b> backend (VAL14 adds a streaming standby); leader lease: <b>{}</b>. Evidence window: {}.</p><p class="caveat">All timings come from controlled local runs on one machine. They are NOT representative of cloud VM or multi-region deployments.</p>"#,
         escape(server),
         escape(&if backends.is_empty() {
             "(none)".to_owned()
         } else {
             backends.join(" + ")
         }),
+        escape(&super::text::lease_store_line(&val26.lease_stores())),
         val26.window_summary("one coherent window of at most 6 h")
     );
 }

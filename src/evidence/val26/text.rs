@@ -90,6 +90,23 @@ pub fn render(val26: &Val26) -> String {
     out
 }
 
+/// Which lease stores arbitrated the HA slices, in words.
+pub fn lease_store_line(stores: &[&str]) -> String {
+    let named: Vec<&str> = stores
+        .iter()
+        .map(|store| match *store {
+            "row" => "row (a lease row in the database)",
+            "etcd" => "etcd (a three-member etcd cluster, fence row in the database)",
+            other => other,
+        })
+        .collect();
+    if named.is_empty() {
+        "(no HA slice report)".into()
+    } else {
+        named.join(" + ")
+    }
+}
+
 /// What was tested: the topology and the faults the found reports show were injected, not what
 /// the suite is meant to do.
 fn topology(out: &mut String, val26: &Val26) {
@@ -115,6 +132,7 @@ fn topology(out: &mut String, val26: &Val26) {
             ""
         }
     );
+    let _ = writeln!(out, "  Lease store: {}", lease_store_line(&val26.lease_stores()));
     let partitioned = val26
         .report("val16")
         .and_then(|r| r.check("VAL16-08"))

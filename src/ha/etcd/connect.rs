@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, GetOptions, Identity, PutOptions, TlsOptions, Txn, TxnOp,
 };
-use serde::Serialize;
+
+pub use crate::api::EndpointHealth;
 
 use super::{
     keys::{self, judge_prefix, Keys, PrefixProblem, PrefixState},
@@ -67,20 +68,6 @@ pub async fn connect(
     Client::connect(endpoints, Some(options)).await
 }
 
-/// One endpoint as `ha status` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct EndpointHealth {
-    pub endpoint: String,
-    pub healthy: bool,
-    /// The member's cluster, when it answered.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cluster_id: Option<String>,
-    /// The member sees a raft leader (without one it refuses every request).
-    pub has_leader: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
 /// Asks every endpoint for its status, all at once, each within a bound.
 pub async fn endpoint_health(settings: &EtcdSettings) -> Vec<EndpointHealth> {
     let probes = settings.endpoints.iter().map(|endpoint| async move {
@@ -94,8 +81,7 @@ pub async fn endpoint_health(settings: &EtcdSettings) -> Vec<EndpointHealth> {
                 endpoint: endpoint.clone(),
                 healthy: status.leader() != 0,
                 cluster_id: status.header().map(|h| format!("{:x}", h.cluster_id())),
-                has_leader: status.leader() != 0,
-                error: None,
+                error: (status.leader() == 0).then(|| "the member sees no raft leader".to_owned()),
             },
             Ok(Err(error)) => unhealthy(endpoint, error.to_string()),
             Err(_) => unhealthy(endpoint, format!("no answer within {} ms", PROBE_TIMEOUT.as_millis())),
@@ -109,7 +95,6 @@ fn unhealthy(endpoint: &str, error: String) -> EndpointHealth {
         endpoint: endpoint.to_owned(),
         healthy: false,
         cluster_id: None,
-        has_leader: false,
         error: Some(error),
     }
 }
@@ -139,7 +124,7 @@ pub async fn check_cluster(
         if started.elapsed() >= START_WAIT {
             let reasons = health
                 .iter()
-                .map(|h| format!("{}: {}", h.endpoint, h.error.as_deref().unwrap_or("no leader")))
+                .map(|h| format!("{}: {}", h.endpoint, h.error.as_deref().unwrap_or("")))
                 .collect::<Vec<_>>()
                 .join("; ");
             return Err(EtcdError::Unreachable {

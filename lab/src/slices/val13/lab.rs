@@ -21,6 +21,8 @@ pub const NODES: [&str; 2] = ["val13-n1", "val13-n2"];
 pub struct Lab<'a> {
     pub pg: &'a dyn PgBackend,
     pub sabotage: Sabotage,
+    /// Which lease store the nodes use, for the setup evidence.
+    pub lease_store: String,
     pub cluster: Cluster<'a>,
 }
 

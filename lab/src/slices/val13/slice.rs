@@ -27,6 +27,7 @@ pub struct Val13;
 
 impl Slice for Val13 {
     crate::slice_identity!("val13", "VAL 13 — HA Failover Validation", [SkipFencing]);
+    const ON_EITHER_LEASE_STORE: bool = true;
 
     fn run(lab: SliceLab<'_>, obs: &mut Observations, report: &mut Report) -> Option<String> {
         let mut cluster = lab.cluster(Self::ID);
@@ -34,6 +35,7 @@ impl Slice for Val13 {
         let mut lab = Lab {
             pg: &*lab.pg,
             sabotage: lab.sabotage,
+            lease_store: lab.lease.describe(),
             cluster,
         };
         let aborted = guarded(|| lab.phases(obs, report));
@@ -62,7 +64,10 @@ impl Lab<'_> {
     fn phases(&mut self, obs: &mut Observations, report: &mut Report) -> Result<(), String> {
         // Setup: the database, then both nodes at the same moment.
         let (mut db, setup) = connect_and_describe(self.pg, report)?;
-        self.write("val13-pg-setup.txt", format!("{setup}sabotage={:?}\n", self.sabotage))?;
+        self.write(
+            "val13-pg-setup.txt",
+            format!("{setup}{}\nsabotage={:?}\n", self.lease_store, self.sabotage),
+        )?;
         let started = Instant::now();
         let mut spawned = Vec::new();
         for node_id in NODES {
