@@ -3,8 +3,13 @@
 //! takeover of a SIGSTOPped leader, which only the lease expiry can end — what an election
 //! without the dead-session fast path pays for every failover.
 //!
-//! `cargo bench --bench failover` (RUNS, REFERENCE_RUNS and AUTONOMY_LAB_BACKEND tune it);
-//! prints a markdown table for docs/PERFORMANCE.md.
+//! Then, in the same run and on the same database, the same failovers with the lease on a real
+//! three-member etcd cluster (ETCD_RUNS of each; ETCD_RUNS=0 skips them), against the same
+//! reference: a SIGKILL there waits for the etcd lease's TTL (etcd cannot see a dead process),
+//! a SIGTERM revokes it and wakes the follower's watch.
+//!
+//! `cargo bench --bench failover` (RUNS, REFERENCE_RUNS, ETCD_RUNS and AUTONOMY_LAB_BACKEND
+//! tune it); prints a markdown table for docs/PERFORMANCE.md.
 
 use autonomy_lab as common;
 
@@ -34,6 +39,10 @@ struct Cluster {
     urls: Arc<Mutex<BTreeMap<String, String>>>,
     starts: usize,
     clock: Clock,
+    /// More `ha serve` flags (the etcd lease's).
+    extra_args: Vec<String>,
+    /// Prefixes the phase names and the rollouts' names.
+    label: &'static str,
 }
 
 impl Cluster {
@@ -46,7 +55,7 @@ impl Cluster {
             audit_dir: self.scratch.path().join("audit"),
             maintenance_mode: false,
             log_path: self.scratch.path().join(format!("{node_id}-{}.log", self.starts)),
-            extra_args: Vec::new(),
+            extra_args: self.extra_args.clone(),
             listen: "127.0.0.1:0".into(),
             wrapper: Vec::new(),
             env: Vec::new(),
@@ -121,7 +130,7 @@ impl Cluster {
         let started = Instant::now();
         let writer = Writer::start(
             self.clock,
-            &format!("bench-{signal}"),
+            &format!("bench-{}{signal}", self.label),
             self.urls.clone(),
             Duration::from_millis(5),
         );
@@ -143,7 +152,7 @@ impl Cluster {
             std::fs::write(format!("{path}.{signal}.jsonl"), lines.join("\n")).unwrap();
         }
         Phase {
-            name: signal.to_string(),
+            name: format!("{}{signal}", self.label),
             failover_us,
             writes,
         }
@@ -234,6 +243,8 @@ fn main() {
         urls: Arc::default(),
         starts: 0,
         clock,
+        extra_args: Vec::new(),
+        label: "",
     };
     for node in NODES {
         cluster.start(node);
@@ -243,6 +254,38 @@ fn main() {
     let sigterm = cluster.measure(Signal::SIGTERM, runs);
     let mut reference = cluster.measure(Signal::SIGSTOP, reference_runs);
     reference.name = "SIGSTOP (reference: lease expiry)".into();
+    let mut phases = vec![sigkill, sigterm, reference];
+
+    // The same failovers with the lease on etcd, on the same database (its epochs go on above
+    // the row lease's).
+    let etcd_runs: usize = std::env::var("ETCD_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let mut etcd = None;
+    if etcd_runs > 0 {
+        for (_, node) in std::mem::take(&mut cluster.nodes) {
+            node.stop();
+        }
+        let members = common::etcd::EtcdCluster::start(&cluster.scratch.path().join("etcd"), 3)
+            .unwrap_or_else(|e| panic!("no etcd cluster: {}", e.0));
+        cluster.extra_args = vec![
+            "--lease-store".into(),
+            "etcd".into(),
+            "--etcd-endpoints".into(),
+            members.endpoints().join(","),
+            "--etcd-prefix".into(),
+            "/autonomy-bench/".into(),
+        ];
+        cluster.label = "etcd ";
+        for node in NODES {
+            cluster.start(node);
+        }
+        cluster.leader();
+        phases.push(cluster.measure(Signal::SIGKILL, etcd_runs));
+        phases.push(cluster.measure(Signal::SIGTERM, etcd_runs));
+        etcd = Some(members);
+    }
 
     let leader = cluster.leader();
     let client = autonomy::client::NodeClient::new(&cluster.urls.lock().unwrap()[leader], Some(LAB_TOKEN.into()));
@@ -256,17 +299,20 @@ fn main() {
             )
         })
         .collect();
-    let reference_p50 = reference.p50_ms();
+    let reference_p50 = phases[2].p50_ms();
     println!(
-        "backend={} ttl=5000ms poll=50ms status_poll={}ms runs={runs} reference_runs={reference_runs}\n",
+        "backend={} row: ttl=5000ms poll=50ms; etcd: ttl=3000ms renew=500ms, three members{}; status_poll={}ms runs={runs} reference_runs={reference_runs} etcd_runs={etcd_runs}\n",
         cluster.pg.kind(),
+        if etcd.is_some() { "" } else { " (skipped)" },
         POLL.as_millis()
     );
     println!("| failover | runs | p50 ms | p99 ms | max ms | p50 / reference p50 | writes acknowledged | acknowledged lost | unsettled | slowest write ms |");
     println!("|---|---|---|---|---|---|---|---|---|---|");
-    for phase in [&sigkill, &sigterm, &reference] {
+    for phase in &phases {
         println!("{}", phase.row(reference_p50, &stored));
     }
-    let lost: usize = [&sigkill, &sigterm, &reference].iter().map(|p| p.lost(&stored)).sum();
+    let lost: usize = phases.iter().map(|p| p.lost(&stored)).sum();
     assert_eq!(lost, 0, "acknowledged writes were lost");
+    drop(cluster);
+    drop(etcd);
 }

@@ -46,7 +46,8 @@ pub struct ServeArgs {
     pub lease_ttl_ms: Option<u64>,
     #[command(flatten)]
     pub lease: super::LeaseStoreArgs,
-    /// How often the leader renews the lease, in milliseconds [default: a third of the TTL].
+    /// How often the leader renews the lease, in milliseconds; also how long a lease request
+    /// may go unanswered (at least 500) [default: a third of the TTL, a sixth on etcd].
     #[arg(long, env = "AUTONOMY_RENEW_INTERVAL_MS")]
     pub renew_interval_ms: Option<u64>,
     /// How often a follower tries to take the lease, in milliseconds; bounds how long a

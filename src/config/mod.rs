@@ -127,7 +127,7 @@ pub enum ConfigError {
     DatabaseUrl(String),
     #[error("--lease-ttl-ms {0} is out of range; use 1000..=600000")]
     LeaseTtl(u64),
-    #[error("--renew-interval-ms {renew} does not fit --lease-ttl-ms {ttl}: a leader needs at least two renew attempts before its local deadline (4/5 of the TTL); use 10..={max} (default: a third of the TTL)")]
+    #[error("--renew-interval-ms {renew} does not fit --lease-ttl-ms {ttl}: a leader needs at least two renew attempts before its local deadline (4/5 of the TTL); use 10..={max} (default: a third of the TTL, a sixth on etcd)")]
     RenewInterval { renew: u64, ttl: u64, max: u64 },
     #[error("--poll-interval-ms {poll} is out of range for --lease-ttl-ms {ttl}; use 10..={ttl} (default 50)")]
     PollInterval { poll: u64, ttl: u64 },
@@ -267,7 +267,12 @@ impl ServeConfig {
         if !(1000..=600_000).contains(&ttl) {
             return Err(ConfigError::LeaseTtl(ttl));
         }
-        let renew = inputs.renew_interval_ms.unwrap_or(ttl / 3);
+        // On etcd a sixth: the renew interval is also how long a store request may go
+        // unanswered, and at etcd's default TTL that notices a lost quorum within half a second.
+        let renew = inputs.renew_interval_ms.unwrap_or(match inputs.lease.lease_store {
+            LeaseStoreKind::Row => ttl / 3,
+            LeaseStoreKind::Etcd => ttl / 6,
+        });
         let max_renew = ttl * 4 / 5 / 2;
         if !(10..=max_renew).contains(&renew) {
             return Err(ConfigError::RenewInterval {

@@ -81,7 +81,8 @@ pub async fn try_acquire(client: &Client, node_id: &str, address: &str, ttl: Dur
              UPDATE autonomy_ha.leader_lease l
                 SET holder_id = $1, holder_address = $2, holder_pid = me.pid,
                     holder_backend_start = me.backend_start,
-                    epoch = GREATEST(l.epoch, (SELECT max(epoch) FROM autonomy_ha.lease_history)) + 1,
+                    epoch = GREATEST(l.epoch, (SELECT max(epoch) FROM autonomy_ha.lease_history),
+                                     (SELECT epoch FROM autonomy_ha.write_fence)) + 1,
                     acquired_at = now(), expires_at = now() + $3::bigint * interval '1 millisecond'
                FROM me
               WHERE l.holder_id IS NULL
@@ -98,6 +99,11 @@ pub async fn try_acquire(client: &Client, node_id: &str, address: &str, ttl: Dur
          ), history AS (
              INSERT INTO autonomy_ha.lease_history (epoch, holder_id, holder_address, acquired_at)
              SELECT epoch, holder_id, holder_address, acquired_at FROM taken
+         ), fence AS (
+             UPDATE autonomy_ha.write_fence f
+                SET epoch = taken.epoch, holder_id = taken.holder_id, released = false, raised_at = now()
+               FROM taken
+              WHERE f.epoch < taken.epoch
          )";
     let params: [&(dyn ToSql + Sync); 3] = [&node_id, &address, &ttl_ms(ttl)];
     changed_and_row(
@@ -173,7 +179,9 @@ pub async fn read(client: &impl GenericClient) -> Result<LeaseRow, DbError> {
 /// The fencing check of a protected write: inside the write's own transaction, the lease must
 /// still name this node and epoch and be unexpired at this very moment (clock_timestamp, not
 /// the transaction's start). The row lock makes a concurrent takeover or release wait for the
-/// write's commit, so every write of epoch N commits before epoch N+1 exists.
+/// write's commit, so every write of epoch N commits before epoch N+1 exists. The write fence
+/// (which every acquisition raises, on either store) must not stand above the epoch, and is
+/// locked too: a node on the etcd lease that took over this database turns these writes away.
 pub async fn holds_lease_in_tx(
     tx: &tokio_postgres::Transaction<'_>,
     node_id: &str,
@@ -181,8 +189,9 @@ pub async fn holds_lease_in_tx(
 ) -> Result<bool, DbError> {
     let row = tx
         .query_opt(
-            "SELECT 1 FROM autonomy_ha.leader_lease
-              WHERE holder_id = $1 AND epoch = $2 AND expires_at > clock_timestamp()
+            "SELECT 1 FROM autonomy_ha.leader_lease l, autonomy_ha.write_fence f
+              WHERE l.holder_id = $1 AND l.epoch = $2 AND l.expires_at > clock_timestamp()
+                AND f.epoch <= $2
                 FOR SHARE",
             &[&node_id, &epoch],
         )

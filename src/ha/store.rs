@@ -152,8 +152,9 @@ impl WriteFence {
     pub fn sql_holds_unlocked(self, node_id: &NodeId, epoch: i64) -> String {
         match self {
             WriteFence::LeaseRow => format!(
-                "EXISTS (SELECT 1 FROM autonomy_ha.leader_lease
-                    WHERE holder_id = '{node_id}' AND epoch = {epoch} AND expires_at > now())"
+                "EXISTS (SELECT 1 FROM autonomy_ha.leader_lease l, autonomy_ha.write_fence f
+                    WHERE l.holder_id = '{node_id}' AND l.epoch = {epoch} AND l.expires_at > now()
+                      AND f.epoch <= {epoch})"
             ),
             WriteFence::FenceRow => format!(
                 "EXISTS (SELECT 1 FROM autonomy_ha.write_fence
@@ -168,8 +169,9 @@ impl WriteFence {
     pub fn plpgsql_check(self, node_id: &NodeId, epoch: i64) -> String {
         match self {
             WriteFence::LeaseRow => format!(
-                "PERFORM 1 FROM autonomy_ha.leader_lease
-      WHERE holder_id = '{node_id}' AND epoch = {epoch} AND expires_at > clock_timestamp()
+                "PERFORM 1 FROM autonomy_ha.leader_lease l, autonomy_ha.write_fence f
+      WHERE l.holder_id = '{node_id}' AND l.epoch = {epoch} AND l.expires_at > clock_timestamp()
+        AND f.epoch <= {epoch}
         FOR SHARE;"
             ),
             WriteFence::FenceRow => format!(

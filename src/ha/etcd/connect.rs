@@ -68,6 +68,43 @@ pub async fn connect(
     Client::connect(endpoints, Some(options)).await
 }
 
+/// A client of one member: the first endpoint to answer a status request with a raft leader
+/// (and, given `cluster_id`, from that cluster). One member at a time, because the client's own
+/// balancing keeps sending requests to a member that is down; a session that loses its member
+/// is lost, and the next one starts with whichever member answers first.
+pub async fn connect_one(
+    settings: &EtcdSettings,
+    timeout: Duration,
+    cluster_id: Option<u64>,
+) -> Result<(Client, String), etcd_client::Error> {
+    let attempts = settings.endpoints.iter().map(|endpoint| {
+        Box::pin(async move {
+            let mut client = connect(settings, std::slice::from_ref(endpoint), timeout).await?;
+            let status = client.status().await?;
+            if status.leader() == 0 {
+                return Err(etcd_client::Error::Internal(format!("{endpoint} sees no raft leader")));
+            }
+            let answered_from = status.header().map(|h| h.cluster_id());
+            if let (Some(expected), Some(found)) = (cluster_id, answered_from) {
+                if expected != found {
+                    return Err(etcd_client::Error::Internal(format!(
+                        "{endpoint} is in cluster {found:x}, not {expected:x}"
+                    )));
+                }
+            }
+            Ok((client, endpoint.clone()))
+        })
+    });
+    match tokio::time::timeout(timeout, futures_util::future::select_ok(attempts)).await {
+        Ok(Ok((chosen, _))) => Ok(chosen),
+        Ok(Err(last)) => Err(last),
+        Err(_) => Err(etcd_client::Error::Internal(format!(
+            "no etcd member answered within {} ms",
+            timeout.as_millis()
+        ))),
+    }
+}
+
 /// Asks every endpoint for its status, all at once, each within a bound.
 pub async fn endpoint_health(settings: &EtcdSettings) -> Vec<EndpointHealth> {
     let probes = settings.endpoints.iter().map(|endpoint| async move {
@@ -158,7 +195,7 @@ pub async fn check_cluster(
             reason: e.to_string(),
         }
     };
-    let mut client = connect(settings, &settings.endpoints, PROBE_TIMEOUT)
+    let (mut client, _) = connect_one(settings, PROBE_TIMEOUT, Some(cluster_id))
         .await
         .map_err(refused("connect"))?;
     check_ttl(&mut client, ttl).await?;

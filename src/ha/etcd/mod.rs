@@ -11,7 +11,7 @@ mod keys;
 mod member;
 mod session;
 
-pub use connect::{check_cluster, connect, endpoint_health, EndpointHealth, EtcdError};
+pub use connect::{check_cluster, connect, connect_one, endpoint_health, EndpointHealth, EtcdError};
 pub use keys::Keys;
 pub use session::{EtcdLeaseSession, EtcdLeaseStore};
 

@@ -104,13 +104,14 @@ impl LeaseStore for EtcdLeaseStore {
     async fn open(&self) -> Result<EtcdLeaseSession, StoreError> {
         let context = self.context.clone();
         let (db, db_events) = db::connect_with_events(&context.database_url, context.node_id.as_str(), "lease").await?;
-        let mut etcd = super::connect(
+        let (mut etcd, endpoint) = super::connect_one(
             &context.settings,
-            &context.settings.endpoints,
             std::time::Duration::from_secs(2),
+            Some(context.cluster_id),
         )
         .await
         .map_err(failed("connect"))?;
+        tracing::debug!(%endpoint, "the lease session talks to this etcd member");
         let watch = etcd
             .watch(context.keys.leader(), None)
             .await
@@ -150,11 +151,23 @@ struct Seen {
 }
 
 impl Seen {
+    /// The epoch key's value: the last epoch a node was granted.
     fn last_epoch(&self) -> i64 {
         self.epoch
             .as_ref()
             .and_then(|kv| kv.value_str().ok()?.parse().ok())
             .unwrap_or(0)
+    }
+
+    /// The highest epoch either key shows: a leader key rewritten by hand may name an epoch
+    /// above the epoch key's, and the next term must start above it too.
+    fn highest_epoch(&self) -> i64 {
+        let in_leader_key = self
+            .leader
+            .as_ref()
+            .and_then(|kv| serde_json::from_slice::<Leader>(kv.value()).ok())
+            .map_or(0, |leader| leader.epoch);
+        self.last_epoch().max(in_leader_key)
     }
 }
 
@@ -262,7 +275,7 @@ impl EtcdLeaseSession {
         let context = self.context.clone();
         let keys = &context.keys;
         let node_id = context.node_id.as_str();
-        let epoch = fence::epoch_floor(&self.db).await?.max(seen.last_epoch()) + 1;
+        let epoch = fence::epoch_floor(&self.db).await?.max(seen.highest_epoch()) + 1;
         let lease = self
             .etcd
             .lease_grant(context.ttl_s, None)
@@ -424,16 +437,27 @@ impl LeaseSession for EtcdLeaseSession {
         loop {
             tokio::select! {
                 answer = self.watch.message() => match answer {
-                    Ok(Some(answer)) if answer.canceled() => return Notice::Ended,
+                    Ok(Some(answer)) if answer.canceled() => {
+                        tracing::warn!(reason = answer.cancel_reason(), "etcd cancelled the watch of the leader key");
+                        return Notice::Ended;
+                    }
                     Ok(Some(answer)) => {
                         if answer.events().iter().any(|event| event.event_type() == EventType::Delete) {
                             return Notice::Released;
                         }
                     }
-                    _ => return Notice::Ended,
+                    Ok(None) => {
+                        tracing::warn!("etcd ended the watch of the leader key");
+                        return Notice::Ended;
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "the watch of the leader key failed");
+                        return Notice::Ended;
+                    }
                 },
                 event = self.db_events.recv() => {
                     if event.is_none() {
+                        tracing::warn!("the lease session's database connection closed");
                         return Notice::Ended;
                     }
                 }

@@ -1,5 +1,5 @@
-//! The VAL17 slice: two nodes, then their database taken down abruptly and started again;
-//! the report from what was observed.
+//! The VAL17 slice: two nodes, then their database (with the lease on etcd: etcd's quorum)
+//! taken down abruptly and brought back; the report from what was observed.
 
 use std::time::Duration;
 
@@ -12,6 +12,7 @@ use super::{
 use crate::{
     backend::{PgBackend, LAB_DATABASE},
     cluster::{look_up, rows_table, stored_rows, Cluster},
+    etcd::EtcdCluster,
     harness::connect_and_describe,
     harness::{guarded, Slice, SliceLab},
 };
@@ -27,10 +28,16 @@ pub struct Val17;
 
 impl Slice for Val17 {
     crate::slice_identity!("val17", "VAL 17 — Quorum Loss Validation", [SkipFencing]);
+    const ON_EITHER_LEASE_STORE: bool = true;
 
-    fn run(lab: SliceLab<'_>, obs: &mut Observations, report: &mut Report) -> Option<String> {
+    fn run(mut lab: SliceLab<'_>, obs: &mut Observations, report: &mut Report) -> Option<String> {
         let mut cluster = lab.cluster(Self::ID);
-        let aborted = guarded(|| phases(&mut cluster, &mut *lab.pg, obs, report));
+        let described = lab.lease.describe();
+        let mut outage = match lab.lease.etcd() {
+            Some(etcd) => Outage::EtcdQuorum(etcd),
+            None => Outage::Database,
+        };
+        let aborted = guarded(|| phases(&mut cluster, &mut *lab.pg, &mut outage, &described, obs, report));
         finish(&mut cluster, &*lab.pg, obs);
         report.node = Some(cluster.addresses());
         aborted
@@ -46,14 +53,70 @@ impl Slice for Val17 {
     }
 }
 
+/// What goes away: the database (with the row lease, the store of the lease too), or with the
+/// lease on etcd, etcd's quorum (two of its three members killed).
+enum Outage<'e> {
+    Database,
+    EtcdQuorum(&'e mut EtcdCluster),
+}
+
+impl Outage<'_> {
+    fn describe(&self) -> &'static str {
+        match self {
+            Outage::Database => "outage: the database, stopped abruptly and started again",
+            Outage::EtcdQuorum(_) => {
+                "outage: etcd's quorum, two of its three members killed (SIGKILL), one started again"
+            }
+        }
+    }
+
+    fn begin(&mut self, pg: &mut dyn PgBackend) -> Result<(), String> {
+        match self {
+            Outage::Database => pg.stop_abruptly(),
+            Outage::EtcdQuorum(etcd) => {
+                etcd.stop_member(1);
+                etcd.stop_member(2);
+                Ok(())
+            }
+        }
+    }
+
+    /// Ends the outage; returns once the store takes requests again (etcd: a write commits).
+    fn end(&mut self, pg: &mut dyn PgBackend) -> Result<(), String> {
+        match self {
+            Outage::Database => pg.start_again(),
+            Outage::EtcdQuorum(etcd) => {
+                etcd.start_member(1)?;
+                let deadline = std::time::Instant::now() + Duration::from_secs(30);
+                while !etcd
+                    .etcdctl(&["put", "/autonomy-lab/val17-probe", "back"])
+                    .status
+                    .success()
+                {
+                    if std::time::Instant::now() > deadline {
+                        return Err("etcd did not take a write within 30 s of its second member's start".into());
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 fn phases(
     cluster: &mut Cluster,
     pg: &mut dyn PgBackend,
+    outage: &mut Outage,
+    lease_store: &str,
     obs: &mut Observations,
     report: &mut Report,
 ) -> Result<(), String> {
     let (mut db, setup) = connect_and_describe(pg, report)?;
-    cluster.write("val17-pg-setup.txt", setup)?;
+    cluster.write(
+        "val17-pg-setup.txt",
+        format!("{setup}{lease_store}\n{}\n", outage.describe()),
+    )?;
 
     // 01: a healthy cluster, with data written through the leader.
     cluster.start_all(&NODES)?;
@@ -78,9 +141,9 @@ fn phases(
     )?;
     drop(db);
 
-    // 02: the database goes away; every node must say so.
+    // 02: the database (or etcd's quorum) goes away; every node must say so.
     obs.outage_started_us = Some(cluster.clock.now_us());
-    pg.stop_abruptly()?;
+    outage.begin(pg)?;
     let lost = |s: &crate::watch::StatusSample| {
         s.db_reachable == Some(false)
             && s.write_block_active == Some(true)
@@ -109,9 +172,9 @@ fn phases(
     }
     std::thread::sleep(OUTAGE_HELD);
 
-    // 06: the database comes back; the cluster must recover by itself.
+    // 06: the database (or etcd's quorum) comes back; the cluster must recover by itself.
     obs.restart_issued_us = Some(cluster.clock.now_us());
-    pg.start_again()?;
+    outage.end(pg)?;
     obs.accepting_us = Some(cluster.clock.now_us());
     let recovered = cluster.wait_for(Duration::from_secs(35), crate::cluster::recovered);
     obs.recovery_ms = recovered.as_ref().ok().map(|_| {
