@@ -5,8 +5,13 @@
 //! (a fresh connection refused), and PostgreSQL's own restart (start command to the first
 //! accepted connection).
 //!
-//! `cargo bench --bench faults` (OUTAGES, FAULTS and AUTONOMY_LAB_BACKEND tune it; the
-//! partition needs root); prints markdown tables for docs/PERFORMANCE.md.
+//! Then, in the same run, on the same database and under the same writers, the nodes move to a
+//! lease on a real three-member etcd cluster: ETCD_OUTAGES quorum losses (two members killed,
+//! held 500 ms, one started again), and FAULTS SIGKILLs and SIGSTOPs there, against the row
+//! lease's figures above (ETCD_OUTAGES=0 skips it).
+//!
+//! `cargo bench --bench faults` (OUTAGES, FAULTS, ETCD_OUTAGES and AUTONOMY_LAB_BACKEND tune
+//! it; the partition needs root); prints markdown tables for docs/PERFORMANCE.md.
 
 use autonomy_lab as common;
 
@@ -102,6 +107,54 @@ fn main() {
             drop(host);
         }
     }
+    // The same writers and database, the lease now on etcd.
+    let etcd_outages = env_number("ETCD_OUTAGES", outages);
+    let mut etcd_detection = Vec::new();
+    let mut etcd_accepting = Vec::new();
+    let mut etcd_recovery = Vec::new();
+    let mut etcd = None;
+    if etcd_outages > 0 {
+        for node in cluster.node_ids() {
+            cluster.stop_node(&node);
+        }
+        let mut members = common::etcd::EtcdCluster::start(&scratch.path().join("etcd"), 3)
+            .unwrap_or_else(|e| panic!("no etcd cluster: {}", e.0));
+        cluster.extra_args = vec![
+            "--lease-store".into(),
+            "etcd".into(),
+            "--etcd-endpoints".into(),
+            members.endpoints().join(","),
+            "--etcd-prefix".into(),
+            "/autonomy-bench/".into(),
+        ];
+        cluster.start_all(&NODES).unwrap();
+        for _ in 0..etcd_outages {
+            let before = cluster.wait_for_agreement(Duration::from_secs(30)).unwrap();
+            wait_for_rows(&mut db, before.epoch);
+            let (detected, accepting, recovered) = etcd_quorum_loss(&cluster, &mut members);
+            etcd_detection.push(detected);
+            etcd_accepting.push(accepting);
+            etcd_recovery.push(recovered);
+            let after = cluster.wait_for_agreement(Duration::from_secs(30)).unwrap();
+            wait_for_rows(&mut db, after.epoch);
+            gaps.push(("etcd quorum loss", before.epoch, after.epoch));
+        }
+        for signal in [Signal::SIGKILL, Signal::SIGSTOP] {
+            for _ in 0..faults {
+                let (old, new) = kill_or_pause(&mut cluster, &mut db, signal);
+                gaps.push((
+                    if signal == Signal::SIGKILL {
+                        "etcd SIGKILL"
+                    } else {
+                        "etcd SIGSTOP"
+                    },
+                    old,
+                    new,
+                ));
+            }
+        }
+        etcd = Some(members);
+    }
     let writes: Vec<_> = writers.into_iter().flat_map(Writer::finish).collect();
     let rows = stored_rows(&mut db).unwrap();
     let lost = writes
@@ -159,10 +212,52 @@ fn main() {
             partitions.iter().map(|us| us / 1000).collect::<Vec<_>>()
         );
     }
+    if !etcd_detection.is_empty() {
+        println!("\nlease on etcd (ttl=3000ms renew=500ms poll=50ms, three members), against the row lease above:\n");
+        println!(
+            "| quorum loss | runs | p50 ms | p90 ms | max ms | reference | reference p50 ms | p50 / reference p50 |"
+        );
+        println!("|---|---|---|---|---|---|---|---|");
+        println!(
+            "{}",
+            row(
+                "etcd quorum loss detection (two members killed to both nodes blocked)",
+                &etcd_detection,
+                "row lease: loss detection",
+                &detection
+            )
+        );
+        println!(
+            "{}",
+            row(
+                "recovery after etcd accepts a write",
+                &etcd_recovery,
+                "row lease: recovery after the database accepts",
+                &recovery_after_accept
+            )
+        );
+        println!(
+            "{}",
+            row(
+                "etcd's own recovery (member start to a write accepted)",
+                &etcd_accepting,
+                "PostgreSQL restart",
+                &restart
+            )
+        );
+    }
     println!("\n| fault | runs | min gap ms | p50 gap ms | max gap ms | negative gaps |");
     println!("|---|---|---|---|---|---|");
     let mut negative_total = 0;
-    for fault in ["SIGKILL", "SIGSTOP", "partition", "outage"] {
+    for fault in [
+        "SIGKILL",
+        "SIGSTOP",
+        "partition",
+        "outage",
+        "etcd SIGKILL",
+        "etcd SIGSTOP",
+        "etcd quorum loss",
+    ] {
         let mut us: Vec<i64> = gaps
             .iter()
             .filter(|(f, _, _)| *f == fault)
@@ -189,6 +284,44 @@ fn main() {
     println!("\nwrites acknowledged={acknowledged} acknowledged lost={lost}");
     assert_eq!(lost, 0, "acknowledged writes were lost");
     assert_eq!(negative_total, 0, "an old leader wrote after its successor began");
+    drop(cluster);
+    drop(etcd);
+}
+
+/// Kills two of etcd's three members; returns (detection, etcd's recovery, recovery) in µs:
+/// both nodes blocked; a member's start to etcd taking a write; from then to one leader
+/// writable with both nodes reachable.
+fn etcd_quorum_loss(cluster: &Cluster, etcd: &mut common::etcd::EtcdCluster) -> (u64, u64, u64) {
+    let stopped = Instant::now();
+    etcd.stop_member(1);
+    etcd.stop_member(2);
+    let everyone = cluster.node_ids();
+    poll_until(cluster, &everyone, |views| {
+        views
+            .iter()
+            .all(|v| v.db_reachable == Some(false) && v.can_accept_protected_writes == Some(false))
+    });
+    let detection = stopped.elapsed();
+    std::thread::sleep(Duration::from_millis(500));
+    let starting = Instant::now();
+    etcd.start_member(1).unwrap();
+    while !etcd.etcdctl(&["put", "/autonomy-bench-probe", "x"]).status.success() {
+        assert!(
+            starting.elapsed() < Duration::from_secs(30),
+            "etcd took no write within 30 s"
+        );
+        std::thread::sleep(POLL);
+    }
+    let accepting = starting.elapsed();
+    let accepted = Instant::now();
+    poll_until(cluster, &everyone, common::cluster::recovered);
+    let recovery = accepted.elapsed();
+    etcd.start_member(2).unwrap();
+    (
+        detection.as_micros() as u64,
+        accepting.as_micros() as u64,
+        recovery.as_micros() as u64,
+    )
 }
 
 fn env_number(name: &str, default: usize) -> usize {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command (README "Quickstart", run by .ci/run): install the lab's prerequisites, then
 # run the whole suite under both PostgreSQL backends with AUTONOMY_LAB_REQUIRE=1 (and VAL15 and
-# VAL19 once more on the S3 store, VAL13 and VAL17 once more with the lease on etcd), so a backend
+# VAL19 once more on the S3 store, VAL13, VAL16 and VAL17 once more with the lease on etcd), so a backend
 # that cannot run fails the run instead of being skipped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,11 +12,11 @@ if cargo nextest --version >/dev/null 2>&1; then
   # The slices whose backups go through the store, again on the S3 store (a real S3 server).
   run_on_s3() { AUTONOMY_LAB_STORE=s3 cargo nextest run --profile ci --no-fail-fast -E 'binary(val15) | binary(val19)'; }
   # The HA slices that run on either lease store, again with the lease on etcd (three real members).
-  run_on_etcd() { AUTONOMY_LAB_LEASE_STORE=etcd cargo nextest run --profile ci --no-fail-fast -E 'binary(val13) | binary(val17)'; }
+  run_on_etcd() { AUTONOMY_LAB_LEASE_STORE=etcd cargo nextest run --profile ci --no-fail-fast -E 'binary(val13) | binary(val16) | binary(val17)'; }
 else
   run() { cargo test --workspace --no-fail-fast "$@"; }
   run_on_s3() { AUTONOMY_LAB_STORE=s3 cargo test --no-fail-fast --test val15 --test val19; }
-  run_on_etcd() { AUTONOMY_LAB_LEASE_STORE=etcd cargo test --no-fail-fast --test val13 --test val17; }
+  run_on_etcd() { AUTONOMY_LAB_LEASE_STORE=etcd cargo test --no-fail-fast --test val13 --test val16 --test val17; }
 fi
 
 # Tests remove their containers on drop; a test killed outright (a timeout's SIGKILL) cannot,

@@ -201,6 +201,9 @@ const SCHEMA_SQL: &str = "
         database_token text NOT NULL DEFAULT gen_random_uuid()::text
     );
     INSERT INTO autonomy_ha.write_fence DEFAULT VALUES ON CONFLICT DO NOTHING;
+    -- The highest epoch any node saw in etcd's leader key without an acquisition having granted
+    -- it (a key rewritten by hand): the next term starts above it too.
+    ALTER TABLE autonomy_ha.write_fence ADD COLUMN IF NOT EXISTS epoch_seen bigint NOT NULL DEFAULT 0;
 ";
 
 /// Creates or repairs the `autonomy_ha` schema. Safe when several nodes start at once: it

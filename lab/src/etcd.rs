@@ -80,6 +80,11 @@ impl EtcdCluster {
             .collect()
     }
 
+    /// Every member's client port, the first member's first.
+    pub fn client_ports(&self) -> Vec<u16> {
+        self.members.iter().map(|m| m.client_port).collect()
+    }
+
     /// Stops member `index` at once (SIGKILL), as a crash would.
     pub fn stop_member(&mut self, index: usize) {
         if let Some(mut child) = self.members[index].child.take() {

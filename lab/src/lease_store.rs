@@ -24,6 +24,11 @@ pub fn lab_lease_store_kind() -> &'static str {
     }
 }
 
+/// The etcd prefix of `slice`'s nodes.
+pub fn prefix(slice: &str) -> String {
+    format!("/autonomy-lab/{slice}/")
+}
+
 impl LabLeaseStore {
     /// The store AUTONOMY_LAB_LEASE_STORE names; etcd's members keep their data in `scratch`.
     pub fn from_env(scratch: &Path) -> Result<Self, String> {
@@ -52,13 +57,21 @@ impl LabLeaseStore {
                 "--etcd-endpoints".into(),
                 cluster.endpoints().join(","),
                 "--etcd-prefix".into(),
-                format!("/autonomy-lab/{slice}/"),
+                prefix(slice),
             ],
         }
     }
 
     /// The etcd cluster, if the lease lives there.
-    pub fn etcd(&mut self) -> Option<&mut EtcdCluster> {
+    pub fn etcd(&self) -> Option<&EtcdCluster> {
+        match self {
+            Self::Row => None,
+            Self::Etcd { cluster } => Some(cluster),
+        }
+    }
+
+    /// The etcd cluster, to stop and start its members.
+    pub fn etcd_mut(&mut self) -> Option<&mut EtcdCluster> {
         match self {
             Self::Row => None,
             Self::Etcd { cluster } => Some(cluster),

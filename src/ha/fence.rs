@@ -20,13 +20,13 @@ pub struct Fence {
 }
 
 /// Every epoch any store ever granted on this database is at most this: the fence's, the row
-/// lease's and the history's. A new epoch from etcd starts above it, so epochs never repeat,
+/// lease's and the history's, and any epoch a node saw claimed in etcd (`note_epoch_seen`). A new epoch from etcd starts above it, so epochs never repeat,
 /// even across an etcd cluster rebuilt empty or a change from the row lease.
 pub async fn epoch_floor(client: &impl GenericClient) -> Result<i64, DbError> {
     let row = client
         .query_one(
             "SELECT GREATEST(
-                    (SELECT epoch FROM autonomy_ha.write_fence),
+                    (SELECT GREATEST(epoch, epoch_seen) FROM autonomy_ha.write_fence),
                     (SELECT epoch FROM autonomy_ha.leader_lease),
                     (SELECT coalesce(max(epoch), 0) FROM autonomy_ha.lease_history))",
             &[],
@@ -34,6 +34,20 @@ pub async fn epoch_floor(client: &impl GenericClient) -> Result<i64, DbError> {
         .await
         .map_err(DbError::query("read the highest epoch granted"))?;
     Ok(row.get(0))
+}
+
+/// Records that a leader key in etcd claimed `epoch` although no acquisition granted it (the
+/// epoch key is lower): a key rewritten by hand. The next term starts above it, as the row
+/// lease's next term starts above a rewritten row's epoch, even after the key is gone.
+pub async fn note_epoch_seen(client: &Client, epoch: i64) -> Result<(), DbError> {
+    client
+        .execute(
+            "UPDATE autonomy_ha.write_fence SET epoch_seen = $1 WHERE epoch_seen < $1",
+            &[&epoch],
+        )
+        .await
+        .map_err(DbError::query("record an epoch seen in etcd"))?;
+    Ok(())
 }
 
 /// Raises the fence to `epoch` for `holder_id` and records the term in `lease_history`, in one

@@ -182,10 +182,16 @@ impl EtcdLeaseSession {
             TxnOpResponse::Get(get) => get.kvs().first().cloned(),
             _ => None,
         });
-        Ok(Seen {
+        let seen = Seen {
             leader: gets.next().flatten(),
             epoch: gets.next().flatten(),
-        })
+        };
+        if seen.highest_epoch() > seen.last_epoch() {
+            // A leader key above every granted epoch was written by hand: remember its epoch in
+            // the database, so the next term starts above it even once the key is gone.
+            fence::note_epoch_seen(&self.db, seen.highest_epoch()).await?;
+        }
+        Ok(seen)
     }
 
     fn check_cluster(&self, cluster_id: Option<u64>) -> Result<(), StoreError> {

@@ -4,7 +4,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use autonomy::evidence::Check;
 
-use super::{observations::Observations, slice::LEASE_TTL_MS};
+use super::{
+    observations::{Observations, Partition},
+    slice::LEASE_TTL_MS,
+};
 use crate::{
     cluster::{agreed, StoredRow},
     verdict::misattributed_rows,
@@ -13,7 +16,17 @@ use crate::{
 };
 
 pub fn evaluate(judge: &Judge, obs: &Observations) -> Vec<Check> {
-    let partition_threshold = "with iptables dropping the leader's traffic to PostgreSQL in its own network namespace: it blocks writes before the follower takes over at a higher epoch; no row of the new epoch is older than one of the old; it rejoins as follower after the heal";
+    let on_etcd = obs.lease_store == "etcd";
+    let partition_threshold = if on_etcd {
+        "with iptables dropping the leader's traffic to PostgreSQL, and then (PostgreSQL reachable) to etcd, in its own network namespace: each time it blocks writes before the follower takes over at a higher epoch; no row of the new epoch is older than one of the old; it rejoins as follower after the heal"
+    } else {
+        "with iptables dropping the leader's traffic to PostgreSQL in its own network namespace: it blocks writes before the follower takes over at a higher epoch; no row of the new epoch is older than one of the old; it rejoins as follower after the heal"
+    };
+    let stale_threshold = if on_etcd {
+        "no row committed under the stale epoch after the successor raised the database's fence, none under the rogue epoch, and every row's epoch held by its writer"
+    } else {
+        "no row committed under the stale epoch after the injection, none under the rogue epoch, and every row's epoch held by its writer"
+    };
     vec![
         judge.check("VAL16-01", "baseline_single_leader", "exactly one leader, every other node its follower at the same epoch",
             obs.baseline.as_ref().map(|b| (agreed(&b.views), Some(format!("leader={} epoch={}", b.leader, b.epoch)), "val16-01-baseline.txt".into()))),
@@ -31,7 +44,7 @@ pub fn evaluate(judge: &Judge, obs: &Observations) -> Vec<Check> {
                  Some(d.stepped_down_ms.map_or("stepped_down_ms=none".into(), |ms| format!("stepped_down_ms={ms}"))),
                  format!("{} at epoch {}; renew interval {} ms (val16-02-divergence.txt)", i.stale_leader, i.stale_epoch, i.renew_interval_ms))
             })),
-        judge.check("VAL16-04", "stale_writes_rejected", "no row committed under the stale epoch after the injection, none under the rogue epoch, and every row's epoch held by its writer",
+        judge.check("VAL16-04", "stale_writes_rejected", stale_threshold,
             obs.injection.as_ref().filter(|_| !obs.rows.is_empty()).map(|i| {
                 let stale_now = obs.rows.iter().filter(|r| r.epoch == i.stale_epoch).count() as i64;
                 let rogue = obs.rows.iter().filter(|r| r.epoch == i.injected_epoch).count();
@@ -68,16 +81,27 @@ pub fn evaluate(judge: &Judge, obs: &Observations) -> Vec<Check> {
         match &obs.partition_skipped {
             Some(reason) => judge.skip("VAL16-08", "network_partition", partition_threshold, reason),
             None => judge.check("VAL16-08", "network_partition", partition_threshold,
-                obs.partition.as_ref().map(|p| {
-                    let blocked_first = p.blocked_ms.zip(p.takeover.takeover_ms).is_some_and(|(b, t)| b < t);
-                    let newer = p.takeover.at_a_newer_epoch();
-                    let gap = p.takeover.write_gap_us(&obs.rows);
-                    (blocked_first && newer && gap.is_some_and(|g| g >= 0) && p.role_after_heal.as_deref() == Some("follower"),
-                     Some(format!("blocked_ms={} takeover_ms={} write_gap_ms={}",
-                                  p.blocked_ms.map_or("none".into(), |ms| ms.to_string()),
-                                  p.takeover.takeover_ms.map_or("none".into(), |ms| ms.to_string()), gap_ms(gap))),
-                     format!("{} at epoch {} -> {:?} at {:?}; role after heal {:?} (val16-08-partition.txt)",
+                obs.partition.as_ref().filter(|_| !on_etcd || obs.partition_from_etcd.is_some()).map(|p| {
+                    let cuts: Vec<(&str, &Partition)> = std::iter::once(("PostgreSQL", p))
+                        .chain(obs.partition_from_etcd.as_ref().map(|e| ("etcd", e)))
+                        .collect();
+                    let held = |p: &Partition| {
+                        let blocked_first = p.blocked_ms.zip(p.takeover.takeover_ms).is_some_and(|(b, t)| b < t);
+                        let gap = p.takeover.write_gap_us(&obs.rows);
+                        blocked_first && p.takeover.at_a_newer_epoch() && gap.is_some_and(|g| g >= 0)
+                            && p.role_after_heal.as_deref() == Some("follower")
+                    };
+                    let measured = |(from, p): &(&str, &Partition)| {
+                        format!("{from}: blocked_ms={} takeover_ms={} write_gap_ms={}",
+                                p.blocked_ms.map_or("none".into(), |ms| ms.to_string()),
+                                p.takeover.takeover_ms.map_or("none".into(), |ms| ms.to_string()),
+                                gap_ms(p.takeover.write_gap_us(&obs.rows)))
+                    };
+                    (cuts.iter().all(|(_, p)| held(p)),
+                     Some(cuts.iter().map(measured).collect::<Vec<_>>().join("; ")),
+                     cuts.iter().map(|(from, p)| format!("cut from {from}: {} at epoch {} -> {:?} at {:?}; role after heal {:?}",
                              p.takeover.old_leader, p.takeover.old_epoch, p.takeover.successor, p.takeover.new_epoch, p.role_after_heal))
+                         .collect::<Vec<_>>().join("; ") + " (val16-08-partition.txt)")
                 })),
         },
         judge.check("VAL16-09", "no_dual_leader", "status of every node polled every 50 ms through the whole slice never shows two leaders at once",
@@ -170,10 +194,13 @@ fn audit_captured(obs: &Observations) -> Verdict {
         .is_some_and(|p| stepped_down(&p.takeover.old_leader, p.takeover.old_epoch));
     let partitioned = match (&obs.partition_skipped, &obs.partition) {
         (Some(_), _) => true,
-        (None, Some(p)) => {
-            let t = &p.takeover;
-            has(&t.old_leader, "ha.quorum.lost") && stepped_down(&t.old_leader, t.old_epoch)
-        }
+        (None, Some(p)) => [Some(p), obs.partition_from_etcd.as_ref()]
+            .into_iter()
+            .flatten()
+            .all(|p| {
+                let t = &p.takeover;
+                has(&t.old_leader, "ha.quorum.lost") && stepped_down(&t.old_leader, t.old_epoch)
+            }),
         (None, None) => false,
     };
     let injected_epoch = injection.map_or(i64::MAX, |i| i.injected_epoch);

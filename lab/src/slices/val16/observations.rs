@@ -19,7 +19,9 @@ pub struct Injection {
     pub injected_epoch: i64,
     /// Slice clock, right after the injecting transaction committed.
     pub injected_at_us: u64,
-    /// Rows at the stale epoch, counted right after the injection committed.
+    /// Rows at the stale epoch, counted right after the injection committed (row lease) or,
+    /// with the lease on etcd, once the successor had raised the database's fence (the rewrite
+    /// of the etcd key does not move the fence, the successor's acquisition does).
     pub stale_rows_at_injection: i64,
     /// The stale leader's renew interval: the bound for its step-down.
     pub renew_interval_ms: u64,
@@ -78,13 +80,15 @@ pub struct Pause {
     pub role_after_resume: Option<String>,
 }
 
-/// The leader cut off from PostgreSQL by iptables in its own network namespace.
+/// The leader cut off by iptables in its own network namespace: from PostgreSQL, or (with the
+/// lease on etcd) from etcd while it still reaches PostgreSQL.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Partition {
     /// From the cut.
     #[serde(flatten)]
     pub takeover: Takeover,
-    /// From the cut to the old leader reporting db_reachable=false and writes blocked.
+    /// From the cut to the old leader reporting the store lost (db_reachable=false) and writes
+    /// blocked.
     pub blocked_ms: Option<u64>,
     /// The old leader's role after the partition healed.
     pub role_after_heal: Option<String>,
@@ -104,6 +108,12 @@ pub struct Observations {
     /// Why the partition could not run here (no root, no iptables); never in CI.
     pub partition_skipped: Option<String>,
     pub partition: Option<Partition>,
+    /// With the lease on etcd: the leader cut off from etcd but not from PostgreSQL.
+    #[serde(default)]
+    pub partition_from_etcd: Option<Partition>,
+    /// `row` or `etcd`: where the nodes' lease lived.
+    #[serde(default = "row_lease")]
+    pub lease_store: String,
     /// Every write of the load-balanced client, over all phases.
     pub writes: Vec<WriteLog>,
     /// Every row with SQL at the end.
@@ -116,3 +126,7 @@ pub struct Observations {
 }
 
 crate::observed_with_aborted_field!(Observations);
+
+fn row_lease() -> String {
+    "row".into()
+}

@@ -1,6 +1,7 @@
-//! The VAL16 slice: a rogue holder and epoch written into the lease row under a leader, a
-//! leader frozen past its TTL, and a leader cut off from PostgreSQL by a real partition, all
-//! under a client writing continuously; the report from what was observed.
+//! The VAL16 slice: a rogue holder and epoch written into the lease row (with the lease on
+//! etcd: the leader key) under a leader, a leader frozen past its TTL, and a leader cut off from
+//! PostgreSQL by a real partition (on etcd, then also from etcd alone), all under a client
+//! writing continuously; the report from what was observed.
 
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,7 @@ use crate::{
         history_and_rows, lease_history, look_up, rows_table, single_write, stored_rows, writes_jsonl, Agreement,
         Cluster, SingleWrite,
     },
+    etcd::EtcdCluster,
     harness::connect_and_describe,
     harness::{guarded, Slice, SliceLab},
     netns::NetnsHost,
@@ -37,6 +39,7 @@ pub struct Val16;
 
 impl Slice for Val16 {
     crate::slice_identity!("val16", "VAL 16 — Split-Brain Chaos Validation", [SkipFencing]);
+    const ON_EITHER_LEASE_STORE: bool = true;
 
     fn run(lab: SliceLab<'_>, obs: &mut Observations, report: &mut Report) -> Option<String> {
         let mut cluster = lab.cluster(Self::ID);
@@ -46,9 +49,11 @@ impl Slice for Val16 {
             "--renew-interval-ms".into(),
             RENEW_INTERVAL_MS.to_string(),
         ]);
+        obs.lease_store = lab.lease.kind().to_owned();
+        let etcd = lab.lease.etcd();
         let mut writer = None;
         let mut host = None;
-        let aborted = guarded(|| phases(&mut cluster, &*lab.pg, &mut writer, &mut host, obs, report));
+        let aborted = guarded(|| phases(&mut cluster, &*lab.pg, etcd, &mut writer, &mut host, obs, report));
         if let Some(writer) = writer.take() {
             obs.writes.extend(writer.finish());
         }
@@ -74,6 +79,7 @@ impl Slice for Val16 {
 fn phases(
     cluster: &mut Cluster,
     pg: &dyn PgBackend,
+    etcd: Option<&EtcdCluster>,
     writer: &mut Option<Writer>,
     host: &mut Option<NetnsHost>,
     obs: &mut Observations,
@@ -113,7 +119,10 @@ fn phases(
     // Writes under the stale leader's term, so VAL16-04 has rows to count at the injection and
     // VAL16-06 acknowledged writes from before it.
     wait_for_writes(writer);
-    let (injection, injected) = inject(&mut db, cluster, &baseline)?;
+    let (injection, injected) = match etcd {
+        None => inject(&mut db, cluster, &baseline)?,
+        Some(etcd) => inject_into_etcd(&mut db, cluster, &baseline, etcd)?,
+    };
     let stale = injection.stale_leader.clone();
     let mut divergence = Divergence {
         detected_ms: None,
@@ -147,6 +156,13 @@ fn phases(
         views.iter().all(|v| v.epoch.is_some_and(|e| e > injected_epoch))
     })?;
     obs.recovery_ms = Some(injected.elapsed().as_millis() as u64);
+    if etcd.is_some() {
+        // The rewrite of the etcd key does not move the database's fence; the successor's
+        // acquisition does, and from then on no write of the stale epoch can commit.
+        if let Some(injection) = obs.injection.as_mut() {
+            injection.stale_rows_at_injection = count_epoch_rows(&mut db, injection.stale_epoch)?;
+        }
+    }
     cluster.write("val16-05-recovered.txt", format!("{recovered:#?}\n"))?;
     obs.recovered = Some(recovered.clone());
     // Writes under the recovered leader, so the pause starts from a term with rows (VAL16-07's
@@ -175,10 +191,124 @@ fn phases(
         cluster.stop_node(node);
     }
     let made = host.insert(NetnsHost::create("val16")?);
-    let partition = partition(cluster, pg, made, writer)?;
-    cluster.write("val16-08-partition.txt", format!("{partition:#?}\n"))?;
-    obs.partition = Some(partition);
+    let relays = Relays::start(made, pg, etcd)?;
+    let from_database = partition(cluster, pg, made, &relays, &relays.database, "partition", writer)?;
+    cluster.write("val16-08-partition.txt", format!("{from_database:#?}\n"))?;
+    obs.partition = Some(from_database);
+    if !relays.etcd.is_empty() {
+        // The new fault of the etcd lease: cut off from etcd, PostgreSQL still reachable. It
+        // must stop writing before etcd lets anyone else lead.
+        if let Some(writer) = writer.take() {
+            obs.writes.extend(writer.finish());
+        }
+        lead_from_namespace(cluster)?;
+        let from_etcd = partition(cluster, pg, made, &relays, &relays.etcd, "cut-from-etcd", writer)?;
+        cluster.write("val16-08-partition-from-etcd.txt", format!("{from_etcd:#?}\n"))?;
+        obs.partition_from_etcd = Some(from_etcd);
+    }
     Ok(())
+}
+
+/// The host's relays the namespace node reaches the database and etcd's members through.
+struct Relays {
+    database: Vec<u16>,
+    etcd: Vec<u16>,
+    /// `--etcd-endpoints` for the namespace node: the members through the relays.
+    etcd_endpoints: String,
+}
+
+impl Relays {
+    fn start(host: &mut NetnsHost, pg: &dyn PgBackend, etcd: Option<&EtcdCluster>) -> Result<Self, String> {
+        let database = vec![host.relay_to(pg.port())?];
+        let mut relayed = Vec::new();
+        for port in etcd.map(EtcdCluster::client_ports).unwrap_or_default() {
+            relayed.push(host.relay_to(port)?);
+        }
+        let etcd_endpoints = relayed
+            .iter()
+            .map(|port| format!("http://{}:{port}", host.host_ip))
+            .collect::<Vec<_>>()
+            .join(",");
+        Ok(Self {
+            database,
+            etcd: relayed,
+            etcd_endpoints,
+        })
+    }
+}
+
+/// Makes the namespace node the leader again: the other leader is stopped cleanly (its release
+/// wakes the namespace node) and restarted as a follower.
+fn lead_from_namespace(cluster: &mut Cluster) -> Result<(), String> {
+    for _ in 0..3 {
+        let agreed = cluster.wait_for_agreement(Duration::from_secs(15))?;
+        if agreed.leader == PARTITIONED {
+            return Ok(());
+        }
+        let leader = agreed.leader.clone();
+        cluster.stop_node(&leader);
+        cluster.nodes[PARTITIONED].wait_for_role("leader", Duration::from_secs(15))?;
+        let spec = cluster.spec(&leader);
+        cluster.start_spec(spec)?;
+    }
+    Err(format!("{PARTITIONED} did not lead again for the cut from etcd"))
+}
+
+/// Counts the rows committed at `epoch`.
+fn count_epoch_rows(db: &mut postgres::Client, epoch: i64) -> Result<i64, String> {
+    Ok(db
+        .query_one("SELECT count(*) FROM autonomy_app.rollouts WHERE epoch = $1", &[&epoch])
+        .map_err(|e| format!("count the rows of epoch {epoch}: {e}"))?
+        .get(0))
+}
+
+/// Rewrites the leader key in etcd by hand (`etcdctl put`): a rogue holder at a far higher
+/// epoch, on the stale leader's own etcd lease, as the row's rewrite keeps the holder's session:
+/// only the stale leader's own checks can notice, and the key frees once it lets go. Returns it
+/// with the instant the put returned.
+fn inject_into_etcd(
+    db: &mut postgres::Client,
+    cluster: &Cluster,
+    baseline: &Agreement,
+    etcd: &EtcdCluster,
+) -> Result<(Injection, Instant), String> {
+    let key = format!("{}leader", crate::lease_store::prefix("val16"));
+    // The lease from the JSON form (whose values are base64), the value from the plain one.
+    let read = etcd.etcdctl(&["get", "-w", "json", &key]);
+    let answer: serde_json::Value =
+        serde_json::from_slice(&read.stdout).map_err(|e| format!("read the leader key {key}: {e}: {read:?}"))?;
+    let lease = answer["kvs"][0]["lease"]
+        .as_i64()
+        .ok_or_else(|| format!("the leader key {key} has no lease: {answer}"))?;
+    let read = etcd.etcdctl(&["get", "--print-value-only", &key]);
+    let mut value: serde_json::Value =
+        serde_json::from_slice(&read.stdout).map_err(|e| format!("read the leader key {key}: {e}: {read:?}"))?;
+    let stale_leader = value["holder_id"].as_str().unwrap_or_default().to_owned();
+    let stale_epoch = value["epoch"].as_i64().unwrap_or_default();
+    let injected_epoch = stale_epoch + 1000;
+    value["holder_id"] = ROGUE_HOLDER.into();
+    value["holder_address"] = "http://127.0.0.1:9".into();
+    value["epoch"] = injected_epoch.into();
+    value["instance"] = "rogue".into();
+    let put = etcd.etcdctl(&["put", &format!("--lease={lease:x}"), &key, &value.to_string()]);
+    if !put.status.success() {
+        return Err(format!("rewrite the leader key: {put:?}"));
+    }
+    let committed = Instant::now();
+    let injected_at_us = cluster.clock.now_us();
+    if stale_leader != baseline.leader {
+        return Err(format!("the lease moved to {stale_leader} before the injection"));
+    }
+    let injection = Injection {
+        stale_leader,
+        stale_epoch,
+        rogue_holder: ROGUE_HOLDER.into(),
+        injected_epoch,
+        injected_at_us,
+        stale_rows_at_injection: count_epoch_rows(db, stale_epoch)?,
+        renew_interval_ms: RENEW_INTERVAL_MS,
+    };
+    Ok((injection, committed))
 }
 
 /// Rewrites the lease row to name a rogue holder at a far higher epoch, keeping the rest (the
@@ -309,27 +439,39 @@ fn watch_frozen(
     Ok((pending, takeover_ms, successor_epoch, rows_at_takeover))
 }
 
-/// The partitioned node leads from its own namespace with a follower on this host; iptables
-/// in the namespace then drops its traffic to PostgreSQL; later the rules are removed.
+/// The partitioned node leads from its own namespace with a follower on this host (started
+/// the first time); iptables in the namespace then drops its traffic to the relays `cut` (the
+/// database's, or etcd's); later the rules are removed.
 fn partition(
     cluster: &mut Cluster,
     pg: &dyn PgBackend,
     host: &mut NetnsHost,
+    relays: &Relays,
+    cut_ports: &[u16],
+    label: &str,
     writer: &mut Option<Writer>,
 ) -> Result<Partition, String> {
-    let relay_port = host.relay_to(pg.port())?;
-    cluster.start_in_namespace(PARTITIONED, pg, host, relay_port)?;
-    cluster.nodes[PARTITIONED].wait_for_role("leader", Duration::from_secs(15))?;
     let follower = NODES[0];
-    let spec = cluster.spec(follower);
-    cluster.start_spec(spec)?;
+    if !cluster.nodes.contains_key(PARTITIONED) {
+        // Its etcd endpoints are the relays too, so the namespace reaches etcd only through them.
+        let saved = cluster.extra_args.clone();
+        if let Some(at) = cluster.extra_args.iter().position(|a| a == "--etcd-endpoints") {
+            cluster.extra_args[at + 1] = relays.etcd_endpoints.clone();
+        }
+        let started = cluster.start_in_namespace(PARTITIONED, pg, host, relays.database[0]);
+        cluster.extra_args = saved;
+        started?;
+        cluster.nodes[PARTITIONED].wait_for_role("leader", Duration::from_secs(15))?;
+        let spec = cluster.spec(follower);
+        cluster.start_spec(spec)?;
+    }
     let formed = cluster.wait_for_agreement(Duration::from_secs(15))?;
     if formed.leader != PARTITIONED {
         return Err(format!("{PARTITIONED} should lead before the cut: {formed:#?}"));
     }
     *writer = Some(Writer::start(
         cluster.clock,
-        "partition",
+        label,
         cluster.urls.clone(),
         Duration::from_millis(5),
     ));
@@ -337,7 +479,9 @@ fn partition(
     wait_for_writes(writer);
 
     let cut = Instant::now();
-    host.cut(relay_port)?;
+    for port in cut_ports {
+        host.cut(*port)?;
+    }
     let mut blocked_ms = None;
     let mut takeover_ms = None;
     let mut new_epoch = None;
@@ -357,7 +501,9 @@ fn partition(
     }
     // Writes through the successor (rows of the new epoch for the gap), then the link comes back.
     wait_for_writes(writer);
-    host.heal(relay_port)?;
+    for port in cut_ports {
+        host.heal(*port)?;
+    }
     let rejoined = cluster.nodes[PARTITIONED].wait_for_role("follower", Duration::from_secs(15));
     let role_after_heal = cluster.status(PARTITIONED).role;
     if let Err(error) = rejoined {

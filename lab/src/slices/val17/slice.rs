@@ -33,7 +33,7 @@ impl Slice for Val17 {
     fn run(mut lab: SliceLab<'_>, obs: &mut Observations, report: &mut Report) -> Option<String> {
         let mut cluster = lab.cluster(Self::ID);
         let described = lab.lease.describe();
-        let mut outage = match lab.lease.etcd() {
+        let mut outage = match lab.lease.etcd_mut() {
             Some(etcd) => Outage::EtcdQuorum(etcd),
             None => Outage::Database,
         };
