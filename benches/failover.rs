@@ -41,7 +41,7 @@ struct Cluster {
     clock: Clock,
     /// More `ha serve` flags (the etcd lease's).
     extra_args: Vec<String>,
-    /// Prefixes the phase names and the rollouts' names.
+    /// Prefixes the phase names and the rollouts' names (`etcd-`).
     label: &'static str,
 }
 
@@ -149,10 +149,10 @@ impl Cluster {
         );
         if let Ok(path) = std::env::var("BENCH_WRITES_LOG") {
             let lines: Vec<String> = writes.iter().map(|w| serde_json::to_string(w).unwrap()).collect();
-            std::fs::write(format!("{path}.{signal}.jsonl"), lines.join("\n")).unwrap();
+            std::fs::write(format!("{path}.{}{signal}.jsonl", self.label), lines.join("\n")).unwrap();
         }
         Phase {
-            name: format!("{}{signal}", self.label),
+            name: format!("{}{signal}", self.label.replace('-', " ")),
             failover_us,
             writes,
         }
@@ -277,7 +277,7 @@ fn main() {
             "--etcd-prefix".into(),
             "/autonomy-bench/".into(),
         ];
-        cluster.label = "etcd ";
+        cluster.label = "etcd-";
         for node in NODES {
             cluster.start(node);
         }
