@@ -353,3 +353,71 @@ fn nodes_on_different_lease_stores_never_interleave_their_writes() {
         );
     }
 }
+
+/// With etcd's auth on, a node with the user's password leads, and never writes the password
+/// to its log; one with a wrong password exits 2 at start naming --etcd-user, without the
+/// password in its message.
+#[test]
+fn etcd_auth_takes_the_password_from_the_environment_and_never_shows_it() {
+    let lab = common::or_skip!(Lab::start_or_skip("etcd-auth"));
+    let etcd = common::or_skip!(EtcdCluster::start_or_skip(
+        &lab.scratch.path().join("etcd"),
+        "etcd-auth",
+        1
+    ));
+    let password = "pw-Zq8-never-shown";
+    for args in [
+        vec!["user", "add", &format!("root:{password}")[..]],
+        vec!["auth", "enable"],
+    ] {
+        let done = etcd.etcdctl(&args);
+        assert!(done.status.success(), "etcdctl {args:?}: {done:?}");
+    }
+
+    let mut spec = lab.node_spec("node-auth", false);
+    spec.extra_args = on_etcd(&etcd, "/autonomy-test/auth/");
+    spec.extra_args.extend(["--etcd-user".into(), "root".into()]);
+    spec.env.push(("AUTONOMY_ETCD_PASSWORD".into(), password.into()));
+    let node = Node::start_leader(spec).unwrap_or_else(|e| panic!("{e}"));
+    write_rollout(&node, "with-auth").unwrap_or_else(|e| panic!("the leader writes: {e}\n{}", node.log()));
+    let log = node.log();
+    drop(node);
+    assert!(!log.contains(password), "the password is in the node's log:\n{log}");
+
+    let backups = lab.scratch.path().join("backups").display().to_string();
+    let audit = lab.audit_dir().display().to_string();
+    let endpoints = etcd.endpoints().join(",");
+    let refused = common::cli::Cli::for_server("http://127.0.0.1:1")
+        .with_env("AUTONOMY_DATABASE_URL", &lab.url())
+        .with_env("AUTONOMY_ETCD_PASSWORD", "not-the-password")
+        .run_within(
+            &[
+                "ha",
+                "serve",
+                "--node-id",
+                "node-bad-auth",
+                "--listen",
+                "127.0.0.1:0",
+                "--backup-dir",
+                &backups,
+                "--audit-dir",
+                &audit,
+                "--lease-store",
+                "etcd",
+                "--etcd-endpoints",
+                &endpoints,
+                "--etcd-prefix",
+                "/autonomy-test/auth/",
+                "--etcd-user",
+                "root",
+            ],
+            Duration::from_secs(60),
+        );
+    assert_eq!(refused.exit_code, Some(2), "{refused}");
+    assert!(refused.stderr.contains("--etcd-user root"), "{refused}");
+    assert!(!refused.stderr.contains("not-the-password"), "{refused}");
+    assert!(
+        refused.elapsed_ms < 10_000,
+        "a refused password is not waited on: {refused}"
+    );
+}

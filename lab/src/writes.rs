@@ -119,10 +119,12 @@ fn write_one(clock: Clock, name: &str, nodes: &Mutex<BTreeMap<String, String>>, 
     let mut hint: Option<String> = None;
     *turn += 1;
     while Instant::now() < give_up {
-        let target = hint.take().unwrap_or_else(|| {
-            let urls: Vec<String> = nodes.lock().unwrap().values().cloned().collect();
-            urls[*turn % urls.len()].clone()
-        });
+        let urls: Vec<String> = nodes.lock().unwrap().values().cloned().collect();
+        let Some(target) = hint.take().or_else(|| urls.get(*turn % urls.len().max(1)).cloned()) else {
+            // Every node is stopped for a moment (a bench restarting them all): wait for one.
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
+        };
         let client = NodeClient::with_timeout(&target, Some(LAB_TOKEN.into()), Some(Duration::from_secs(3)));
         let at_us = clock.now_us();
         let answer = client.post::<_, serde_json::Value>("/v1/rollouts", &body);

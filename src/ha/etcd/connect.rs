@@ -38,6 +38,12 @@ pub enum EtcdError {
     OtherDatabase { prefix: String, token: String },
     #[error("the etcd cluster refused a request at start ({doing}): {reason}; check --etcd-user and the password")]
     Refused { doing: &'static str, reason: String },
+    #[error("--etcd-user {user}: etcd refused the user or its password ({endpoint}: {reason}); check --etcd-user and AUTONOMY_ETCD_PASSWORD (or --etcd-password-file)")]
+    AuthFailed {
+        user: String,
+        endpoint: String,
+        reason: String,
+    },
 }
 
 /// A client of the whole cluster: requests go to any member that answers, and only to one that
@@ -155,6 +161,17 @@ pub async fn check_cluster(
     let started = Instant::now();
     let answered = loop {
         let health = endpoint_health(settings).await;
+        // A refused user or password does not get better by waiting.
+        if let Some(refused) = health
+            .iter()
+            .find(|h| h.error.as_deref().is_some_and(|e| e.contains("authentication failed")))
+        {
+            return Err(EtcdError::AuthFailed {
+                user: settings.user.as_ref().map(|(user, _)| user.clone()).unwrap_or_default(),
+                endpoint: refused.endpoint.clone(),
+                reason: refused.error.clone().unwrap_or_default(),
+            });
+        }
         if health.iter().any(|h| h.cluster_id.is_some()) {
             break health;
         }

@@ -103,7 +103,7 @@ impl LeaseStore for EtcdLeaseStore {
 
     async fn open(&self) -> Result<EtcdLeaseSession, StoreError> {
         let context = self.context.clone();
-        let (db, db_events) = db::connect_with_events(&context.database_url, context.node_id.as_str(), "lease").await?;
+        // etcd first: while it has no quorum, retries cost the database no connection each.
         let (mut etcd, endpoint) = super::connect_one(
             &context.settings,
             std::time::Duration::from_secs(2),
@@ -112,6 +112,7 @@ impl LeaseStore for EtcdLeaseStore {
         .await
         .map_err(failed("connect"))?;
         tracing::debug!(%endpoint, "the lease session talks to this etcd member");
+        let (db, db_events) = db::connect_with_events(&context.database_url, context.node_id.as_str(), "lease").await?;
         let watch = etcd
             .watch(context.keys.leader(), None)
             .await
