@@ -44,32 +44,53 @@ impl EtcdCluster {
         }
     }
 
-    /// Starts `size` members under `root` (created) and waits until every one is healthy.
+    /// Starts `size` members under `root` (created) and waits until every one is healthy. A
+    /// free port can be taken by another process between its choice and etcd's bind: a
+    /// member that exits at start has the whole cluster started again on new ports (three
+    /// tries), in a directory of its own.
     pub fn start(root: &Path, size: usize) -> Result<Self, EtcdUnavailable> {
         Command::new(etcd_binary())
             .arg("--version")
             .output()
             .map_err(|e| EtcdUnavailable(format!("etcd cannot run ({e}); scripts/install-prereqs.sh installs it")))?;
-        std::fs::create_dir_all(root).map_err(|e| EtcdUnavailable(format!("create {}: {e}", root.display())))?;
-        let members = (1..=size)
-            .map(|i| Member {
-                name: format!("m{i}"),
-                client_port: crate::backend::free_port(),
-                peer_port: crate::backend::free_port(),
-                child: None,
-            })
-            .collect();
-        let mut cluster = Self {
-            members,
-            root: root.to_owned(),
-            token: format!("autonomy-lab-{}-{}", std::process::id(), crate::run::run_id()),
-        };
-        // Together: a member of a new cluster waits for its peers before it answers.
-        for index in 0..size {
-            cluster.spawn(index).map_err(EtcdUnavailable)?;
+        let mut failures = Vec::new();
+        for attempt in 1..=3 {
+            let root = root.join(format!("try-{attempt}"));
+            std::fs::create_dir_all(&root).map_err(|e| EtcdUnavailable(format!("create {}: {e}", root.display())))?;
+            let members = (1..=size)
+                .map(|i| Member {
+                    name: format!("m{i}"),
+                    client_port: crate::backend::free_port(),
+                    peer_port: crate::backend::free_port(),
+                    child: None,
+                })
+                .collect();
+            let mut cluster = Self {
+                members,
+                root,
+                token: format!("autonomy-lab-{}-{}-{attempt}", std::process::id(), crate::run::run_id()),
+            };
+            // Together: a member of a new cluster waits for its peers before it answers.
+            for index in 0..size {
+                cluster.spawn(index).map_err(EtcdUnavailable)?;
+            }
+            match cluster.wait_healthy(Duration::from_secs(30)) {
+                Ok(()) => return Ok(cluster),
+                Err(reason) => failures.push(format!("try {attempt}: {reason}")),
+            }
+            if !cluster.a_member_exited() {
+                break;
+            }
         }
-        cluster.wait_healthy(Duration::from_secs(30)).map_err(EtcdUnavailable)?;
-        Ok(cluster)
+        Err(EtcdUnavailable(failures.join("\n")))
+    }
+
+    /// True if a member's process has ended (it could not bind its ports, or crashed).
+    fn a_member_exited(&mut self) -> bool {
+        self.members
+            .iter_mut()
+            .filter_map(|m| m.child.as_mut())
+            .any(|child| child.try_wait().is_ok_and(|status| status.is_some()))
     }
 
     /// Every member's client URL (`http://127.0.0.1:<port>`), the first member's first.
@@ -109,15 +130,16 @@ impl EtcdCluster {
             .expect("etcdctl runs")
     }
 
-    /// Waits until every running member reports itself healthy.
-    pub fn wait_healthy(&self, limit: Duration) -> Result<(), String> {
+    /// Waits until every running member reports itself healthy; gives up at once when a
+    /// member's process has ended.
+    pub fn wait_healthy(&mut self, limit: Duration) -> Result<(), String> {
         let deadline = Instant::now() + limit;
         loop {
             let health = self.etcdctl(&["endpoint", "health"]);
             if health.status.success() {
                 return Ok(());
             }
-            if Instant::now() > deadline {
+            if Instant::now() > deadline || self.a_member_exited() {
                 return Err(format!(
                     "the etcd cluster was not healthy within {limit:?}: {}{}\nlogs:\n{}",
                     String::from_utf8_lossy(&health.stdout),
