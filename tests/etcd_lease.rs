@@ -2,7 +2,8 @@
 //! database. One leader of three, a clean stop hands over through the revoke and the watch
 //! (no TTL wait), a SIGKILL waits for the TTL, the fence in the database turns away the old
 //! epoch, member keys list every node, and a start with unusable etcd settings exits 2 naming
-//! the flag, with nothing written.
+//! the flag, with nothing written, and the database lost under the etcd lease blocks writes
+//! until it is back.
 
 use std::time::{Duration, Instant};
 
@@ -420,4 +421,51 @@ fn etcd_auth_takes_the_password_from_the_environment_and_never_shows_it() {
         refused.elapsed_ms < 10_000,
         "a refused password is not waited on: {refused}"
     );
+}
+
+/// With the lease on etcd, losing the database still means "no leader, writes blocked": the
+/// lease session holds a database connection for the fence, so every node steps down and
+/// refuses writes with quorum_lost; when the database is back, one node leads again at a
+/// higher epoch and writes resume.
+#[test]
+fn the_database_lost_under_the_etcd_lease_blocks_writes_until_it_is_back() {
+    let mut lab = common::or_skip!(Lab::start_or_skip("etcd-db-outage"));
+    let etcd = common::or_skip!(EtcdCluster::start_or_skip(
+        &lab.scratch.path().join("etcd"),
+        "etcd-db-outage",
+        1
+    ));
+    let nodes = start_nodes(&lab, &etcd, "/autonomy-test/db-outage/", &["node-1", "node-2"]);
+    let before = settled(&nodes.iter().collect::<Vec<_>>(), 0, Duration::from_secs(30));
+    let epoch = before[0]["epoch"].as_i64().expect("an epoch");
+
+    lab.pg.stop_abruptly().unwrap_or_else(|e| panic!("{e}"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let all: Vec<serde_json::Value> = nodes.iter().map(status).collect();
+        if all
+            .iter()
+            .all(|s| s["db_reachable"] == false && s["can_accept_protected_writes"] == false)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the nodes did not report the database lost: {all:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for node in &nodes {
+        match write_rollout(node, &format!("during-outage-{}", node.spec.node_id)) {
+            Err(autonomy::client::ClientError::Api { status, code, .. }) => {
+                assert_eq!((status, code.as_str()), (503, "quorum_lost"), "{}", node.spec.node_id)
+            }
+            other => panic!("a write during the outage must be refused: {other:?}"),
+        }
+    }
+
+    lab.pg.start_again().unwrap_or_else(|e| panic!("{e}"));
+    let after = settled(&nodes.iter().collect::<Vec<_>>(), epoch, Duration::from_secs(30));
+    let leader = after.iter().position(|s| s["role"] == "leader").expect("a leader");
+    write_rollout(&nodes[leader], "after-outage").unwrap_or_else(|e| panic!("writes resume: {e}"));
 }
