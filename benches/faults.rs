@@ -296,11 +296,7 @@ fn etcd_quorum_loss(cluster: &Cluster, etcd: &mut common::etcd::EtcdCluster) -> 
     etcd.stop_member(1);
     etcd.stop_member(2);
     let everyone = cluster.node_ids();
-    poll_until(cluster, &everyone, |views| {
-        views
-            .iter()
-            .all(|v| v.db_reachable == Some(false) && v.can_accept_protected_writes == Some(false))
-    });
+    poll_until(cluster, &everyone, all_blocked);
     let detection = stopped.elapsed();
     std::thread::sleep(Duration::from_millis(500));
     let starting = Instant::now();
@@ -365,11 +361,7 @@ fn outage(cluster: &Cluster, pg: &mut dyn PgBackend) -> (u64, u64, u64, u64) {
         stop_returned + probe.elapsed()
     };
     let everyone = cluster.node_ids();
-    poll_until(cluster, &everyone, |views| {
-        views
-            .iter()
-            .all(|v| v.db_reachable == Some(false) && v.can_accept_protected_writes == Some(false))
-    });
+    poll_until(cluster, &everyone, all_blocked);
     let detection = stopped.elapsed();
     std::thread::sleep(Duration::from_millis(500));
     let starting = Instant::now();
@@ -383,6 +375,13 @@ fn outage(cluster: &Cluster, pg: &mut dyn PgBackend) -> (u64, u64, u64, u64) {
         restart.as_micros() as u64,
         recovery.as_micros() as u64,
     )
+}
+
+/// Every node reports its lease store lost and refuses protected writes.
+fn all_blocked(views: &[common::watch::StatusSample]) -> bool {
+    views
+        .iter()
+        .all(|v| v.db_reachable == Some(false) && v.can_accept_protected_writes == Some(false))
 }
 
 /// Polls the statuses of `nodes` every POLL until `done` holds; panics after 30 s.

@@ -332,13 +332,7 @@ fn inject(db: &mut postgres::Client, cluster: &Cluster, baseline: &Agreement) ->
     tx.commit().map_err(|e| format!("commit the injection: {e}"))?;
     let committed = Instant::now();
     let injected_at_us = cluster.clock.now_us();
-    let stale_rows_at_injection: i64 = db
-        .query_one(
-            "SELECT count(*) FROM autonomy_app.rollouts WHERE epoch = $1",
-            &[&stale_epoch],
-        )
-        .map_err(|e| format!("count the stale epoch's rows: {e}"))?
-        .get(0);
+    let stale_rows_at_injection = count_epoch_rows(db, stale_epoch)?;
     let stale_leader = stale_leader.unwrap_or_default();
     if stale_leader != baseline.leader {
         return Err(format!("the lease moved to {stale_leader} before the injection"));
